@@ -1,0 +1,19 @@
+"""mixslam: mixed-precision back-end optimization for SLAM (pose graphs and bundle adjustment)."""
+from __future__ import annotations
+
+import logging
+
+from .errors import (GaugeError, InformationMatrixError, InputFormatError, MixslamError, NonFiniteError,
+                     PrecisionPolicyError, SolverError)
+from .precision import Precision, PrecisionPolicy, QuantizationStats, quantize
+from .problem.pose_graph import PoseGraph
+
+__version__ = "0.1.0"
+
+logging.getLogger("mixslam").addHandler(logging.NullHandler())
+
+__all__ = [
+    "GaugeError", "InformationMatrixError", "InputFormatError", "MixslamError", "NonFiniteError",
+    "PrecisionPolicyError", "SolverError", "Precision", "PrecisionPolicy", "QuantizationStats", "quantize",
+    "PoseGraph", "__version__",
+]

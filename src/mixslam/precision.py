@@ -1,0 +1,313 @@
+"""Precision as an explicit policy object, and the quantization helpers that make fp16 real.
+
+Nothing in mixslam reads a global dtype: every precision decision flows from a :class:`PrecisionPolicy`
+passed down by the caller. The state (poses, points) and the update step are always fp64.
+
+fp16 values are stored as IEEE binary16 bit patterns (``numpy.float16``, or its ``uint16`` view inside the
+compiled kernels), rounded to nearest even exactly as the x86 ``vcvtps2ph`` instruction does. bf16 values are
+stored as the upper 16 bits of an fp32, rounded to nearest even.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import PrecisionPolicyError
+
+__all__ = [
+    "Precision",
+    "PrecisionPolicy",
+    "QuantizationStats",
+    "quantize",
+    "dequantize",
+    "round_to",
+    "EPS",
+    "PRESETS",
+]
+
+
+class Precision(str, enum.Enum):
+    """A floating-point format."""
+
+    FP64 = "fp64"
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+
+    @property
+    def bits(self) -> int:
+        return {"fp64": 64, "fp32": 32, "fp16": 16, "bf16": 16}[self.value]
+
+    @property
+    def mantissa_bits(self) -> int:
+        """Significand precision p (including the implicit bit)."""
+        return {"fp64": 53, "fp32": 24, "fp16": 11, "bf16": 8}[self.value]
+
+    @property
+    def unit_roundoff(self) -> float:
+        """u = 2^-p: the relative error bound of one rounding to nearest."""
+        return 2.0 ** (-self.mantissa_bits)
+
+    @property
+    def max_finite(self) -> float:
+        return {"fp64": float(np.finfo(np.float64).max), "fp32": float(np.finfo(np.float32).max),
+                "fp16": 65504.0, "bf16": 3.3895313892515355e38}[self.value]
+
+    @property
+    def min_normal(self) -> float:
+        return {"fp64": float(np.finfo(np.float64).tiny), "fp32": float(np.finfo(np.float32).tiny),
+                "fp16": 2.0 ** -14, "bf16": float(np.finfo(np.float32).tiny)}[self.value]
+
+    @property
+    def compute_dtype(self) -> np.dtype:
+        """The numpy dtype arithmetic in this precision is carried out in (fp16/bf16 emulate via fp32)."""
+        return np.dtype(np.float64) if self is Precision.FP64 else np.dtype(np.float32)
+
+    @property
+    def storage_dtype(self) -> np.dtype:
+        """The numpy dtype values in this precision are stored in (bf16 as raw uint16 bits)."""
+        return {"fp64": np.dtype(np.float64), "fp32": np.dtype(np.float32),
+                "fp16": np.dtype(np.float16), "bf16": np.dtype(np.uint16)}[self.value]
+
+    def contains(self, other: "Precision") -> bool:
+        """True if every value of ``other`` is exactly representable in ``self``."""
+        if self is other:
+            return True
+        order = {Precision.FP64: 3, Precision.FP32: 2, Precision.FP16: 1, Precision.BF16: 1}
+        return order[self] > order[other]
+
+    @classmethod
+    def parse(cls, value: "str | Precision") -> "Precision":
+        if isinstance(value, Precision):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise PrecisionPolicyError(
+                f"unknown precision {value!r}; expected one of {[p.value for p in cls]}") from None
+
+
+#: Per-precision small-angle / tolerance table (Theseus-style), used instead of magic numbers.
+EPS = {
+    Precision.FP64: {"small_angle": 1e-8, "tiny": 1e-300},
+    Precision.FP32: {"small_angle": 1e-4, "tiny": 1e-30},
+    Precision.FP16: {"small_angle": 1e-2, "tiny": 6e-8},
+    Precision.BF16: {"small_angle": 1e-2, "tiny": 1e-30},
+}
+
+
+@dataclass(frozen=True)
+class PrecisionPolicy:
+    """Which floating-point format each operation of a solve uses.
+
+    The state and the update are applied in fp64 whatever the policy says. ``*_storage`` is the format the
+    values are held in memory; ``*_accumulate`` is the format the sums and products are carried out in. fp16
+    storage with fp32 accumulation and true fp16 arithmetic are different policies.
+    """
+
+    name: str
+    """Name shown in reports."""
+    cost: Precision = Precision.FP64
+    """Precision of the cost 0.5 Σ eᵀΩe that LM uses to accept or reject a step (fp32 or wider)."""
+    residual: Precision = Precision.FP64
+    """Precision the residuals and Jacobian blocks are evaluated in (fp32 or wider)."""
+    jacobian_storage: Precision = Precision.FP64
+    """Format the Jacobian blocks are stored in for the Krylov products J·x and Jᵀ·y."""
+    jacobian_accumulate: Precision = Precision.FP64
+    """Arithmetic of the Jacobian products (must contain ``jacobian_storage``)."""
+    rhs: Precision = Precision.FP64
+    """Precision of the right-hand side Jᵀr, always computed from the unquantized Jacobian."""
+    preconditioner_storage: Precision = Precision.FP64
+    """Format the preconditioner factors (block-Jacobi inverses, IC factor) are stored in."""
+    preconditioner_accumulate: Precision = Precision.FP64
+    """Arithmetic of the preconditioner application (the triangular solves)."""
+    krylov: Precision = Precision.FP64
+    """Format of the Krylov vectors and scalars (CG iterates, residuals, search directions)."""
+    fallback: bool = True
+    """If a quantization overflows despite scaling, redo that operation in the next wider format (and
+    record it) instead of continuing with infinities."""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            if f.type in ("Precision",) or f.name in _PRECISION_FIELDS:
+                object.__setattr__(self, f.name, Precision.parse(getattr(self, f.name)))
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse combinations that make no sense, with the rule that they break."""
+        if self.cost not in (Precision.FP64, Precision.FP32):
+            raise PrecisionPolicyError(
+                f"policy {self.name!r}: cost precision {self.cost.value} is below fp32; the cost decides "
+                "whether LM accepts a step and must be fp32 or fp64")
+        if self.residual not in (Precision.FP64, Precision.FP32):
+            raise PrecisionPolicyError(
+                f"policy {self.name!r}: residual precision {self.residual.value} is below fp32; residuals "
+                "are differences of nearby poses and lose all digits in 16 bits. Use fp32 or fp64")
+        if not self.cost.contains(self.residual) and self.cost is not self.residual:
+            pass  # a wider cost than residual is fine; a narrower one is refused below
+        for store, acc in (("jacobian_storage", "jacobian_accumulate"),
+                           ("preconditioner_storage", "preconditioner_accumulate")):
+            s, a = getattr(self, store), getattr(self, acc)
+            if not a.contains(s):
+                raise PrecisionPolicyError(
+                    f"policy {self.name!r}: {acc}={a.value} is narrower than {store}={s.value}; "
+                    "accumulating in a narrower type than the storage throws digits away for nothing")
+        if self.rhs in (Precision.FP16, Precision.BF16):
+            raise PrecisionPolicyError(
+                f"policy {self.name!r}: rhs={self.rhs.value}; the gradient Jᵀr must be fp32 or wider "
+                "(from a 16-bit Jacobian LM stalls)")
+
+    @property
+    def uses_16bit(self) -> bool:
+        return any(getattr(self, n) in (Precision.FP16, Precision.BF16) for n in _PRECISION_FIELDS)
+
+    def replace(self, **changes) -> "PrecisionPolicy":
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        out = {}
+        for n in ("name", *_PRECISION_FIELDS, "fallback"):
+            v = getattr(self, n)
+            out[n] = v.value if isinstance(v, Precision) else v
+        return out
+
+    @classmethod
+    def preset(cls, name: "str | PrecisionPolicy", problem: str = "pgo") -> "PrecisionPolicy":
+        """The named preset for a problem kind (``"pgo"`` or ``"ba"``); see the README's policy table."""
+        if isinstance(name, PrecisionPolicy):
+            return name
+        key = str(name).lower()
+        table = PRESETS.get(problem)
+        if table is None:
+            raise PrecisionPolicyError(f"unknown problem kind {problem!r}; expected 'pgo' or 'ba'")
+        if key not in table:
+            raise PrecisionPolicyError(
+                f"unknown precision preset {name!r}; expected one of {sorted(table)}")
+        return table[key]
+
+
+_PRECISION_FIELDS = ("cost", "residual", "jacobian_storage", "jacobian_accumulate", "rhs",
+                     "preconditioner_storage", "preconditioner_accumulate", "krylov")
+
+_F64, _F32, _F16 = Precision.FP64, Precision.FP32, Precision.FP16
+
+
+def _make_presets() -> dict:
+    fp64 = PrecisionPolicy("fp64")
+    fp32 = PrecisionPolicy("fp32", cost=_F64, residual=_F32, jacobian_storage=_F32, jacobian_accumulate=_F32,
+                           rhs=_F32, preconditioner_storage=_F32, preconditioner_accumulate=_F32, krylov=_F32)
+    # PGO: the paper's design: IC triangular solves read a 16-bit factor, everything else fp32.
+    mixed_pgo = fp32.replace(name="mixed", preconditioner_storage=_F16)
+    # BA: the Jacobian products read a 16-bit Jacobian (fp32 accumulation), everything else fp32.
+    mixed_ba = fp32.replace(name="mixed", jacobian_storage=_F16)
+    # Naive: every operation that can be 16-bit is, including the arithmetic (no fp32 accumulation).
+    fp16 = PrecisionPolicy("fp16", cost=_F32, residual=_F32, jacobian_storage=_F16, jacobian_accumulate=_F16,
+                           rhs=_F32, preconditioner_storage=_F16, preconditioner_accumulate=_F16, krylov=_F16,
+                           fallback=False)
+    # Both 16-bit stores with fp32 arithmetic, for studies.
+    mixed16 = fp32.replace(name="mixed16", jacobian_storage=_F16, preconditioner_storage=_F16)
+    return {
+        "pgo": {"fp64": fp64, "fp32": fp32, "mixed": mixed_pgo, "mixed16": mixed16, "fp16": fp16},
+        "ba": {"fp64": fp64, "fp32": fp32, "mixed": mixed_ba, "mixed16": mixed16, "fp16": fp16},
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Quantization
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class QuantizationStats:
+    """What happened when values were rounded to a narrower format."""
+
+    count: int = 0
+    """Values quantized."""
+    overflows: int = 0
+    """Finite values that became ±inf (|x| above the format's largest finite value after rounding)."""
+    underflows: int = 0
+    """Non-zero values that became exactly zero."""
+    subnormals: int = 0
+    """Non-zero values stored as subnormals (reduced precision)."""
+    nonfinite_inputs: int = 0
+    """Inputs that were already NaN or inf."""
+    max_abs: float = 0.0
+    """Largest finite input magnitude (after scaling)."""
+
+    def merge(self, other: "QuantizationStats") -> "QuantizationStats":
+        return QuantizationStats(self.count + other.count, self.overflows + other.overflows,
+                                 self.underflows + other.underflows, self.subnormals + other.subnormals,
+                                 self.nonfinite_inputs + other.nonfinite_inputs,
+                                 max(self.max_abs, other.max_abs))
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _bf16_bits(x32: np.ndarray) -> np.ndarray:
+    """fp32 -> bf16 bit patterns, rounded to nearest even (NaN stays NaN)."""
+    u = np.ascontiguousarray(x32, dtype=np.float32).view(np.uint32)
+    rounding = np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))
+    out = ((u + rounding) >> np.uint32(16)).astype(np.uint16)
+    nan = np.isnan(x32)
+    if nan.any():
+        out[nan] = np.uint16(0x7FC0)
+    return out
+
+
+def _bf16_to_f32(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+def quantize(x: np.ndarray, precision: Precision) -> tuple[np.ndarray, QuantizationStats]:
+    """Round ``x`` to ``precision`` and return (stored values, stats).
+
+    fp16 goes through fp32 first (the values the kernels quantize are fp32), then to binary16 with
+    round-to-nearest-even, the same double rounding as fp32 code calling ``vcvtps2ph``. The result is a
+    ``float16`` array for fp16, a ``uint16`` array of bf16 bits for bf16, and a native array otherwise.
+    """
+    precision = Precision.parse(precision)
+    x = np.asarray(x)
+    stats = QuantizationStats(count=int(x.size))
+    finite_in = np.isfinite(x)
+    stats.nonfinite_inputs = int(x.size - np.count_nonzero(finite_in))
+    if x.size:
+        stats.max_abs = float(np.max(np.abs(np.where(finite_in, x, 0.0))))
+    if precision is Precision.FP64:
+        return np.asarray(x, dtype=np.float64), stats
+    x32 = np.asarray(x, dtype=np.float32)
+    if precision is Precision.FP32:
+        out = x32
+        back = out
+    elif precision is Precision.FP16:
+        with np.errstate(over="ignore"):
+            out = x32.astype(np.float16)
+        back = out.astype(np.float32)
+    else:
+        out = _bf16_bits(x32)
+        back = _bf16_to_f32(out)
+    nz = (x32 != 0) & finite_in
+    stats.overflows = int(np.count_nonzero(finite_in & ~np.isfinite(back)))
+    stats.underflows = int(np.count_nonzero(nz & (back == 0)))
+    tiny = precision.min_normal
+    stats.subnormals = int(np.count_nonzero(nz & (back != 0) & (np.abs(back) < tiny)))
+    return out, stats
+
+
+def dequantize(stored: np.ndarray, precision: Precision, dtype=np.float32) -> np.ndarray:
+    """Stored values back to ``dtype`` (exact: every narrow value is representable in fp32)."""
+    precision = Precision.parse(precision)
+    if precision is Precision.BF16:
+        return _bf16_to_f32(stored).astype(dtype, copy=False)
+    return np.asarray(stored).astype(dtype, copy=False)
+
+
+def round_to(x: np.ndarray, precision: Precision) -> np.ndarray:
+    """Round to ``precision`` and return in its compute dtype (emulates one rounding of that format)."""
+    precision = Precision.parse(precision)
+    stored, _ = quantize(x, precision)
+    return dequantize(stored, precision, precision.compute_dtype)
+
+
+PRESETS = _make_presets()
