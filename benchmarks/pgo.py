@@ -1,0 +1,153 @@
+"""Pose-graph benchmark: every (precision, solver) pair side by side on each dataset, in one run.
+
+Prints, per dataset: final chi2 (g2o convention), LM iterations, CG iterations, seconds per phase, total,
+and the ratios of the linear-solve time to the same solver in fp32 and to fp64 Cholesky. Where GTSAM is
+installed (extra `peers`), its LM on the same file is timed in the same run and its answer scored with our
+cost (GTSAM minimises a different objective on 3D files: see the README's cost conventions).
+
+    python benchmarks/pgo.py                       # all files in $MIXSLAM_DATA/pgo or ../shared/data/pgo
+    python benchmarks/pgo.py sphere2500.g2o city10000.g2o --repeat 3 --csv out.csv
+
+Times are the minimum over --repeat runs (these machines are noisy; compare ratios, not absolute times).
+Compilation of the numba kernels is done before timing and reported apart.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mixslam.data import data_dir
+from mixslam.io import read_pose_graph
+from mixslam.pgo import PGOConfig, optimize_pose_graph, warmup
+from mixslam.problem.between import cost as our_cost
+from mixslam.solve import LMConfig
+
+PAIRS = [("fp64", "cholesky"), ("fp64", "ic"), ("fp32", "ic"), ("mixed", "ic"), ("mixed16", "ic"), ("fp16", "ic"),
+         ("fp64", "cgnr"), ("fp32", "cgnr"), ("mixed16", "cgnr")]
+INIT = {"torus3D.g2o": "chordal", "cubicle.g2o": "chordal"}
+REPAIR = {"cubicle.g2o": "nearest"}
+DEFAULT_FILES = ["intel.g2o", "MIT.g2o", "CSAIL.g2o", "input_M3500_g2o.g2o", "kitti_00.g2o", "city10000.g2o",
+                 "ais2klinik.g2o", "smallGrid3D.g2o", "parking-garage.g2o", "sphere2500.g2o", "torus3D.g2o",
+                 "cubicle.g2o"]
+
+
+def run_gtsam(path: Path, graph, init_graph):
+    """GTSAM LM from the same initial guess; returns (seconds, iterations, our cost of its answer) or None."""
+    try:
+        import gtsam
+    except ImportError:
+        return None
+    is3d = graph.dim == 3
+    g, initial = gtsam.readG2o(str(path), is3d)
+    # Same initial guess as ours (matters for edges-only files and chordal starts).
+    vals = gtsam.Values()
+    for k, pid in enumerate(init_graph.ids):
+        R, t = init_graph.rotations[k], init_graph.translations[k]
+        if is3d:
+            vals.insert(int(pid), gtsam.Pose3(gtsam.Rot3(R), gtsam.Point3(*t)))
+        else:
+            vals.insert(int(pid), gtsam.Pose2(t[0], t[1], float(np.arctan2(R[1, 0], R[0, 0]))))
+    first = int(graph.ids[0])
+    if is3d:
+        g.add(gtsam.PriorFactorPose3(first, vals.atPose3(first), gtsam.noiseModel.Isotropic.Sigma(6, 1e-6)))
+    else:
+        g.add(gtsam.PriorFactorPose2(first, vals.atPose2(first), gtsam.noiseModel.Isotropic.Sigma(3, 1e-6)))
+    params = gtsam.LevenbergMarquardtParams()
+    params.setRelativeErrorTol(1e-10)
+    params.setMaxIterations(200)
+    t0 = time.perf_counter()
+    opt = gtsam.LevenbergMarquardtOptimizer(g, vals, params)
+    result = opt.optimize()
+    dt = time.perf_counter() - t0
+    R = np.empty_like(graph.rotations)
+    t = np.empty_like(graph.translations)
+    for k, pid in enumerate(graph.ids):
+        if is3d:
+            p = result.atPose3(int(pid))
+            R[k], t[k] = p.rotation().matrix(), p.translation()
+        else:
+            p = result.atPose2(int(pid))
+            R[k] = np.array([[np.cos(p.theta()), -np.sin(p.theta())], [np.sin(p.theta()), np.cos(p.theta())]])
+            t[k] = [p.x(), p.y()]
+    return dt, opt.iterations(), our_cost(graph, R, t)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("files", nargs="*", help="file names in the pgo data folder (default: a standard set)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per pair; the minimum time is kept")
+    ap.add_argument("--pairs", help="comma list of precision:solver, e.g. fp32:ic,mixed:ic")
+    ap.add_argument("--csv", help="also write the rows to this CSV file")
+    ap.add_argument("--no-peers", action="store_true", help="skip GTSAM even if installed")
+    args = ap.parse_args(argv)
+    root = data_dir()
+    if root is None:
+        print("data folder not found: set MIXSLAM_DATA", file=sys.stderr)
+        return 2
+    pairs = PAIRS if not args.pairs else [tuple(p.split(":")) for p in args.pairs.split(",")]
+    print(f"numba compile/load: {warmup():.2f} s (excluded below)")
+    rows = []
+    for name in args.files or DEFAULT_FILES:
+        path = root / "pgo" / name
+        if not path.exists():
+            print(f"skip {name}: not found")
+            continue
+        graph = read_pose_graph(path, repair=REPAIR.get(name))
+        init = INIT.get(name, "file")
+        print(f"\n== {name}: {graph.num_poses} poses, {graph.num_edges} edges, {graph.dim}D, init {init}")
+        print(f"{'precision':>9} {'solver':>8} {'chi2':>16} {'LM':>4} {'CG':>6} {'jac s':>7} {'lin s':>7} "
+              f"{'total s':>8} {'lin/fp32':>8} {'lin/fp64ch':>10} {'tot/fp64ch':>10} {'ovf':>4}  status")
+        results = {}
+        for precision, solver in pairs:
+            best = None
+            for _ in range(args.repeat):
+                res, rep = optimize_pose_graph(graph, PGOConfig(precision=precision, solver=solver, init=init,
+                                                                lm=LMConfig(max_iterations=100)))
+                if best is None or rep.timing["total"] < best.timing["total"]:
+                    best = rep
+            results[(precision, solver)] = best
+        base = results.get(("fp64", "cholesky"))
+        for (precision, solver), rep in results.items():
+            f32 = results.get(("fp32", solver))
+            lin = rep.timing["linear_solve"]
+            r32 = lin / f32.timing["linear_solve"] if f32 else float("nan")
+            r64 = lin / base.timing["linear_solve"] if base else float("nan")
+            t64 = rep.timing["total"] / base.timing["total"] if base else float("nan")
+            print(f"{precision:>9} {solver:>8} {2 * rep.final_cost:16.9f} {rep.iterations:4d} {rep.linear_iterations:6d} "
+                  f"{rep.timing['jacobian']:7.3f} {lin:7.3f} {rep.timing['total']:8.3f} {r32:8.2f} {r64:10.2f} "
+                  f"{t64:10.2f} {rep.fp16_overflows:4d}  {rep.status.value}")
+            rows.append({"file": name, "precision": precision, "solver": solver, "chi2": 2 * rep.final_cost,
+                         "lm_iterations": rep.iterations, "cg_iterations": rep.linear_iterations,
+                         "residual_s": rep.timing["residual"], "jacobian_s": rep.timing["jacobian"],
+                         "linear_solve_s": lin, "update_s": rep.timing["update"], "total_s": rep.timing["total"],
+                         "init_s": rep.timing.get("init", 0.0), "linear_vs_fp32": r32, "linear_vs_fp64_cholesky": r64,
+                         "total_vs_fp64_cholesky": t64, "fp16_overflows": rep.fp16_overflows,
+                         "status": rep.status.value})
+        if not args.no_peers:
+            init_graph = graph if init == "file" else __import__("mixslam.pgo", fromlist=["initial_guess"]).initial_guess(graph, init)
+            peer = run_gtsam(path, graph, init_graph)
+            if peer is None:
+                print("    gtsam: not installed (pip install 'mixslam[peers]')")
+            else:
+                dt, its, c = peer
+                t64 = dt / base.timing["total"] if base else float("nan")
+                print(f"{'gtsam':>9} {'LM':>8} {2 * c:16.9f} {its:4d} {'':>6} {'':>7} {'':>7} {dt:8.3f} {'':>8} {'':>10} "
+                      f"{t64:10.2f}       (chi2 of GTSAM's answer in our g2o-convention cost)")
+                rows.append({"file": name, "precision": "gtsam", "solver": "LM", "chi2": 2 * c, "lm_iterations": its,
+                             "total_s": dt, "total_vs_fp64_cholesky": t64})
+    if args.csv:
+        keys = sorted({k for r in rows for k in r})
+        with open(args.csv, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Command line: ``mixslam pgo | demo``.
+
+A thin layer over the library: parse arguments, call the library, print, write files. Bad input exits with
+status 2 and the library's message on stderr; an optimization that fails exits with status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import MixslamError
+
+log = logging.getLogger("mixslam")
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity < 0 else (logging.INFO if verbosity >= 1 else logging.WARNING)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("mixslam")
+    root.handlers[:] = [h for h in root.handlers if isinstance(h, logging.NullHandler)] + [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-v", "--verbose", action="store_true", help="one progress line per iteration")
+    g.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="mixslam", description="Mixed-precision SLAM back-end optimization.")
+    ap.add_argument("--version", action="version", version=f"mixslam {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("pgo", help="optimize a pose graph (g2o or TORO file)")
+    p.add_argument("input", help="pose graph file (.g2o, TORO .graph)")
+    p.add_argument("-o", "--output", help="write the optimized graph (g2o format)")
+    p.add_argument("--tum", help="write the optimized trajectory (TUM format, vertex index as time)")
+    p.add_argument("--precision", default="fp64", choices=["fp64", "fp32", "mixed", "mixed16", "fp16"])
+    p.add_argument("--solver", default="cholesky", choices=["cholesky", "cgnr", "ic"])
+    p.add_argument("--init", default="file", choices=["file", "odometry", "chordal"])
+    p.add_argument("--max-iterations", type=int, default=100)
+    p.add_argument("--repair-information", choices=["nearest", "isotropic"],
+                   help="repair non-positive-definite information matrices instead of refusing the file")
+    p.add_argument("--report", help="write a JSON report")
+    _add_verbosity(p)
+
+    d = sub.add_parser("demo", help="the embedded default: a simulated pose graph solved with every policy")
+    d.add_argument("--out", default="mixslam-demo", help="output folder")
+    d.add_argument("--poses", type=int, default=1000, help="poses in the simulated graph")
+    d.add_argument("--seed", type=int, default=0)
+    _add_verbosity(d)
+    return ap
+
+
+def cmd_pgo(args) -> int:
+    from .io import read_pose_graph, write_g2o, write_tum
+    from .pgo import PGOConfig, optimize_pose_graph
+    from .solve.config import LMConfig
+
+    graph = read_pose_graph(args.input, repair=args.repair_information)
+    if not args.quiet:
+        print(f"{args.input}: {graph.num_poses} poses, {graph.num_edges} edges, {graph.dim}D"
+              + ("" if graph.has_initial_guess else " (no vertices: spanning-tree guess)"))
+    config = PGOConfig(precision=args.precision, solver=args.solver, init=args.init,
+                       lm=LMConfig(max_iterations=args.max_iterations, verbose=args.verbose))
+    result, report = optimize_pose_graph(graph, config)
+    if not args.quiet:
+        print(report.summary())
+        print(f"chi2 (g2o) {2 * report.initial_cost:.10g} -> {2 * report.final_cost:.10g}; "
+              f"fp16 overflows {report.fp16_overflows}; compile {report.timing.get('compile', 0):.2f} s (not in total)")
+    if args.output:
+        write_g2o(result, args.output)
+    if args.tum:
+        write_tum(args.tum, result.rotations, result.translations, timestamps=result.ids.astype(float))
+    if args.report:
+        data = report.as_dict()
+        data.update({"input": str(args.input), "num_poses": graph.num_poses, "num_edges": graph.num_edges,
+                     "warnings": graph.warnings})
+        Path(args.report).write_text(json.dumps(data, indent=2))
+    return 0 if report.status.value != "failed" else 1
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+    return run_demo(out=args.out, num_poses=args.poses, seed=args.seed, quiet=args.quiet, verbose=args.verbose)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(-1 if getattr(args, "quiet", False) else (1 if getattr(args, "verbose", False) else 0))
+    try:
+        if args.command == "pgo":
+            return cmd_pgo(args)
+        if args.command == "demo":
+            return cmd_demo(args)
+    except MixslamError as exc:
+        print(f"mixslam: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"mixslam: error: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Block sparsity of the normal matrix JᵀJ of a pose graph, analyzed once per problem.
+
+A pose graph's Jacobian has one row block per edge touching two poses (``ia``, ``ib``; -1 = fixed pose).
+Its normal matrix has a p x p block on the diagonal of every free pose and one off-diagonal block per
+connected pair. :class:`BlockPattern` computes that pattern (lower triangle, block CSR with the diagonal
+block last in each row: the layout the IC(0) kernel takes), the scatter positions of every edge's
+contributions, and the permutation to a full symmetric scipy CSC matrix for the direct solver. All of it
+once (the "analyze" step); per linearization only the numeric values are recomputed.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+
+class BlockPattern:
+    """Lower-triangular block pattern of JᵀJ over ``nv`` variables of size ``p``."""
+
+    def __init__(self, ia: np.ndarray, ib: np.ndarray, nv: int, p: int):
+        ia = np.asarray(ia, dtype=np.int64)
+        ib = np.asarray(ib, dtype=np.int64)
+        self.nv, self.p = int(nv), int(p)
+        both = (ia >= 0) & (ib >= 0)
+        row_off = np.maximum(ia[both], ib[both])
+        col_off = np.minimum(ia[both], ib[both])
+        free = np.arange(nv)
+        rows = np.concatenate([free, row_off])
+        cols = np.concatenate([free, col_off])
+        keys = np.unique(rows * nv + cols)
+        brow, bcol = keys // nv, keys % nv  # row-major, so within a row columns ascend: diagonal is last
+        self.indptr = np.zeros(nv + 1, dtype=np.int64)
+        np.add.at(self.indptr, brow + 1, 1)
+        self.indptr = np.cumsum(self.indptr)
+        self.indices = bcol.astype(np.int64)
+        self.block_rows = brow.astype(np.int64)
+        self.nnzb = int(keys.size)
+        self.diag_pos = self.indptr[1:] - 1
+        # Scatter positions of each edge's contributions.
+        self.pos_aa = np.where(ia >= 0, self.diag_pos[np.maximum(ia, 0)], -1)
+        self.pos_bb = np.where(ib >= 0, self.diag_pos[np.maximum(ib, 0)], -1)
+        off_keys = np.maximum(ia, ib) * nv + np.minimum(ia, ib)
+        self.pos_ab = np.where(both, np.searchsorted(keys, off_keys), -1)
+        # Block at (max, min): AᵀB when ia > ib, else BᵀA.
+        self.ab_is_upper = ia < ib
+        self._csc_perm = None
+        self._csc_template = None
+
+    # -- numeric assembly --------------------------------------------------------------------------------
+    def assemble(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        """Blocks (nnzb, p, p) of JᵀJ in fp64 from the Jacobian blocks A (m,k,p), B (m,k,p)."""
+        p = self.p
+        A = np.asarray(A, dtype=np.float64)
+        B = np.asarray(B, dtype=np.float64)
+        AtA = np.einsum("mki,mkj->mij", A, A)
+        BtB = np.einsum("mki,mkj->mij", B, B)
+        AtB = np.einsum("mki,mkj->mij", A, B)
+        AtB = np.where(self.ab_is_upper[:, None, None], np.swapaxes(AtB, 1, 2), AtB)
+        pos = np.concatenate([self.pos_aa, self.pos_bb, self.pos_ab])
+        vals = np.concatenate([AtA, BtB, AtB]).reshape(-1, p * p)
+        keep = pos >= 0
+        pos, vals = pos[keep], vals[keep]
+        out = np.empty((self.nnzb, p * p))
+        for c in range(p * p):
+            out[:, c] = np.bincount(pos, weights=vals[:, c], minlength=self.nnzb)
+        return out.reshape(self.nnzb, p, p)
+
+    def diagonal_blocks(self, blocks: np.ndarray) -> np.ndarray:
+        return blocks[self.diag_pos]
+
+    # -- scipy CSC (full symmetric) for the direct solver ------------------------------------------------
+    def _build_csc(self):
+        p, nnzb = self.p, self.nnzb
+        r = self.block_rows[:, None, None] * p + np.arange(p)[None, :, None]
+        c = self.indices[:, None, None] * p + np.arange(p)[None, None, :]
+        r = np.broadcast_to(r, (nnzb, p, p)).ravel()
+        c = np.broadcast_to(c, (nnzb, p, p)).ravel()
+        src = np.arange(nnzb * p * p)
+        off = np.repeat(self.block_rows != self.indices, p * p)
+        rows = np.concatenate([r, c[off]])
+        cols = np.concatenate([c, r[off]])
+        srcs = np.concatenate([src, src[off]])
+        n = self.nv * p
+        M = sp.csc_matrix((srcs.astype(np.float64) + 1.0, (rows, cols)), shape=(n, n))
+        M.sort_indices()
+        self._csc_perm = M.data.astype(np.int64) - 1
+        self._csc_template = M
+
+    def to_csc(self, blocks: np.ndarray, diag_add: np.ndarray | None = None) -> sp.csc_matrix:
+        """Full symmetric CSC of the blocks, plus ``diag_add`` (n,) on the scalar diagonal, same pattern every call."""
+        if self._csc_perm is None:
+            self._build_csc()
+        b = blocks
+        if diag_add is not None:
+            b = blocks.copy()
+            idx = np.arange(self.p)
+            b[self.diag_pos[:, None], idx[None, :], idx[None, :]] += diag_add.reshape(self.nv, self.p)
+        M = self._csc_template.copy()
+        M.data = b.ravel()[self._csc_perm]
+        return M
+
+    def csc_pattern(self) -> sp.csc_matrix:
+        if self._csc_perm is None:
+            self._build_csc()
+        return self._csc_template

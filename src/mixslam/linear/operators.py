@@ -1,0 +1,125 @@
+"""The Jacobian as an operator stored in the policy's precision, and the Krylov arithmetic of a precision.
+
+Precision decisions made here (all read from the :class:`~mixslam.precision.PrecisionPolicy`):
+
+* :class:`JacobianOperator` stores the column-scaled Jacobian blocks in ``jacobian_storage`` (fp16 as real
+  binary16 bits, read by the kernels through ``vcvtph2ps``) and runs J·x, Jᵀ·y and JᵀJ·p with
+  ``jacobian_accumulate`` arithmetic (fp16 accumulation is emulated exactly: fp32 op + one fp16 rounding).
+* :class:`KrylovArith` holds vectors and scalars in ``krylov`` precision (fp16 emulated the same way, with
+  dot products accumulated sequentially in fp16).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..kernels import jac_matvec, jac_rmatvec, normal_matvec
+from ..precision import Precision, QuantizationStats, quantize
+
+
+def _next_wider(p: Precision) -> Precision:
+    return {Precision.FP16: Precision.FP32, Precision.BF16: Precision.FP32,
+            Precision.FP32: Precision.FP64, Precision.FP64: Precision.FP64}[p]
+
+
+def kernel_storage(stored: np.ndarray, precision: Precision) -> np.ndarray:
+    """The array the kernels read: fp16 as its uint16 bit view, others native."""
+    if precision is Precision.FP16:
+        return stored.view(np.uint16)
+    if precision is Precision.BF16:
+        raise NotImplementedError("bf16 kernels are not implemented; use fp16 storage")
+    return np.ascontiguousarray(stored)
+
+
+def power_of_two(x: np.ndarray) -> np.ndarray:
+    """Round positive factors to the nearest power of two (scaling by them is exact in binary floating point)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.exp2(np.round(np.log2(x)))
+
+
+class JacobianOperator:
+    """J (two blocks per row, one variable set) with columns scaled by ``scale``, stored in ``storage``."""
+
+    def __init__(self, A, ia, B, ib, nv: int, p: int, scale: np.ndarray, storage: Precision,
+                 accumulate: Precision, fallback: bool = True):
+        self.ia, self.ib, self.nv, self.p = ia, ib, nv, p
+        s = scale.reshape(nv, p)
+        As = A.astype(np.float64) * np.where(ia[:, None, None] >= 0, s[np.maximum(ia, 0)][:, None, :], 0.0)
+        Bs = B.astype(np.float64) * np.where(ib[:, None, None] >= 0, s[np.maximum(ib, 0)][:, None, :], 0.0)
+        self.stats = QuantizationStats()
+        self.fallbacks = 0
+        stored_a, st_a = quantize(As, storage)
+        stored_b, st_b = quantize(Bs, storage)
+        stats = st_a.merge(st_b)
+        if stats.overflows and fallback and storage is not Precision.FP64:
+            self.fallbacks += 1
+            storage = _next_wider(storage)
+            accumulate = accumulate if accumulate.contains(storage) else storage
+            stored_a, st2a = quantize(As, storage)
+            stored_b, st2b = quantize(Bs, storage)
+        self.stats = stats  # counts of the requested format, including any overflow that forced the fallback
+        self.storage, self.accumulate = storage, accumulate
+        self.A = kernel_storage(stored_a, storage)
+        self.B = kernel_storage(stored_b, storage)
+        self.acc16 = accumulate in (Precision.FP16, Precision.BF16)
+        self.out_dtype = np.float64 if accumulate is Precision.FP64 else np.float32
+        self.k = A.shape[1]
+        self.nbytes = self.A.nbytes + self.B.nbytes
+
+    def normal_matvec(self, p_vec: np.ndarray, out: np.ndarray) -> float:
+        """out = JᵀJ p (scaled space); returns ‖J p‖²."""
+        pv = p_vec.reshape(self.nv, self.p)
+        o = out.reshape(self.nv, self.p)
+        return normal_matvec(self.A, self.ia, self.B, self.ib, pv, pv, o, o, self.acc16)
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        y = np.empty((self.ia.shape[0], self.k), dtype=x.dtype)
+        xv = x.reshape(self.nv, self.p)
+        jac_matvec(self.A, self.ia, self.B, self.ib, xv, xv, y, self.acc16)
+        return y
+
+    def rmatvec(self, y: np.ndarray, dtype=None) -> np.ndarray:
+        g = np.zeros((self.nv, self.p), dtype=dtype or y.dtype)
+        jac_rmatvec(self.A, self.ia, self.B, self.ib, np.ascontiguousarray(y, dtype=g.dtype), g, g, self.acc16)
+        return g.reshape(-1)
+
+
+class KrylovArith:
+    """Vector arithmetic of one precision: fp64, fp32, or fp16 emulated exactly on fp32 arrays."""
+
+    def __init__(self, precision: Precision):
+        self.precision = precision
+        self.dtype = np.dtype(np.float64 if precision is Precision.FP64 else np.float32)
+        self.r16 = precision in (Precision.FP16, Precision.BF16)
+
+    def round(self, x):
+        """One rounding to the Krylov precision (identity for fp32/fp64 arrays of that dtype)."""
+        x = np.asarray(x, dtype=self.dtype)
+        if self.r16:
+            with np.errstate(over="ignore"):
+                return x.astype(np.float16).astype(np.float32)
+        return x
+
+    def scalar(self, a: float):
+        if self.r16:
+            with np.errstate(over="ignore"):
+                return np.float32(np.float16(a))
+        return self.dtype.type(a)
+
+    def dot(self, x, y) -> float:
+        if self.r16:
+            with np.errstate(over="ignore", invalid="ignore"):
+                prod = (x * y).astype(np.float16)
+                return float(np.cumsum(prod, dtype=np.float16)[-1]) if prod.size else 0.0
+        return float(np.dot(x, y))
+
+    def axpy(self, a, x, y):
+        """y + a x, rounded per operation."""
+        if self.r16:
+            with np.errstate(over="ignore", invalid="ignore"):
+                return self.round(y + self.round(self.scalar(a) * x))
+        return y + self.scalar(a) * x
+
+    def mul(self, a, x):
+        """Elementwise a * x (a a vector or scalar)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self.round(np.asarray(a, dtype=self.dtype) * x)

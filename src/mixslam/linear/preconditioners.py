@@ -1,0 +1,116 @@
+"""Preconditioners for CGNR on the scaled normal equations: block-Jacobi and static block IC(0).
+
+Precision decisions made here: the preconditioner is computed in fp64, stored in
+``policy.preconditioner_storage`` (fp16 as real binary16 bits) and applied with
+``policy.preconditioner_accumulate`` arithmetic.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import SolverError
+from ..kernels import ic0_factor, ic_solve
+from ..precision import Precision, QuantizationStats, quantize
+from .block_pattern import BlockPattern
+from .operators import _next_wider, kernel_storage
+
+
+def scale_blocks(pattern: BlockPattern, blocks: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """S H S for block storage and a scalar column scale (nv*p,)."""
+    s = scale.reshape(pattern.nv, pattern.p)
+    return blocks * s[pattern.block_rows][:, :, None] * s[pattern.indices][:, None, :]
+
+
+class BlockJacobi:
+    """Inverse of the diagonal blocks of the scaled, damped normal matrix, rebuilt per linear solve."""
+
+    name = "block-jacobi"
+
+    def __init__(self, diag_blocks: np.ndarray, damping: np.ndarray, storage: Precision, accumulate: Precision,
+                 fallback: bool = True):
+        nv, p, _ = diag_blocks.shape
+        D = diag_blocks + np.einsum("ij,ni->nij", np.eye(p), damping.reshape(nv, p))
+        try:
+            L = np.linalg.cholesky(D)
+        except np.linalg.LinAlgError:
+            # A zero diagonal block means a variable no factor constrains; the caller checks gauge first.
+            D = D + np.einsum("ij,n->nij", np.eye(p), 1e-12 * np.maximum(np.trace(D, axis1=1, axis2=2), 1e-300))
+            L = np.linalg.cholesky(D)
+        Linv = np.linalg.inv(L)
+        inv = np.swapaxes(Linv, 1, 2) @ Linv
+        stored, self.stats = quantize(inv, storage)
+        self.fallbacks = 0
+        if self.stats.overflows and fallback and storage is not Precision.FP64:
+            self.fallbacks = 1
+            storage = _next_wider(storage)
+            stored, _ = quantize(inv, storage)
+        self.storage = storage
+        self.acc16 = accumulate in (Precision.FP16, Precision.BF16)
+        self.inv = stored.astype(np.float32) if storage in (Precision.FP16, Precision.FP32) else stored
+        self.nv, self.p = nv, p
+        self.nbytes = stored.nbytes
+
+    def apply(self, r: np.ndarray) -> np.ndarray:
+        rv = r.reshape(self.nv, self.p).astype(self.inv.dtype, copy=False)
+        if not self.acc16:
+            return np.einsum("nij,nj->ni", self.inv, rv).reshape(-1).astype(r.dtype, copy=False)
+        # Emulated fp16 arithmetic: one rounding after every multiply and every add, in a fixed order.
+        def r16(x):
+            with np.errstate(over="ignore", invalid="ignore"):
+                return x.astype(np.float16).astype(np.float32)
+        out = np.zeros((self.nv, self.p), np.float32)
+        for j in range(self.p):
+            out = r16(out + r16(self.inv[:, :, j] * rv[:, j:j + 1]))
+        return out.reshape(-1).astype(r.dtype, copy=False)
+
+
+class StaticIC:
+    """Block IC(0) of the scaled JᵀJ at the first linearization, reused for every later solve.
+
+    The factor approximates S0 H0 S0 (S0 the first column scaling); for a later scaled system S H S it is
+    applied as z = c ∘ (L Lᵀ)⁻¹ (c ∘ r) with c = S0 / S, a diagonal correction that costs one multiply.
+    """
+
+    name = "ic0"
+
+    def __init__(self, pattern: BlockPattern, blocks: np.ndarray, scale0: np.ndarray, storage: Precision,
+                 accumulate: Precision, first_shift: float = 1e-4, fallback: bool = True):
+        self.pattern = pattern
+        scaled = scale_blocks(pattern, blocks, scale0)
+        shift, L, ok, bad = 0.0, None, False, -1
+        self.shift_tries = 0
+        for attempt in range(12):
+            L, ok, bad = ic0_factor(pattern.indptr, pattern.indices, np.ascontiguousarray(scaled), shift)
+            if ok:
+                break
+            self.shift_tries += 1
+            shift = first_shift if shift == 0.0 else shift * 10.0
+        if not ok:
+            raise SolverError(f"incomplete Cholesky broke down at block row {bad} even with a diagonal shift "
+                              f"of {shift:g}; the normal matrix is far from positive definite")
+        self.shift = shift
+        stored, self.stats = quantize(L, storage)
+        self.fallbacks = 0
+        if self.stats.overflows and fallback and storage is not Precision.FP64:
+            self.fallbacks = 1
+            storage = _next_wider(storage)
+            stored, _ = quantize(L, storage)
+        self.storage = storage
+        self.L = kernel_storage(stored, storage)
+        self.acc16 = accumulate in (Precision.FP16, Precision.BF16)
+        self.compute_dtype = np.float64 if accumulate is Precision.FP64 else np.float32
+        self.scale0 = scale0
+        self.correction = np.ones_like(scale0)
+        self.nbytes = self.L.nbytes
+        self.factor_stats = {"shift": shift, "shift_tries": self.shift_tries}
+
+    def set_scale(self, scale: np.ndarray) -> None:
+        self.correction = self.scale0 / scale
+
+    def apply(self, r: np.ndarray) -> np.ndarray:
+        nv, p = self.pattern.nv, self.pattern.p
+        c = self.correction.astype(self.compute_dtype)
+        b = np.ascontiguousarray((c * r.astype(self.compute_dtype)).reshape(nv, p))
+        x = np.empty_like(b)
+        ic_solve(self.pattern.indptr, self.pattern.indices, self.L, b, x, self.acc16)
+        return (c * x.reshape(-1)).astype(r.dtype, copy=False)

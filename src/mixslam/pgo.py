@@ -1,0 +1,173 @@
+"""Pose-graph optimization, end to end: ``optimize_pose_graph(graph, PGOConfig(...))``.
+
+Describe -> analyze -> solve: the graph describes the problem; :class:`PoseGraphProblem` analyzes it once
+(variable numbering, square-root information, the block pattern of JᵀJ, the solver's symbolic work); the
+LM loop then only does numeric work per iteration.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import NonFiniteError
+from .lie import se2, se3
+from .linear.block_pattern import BlockPattern
+from .linear.solvers import Linearization, make_linear_solver
+from .precision import Precision, PrecisionPolicy
+from .problem.between import cost as fp64_cost
+from .problem.between import linearize, sqrt_information
+from .problem.pose_graph import PoseGraph
+from .solve.config import CGConfig, LMConfig
+from .solve.lm import levenberg_marquardt
+from .solve.report import SolveReport
+
+
+@dataclass(frozen=True)
+class PGOConfig:
+    """Everything that chooses how a pose graph is solved."""
+
+    precision: str | PrecisionPolicy = "fp64"
+    """A preset name (``fp64``, ``fp32``, ``mixed``, ``mixed16``, ``fp16``) or a :class:`PrecisionPolicy`."""
+    solver: str = "cholesky"
+    """``cholesky`` (fp64 direct), ``cgnr`` (CGNR + block-Jacobi) or ``ic`` (CGNR + static IC(0))."""
+    init: str = "file"
+    """Initial guess: ``file`` (as read; edges-only files get a spanning-tree guess), ``odometry``
+    (compose measurements along a spanning tree preferring odometry edges) or ``chordal``."""
+    lm: LMConfig = field(default_factory=LMConfig)
+    """Outer-loop settings."""
+    cg: CGConfig = field(default_factory=CGConfig)
+    """Inner CG settings (CG solvers only)."""
+
+
+class PoseGraphProblem:
+    """The analyzed pose graph: variable numbering, whitening and the normal-matrix pattern."""
+
+    def __init__(self, graph: PoseGraph, policy: PrecisionPolicy):
+        self.graph = graph
+        self.policy = policy
+        self.p = graph.tangent_dim
+        free = ~graph.fixed
+        self.var_of_pose = np.full(graph.num_poses, -1, dtype=np.int64)
+        self.var_of_pose[free] = np.arange(int(free.sum()))
+        self.nv = int(free.sum())
+        self.ia = self.var_of_pose[graph.edge_i]
+        self.ib = self.var_of_pose[graph.edge_j]
+        self.W = sqrt_information(graph.information)  # fp64, Wᵀ W = Ω
+        self.pattern = BlockPattern(self.ia, self.ib, self.nv, self.p)
+        self._res_dtype = policy.residual.compute_dtype
+        self._W_res = self.W.astype(self._res_dtype)
+        self._retract = se2.retract if graph.dim == 2 else se3.retract
+
+    # state = (rotations, translations), fp64
+    def cost(self, state) -> float:
+        R, t = state
+        if self.policy.cost is Precision.FP64:
+            return fp64_cost(self.graph, R, t)
+        e = linearize(self.graph, R, t, dtype=np.float32, jacobians=False)[0]
+        we = np.einsum("mij,mj->mi", self.W.astype(np.float32), e)
+        return 0.5 * float(np.sum(we * we, dtype=np.float32))
+
+    def linearize(self, state) -> Linearization:
+        R, t = state
+        e, Ji, Jj = linearize(self.graph, R, t, dtype=self._res_dtype)
+        W = self._W_res
+        r = np.einsum("mij,mj->mi", W, e)
+        A = W @ Ji
+        B = W @ Jj
+        return Linearization(r, A, B, self.ia, self.ib, self.nv, self.p)
+
+    def retract(self, state, delta: np.ndarray):
+        R, t = state
+        d = np.zeros((self.graph.num_poses, self.p))
+        d[self.var_of_pose >= 0] = delta.reshape(self.nv, self.p)
+        return self._retract(R, t, d)
+
+    def state_norm(self, state) -> float:
+        return float(np.linalg.norm(state[1]))
+
+
+def initial_guess(graph: PoseGraph, init: str) -> PoseGraph:
+    """Apply an initialization method and return the graph with the new poses."""
+    if init == "file":
+        return graph
+    if init == "odometry":
+        from .init.spanning_tree import spanning_tree_guess
+        return spanning_tree_guess(graph)
+    if init == "chordal":
+        from .init.chordal import chordal_initialization
+        return chordal_initialization(graph)
+    raise ValueError(f"unknown init {init!r}; expected 'file', 'odometry' or 'chordal'")
+
+
+def optimize_pose_graph(graph: PoseGraph, config: PGOConfig | None = None, **overrides):
+    """Optimize ``graph``; returns (graph with optimized poses, :class:`SolveReport`).
+
+    ``overrides`` are PGOConfig fields, e.g. ``optimize_pose_graph(g, precision="mixed", solver="ic")``.
+    """
+    import dataclasses
+    config = dataclasses.replace(config or PGOConfig(), **overrides)
+    policy = PrecisionPolicy.preset(config.precision, problem="pgo")
+    t0 = time.perf_counter()
+    compile_s = warmup()
+    t1 = time.perf_counter()
+    start = initial_guess(graph, config.init)
+    if not (np.isfinite(start.rotations).all() and np.isfinite(start.translations).all()):
+        raise NonFiniteError(f"{graph.source}: the initial guess ({config.init}) has NaN/inf poses")
+    t2 = time.perf_counter()
+    problem = PoseGraphProblem(start, policy)
+    solver = make_linear_solver(config.solver, problem.pattern, policy, config.cg)
+    t3 = time.perf_counter()
+    (R, t), report = levenberg_marquardt(problem, (start.rotations, start.translations), solver, policy,
+                                         config.lm, config.cg)
+    # The returned poses must be finite whatever the precision did; LM keeps the best finite iterate.
+    if not (np.isfinite(R).all() and np.isfinite(t).all()):
+        raise NonFiniteError("optimization produced non-finite poses")
+    report.final_cost = fp64_cost(start, R, t)
+    report.initial_cost = fp64_cost(start, start.rotations, start.translations)
+    report.init = config.init
+    report.solver = config.solver
+    report.timing["init"] = t2 - t1
+    report.timing["setup"] = t3 - t2
+    report.timing["total"] += (t3 - t1)
+    report.timing["compile"] = compile_s
+    report.extra["memory"] = dict(getattr(solver, "memory", {}))
+    report.extra["file_cost"] = fp64_cost(graph, graph.rotations, graph.translations) if config.init != "file" else report.initial_cost
+    report.extra["policy"] = policy.as_dict()
+    if getattr(solver, "ic", None) is not None:
+        report.extra["ic"] = {**solver.ic.factor_stats, "factorizations": solver.ic_factorizations}
+    return start.with_poses(R, t), report
+
+
+_WARM = {"done": False, "seconds": 0.0}
+
+
+def warmup() -> float:
+    """Compile (or load from numba's cache) every kernel once; returns the seconds it took the first time."""
+    if _WARM["done"]:
+        return 0.0
+    t0 = time.perf_counter()
+    from .kernels import ic0_factor, ic_solve, jac_matvec, jac_rmatvec, normal_matvec
+    ia = np.array([-1, 0], np.int64)
+    ib = np.array([0, 1], np.int64)
+    indptr = np.array([0, 1, 3], np.int64)
+    indices = np.array([0, 0, 1], np.int64)
+    blocks = np.stack([2 * np.eye(3), 0.1 * np.ones((3, 3)), 2 * np.eye(3)])
+    L, _, _ = ic0_factor(indptr, indices, blocks, 0.0)
+    for store in (np.float64, np.float32, np.float16):
+        A = np.ones((2, 3, 3), store)
+        A = A.view(np.uint16) if store == np.float16 else A
+        Ls = L.astype(store)
+        Ls = Ls.view(np.uint16) if store == np.float16 else Ls
+        for vec in (np.float64, np.float32):
+            for acc16 in (False, True):
+                x = np.ones((2, 3), vec)
+                y = np.empty((2, 3), vec)
+                jac_matvec(A, ia, A, ib, x, x, y, acc16)
+                jac_rmatvec(A, ia, A, ib, y, x, x, acc16)
+                normal_matvec(A, ia, A, ib, x, x, y, y, acc16)
+                ic_solve(indptr, indices, Ls, x, y, acc16)
+    _WARM["done"] = True
+    _WARM["seconds"] = time.perf_counter() - t0
+    return _WARM["seconds"]

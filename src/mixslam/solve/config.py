@@ -1,0 +1,70 @@
+"""Configuration dataclasses of the nonlinear solve (frozen, documented, visible defaults)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """Levenberg-Marquardt (or Gauss-Newton) settings."""
+
+    max_iterations: int = 100
+    """Outer iterations (linearizations) at most."""
+    method: str = "lm"
+    """``"lm"`` (damped, gain-ratio updates) or ``"gn"`` (undamped Gauss-Newton; a failed step stops)."""
+    initial_lambda: float = 1e-5
+    """Initial damping, relative: the system is (JᵀJ + λ·diag(JᵀJ)) δ = -Jᵀr."""
+    min_lambda: float = 1e-12
+    """Damping never goes below this."""
+    max_lambda: float = 1e12
+    """Above this no step reduces the cost: stop (converged at the attainable accuracy)."""
+    function_tolerance: float = 1e-10
+    """Stop when an accepted step lowers the cost by less than this fraction of it."""
+    gradient_tolerance: float = 1e-12
+    """Stop when max|Jᵀr| falls below this fraction of its initial value."""
+    step_tolerance: float = 1e-12
+    """Stop when ‖δ‖ < step_tolerance · (‖x‖ + step_tolerance), x the stacked translations."""
+    min_diagonal: float = 1e-6
+    """diag(JᵀJ) entries are clamped to [min_diagonal, max_diagonal] in the damping term (as Ceres)."""
+    max_diagonal: float = 1e32
+    """See ``min_diagonal``."""
+    callback: Optional[Callable] = None
+    """Called as ``callback(record: IterationRecord)`` after each iteration; raise StopIteration to stop."""
+    verbose: bool = False
+    """Log one progress line per iteration on the ``mixslam`` logger (INFO)."""
+
+
+@dataclass(frozen=True)
+class CGConfig:
+    """Inner conjugate-gradient (CGNR) settings."""
+
+    max_iterations: int = 500
+    """CG iterations per linear solve at most."""
+    forcing: str = "superlinear"
+    """Inexact-Newton forcing rule for the relative residual the CG solve stops at:
+    ``"superlinear"``: eta_k = min(eta_max, sqrt(‖g_k‖/‖g_0‖)) (Dembo-Steihaug; tightens as the gradient
+    falls, which the ill-conditioned pose-graph systems need to reach 1e-6 relative cost);
+    ``"eisenstat-walker"`` (choice 2: gamma (‖g_k‖/‖g_k-1‖)^alpha, safeguarded); ``"fixed"``: eta_max."""
+    eta_max: float = 0.1
+    """Largest relative residual the solve may stop at (first iterations)."""
+    eta_min: float = 1e-10
+    """Smallest relative residual asked for (below what fp32 Krylov vectors can reach, the stagnation
+    guard stops the solve)."""
+    ew_gamma: float = 0.9
+    """Eisenstat-Walker gamma in eta_k = gamma (‖g_k‖/‖g_k-1‖)^alpha."""
+    ew_alpha: float = 2.0
+    """Eisenstat-Walker alpha."""
+    refresh_every: int = 50
+    """Recompute the true residual b - A x every this many iterations (fights drift in low precision)."""
+    stagnation_window: int = 200
+    """Stop if the residual norm has not improved by 1% in this many iterations (CG residual norms are not
+    monotone, so this is long; it ends hopeless low-precision solves, not slow ones)."""
+    ic_shift: float = 1e-4
+    """First diagonal shift tried when IC(0) breaks down (multiplied by 10 on each further breakdown)."""
+    ic_refactor: str = "on_stall"
+    """When the static IC(0) factor is recomputed: ``"never"`` (strictly static: factored once at the first
+    linearization) or ``"on_stall"`` (refactor at the current linearization when CG stagnates or hits its
+    cap with the old factor, then redo that solve). Far from the optimum the poses rotate a lot and the
+    first factor stops approximating JᵀJ (measured on sphere2500 from the file's guess: CG stalls at a
+    relative residual of 1 after 10 LM iterations), so the default refreshes it only when it stops working."""

@@ -1,0 +1,165 @@
+"""Levenberg-Marquardt / Gauss-Newton over any problem that can evaluate, linearize and retract.
+
+The loop keeps the state in fp64 and decides with an fp64 (or fp32, if the policy says so) cost; the
+linear solver and the linearization run in the precisions of the policy. Damping follows Nielsen's
+gain-ratio rule; rejected steps re-solve the same linearization with more damping.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Protocol
+
+import numpy as np
+
+from ..precision import PrecisionPolicy
+from .config import CGConfig, LMConfig
+from .report import IterationRecord, SolveReport, Status
+
+log = logging.getLogger("mixslam")
+
+
+class LeastSquaresProblem(Protocol):
+    def cost(self, state) -> float: ...
+    def linearize(self, state): ...
+    def retract(self, state, delta: np.ndarray): ...
+    def state_norm(self, state) -> float: ...
+
+
+def _forcing(cg: CGConfig, gnorm: float, prev_gnorm: float | None, prev_eta: float | None,
+             g0norm: float) -> float:
+    if cg.forcing == "superlinear":
+        return float(min(cg.eta_max, max(cg.eta_min, np.sqrt(gnorm / max(g0norm, 1e-300)))))
+    if cg.forcing == "fixed" or prev_gnorm is None or prev_eta is None:
+        return cg.eta_max
+    eta = cg.ew_gamma * (gnorm / max(prev_gnorm, 1e-300)) ** cg.ew_alpha
+    guard = cg.ew_gamma * prev_eta ** cg.ew_alpha
+    if guard > 0.1:
+        eta = max(eta, guard)
+    return float(min(max(eta, cg.eta_min), cg.eta_max))
+
+
+def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, policy: PrecisionPolicy,
+                        config: LMConfig | None = None, cg: CGConfig | None = None):
+    """Minimize ``problem.cost`` from ``state``; returns (best state, :class:`SolveReport`)."""
+    config = config or LMConfig()
+    cg = cg or CGConfig()
+    timing = {"residual": 0.0, "jacobian": 0.0, "linear_solve": 0.0, "update": 0.0}
+    quant = {"overflows": 0, "underflows": 0, "subnormals": 0, "fallbacks": 0}
+    t_start = time.perf_counter()
+
+    t0 = time.perf_counter()
+    cost = problem.cost(state)
+    timing["residual"] += time.perf_counter() - t0
+    report = SolveReport(Status.FAILED, "", cost, cost, 0, 0, precision=policy.name,
+                         solver=getattr(linear_solver, "name", "?"))
+    if not math.isfinite(cost):
+        report.reason = "the initial cost is not finite (NaN/inf in poses or measurements)"
+        report.timing = {**timing, "total": time.perf_counter() - t_start}
+        return state, report
+
+    lam = config.initial_lambda if config.method == "lm" else 0.0
+    nu = 2.0
+    best_state, best_cost, best_iter = state, cost, 0
+    g0norm = g0norm2 = None
+    prev_gnorm = prev_eta = None
+    lin = None
+    status, reason = Status.HIT_ITERATION_LIMIT, f"reached max_iterations={config.max_iterations}"
+    it = 0
+    for it in range(1, config.max_iterations + 1):
+        t_it = time.perf_counter()
+        if lin is None:
+            t0 = time.perf_counter()
+            lin = problem.linearize(state)
+            timing["jacobian"] += time.perf_counter() - t0
+            g = lin.gradient(np.float64)
+            gnorm_inf = float(np.max(np.abs(g))) if g.size else 0.0
+            gnorm = float(np.linalg.norm(g))
+            if g0norm is None:
+                g0norm = max(gnorm_inf, 1e-300)
+                g0norm2 = max(gnorm, 1e-300)
+            if not np.isfinite(gnorm):
+                status, reason = Status.FAILED, "the gradient is not finite"
+                it -= 1
+                break
+            if gnorm_inf <= config.gradient_tolerance * g0norm:
+                status, reason = Status.CONVERGED, f"gradient max-norm {gnorm_inf:.3g} below tolerance"
+                it -= 1
+                break
+            eta = _forcing(cg, gnorm, prev_gnorm, prev_eta, g0norm2)
+            prev_gnorm, prev_eta = gnorm, eta
+        t0 = time.perf_counter()
+        res = linear_solver.solve(lin, lam, eta, config.min_diagonal, config.max_diagonal)
+        timing["linear_solve"] += time.perf_counter() - t0
+        quant["overflows"] += res.stats.overflows
+        quant["underflows"] += res.stats.underflows
+        quant["subnormals"] += res.stats.subnormals
+        quant["fallbacks"] += res.fallbacks
+        report.linear_iterations += res.iterations
+        step_norm = float(np.linalg.norm(res.delta))
+        new_cost = float("nan")
+        if res.status == "nonfinite" or not np.isfinite(res.model_decrease):
+            accepted, rho = False, float("nan")
+        else:
+            t0 = time.perf_counter()
+            trial = problem.retract(state, res.delta)
+            timing["update"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            new_cost = problem.cost(trial)
+            timing["residual"] += time.perf_counter() - t0
+            actual = cost - new_cost
+            pred = res.model_decrease
+            rho = actual / pred if pred > 0 else (-1.0 if actual <= 0 else 1.0)
+            accepted = bool(np.isfinite(new_cost) and actual > 0 and rho > 0)
+        record = IterationRecord(it, cost, new_cost, gnorm_inf, step_norm, float(rho), lam, accepted,
+                                 res.iterations, res.relative_residual, time.perf_counter() - t_it)
+        report.history.append(record)
+        if config.verbose:
+            log.info("[iter %3d] cost %.10g -> %.10g  rel %.2e  |g| %.2e  |dx| %.2e  rho %+.3f  lambda %.1e  "
+                     "cg %d (res %.1e, %s)%s", it, cost, new_cost, (cost - new_cost) / cost if cost else 0.0,
+                     gnorm_inf, step_norm, rho, lam, res.iterations, res.relative_residual, res.status,
+                     "" if accepted else "  rejected")
+        if config.callback is not None:
+            try:
+                config.callback(record)
+            except StopIteration:
+                if accepted:
+                    state, cost = trial, new_cost
+                status, reason = Status.CONVERGED, "stopped by the callback"
+                break
+        if accepted:
+            rel = (cost - new_cost) / max(cost, 1e-300)
+            state, cost = trial, new_cost
+            lin = None
+            if cost < best_cost:
+                best_state, best_cost, best_iter = state, cost, it
+            if config.method == "lm":
+                lam = max(config.min_lambda, lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3))
+                nu = 2.0
+            if rel < config.function_tolerance:
+                status, reason = Status.CONVERGED, f"relative cost decrease {rel:.3g} below function_tolerance"
+                break
+            if step_norm < config.step_tolerance * (problem.state_norm(state) + config.step_tolerance):
+                status, reason = Status.CONVERGED, f"step norm {step_norm:.3g} below step_tolerance"
+                break
+        else:
+            if config.method == "gn":
+                status, reason = Status.CONVERGED, "Gauss-Newton step did not decrease the cost"
+                break
+            if res.status == "nonfinite":
+                lam = max(lam, 1e-8) * 10.0
+            lam = max(lam, config.min_lambda) * nu
+            nu *= 2.0
+            if lam > config.max_lambda:
+                status, reason = (Status.CONVERGED,
+                                  f"no step decreases the cost (lambda above {config.max_lambda:g}): the "
+                                  "attainable accuracy of this precision is reached")
+                break
+    report.status, report.reason = status, reason
+    report.iterations = it
+    report.final_cost = best_cost
+    report.best_iteration = best_iter
+    report.quantization = quant
+    report.timing = {**timing, "total": time.perf_counter() - t_start}
+    return best_state, report

@@ -1,0 +1,67 @@
+"""The precision policy: presets, refusals, and real 16-bit quantization with counts."""
+import numpy as np
+import pytest
+
+from mixslam.errors import PrecisionPolicyError
+from mixslam.precision import Precision, PrecisionPolicy, dequantize, quantize, round_to
+
+
+def test_presets_follow_the_design():
+    mixed = PrecisionPolicy.preset("mixed", problem="pgo")
+    assert mixed.preconditioner_storage is Precision.FP16
+    assert mixed.preconditioner_accumulate is Precision.FP32
+    assert mixed.jacobian_storage is Precision.FP32 and mixed.krylov is Precision.FP32
+    assert mixed.residual is Precision.FP32 and mixed.cost is Precision.FP64
+    ba = PrecisionPolicy.preset("mixed", problem="ba")
+    assert ba.jacobian_storage is Precision.FP16 and ba.jacobian_accumulate is Precision.FP32
+    naive = PrecisionPolicy.preset("fp16")
+    assert naive.jacobian_accumulate is Precision.FP16 and naive.krylov is Precision.FP16
+
+
+@pytest.mark.parametrize("changes, phrase", [
+    ({"jacobian_storage": "fp32", "jacobian_accumulate": "fp16"}, "narrower than jacobian_storage"),
+    ({"preconditioner_storage": "fp64", "preconditioner_accumulate": "fp32"}, "narrower"),
+    ({"cost": "fp16"}, "below fp32"),
+    ({"residual": "fp16"}, "below fp32"),
+    ({"rhs": "fp16"}, "fp32 or wider"),
+    ({"krylov": "fp8"}, "unknown precision"),
+])
+def test_nonsense_policies_are_refused(changes, phrase):
+    with pytest.raises(PrecisionPolicyError, match=phrase):
+        PrecisionPolicy("bad", **changes)
+
+
+def test_unknown_preset_lists_the_choices():
+    with pytest.raises(PrecisionPolicyError, match="mixed"):
+        PrecisionPolicy.preset("fp12")
+
+
+def test_fp16_quantization_is_round_to_nearest_even_with_counts():
+    x = np.array([1.0, 1.0 + 2 ** -11, 1.0 + 3 * 2 ** -11, 70000.0, 1e-9, 2 ** -20, np.nan, 0.0], np.float32)
+    q, st = quantize(x, Precision.FP16)
+    assert q.dtype == np.float16
+    back = dequantize(q, Precision.FP16)
+    assert back[1] == 1.0                      # tie rounds to even
+    assert back[2] == np.float32(1.0 + 4 * 2 ** -11)
+    assert st.overflows == 1 and np.isinf(back[3])
+    assert st.underflows == 1 and back[4] == 0.0
+    assert st.subnormals == 1 and back[5] == np.float32(2 ** -20)
+    assert st.nonfinite_inputs == 1
+
+
+def test_bf16_round_trip_and_rounding():
+    x = np.array([1.0, 1.0 + 2 ** -8, 1.0 + 3 * 2 ** -8, 3e38], np.float32)
+    q, st = quantize(x, Precision.BF16)
+    back = dequantize(q, Precision.BF16)
+    assert q.dtype == np.uint16
+    assert back[1] == 1.0 and back[2] == np.float32(1.0 + 4 * 2 ** -8)
+    assert st.overflows == 0
+
+
+@pytest.mark.parametrize("precision", list(Precision))
+def test_round_to_is_idempotent(precision):
+    x = np.random.default_rng(0).normal(size=1000)
+    once = round_to(x, precision)
+    np.testing.assert_array_equal(round_to(once, precision), once)
+    u = Precision.parse(precision).unit_roundoff
+    np.testing.assert_allclose(once, x, rtol=u * 1.0001)
