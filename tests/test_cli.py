@@ -44,8 +44,8 @@ def test_quiet_prints_nothing(g2o_file, capsys):
 
 
 @pytest.mark.parametrize("content, phrase", [
-    ("EDGE_SE2 0 1 1 0 0 1 0 0 1\n", "expected"),
-    ("VERTEX_SE2 0 0 0 0\nVERTEX_SE2 1 1 0 0\nEDGE_SE2 0 1 1 0 nan 1 0 0 1 0 1\n", "line 3"),
+    ("EDGE_SE2 0 1 1 0 0 1 0 0 1\n", "got 9"),
+    ("VERTEX_SE2 0 0 0 0\nVERTEX_SE2 1 1 0 0\nEDGE_SE2 0 1 1 0 nan 1 0 0 1 0 1\n", ":3:"),
     ("VERTEX_SE2 0 0 0 0\nVERTEX_SE2 1 1 0 0\nEDGE_SE2 0 1 1 0 0 -1 0 0 1 0 1\n", "positive definite"),
 ])
 def test_bad_input_exits_2_with_message(tmp_path, capsys, content, phrase):

@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", default="cholesky", choices=["cholesky", "cgnr", "ic"])
     p.add_argument("--init", default="file", choices=["file", "odometry", "chordal"])
     p.add_argument("--max-iterations", type=int, default=100)
+    p.add_argument("--ic-fill", type=int, default=2, help="fill levels of the incomplete Cholesky factor (0 = IC(0))")
     p.add_argument("--repair-information", choices=["nearest", "isotropic"],
                    help="repair non-positive-definite information matrices instead of refusing the file")
     p.add_argument("--report", help="write a JSON report")
@@ -62,14 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_pgo(args) -> int:
     from .io import read_pose_graph, write_g2o, write_tum
     from .pgo import PGOConfig, optimize_pose_graph
-    from .solve.config import LMConfig
+    from .solve.config import CGConfig, LMConfig
 
     graph = read_pose_graph(args.input, repair=args.repair_information)
     if not args.quiet:
         print(f"{args.input}: {graph.num_poses} poses, {graph.num_edges} edges, {graph.dim}D"
               + ("" if graph.has_initial_guess else " (no vertices: spanning-tree guess)"))
     config = PGOConfig(precision=args.precision, solver=args.solver, init=args.init,
-                       lm=LMConfig(max_iterations=args.max_iterations, verbose=args.verbose))
+                       lm=LMConfig(max_iterations=args.max_iterations, verbose=args.verbose),
+                       cg=CGConfig(ic_fill_level=args.ic_fill))
     result, report = optimize_pose_graph(graph, config)
     if not args.quiet:
         print(report.summary())

@@ -81,7 +81,8 @@ class PoseGraphProblem:
     def retract(self, state, delta: np.ndarray):
         R, t = state
         d = np.zeros((self.graph.num_poses, self.p))
-        d[self.var_of_pose >= 0] = delta.reshape(self.nv, self.p)
+        free = self.var_of_pose >= 0
+        d[free] = delta.reshape(self.nv, self.p)[self.var_of_pose[free]]
         return self._retract(R, t, d)
 
     def state_norm(self, state) -> float:

@@ -16,16 +16,26 @@ import scipy.sparse as sp
 class BlockPattern:
     """Lower-triangular block pattern of JᵀJ over ``nv`` variables of size ``p``."""
 
-    def __init__(self, ia: np.ndarray, ib: np.ndarray, nv: int, p: int):
+    def __init__(self, ia: np.ndarray, ib: np.ndarray, nv: int, p: int, fill_level: int = 0):
         ia = np.asarray(ia, dtype=np.int64)
         ib = np.asarray(ib, dtype=np.int64)
         self.nv, self.p = int(nv), int(p)
+        self.ia, self.ib = ia, ib
+        self.fill_level = int(fill_level)
         both = (ia >= 0) & (ib >= 0)
         row_off = np.maximum(ia[both], ib[both])
         col_off = np.minimum(ia[both], ib[both])
         free = np.arange(nv)
         rows = np.concatenate([free, row_off])
         cols = np.concatenate([free, col_off])
+        for _ in range(self.fill_level):
+            # One level of fill: (i, j) joins the pattern if i and j share an earlier neighbour k < j <= i.
+            S = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(nv, nv))
+            S.data[:] = 1.0
+            strict = sp.tril(S, k=-1).tocsr()
+            F = sp.tril(strict @ strict.T).tocoo()
+            rows = np.concatenate([rows, F.row.astype(np.int64)])
+            cols = np.concatenate([cols, F.col.astype(np.int64)])
         keys = np.unique(rows * nv + cols)
         brow, bcol = keys // nv, keys % nv  # row-major, so within a row columns ascend: diagonal is last
         self.indptr = np.zeros(nv + 1, dtype=np.int64)
@@ -64,8 +74,9 @@ class BlockPattern:
             out[:, c] = np.bincount(pos, weights=vals[:, c], minlength=self.nnzb)
         return out.reshape(self.nnzb, p, p)
 
-    def diagonal_blocks(self, blocks: np.ndarray) -> np.ndarray:
-        return blocks[self.diag_pos]
+    def with_fill(self, level: int) -> "BlockPattern":
+        """The same Jacobian structure with ``level`` levels of fill (the pattern of an IC(level) factor)."""
+        return self if level == self.fill_level else BlockPattern(self.ia, self.ib, self.nv, self.p, level)
 
     # -- scipy CSC (full symmetric) for the direct solver ------------------------------------------------
     def _build_csc(self):

@@ -121,9 +121,9 @@ class CGNRSolver:
                  preconditioner: str = "jacobi"):
         if preconditioner not in ("jacobi", "ic", "none"):
             raise ValueError(f"unknown preconditioner {preconditioner!r}; expected 'jacobi', 'ic' or 'none'")
-        self.pattern = pattern
-        self.policy = policy
         self.cg = cg or CGConfig()
+        self.pattern = pattern.with_fill(self.cg.ic_fill_level) if preconditioner == "ic" else pattern
+        self.policy = policy
         self.kind = preconditioner
         self.name = {"jacobi": "cgnr", "ic": "ic", "none": "cg"}[preconditioner]
         self.arith = KrylovArith(policy.krylov)

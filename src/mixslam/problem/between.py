@@ -41,11 +41,13 @@ def linearize(graph: PoseGraph, rotations=None, translations=None, *, dtype=np.f
     t = graph.translations if translations is None else translations
     dt = np.dtype(dtype)
     Ri, Rj = R[graph.edge_i].astype(dt, copy=False), R[graph.edge_j].astype(dt, copy=False)
-    ti, tj = t[graph.edge_i].astype(dt, copy=False), t[graph.edge_j].astype(dt, copy=False)
+    # The position difference is taken on the fp64 state before narrowing: its rounding error is then
+    # relative to the edge length, not to the distance from the origin (100x smaller on 100 m maps).
+    dtij = (t[graph.edge_j] - t[graph.edge_i]).astype(dt, copy=False)
     Rz = graph.meas_rotations.astype(dt, copy=False)
     tz = graph.meas_translations.astype(dt, copy=False)
     RiT = _mT(Ri)
-    u = _mv(RiT, tj - ti)
+    u = _mv(RiT, dtij)
     RzT = _mT(Rz)
     tD = _mv(RzT, u - tz)
     RD = RzT @ RiT @ Rj

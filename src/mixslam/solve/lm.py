@@ -19,6 +19,10 @@ from .report import IterationRecord, SolveReport, Status
 
 log = logging.getLogger("mixslam")
 
+#: A step whose linear solve stopped above this relative residual cannot declare convergence by the
+#: function tolerance (its small decrease may come from the inexact solve, not from the optimum).
+LOOSE_SOLVE = 1e-3
+
 
 class LeastSquaresProblem(Protocol):
     def cost(self, state) -> float: ...
@@ -63,6 +67,7 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, poli
     nu = 2.0
     best_state, best_cost, best_iter = state, cost, 0
     g0norm = g0norm2 = None
+    eta_cap = cg.eta_max
     prev_gnorm = prev_eta = None
     lin = None
     status, reason = Status.HIT_ITERATION_LIMIT, f"reached max_iterations={config.max_iterations}"
@@ -87,7 +92,7 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, poli
                 status, reason = Status.CONVERGED, f"gradient max-norm {gnorm_inf:.3g} below tolerance"
                 it -= 1
                 break
-            eta = _forcing(cg, gnorm, prev_gnorm, prev_eta, g0norm2)
+            eta = min(eta_cap, _forcing(cg, gnorm, prev_gnorm, prev_eta, g0norm2))
             prev_gnorm, prev_eta = gnorm, eta
         t0 = time.perf_counter()
         res = linear_solver.solve(lin, lam, eta, config.min_diagonal, config.max_diagonal)
@@ -138,9 +143,13 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, poli
                 lam = max(config.min_lambda, lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3))
                 nu = 2.0
             if rel < config.function_tolerance:
-                status, reason = Status.CONVERGED, f"relative cost decrease {rel:.3g} below function_tolerance"
-                break
-            if step_norm < config.step_tolerance * (problem.state_norm(state) + config.step_tolerance):
+                if res.relative_residual <= LOOSE_SOLVE:
+                    status, reason = Status.CONVERGED, f"relative cost decrease {rel:.3g} below function_tolerance"
+                    break
+                # A small decrease from a loosely solved step proves nothing: ask the inner solver for more.
+                eta_cap = max(cg.eta_min, min(eta_cap, 0.01 * res.relative_residual))
+            if (step_norm < config.step_tolerance * (problem.state_norm(state) + config.step_tolerance)
+                    and res.relative_residual <= LOOSE_SOLVE):
                 status, reason = Status.CONVERGED, f"step norm {step_norm:.3g} below step_tolerance"
                 break
         else:
