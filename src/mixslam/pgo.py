@@ -154,21 +154,22 @@ def warmup() -> float:
     ib = np.array([0, 1], np.int64)
     indptr = np.array([0, 1, 3], np.int64)
     indices = np.array([0, 0, 1], np.int64)
-    blocks = np.stack([2 * np.eye(3), 0.1 * np.ones((3, 3)), 2 * np.eye(3)])
-    L, _, _ = ic0_factor(indptr, indices, blocks, 0.0)
-    for store in (np.float64, np.float32, np.float16):
-        A = np.ones((2, 3, 3), store)
-        A = A.view(np.uint16) if store == np.float16 else A
-        Ls = L.astype(store)
-        Ls = Ls.view(np.uint16) if store == np.float16 else Ls
-        for vec in (np.float64, np.float32):
-            for acc16 in (False, True):
-                x = np.ones((2, 3), vec)
-                y = np.empty((2, 3), vec)
-                jac_matvec(A, ia, A, ib, x, x, y, acc16)
-                jac_rmatvec(A, ia, A, ib, y, x, x, acc16)
-                normal_matvec(A, ia, A, ib, x, x, y, y, acc16)
-                ic_solve(indptr, indices, Ls, x, y, acc16)
+    for p in (3, 6):  # the kernels specialize on the block size: SE(2) and SE(3) poses
+        blocks = np.stack([2 * np.eye(p), 0.1 * np.ones((p, p)), 2 * np.eye(p)])
+        L, _, _ = ic0_factor(indptr, indices, blocks, 0.0)
+        for store in (np.float64, np.float32, np.float16):
+            A = np.ones((2, p, p), store)
+            A = A.view(np.uint16) if store == np.float16 else A
+            Ls = L.astype(store)
+            Ls = Ls.view(np.uint16) if store == np.float16 else Ls
+            for vec in (np.float64, np.float32):
+                for acc16 in (False, True):
+                    x = np.ones((2, p), vec)
+                    y = np.empty((2, p), vec)
+                    jac_matvec(A, ia, A, ib, x, x, y, acc16)
+                    jac_rmatvec(A, ia, A, ib, y, x, x, acc16)
+                    normal_matvec(A, ia, A, ib, x, x, y, y, acc16)
+                    ic_solve(indptr, indices, Ls, x, y, acc16)
     _WARM["done"] = True
     _WARM["seconds"] = time.perf_counter() - t0
     return _WARM["seconds"]

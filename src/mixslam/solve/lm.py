@@ -23,6 +23,9 @@ log = logging.getLogger("mixslam")
 #: function tolerance (its small decrease may come from the inexact solve, not from the optimum).
 LOOSE_SOLVE = 1e-3
 
+#: "No step decreases the cost" counts as converged only if max|g| fell below this fraction of its start.
+STALL_GRADIENT = 1e-4
+
 
 class LeastSquaresProblem(Protocol):
     def cost(self, state) -> float: ...
@@ -118,7 +121,7 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, poli
             rho = actual / pred if pred > 0 else (-1.0 if actual <= 0 else 1.0)
             accepted = bool(np.isfinite(new_cost) and actual > 0 and rho > 0)
         record = IterationRecord(it, cost, new_cost, gnorm_inf, step_norm, float(rho), lam, accepted,
-                                 res.iterations, res.relative_residual, time.perf_counter() - t_it)
+                                 res.iterations, res.relative_residual, res.status, time.perf_counter() - t_it)
         report.history.append(record)
         if config.verbose:
             log.info("[iter %3d] cost %.10g -> %.10g  rel %.2e  |g| %.2e  |dx| %.2e  rho %+.3f  lambda %.1e  "
@@ -161,9 +164,16 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, poli
             lam = max(lam, config.min_lambda) * nu
             nu *= 2.0
             if lam > config.max_lambda:
-                status, reason = (Status.CONVERGED,
-                                  f"no step decreases the cost (lambda above {config.max_lambda:g}): the "
-                                  "attainable accuracy of this precision is reached")
+                rel_g = gnorm_inf / g0norm
+                if rel_g <= STALL_GRADIENT:
+                    status, reason = (Status.CONVERGED,
+                                      f"no step decreases the cost (lambda above {config.max_lambda:g}) with the "
+                                      f"gradient at {rel_g:.1e} of its start: the attainable accuracy is reached")
+                else:
+                    status, reason = (Status.STALLED,
+                                      f"no step decreases the cost (lambda above {config.max_lambda:g}) but the "
+                                      f"gradient is still {rel_g:.1e} of its start (last linear solve: "
+                                      f"{res.status}); this precision or solver cannot get closer")
                 break
     report.status, report.reason = status, reason
     report.iterations = it

@@ -10,7 +10,11 @@ import numpy as np
 
 class Status(str, enum.Enum):
     CONVERGED = "converged"
-    """A tolerance was met (function, gradient or step), or no step reduces the cost any further."""
+    """A tolerance was met (function, gradient or step), or no step reduces the cost any further while the
+    gradient is below 1e-4 of its initial value (the attainable accuracy of the precision)."""
+    STALLED = "stalled"
+    """No step decreases the cost any more, but the gradient is still large: the precision in use (or the
+    linear solver) cannot get closer. Not converged."""
     HIT_ITERATION_LIMIT = "hit_iteration_limit"
     """``max_iterations`` was reached before any tolerance."""
     FAILED = "failed"
@@ -38,6 +42,8 @@ class IterationRecord:
     linear_iterations: int
     linear_relative_residual: float
     """‖b - A x‖ / ‖b‖ of the (scaled, damped) normal equations as the linear solver reported it."""
+    linear_status: str
+    """How the linear solve ended: converged, max_iterations, stagnated, breakdown, nonfinite, diverged."""
     time_s: float
 
     def as_dict(self) -> dict:
