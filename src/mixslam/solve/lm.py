@@ -23,6 +23,10 @@ log = logging.getLogger("mixslam")
 #: function tolerance (its small decrease may come from the inexact solve, not from the optimum).
 LOOSE_SOLVE = 1e-3
 
+#: ... unless this many accepted steps in a row each lowered the cost by less than the function tolerance
+#: (the low-precision linearization's noise floor: tighter solves cannot help there).
+SMALL_STEPS = 3
+
 #: "No step decreases the cost" counts as converged only if max|g| fell below this fraction of its start.
 STALL_GRADIENT = 1e-4
 
@@ -71,6 +75,7 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, poli
     best_state, best_cost, best_iter = state, cost, 0
     g0norm = g0norm2 = None
     eta_cap = cg.eta_max
+    small = 0
     prev_gnorm = prev_eta = None
     lin = None
     status, reason = Status.HIT_ITERATION_LIMIT, f"reached max_iterations={config.max_iterations}"
@@ -145,11 +150,14 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, poli
             if config.method == "lm":
                 lam = max(config.min_lambda, lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3))
                 nu = 2.0
+            small = small + 1 if rel < config.function_tolerance else 0
             if rel < config.function_tolerance:
-                if res.relative_residual <= LOOSE_SOLVE:
-                    status, reason = Status.CONVERGED, f"relative cost decrease {rel:.3g} below function_tolerance"
+                if res.relative_residual <= LOOSE_SOLVE or small >= SMALL_STEPS:
+                    status, reason = Status.CONVERGED, (
+                        f"relative cost decrease {rel:.3g} below function_tolerance"
+                        + ("" if res.relative_residual <= LOOSE_SOLVE else f" for {small} accepted steps in a row"))
                     break
-                # A small decrease from a loosely solved step proves nothing: ask the inner solver for more.
+                # A small decrease from a loosely solved step proves little: ask the inner solver for more.
                 eta_cap = max(cg.eta_min, min(eta_cap, 0.01 * res.relative_residual))
             if (step_norm < config.step_tolerance * (problem.state_norm(state) + config.step_tolerance)
                     and res.relative_residual <= LOOSE_SOLVE):
