@@ -115,3 +115,29 @@ def test_fixed_poses_do_not_move(graph2d):
     res, _ = optimize_pose_graph(graph2d.graph)
     np.testing.assert_array_equal(res.translations[0], graph2d.graph.translations[0])
     np.testing.assert_array_equal(res.rotations[0], graph2d.graph.rotations[0])
+
+
+def test_bad_graphs_and_configs_get_clear_errors(graph2d):
+    from mixslam.errors import ConfigError, GaugeError, NonFiniteError, PrecisionPolicyError
+
+    g = graph2d.graph.copy()
+    keep = (g.edge_i != 7) & (g.edge_j != 7)  # cut every edge of pose 7: nothing anchors it
+    for name in ("edge_i", "edge_j", "meas_rotations", "meas_translations", "information"):
+        setattr(g, name, getattr(g, name)[keep])
+    g.edge_lines = None
+    with pytest.raises(GaugeError, match="vertex ids 7") as exc:
+        optimize_pose_graph(g)
+    assert exc.value.unconstrained == [7]
+    g = graph2d.graph.copy()
+    g.translations[3, 0] = np.nan
+    with pytest.raises(NonFiniteError, match="NaN"):
+        optimize_pose_graph(g)
+    with pytest.raises(ConfigError, match="fp64 only"):
+        optimize_pose_graph(graph2d.graph, precision="mixed", solver="cholesky")
+    with pytest.raises(ConfigError, match="unknown solver"):
+        optimize_pose_graph(graph2d.graph, solver="qr")
+    with pytest.raises(ConfigError, match="unknown init"):
+        optimize_pose_graph(graph2d.graph, init="magic")
+    with pytest.raises(PrecisionPolicyError, match="bf16"):
+        from mixslam.precision import PrecisionPolicy
+        PrecisionPolicy("b", jacobian_storage="bf16", jacobian_accumulate="fp32")

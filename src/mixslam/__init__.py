@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from .errors import (GaugeError, InformationMatrixError, InputFormatError, MixslamError, NonFiniteError,
+from .errors import (ConfigError, GaugeError, InformationMatrixError, InputFormatError, MixslamError, NonFiniteError,
                      PrecisionPolicyError, SolverError)
 from .precision import Precision, PrecisionPolicy, QuantizationStats, quantize
 from .problem.pose_graph import PoseGraph
@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 logging.getLogger("mixslam").addHandler(logging.NullHandler())
 
 __all__ = [
-    "GaugeError", "InformationMatrixError", "InputFormatError", "MixslamError", "NonFiniteError",
+    "ConfigError", "GaugeError", "InformationMatrixError", "InputFormatError", "MixslamError", "NonFiniteError",
     "PrecisionPolicyError", "SolverError", "Precision", "PrecisionPolicy", "QuantizationStats", "quantize",
     "PoseGraph", "__version__",
 ]

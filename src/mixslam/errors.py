@@ -41,5 +41,9 @@ class NonFiniteError(MixslamError, FloatingPointError):
     """A NaN or infinity appeared where a finite value is required."""
 
 
+class ConfigError(MixslamError, ValueError):
+    """A configuration value that is not one of the accepted choices."""
+
+
 class SolverError(MixslamError, RuntimeError):
     """A linear or nonlinear solver could not produce a valid answer."""

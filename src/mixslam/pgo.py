@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import NonFiniteError
+from .errors import ConfigError, InformationMatrixError, NonFiniteError
 from .lie import se2, se3
 from .linear.block_pattern import BlockPattern
 from .linear.solvers import Linearization, make_linear_solver
@@ -21,7 +21,6 @@ from .problem.between import linearize, sqrt_information
 from .problem.pose_graph import PoseGraph
 from .solve.config import CGConfig, LMConfig
 from .solve.lm import levenberg_marquardt
-from .solve.report import SolveReport
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ class PGOConfig:
     precision: str | PrecisionPolicy = "fp64"
     """A preset name (``fp64``, ``fp32``, ``mixed``, ``mixed16``, ``fp16``) or a :class:`PrecisionPolicy`."""
     solver: str = "cholesky"
-    """``cholesky`` (fp64 direct), ``cgnr`` (CGNR + block-Jacobi) or ``ic`` (CGNR + static IC(0))."""
+    """``cholesky`` (fp64 direct), ``cgnr`` (CGNR + block-Jacobi) or ``ic`` (CGNR + static block IC(k), k = ``cg.ic_fill_level``, default 2)."""
     init: str = "file"
     """Initial guess: ``file`` (as read; edges-only files get a spanning-tree guess), ``odometry``
     (compose measurements along a spanning tree preferring odometry edges) or ``chordal``."""
@@ -65,9 +64,10 @@ class PoseGraphProblem:
         R, t = state
         if self.policy.cost is Precision.FP64:
             return fp64_cost(self.graph, R, t)
-        e = linearize(self.graph, R, t, dtype=np.float32, jacobians=False)[0]
-        we = np.einsum("mij,mj->mi", self.W.astype(np.float32), e)
-        return 0.5 * float(np.sum(we * we, dtype=np.float32))
+        dt = self.policy.cost.compute_dtype
+        e = linearize(self.graph, R, t, dtype=dt, jacobians=False)[0]
+        we = np.einsum("mij,mj->mi", self._W_res if self._res_dtype == dt else self.W.astype(dt), e)
+        return 0.5 * float(np.sum(we * we, dtype=dt))
 
     def linearize(self, state) -> Linearization:
         R, t = state
@@ -99,7 +99,7 @@ def initial_guess(graph: PoseGraph, init: str) -> PoseGraph:
     if init == "chordal":
         from .init.chordal import chordal_initialization
         return chordal_initialization(graph)
-    raise ValueError(f"unknown init {init!r}; expected 'file', 'odometry' or 'chordal'")
+    raise ConfigError(f"unknown init {init!r}; expected 'file', 'odometry' or 'chordal'")
 
 
 def optimize_pose_graph(graph: PoseGraph, config: PGOConfig | None = None, **overrides):
@@ -110,14 +110,26 @@ def optimize_pose_graph(graph: PoseGraph, config: PGOConfig | None = None, **ove
     import dataclasses
     config = dataclasses.replace(config or PGOConfig(), **overrides)
     policy = PrecisionPolicy.preset(config.precision, problem="pgo")
-    t0 = time.perf_counter()
+    if config.solver not in ("cholesky", "cgnr", "ic"):
+        raise ConfigError(f"unknown solver {config.solver!r}; expected 'cholesky', 'cgnr' or 'ic'")
+    if config.solver == "cholesky" and policy.uses_16bit:
+        raise ConfigError(f"the cholesky solver is fp64 only; policy {policy.name!r} asks for 16-bit storage or "
+                          "arithmetic, which only the CG solvers ('cgnr', 'ic') have")
+    if config.lm.method not in ("lm", "gn"):
+        raise ConfigError(f"unknown LM method {config.lm.method!r}; expected 'lm' or 'gn'")
+    if config.cg.forcing not in ("superlinear", "eisenstat-walker", "fixed"):
+        raise ConfigError(f"unknown forcing {config.cg.forcing!r}; expected 'superlinear', 'eisenstat-walker' or 'fixed'")
+    graph.validate()
     compile_s = warmup()
     t1 = time.perf_counter()
     start = initial_guess(graph, config.init)
     if not (np.isfinite(start.rotations).all() and np.isfinite(start.translations).all()):
         raise NonFiniteError(f"{graph.source}: the initial guess ({config.init}) has NaN/inf poses")
     t2 = time.perf_counter()
-    problem = PoseGraphProblem(start, policy)
+    try:
+        problem = PoseGraphProblem(start, policy)
+    except np.linalg.LinAlgError as exc:
+        raise InformationMatrixError(f"{graph.source}: an information matrix is not positive definite ({exc})") from None
     solver = make_linear_solver(config.solver, problem.pattern, policy, config.cg)
     t3 = time.perf_counter()
     (R, t), report = levenberg_marquardt(problem, (start.rotations, start.translations), solver, policy,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,6 +22,8 @@ __all__ = [
     "PrecisionPolicy",
     "QuantizationStats",
     "quantize",
+    "quantize_with_fallback",
+    "next_wider",
     "dequantize",
     "round_to",
     "EPS",
@@ -131,9 +133,8 @@ class PrecisionPolicy:
     record it) instead of continuing with infinities."""
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):
-            if f.type in ("Precision",) or f.name in _PRECISION_FIELDS:
-                object.__setattr__(self, f.name, Precision.parse(getattr(self, f.name)))
+        for name in _PRECISION_FIELDS:
+            object.__setattr__(self, name, Precision.parse(getattr(self, name)))
         self.validate()
 
     def validate(self) -> None:
@@ -146,8 +147,11 @@ class PrecisionPolicy:
             raise PrecisionPolicyError(
                 f"policy {self.name!r}: residual precision {self.residual.value} is below fp32; residuals "
                 "are differences of nearby poses and lose all digits in 16 bits. Use fp32 or fp64")
-        if not self.cost.contains(self.residual) and self.cost is not self.residual:
-            pass  # a wider cost than residual is fine; a narrower one is refused below
+        used_bf16 = [n for n in _PRECISION_FIELDS if getattr(self, n) is Precision.BF16]
+        if used_bf16:
+            raise PrecisionPolicyError(
+                f"policy {self.name!r}: bf16 is not available in the solvers yet ({', '.join(used_bf16)}); "
+                "quantize()/dequantize() support it, the kernels do not. Use fp16")
         for store, acc in (("jacobian_storage", "jacobian_accumulate"),
                            ("preconditioner_storage", "preconditioner_accumulate")):
             s, a = getattr(self, store), getattr(self, acc)
@@ -293,6 +297,24 @@ def quantize(x: np.ndarray, precision: Precision) -> tuple[np.ndarray, Quantizat
     tiny = precision.min_normal
     stats.subnormals = int(np.count_nonzero(nz & (back != 0) & (np.abs(back) < tiny)))
     return out, stats
+
+
+def next_wider(p: Precision) -> Precision:
+    """The format an overflowing 16-bit (or fp32) store falls back to."""
+    return {Precision.FP16: Precision.FP32, Precision.BF16: Precision.FP32,
+            Precision.FP32: Precision.FP64, Precision.FP64: Precision.FP64}[p]
+
+
+def quantize_with_fallback(x: np.ndarray, precision: Precision, fallback: bool = True):
+    """Quantize; if that overflows and ``fallback`` is set, quantize in the next wider format instead.
+
+    Returns (stored, stats of the requested format, format used, True if it fell back).
+    """
+    stored, stats = quantize(x, precision)
+    if stats.overflows and fallback and precision is not Precision.FP64:
+        used = next_wider(precision)
+        return quantize(x, used)[0], stats, used, True
+    return stored, stats, precision, False
 
 
 def dequantize(stored: np.ndarray, precision: Precision, dtype=np.float32) -> np.ndarray:

@@ -72,7 +72,7 @@ def pcg(op: JacobianOperator, damping: np.ndarray, b: np.ndarray, precond, arith
         res = rnorm / bnorm
         if res < 0.99 * best_res:
             best_res, since_best = res, 0
-            best_x = x.copy() if arith.r16 else x  # x is rebound, not mutated, by axpy
+            best_x = x  # axpy rebinds x to a new array, never mutates it
         else:
             since_best += 1
         if res <= tol:

@@ -13,12 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import jac_matvec, jac_rmatvec, normal_matvec
-from ..precision import Precision, QuantizationStats, quantize
-
-
-def _next_wider(p: Precision) -> Precision:
-    return {Precision.FP16: Precision.FP32, Precision.BF16: Precision.FP32,
-            Precision.FP32: Precision.FP64, Precision.FP64: Precision.FP64}[p]
+from ..precision import Precision, quantize_with_fallback
 
 
 def kernel_storage(stored: np.ndarray, precision: Precision) -> np.ndarray:
@@ -45,23 +40,16 @@ class JacobianOperator:
         s = scale.reshape(nv, p)
         As = A.astype(np.float64) * np.where(ia[:, None, None] >= 0, s[np.maximum(ia, 0)][:, None, :], 0.0)
         Bs = B.astype(np.float64) * np.where(ib[:, None, None] >= 0, s[np.maximum(ib, 0)][:, None, :], 0.0)
-        self.stats = QuantizationStats()
-        self.fallbacks = 0
-        stored_a, st_a = quantize(As, storage)
-        stored_b, st_b = quantize(Bs, storage)
-        stats = st_a.merge(st_b)
-        if stats.overflows and fallback and storage is not Precision.FP64:
-            self.fallbacks += 1
-            storage = _next_wider(storage)
-            accumulate = accumulate if accumulate.contains(storage) else storage
-            stored_a, st2a = quantize(As, storage)
-            stored_b, st2b = quantize(Bs, storage)
-        self.stats = stats  # counts of the requested format, including any overflow that forced the fallback
+        # One quantization of both blocks together, so a fallback applies to the whole operator.
+        both = np.concatenate([As.reshape(-1), Bs.reshape(-1)])
+        stored, self.stats, storage, fell = quantize_with_fallback(both, storage, fallback)
+        self.fallbacks = int(fell)
+        accumulate = accumulate if accumulate.contains(storage) else storage
+        stored_a, stored_b = stored[:As.size].reshape(As.shape), stored[As.size:].reshape(Bs.shape)
         self.storage, self.accumulate = storage, accumulate
         self.A = kernel_storage(stored_a, storage)
         self.B = kernel_storage(stored_b, storage)
         self.acc16 = accumulate in (Precision.FP16, Precision.BF16)
-        self.out_dtype = np.float64 if accumulate is Precision.FP64 else np.float32
         self.k = A.shape[1]
         self.nbytes = self.A.nbytes + self.B.nbytes
 
@@ -88,15 +76,19 @@ class KrylovArith:
 
     def __init__(self, precision: Precision):
         self.precision = precision
-        self.dtype = np.dtype(np.float64 if precision is Precision.FP64 else np.float32)
+        self.dtype = precision.compute_dtype
         self.r16 = precision in (Precision.FP16, Precision.BF16)
+        self.overflows = 0
+        """Finite values that became infinite when rounded to fp16 (counted, never hidden)."""
 
     def round(self, x):
         """One rounding to the Krylov precision (identity for fp32/fp64 arrays of that dtype)."""
         x = np.asarray(x, dtype=self.dtype)
         if self.r16:
-            with np.errstate(over="ignore"):
-                return x.astype(np.float16).astype(np.float32)
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = x.astype(np.float16).astype(np.float32)
+            self.overflows += int(np.count_nonzero(np.isinf(out) & np.isfinite(x)))
+            return out
         return x
 
     def scalar(self, a: float):

@@ -1,4 +1,4 @@
-"""Preconditioners for CGNR on the scaled normal equations: block-Jacobi and static block IC(0).
+"""Preconditioners for CGNR on the scaled normal equations: block-Jacobi and static block IC(k).
 
 Precision decisions made here: the preconditioner is computed in fp64, stored in
 ``policy.preconditioner_storage`` (fp16 as real binary16 bits) and applied with
@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SolverError
-from ..kernels import ic0_factor, ic_solve
-from ..precision import Precision, QuantizationStats, quantize
+from ..kernels import ic0_factor, ic_solve, round16_array
+from ..precision import Precision, quantize_with_fallback
 from .block_pattern import BlockPattern
-from .operators import _next_wider, kernel_storage
+from .operators import kernel_storage
 
 
 def scale_blocks(pattern: BlockPattern, blocks: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -38,26 +38,22 @@ class BlockJacobi:
             L = np.linalg.cholesky(D)
         Linv = np.linalg.inv(L)
         inv = np.swapaxes(Linv, 1, 2) @ Linv
-        stored, self.stats = quantize(inv, storage)
-        self.fallbacks = 0
-        if self.stats.overflows and fallback and storage is not Precision.FP64:
-            self.fallbacks = 1
-            storage = _next_wider(storage)
-            stored, _ = quantize(inv, storage)
+        stored, self.stats, storage, fell = quantize_with_fallback(inv, storage, fallback)
+        self.fallbacks = int(fell)
         self.storage = storage
         self.acc16 = accumulate in (Precision.FP16, Precision.BF16)
-        self.inv = stored.astype(np.float32) if storage in (Precision.FP16, Precision.FP32) else stored
+        self.inv = stored.astype(accumulate.compute_dtype)
         self.nv, self.p = nv, p
         self.nbytes = stored.nbytes
 
     def apply(self, r: np.ndarray) -> np.ndarray:
         rv = r.reshape(self.nv, self.p).astype(self.inv.dtype, copy=False)
+        if self.acc16:
+            rv = round16_array(rv)  # operands enter fp16 arithmetic as fp16
         if not self.acc16:
             return np.einsum("nij,nj->ni", self.inv, rv).reshape(-1).astype(r.dtype, copy=False)
         # Emulated fp16 arithmetic: one rounding after every multiply and every add, in a fixed order.
-        def r16(x):
-            with np.errstate(over="ignore", invalid="ignore"):
-                return x.astype(np.float16).astype(np.float32)
+        r16 = round16_array
         out = np.zeros((self.nv, self.p), np.float32)
         for j in range(self.p):
             out = r16(out + r16(self.inv[:, :, j] * rv[:, j:j + 1]))
@@ -65,13 +61,13 @@ class BlockJacobi:
 
 
 class StaticIC:
-    """Block IC(0) of the scaled JᵀJ at the first linearization, reused for every later solve.
+    """Block IC(k) of the scaled JᵀJ (k = the pattern's fill level) at the first linearization, reused after.
 
     The factor approximates S0 H0 S0 (S0 the first column scaling); for a later scaled system S H S it is
     applied as z = c ∘ (L Lᵀ)⁻¹ (c ∘ r) with c = S0 / S, a diagonal correction that costs one multiply.
     """
 
-    name = "ic0"
+    name = "ic"
 
     def __init__(self, pattern: BlockPattern, blocks: np.ndarray, scale0: np.ndarray, storage: Precision,
                  accumulate: Precision, first_shift: float = 1e-4, fallback: bool = True):
@@ -80,25 +76,22 @@ class StaticIC:
         shift, L, ok, bad = 0.0, None, False, -1
         self.shift_tries = 0
         for attempt in range(12):
+            if attempt:
+                shift = first_shift if shift == 0.0 else shift * 10.0
+                self.shift_tries += 1
             L, ok, bad = ic0_factor(pattern.indptr, pattern.indices, np.ascontiguousarray(scaled), shift)
             if ok:
                 break
-            self.shift_tries += 1
-            shift = first_shift if shift == 0.0 else shift * 10.0
         if not ok:
             raise SolverError(f"incomplete Cholesky broke down at block row {bad} even with a diagonal shift "
                               f"of {shift:g}; the normal matrix is far from positive definite")
         self.shift = shift
-        stored, self.stats = quantize(L, storage)
-        self.fallbacks = 0
-        if self.stats.overflows and fallback and storage is not Precision.FP64:
-            self.fallbacks = 1
-            storage = _next_wider(storage)
-            stored, _ = quantize(L, storage)
+        stored, self.stats, storage, fell = quantize_with_fallback(L, storage, fallback)
+        self.fallbacks = int(fell)
         self.storage = storage
         self.L = kernel_storage(stored, storage)
         self.acc16 = accumulate in (Precision.FP16, Precision.BF16)
-        self.compute_dtype = np.float64 if accumulate is Precision.FP64 else np.float32
+        self.compute_dtype = accumulate.compute_dtype
         self.scale0 = scale0
         self.correction = np.ones_like(scale0)
         self.nbytes = self.L.nbytes

@@ -1,5 +1,5 @@
 """Linear solvers for one LM step: direct sparse Cholesky (fp64), CGNR with block-Jacobi, CGNR with a
-static block IC(0) preconditioner. Each takes a :class:`Linearization` and returns a :class:`LinearResult`.
+static block incomplete-Cholesky (IC(k), default k = 2) preconditioner. Each takes a :class:`Linearization` and returns a :class:`LinearResult`.
 
 The damped system is (JᵀJ + λ·D) δ = -Jᵀr with D = clamp(diag(JᵀJ)). The CG solvers work on the
 column-scaled system (S JᵀJ S + λ S D S) x = -S Jᵀr, δ = S x, with S a power-of-two Jacobi scaling, so that
@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import SolverError
 from ..kernels import jac_rmatvec
+from ..errors import ConfigError
 from ..precision import PrecisionPolicy, Precision, QuantizationStats
 from ..solve.config import CGConfig
 from .block_pattern import BlockPattern
 from .cgnr import pcg
 from .operators import JacobianOperator, KrylovArith, power_of_two
-from .preconditioners import BlockJacobi, StaticIC, scale_blocks
+from .preconditioners import BlockJacobi, StaticIC
 
 
 @dataclass
@@ -114,13 +114,13 @@ class CholeskySolver:
 
 
 class CGNRSolver:
-    """CGNR on the column-scaled Jacobian with a block-Jacobi (``"jacobi"``) or static IC(0) (``"ic"``)
+    """CGNR on the column-scaled Jacobian with a block-Jacobi (``"jacobi"``) or static IC(k) (``"ic"``)
     preconditioner, every operation in the precision the policy names."""
 
     def __init__(self, pattern: BlockPattern, policy: PrecisionPolicy, cg: CGConfig | None = None,
                  preconditioner: str = "jacobi"):
         if preconditioner not in ("jacobi", "ic", "none"):
-            raise ValueError(f"unknown preconditioner {preconditioner!r}; expected 'jacobi', 'ic' or 'none'")
+            raise ConfigError(f"unknown preconditioner {preconditioner!r}; expected 'jacobi', 'ic' or 'none'")
         self.cg = cg or CGConfig()
         self.pattern = pattern.with_fill(self.cg.ic_fill_level) if preconditioner == "ic" else pattern
         self.policy = policy
@@ -128,6 +128,7 @@ class CGNRSolver:
         self.name = {"jacobi": "cgnr", "ic": "ic", "none": "cg"}[preconditioner]
         self.arith = KrylovArith(policy.krylov)
         self.ic: StaticIC | None = None
+        self._op, self._op_for = None, None
         self.ic_age = 0
         self.ic_factorizations = 0
         self.memory = {}
@@ -152,9 +153,15 @@ class CGNRSolver:
         rhs_dtype = np.float64 if pol.rhs is Precision.FP64 else np.float32
         g = lin.gradient(rhs_dtype).astype(np.float64)
         damping = _damping(colsq, lam, lo, hi) * scale * scale
-        op = JacobianOperator(lin.A, lin.ia, lin.B, lin.ib, lin.nv, lin.p, scale, pol.jacobian_storage,
-                              pol.jacobian_accumulate, pol.fallback)
-        stats, fallbacks = op.stats, op.fallbacks
+        if self._op_for is lin:
+            # Same linearization, new damping (a rejected step): the quantized Jacobian is reused and its
+            # quantization is not counted twice.
+            op, stats, fallbacks = self._op, QuantizationStats(), 0
+        else:
+            op = JacobianOperator(lin.A, lin.ia, lin.B, lin.ib, lin.nv, lin.p, scale, pol.jacobian_storage,
+                                  pol.jacobian_accumulate, pol.fallback)
+            self._op, self._op_for = op, lin
+            stats, fallbacks = op.stats, op.fallbacks
         t1 = time.perf_counter()
         times["quantize"] = t1 - t0
         if self.kind == "jacobi":
@@ -170,6 +177,7 @@ class CGNRSolver:
             pre = None
         t2 = time.perf_counter()
         times["preconditioner"] = t2 - t1
+        self.arith.overflows = 0
         b = -scale * g
         # Power-of-two scaling of the right-hand side to max|b| ~ 1 (exact; keeps 16-bit vectors in range).
         bmax = float(np.max(np.abs(b))) if b.size else 0.0
@@ -187,6 +195,8 @@ class CGNRSolver:
                       stagnation_window=self.cg.stagnation_window)
             res.iterations += first
         self.ic_age += 1
+        if self.arith.overflows:
+            stats = stats.merge(QuantizationStats(overflows=self.arith.overflows))
         t3 = time.perf_counter()
         times["cg"] = t3 - t2
         delta = scale * res.x.astype(np.float64) / rhs_scale
@@ -213,11 +223,11 @@ def _scaled_diag_blocks(lin: Linearization, scale: np.ndarray) -> np.ndarray:
 
 
 def make_linear_solver(name: str, pattern: BlockPattern, policy: PrecisionPolicy, cg: CGConfig | None = None):
-    """``"cholesky"`` | ``"cgnr"`` (block-Jacobi) | ``"ic"`` (static IC(0))."""
+    """``"cholesky"`` | ``"cgnr"`` (block-Jacobi) | ``"ic"`` (static IC(k), ``CGConfig.ic_fill_level``)."""
     if name == "cholesky":
         return CholeskySolver(pattern, policy, cg)
     if name == "cgnr":
         return CGNRSolver(pattern, policy, cg, "jacobi")
     if name == "ic":
         return CGNRSolver(pattern, policy, cg, "ic")
-    raise ValueError(f"unknown linear solver {name!r}; expected 'cholesky', 'cgnr' or 'ic'")
+    raise ConfigError(f"unknown linear solver {name!r}; expected 'cholesky', 'cgnr' or 'ic'")

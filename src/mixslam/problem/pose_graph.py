@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import GaugeError, InformationMatrixError
+from ..errors import GaugeError, InformationMatrixError, NonFiniteError
 
 
 @dataclass
@@ -80,10 +80,15 @@ class PoseGraph:
         return f"edge {int(self.ids[self.edge_i[k]])}->{int(self.ids[self.edge_j[k]])}{loc}"
 
     def validate(self) -> None:
-        """Check shapes, finiteness, information matrices and that every pose is anchored to a fixed one."""
+        """Check finiteness, edge indices, information matrices and that every pose is anchored to a fixed one."""
+        n = self.num_poses
+        for name in ("edge_i", "edge_j"):
+            idx = getattr(self, name)
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise GaugeError(f"{self.source}: {name} refers to pose indices outside 0..{n - 1}")
         if not np.all(np.isfinite(self.rotations)) or not np.all(np.isfinite(self.translations)):
             bad = np.where(~(np.isfinite(self.rotations).all(axis=(1, 2)) & np.isfinite(self.translations).all(axis=1)))[0]
-            raise InformationMatrixError(f"{self.source}: poses {self.ids[bad[:10]].tolist()} have NaN/inf values")
+            raise NonFiniteError(f"{self.source}: poses {self.ids[bad[:10]].tolist()} have NaN/inf values")
         check_information(self.information, self)
         check_connected(self)
 
@@ -143,9 +148,8 @@ def repair_information(information: np.ndarray, method: str) -> tuple[np.ndarray
     """Return (repaired copy, number of matrices changed).
 
     ``nearest``: the nearest symmetric positive-definite matrix in Frobenius norm (eigenvalues clipped to
-    ``1e-6 * largest``); ``isotropic``: SE-Sync's weights, kappa_t I (translation) and kappa_R I (rotation)
-    where kappa_t = k / trace(Omega_tt), kappa_R = k / trace(Omega_RR) ... as in SE-Sync's reader, i.e. the
-    isotropic matrices whose traces match the diagonal blocks; applied to every edge for consistency.
+    ``1e-6 * largest``), only for the matrices that need it; ``isotropic``: SE-Sync-style weights
+    kappa_t I (translation) and kappa_R I (rotation), kappa = mean of the block's diagonal, for every edge.
     """
     info = np.array(information, dtype=np.float64)
     if method == "nearest":

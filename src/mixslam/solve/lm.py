@@ -139,6 +139,8 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, poli
             except StopIteration:
                 if accepted:
                     state, cost = trial, new_cost
+                    if cost < best_cost:
+                        best_state, best_cost, best_iter = state, cost, it
                 status, reason = Status.CONVERGED, "stopped by the callback"
                 break
         if accepted:
@@ -165,7 +167,9 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, poli
                 break
         else:
             if config.method == "gn":
-                status, reason = Status.CONVERGED, "Gauss-Newton step did not decrease the cost"
+                rel_g = gnorm_inf / g0norm
+                status = Status.CONVERGED if rel_g <= STALL_GRADIENT else Status.STALLED
+                reason = f"Gauss-Newton step did not decrease the cost (gradient at {rel_g:.1e} of its start)"
                 break
             if res.status == "nonfinite":
                 lam = max(lam, 1e-8) * 10.0
