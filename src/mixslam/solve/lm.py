@@ -70,7 +70,10 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, poli
         report.timing = {**timing, "total": time.perf_counter() - t_start}
         return state, report
 
-    lam = config.initial_lambda if config.method == "lm" else 0.0
+    lam0 = config.initial_lambda
+    if lam0 is None:
+        lam0 = 1e-8 if getattr(linear_solver, "name", "") == "cholesky" else 1e-5
+    lam = lam0 if config.method == "lm" else 0.0
     nu = 2.0
     best_state, best_cost, best_iter = state, cost, 0
     g0norm = g0norm2 = None
