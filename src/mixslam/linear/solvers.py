@@ -136,8 +136,14 @@ class CGNRSolver:
     def _factor_ic(self, lin, scale, stats, fallbacks, times):
         t0 = time.perf_counter()
         pol = self.policy
-        self.ic = StaticIC(self.pattern, self.pattern.assemble(lin.A, lin.B), scale, pol.preconditioner_storage,
-                           pol.preconditioner_accumulate, self.cg.ic_shift, pol.fallback)
+        while True:
+            self.ic = StaticIC(self.pattern, self.pattern.assemble(lin.A, lin.B), scale, pol.preconditioner_storage,
+                               pol.preconditioner_accumulate, self.cg.ic_shift, pol.fallback)
+            if self.ic.shift <= self.cg.ic_shift_tolerance or self.pattern.fill_level + 2 > self.cg.ic_max_fill_level:
+                break
+            # The factor only exists with a large shift: a poor approximation. Keep more fill instead.
+            self.pattern = self.pattern.with_fill(self.pattern.fill_level + 2)
+        self.ic.factor_stats["fill_level"] = self.pattern.fill_level
         self.ic_age = 0
         self.ic_factorizations += 1
         times["ic_factor"] = times.get("ic_factor", 0.0) + time.perf_counter() - t0

@@ -71,6 +71,13 @@ class CGConfig:
     level adds the blocks between poses that share an earlier neighbour. Default 2, by measurement: on the
     real datasets IC(0) needs 3-8x more CG iterations and on kitti_00 stalls 9e-6 above the fp64 optimum in
     the mixed policy, IC(2) reaches it (docs/pgo_results.md); its factor is still static and 16-bit."""
+    ic_max_fill_level: int = 8
+    """If the factor at the current fill level needs a diagonal shift above ``ic_shift_tolerance`` to exist
+    (a breakdown: the incomplete factor is a poor one), the fill level is raised by 2, up to this. Measured
+    on parking-garage: IC(2) needs a shift of 0.01 and mixed CG stops 7e-5 above the optimum after 60 LM
+    iterations; IC(6) needs 1e-4 and converges."""
+    ic_shift_tolerance: float = 1e-4
+    """Largest breakdown shift accepted before raising the fill level (see ``ic_max_fill_level``)."""
     ic_refactor: str = "on_stall"
     """When the static IC(0) factor is recomputed: ``"never"`` (strictly static: factored once at the first
     linearization) or ``"on_stall"`` (refactor at the current linearization when CG stagnates or hits its
