@@ -4,20 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import so2
-
-
-def compose(Ra, ta, Rb, tb):
-    return Ra @ Rb, ta + np.einsum("...ij,...j->...i", Ra, tb)
-
-
-def inverse(R, t):
-    Rt = np.swapaxes(R, -1, -2)
-    return Rt, -np.einsum("...ij,...j->...i", Rt, t)
-
-
-def between(Ra, ta, Rb, tb):
-    Rat = np.swapaxes(Ra, -1, -2)
-    return Rat @ Rb, np.einsum("...ij,...j->...i", Rat, tb - ta)
+from .rigid import between, compose, inverse  # noqa: F401  (re-exported)
 
 
 def retract(R, t, delta):
