@@ -9,7 +9,8 @@ import numpy as np
 
 
 def _small(dtype) -> float:
-    return 1e-8 if np.dtype(dtype) == np.float64 else 1e-4
+    from ..precision import EPS, Precision
+    return EPS[Precision.FP64 if np.dtype(dtype) == np.float64 else Precision.FP32]["small_angle"]
 
 
 def hat(v: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ class IterationRecord:
 
     iteration: int
     cost: float
-    """Cost at the start of the iteration."""
+    """Cost at the start of the iteration (in the policy's cost precision; fp64 except naive fp16)."""
     new_cost: float
     """Cost at the trial point (NaN if the step was not finite)."""
     gradient_norm: float
