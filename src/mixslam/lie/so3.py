@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..precision import EPS, Precision
+
 
 def _small(dtype) -> float:
-    from ..precision import EPS, Precision
     return EPS[Precision.FP64 if np.dtype(dtype) == np.float64 else Precision.FP32]["small_angle"]
 
 
