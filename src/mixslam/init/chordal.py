@@ -138,9 +138,7 @@ def chordal_rotations(graph: PoseGraph, *, weighted: bool = True) -> np.ndarray:
     brow = np.concatenate([ej, ei, ei, ej])
     bcol = np.concatenate([ej, ei, ej, ei])
     a = np.arange(d)
-    rows = (d * brow[:, None, None] + a[None, :, None]) + 0 * a[None, None, :]
-    cols = (d * bcol[:, None, None] + a[None, None, :]) + 0 * a[None, :, None]
-    H = sp.coo_matrix((blocks.ravel(), (rows.ravel(), cols.ravel())), shape=(n * d, n * d)).tocsr()
+    H = _block_matrix(blocks, brow, bcol, n, d)
 
     fixed = np.asarray(graph.fixed, dtype=bool)
     free_cols = (d * np.where(~fixed)[0][:, None] + a).ravel()
@@ -158,6 +156,14 @@ def chordal_rotations(graph: PoseGraph, *, weighted: bool = True) -> np.ndarray:
     if (~fixed).any():
         out[~fixed] = proj(M[~fixed])
     return out
+
+
+def _block_matrix(blocks: np.ndarray, brow: np.ndarray, bcol: np.ndarray, n: int, d: int) -> sp.csr_matrix:
+    """Sum d x d ``blocks`` placed at block positions (brow, bcol) into an (n d) x (n d) CSR matrix."""
+    a = np.arange(d)
+    rows = (d * brow[:, None, None] + a[None, :, None]) + 0 * a[None, None, :]
+    cols = (d * bcol[:, None, None] + a[None, None, :]) + 0 * a[None, :, None]
+    return sp.coo_matrix((blocks.ravel(), (rows.ravel(), cols.ravel())), shape=(n * d, n * d)).tocsr()
 
 
 # -- step 2: translations --------------------------------------------------------------------------------
@@ -179,9 +185,7 @@ def chordal_translations(graph: PoseGraph, rotations: np.ndarray, *, weighted: b
     brow = np.concatenate([ej, ei, ei, ej])
     bcol = np.concatenate([ej, ei, ej, ei])
     a = np.arange(d)
-    rows = (d * brow[:, None, None] + a[None, :, None]) + 0 * a[None, None, :]
-    cols = (d * bcol[:, None, None] + a[None, None, :]) + 0 * a[None, :, None]
-    H = sp.coo_matrix((blocks.ravel(), (rows.ravel(), cols.ravel())), shape=(n * d, n * d)).tocsr()
+    H = _block_matrix(blocks, brow, bcol, n, d)
     Wc = np.einsum("mab,mb->ma", W, c)
     g = np.zeros((n, d))
     np.add.at(g, ej, Wc)

@@ -38,9 +38,18 @@ class Linearization:
     """(m,) variable index of the second block, -1 if fixed."""
     nv: int
     p: int
+    _cache: dict = field(default_factory=dict, repr=False)
+    """Gradients and column norms already computed for this linearization (LM and the solver both need
+    them; a rejected step re-solves the same linearization)."""
 
     def gradient(self, dtype=np.float64) -> np.ndarray:
         """Jᵀr (nv*p,) from the unquantized Jacobian, computed in ``dtype``."""
+        key = ("gradient", np.dtype(dtype).str)
+        if key not in self._cache:
+            self._cache[key] = self._gradient(dtype)
+        return self._cache[key]
+
+    def _gradient(self, dtype) -> np.ndarray:
         g = np.zeros((self.nv, self.p), dtype=dtype)
         A = np.ascontiguousarray(self.A, dtype=dtype)
         B = np.ascontiguousarray(self.B, dtype=dtype)
@@ -49,6 +58,11 @@ class Linearization:
 
     def column_sq_norms(self) -> np.ndarray:
         """diag(JᵀJ) (nv*p,) in fp64."""
+        if "colsq" not in self._cache:
+            self._cache["colsq"] = self._column_sq_norms()
+        return self._cache["colsq"]
+
+    def _column_sq_norms(self) -> np.ndarray:
         out = np.zeros(self.nv * self.p)
         for blocks, idx in ((self.A, self.ia), (self.B, self.ib)):
             sq = np.einsum("mki,mki->mi", blocks.astype(np.float64), blocks.astype(np.float64))
