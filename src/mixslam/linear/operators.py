@@ -35,11 +35,11 @@ class JacobianOperator:
     """J (two blocks per row, one variable set) with columns scaled by ``scale``, stored in ``storage``."""
 
     def __init__(self, A, ia, B, ib, nv: int, p: int, scale: np.ndarray, storage: Precision,
-                 accumulate: Precision, fallback: bool = True):
-        self.ia, self.ib, self.nv, self.p = ia, ib, nv, p
-        s = scale.reshape(nv, p)
-        As = A.astype(np.float64) * np.where(ia[:, None, None] >= 0, s[np.maximum(ia, 0)][:, None, :], 0.0)
-        Bs = B.astype(np.float64) * np.where(ib[:, None, None] >= 0, s[np.maximum(ib, 0)][:, None, :], 0.0)
+                 accumulate: Precision, fallback: bool = True, nb: int = 0, pb: int = 0):
+        self.ia, self.ib, self.nv, self.p, self.nb, self.pb = ia, ib, nv, p, nb, pb
+        sa, sb = self.split(scale)
+        As = A.astype(np.float64) * np.where(ia[:, None, None] >= 0, sa[np.maximum(ia, 0)][:, None, :], 0.0)
+        Bs = B.astype(np.float64) * np.where(ib[:, None, None] >= 0, sb[np.maximum(ib, 0)][:, None, :], 0.0)
         # One quantization of both blocks together, so a fallback applies to the whole operator.
         both = np.concatenate([As.reshape(-1), Bs.reshape(-1)])
         stored, self.stats, storage, fell = quantize_with_fallback(both, storage, fallback)
@@ -53,22 +53,36 @@ class JacobianOperator:
         self.k = A.shape[1]
         self.nbytes = self.A.nbytes + self.B.nbytes
 
+    @classmethod
+    def from_linearization(cls, lin, scale, storage: Precision, accumulate: Precision, fallback: bool = True):
+        return cls(lin.A, lin.ia, lin.B, lin.ib, lin.nv, lin.p, scale, storage, accumulate, fallback, lin.nb, lin.pb)
+
+    @property
+    def size(self) -> int:
+        return self.nv * self.p + self.nb * self.pb
+
+    def split(self, x: np.ndarray):
+        """(xa (nv, p), xb) views of a stacked vector; xb is xa when there is one variable set."""
+        xa = x[:self.nv * self.p].reshape(self.nv, self.p)
+        return (xa, xa) if not self.nb else (xa, x[self.nv * self.p:].reshape(self.nb, self.pb))
+
     def normal_matvec(self, p_vec: np.ndarray, out: np.ndarray) -> float:
         """out = JᵀJ p (scaled space); returns ‖J p‖²."""
-        pv = p_vec.reshape(self.nv, self.p)
-        o = out.reshape(self.nv, self.p)
-        return normal_matvec(self.A, self.ia, self.B, self.ib, pv, pv, o, o, self.acc16)
+        pa, pb = self.split(p_vec)
+        oa, ob = self.split(out)
+        return normal_matvec(self.A, self.ia, self.B, self.ib, pa, pb, oa, ob, self.acc16)
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
         y = np.empty((self.ia.shape[0], self.k), dtype=x.dtype)
-        xv = x.reshape(self.nv, self.p)
-        jac_matvec(self.A, self.ia, self.B, self.ib, xv, xv, y, self.acc16)
+        xa, xb = self.split(x)
+        jac_matvec(self.A, self.ia, self.B, self.ib, xa, xb, y, self.acc16)
         return y
 
     def rmatvec(self, y: np.ndarray, dtype=None) -> np.ndarray:
-        g = np.zeros((self.nv, self.p), dtype=dtype or y.dtype)
-        jac_rmatvec(self.A, self.ia, self.B, self.ib, np.ascontiguousarray(y, dtype=g.dtype), g, g, self.acc16)
-        return g.reshape(-1)
+        g = np.zeros(self.size, dtype=dtype or y.dtype)
+        ga, gb = self.split(g)
+        jac_rmatvec(self.A, self.ia, self.B, self.ib, np.ascontiguousarray(y, dtype=g.dtype), ga, gb, self.acc16)
+        return g
 
 
 class KrylovArith:

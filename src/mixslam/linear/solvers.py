@@ -37,24 +37,43 @@ class Linearization:
     ib: np.ndarray
     """(m,) variable index of the second block, -1 if fixed."""
     nv: int
+    """Variables of the first set (poses; BA: cameras)."""
     p: int
+    """Tangent size of a first-set variable."""
+    nb: int = 0
+    """Variables of a second set (BA: points); 0 means B multiplies the first set too (pose graphs)."""
+    pb: int = 0
+    """Tangent size of a second-set variable."""
     _cache: dict = field(default_factory=dict, repr=False)
     """Gradients and column norms already computed for this linearization (LM and the solver both need
     them; a rejected step re-solves the same linearization)."""
 
+    @property
+    def size(self) -> int:
+        """Length of the stacked update vector: nv*p (+ nb*pb)."""
+        return self.nv * self.p + self.nb * self.pb
+
+    def split(self, x: np.ndarray):
+        """Views (xa (nv, p), xb) of a stacked vector; xb is xa when there is one variable set."""
+        xa = x[:self.nv * self.p].reshape(self.nv, self.p)
+        if not self.nb:
+            return xa, xa
+        return xa, x[self.nv * self.p:].reshape(self.nb, self.pb)
+
     def gradient(self, dtype=np.float64) -> np.ndarray:
-        """Jᵀr (nv*p,) from the unquantized Jacobian, computed in ``dtype``."""
+        """Jᵀr (size,) from the unquantized Jacobian, computed in ``dtype``."""
         key = ("gradient", np.dtype(dtype).str)
         if key not in self._cache:
             self._cache[key] = self._gradient(dtype)
         return self._cache[key]
 
     def _gradient(self, dtype) -> np.ndarray:
-        g = np.zeros((self.nv, self.p), dtype=dtype)
+        g = np.zeros(self.size, dtype=dtype)
+        ga, gb = self.split(g)
         A = np.ascontiguousarray(self.A, dtype=dtype)
         B = np.ascontiguousarray(self.B, dtype=dtype)
-        jac_rmatvec(A, self.ia, B, self.ib, np.ascontiguousarray(self.r, dtype=dtype), g, g, False)
-        return g.reshape(-1)
+        jac_rmatvec(A, self.ia, B, self.ib, np.ascontiguousarray(self.r, dtype=dtype), ga, gb, False)
+        return g
 
     def column_sq_norms(self) -> np.ndarray:
         """diag(JᵀJ) (nv*p,) in fp64."""
@@ -63,13 +82,18 @@ class Linearization:
         return self._cache["colsq"]
 
     def _column_sq_norms(self) -> np.ndarray:
-        out = np.zeros(self.nv * self.p)
-        for blocks, idx in ((self.A, self.ia), (self.B, self.ib)):
+        out = np.zeros(self.size)
+        for blocks, idx, offset, p in self.block_sets():
             sq = np.einsum("mki,mki->mi", blocks.astype(np.float64), blocks.astype(np.float64))
             keep = idx >= 0
-            cols = (idx[keep, None] * self.p + np.arange(self.p)).ravel()
+            cols = (offset + idx[keep, None] * p + np.arange(p)).ravel()
             out += np.bincount(cols, weights=sq[keep].ravel(), minlength=out.size)
         return out
+
+    def block_sets(self):
+        """(blocks, variable index, offset in the stacked vector, block width) for A and for B."""
+        off_b = self.nv * self.p if self.nb else 0
+        return ((self.A, self.ia, 0, self.p), (self.B, self.ib, off_b, self.pb or self.p))
 
 
 @dataclass
@@ -93,9 +117,9 @@ def _damping(colsq: np.ndarray, lam: float, lo: float, hi: float) -> np.ndarray:
 def _model_decrease(lin: Linearization, g: np.ndarray, delta: np.ndarray) -> float:
     from ..kernels import jac_matvec
     Jd = np.empty_like(lin.r, dtype=np.float64)
-    dv = delta.reshape(lin.nv, lin.p)
+    da, db = lin.split(delta)
     jac_matvec(np.ascontiguousarray(lin.A, np.float64), lin.ia, np.ascontiguousarray(lin.B, np.float64), lin.ib,
-               dv, dv, Jd, False)
+               da, db, Jd, False)
     return float(-(g @ delta) - 0.5 * np.sum(Jd * Jd))
 
 
@@ -131,10 +155,13 @@ class CGNRSolver:
     """CGNR on the column-scaled Jacobian with a block-Jacobi (``"jacobi"``) or static IC(k) (``"ic"``)
     preconditioner, every operation in the precision the policy names."""
 
-    def __init__(self, pattern: BlockPattern, policy: PrecisionPolicy, cg: CGConfig | None = None,
+    def __init__(self, pattern: BlockPattern | None, policy: PrecisionPolicy, cg: CGConfig | None = None,
                  preconditioner: str = "jacobi"):
+        """``pattern``: the normal matrix's block pattern, needed by ``"ic"`` only (None otherwise)."""
         if preconditioner not in ("jacobi", "ic", "none"):
             raise ConfigError(f"unknown preconditioner {preconditioner!r}; expected 'jacobi', 'ic' or 'none'")
+        if preconditioner == "ic" and pattern is None:
+            raise ConfigError("the IC preconditioner needs the normal matrix's block pattern")
         self.cg = cg or CGConfig()
         self.pattern = pattern.with_fill(self.cg.ic_fill_level) if preconditioner == "ic" else pattern
         self.policy = policy
@@ -178,16 +205,19 @@ class CGNRSolver:
             # quantization is not counted twice.
             op, stats, fallbacks = self._op, QuantizationStats(), 0
         else:
-            op = JacobianOperator(lin.A, lin.ia, lin.B, lin.ib, lin.nv, lin.p, scale, pol.jacobian_storage,
-                                  pol.jacobian_accumulate, pol.fallback)
+            op = JacobianOperator.from_linearization(lin, scale, pol.jacobian_storage, pol.jacobian_accumulate,
+                                                     pol.fallback)
             self._op, self._op_for = op, lin
             stats, fallbacks = op.stats, op.fallbacks
         t1 = time.perf_counter()
         times["quantize"] = t1 - t0
         if self.kind == "jacobi":
-            diag = _scaled_diag_blocks(lin, scale)
-            pre = BlockJacobi(diag, damping, pol.preconditioner_storage, pol.preconditioner_accumulate, pol.fallback)
-            stats, fallbacks = stats.merge(pre.stats), fallbacks + pre.fallbacks
+            parts = []
+            for diag, sl in _scaled_diag_blocks(lin, scale):
+                parts.append(BlockJacobi(diag, damping[sl], pol.preconditioner_storage,
+                                         pol.preconditioner_accumulate, pol.fallback))
+                stats, fallbacks = stats.merge(parts[-1].stats), fallbacks + parts[-1].fallbacks
+            pre = parts[0] if len(parts) == 1 else StackedPreconditioner(parts)
         elif self.kind == "ic":
             if self.ic is None:
                 stats, fallbacks = self._factor_ic(lin, scale, stats, fallbacks, times)
@@ -228,18 +258,37 @@ class CGNRSolver:
                             _model_decrease(lin, g, delta), stats, fallbacks, times)
 
 
-def _scaled_diag_blocks(lin: Linearization, scale: np.ndarray) -> np.ndarray:
-    """Diagonal blocks of S JᵀJ S (nv, p, p) in fp64."""
-    nv, p = lin.nv, lin.p
-    s = scale.reshape(nv, p)
-    out = np.zeros((nv, p * p))
-    for blocks, idx in ((lin.A, lin.ia), (lin.B, lin.ib)):
+def _scaled_diag_blocks(lin: Linearization, scale: np.ndarray) -> list:
+    """Diagonal blocks of S JᵀJ S in fp64: [(blocks (n, p, p), slice of the stacked vector)] per variable set."""
+    sets = {}
+    for blocks, idx, offset, p in lin.block_sets():
+        n = lin.nb if (lin.nb and offset) else lin.nv
+        if offset not in sets:
+            sets[offset] = (np.zeros((n, p * p)), slice(offset, offset + n * p), n, p)
+        out = sets[offset][0]
+        s = scale[offset:offset + n * p].reshape(n, p)
         keep = idx >= 0
         Bk = blocks[keep].astype(np.float64) * s[idx[keep]][:, None, :]
         prod = np.einsum("mki,mkj->mij", Bk, Bk).reshape(-1, p * p)
         for c in range(p * p):
-            out[:, c] += np.bincount(idx[keep], weights=prod[:, c], minlength=nv)
-    return out.reshape(nv, p, p)
+            out[:, c] += np.bincount(idx[keep], weights=prod[:, c], minlength=n)
+    return [(out.reshape(n, p, p), sl) for out, sl, n, p in sets.values()]
+
+
+class StackedPreconditioner:
+    """Block-diagonal preconditioner made of one preconditioner per variable set (BA: cameras, points)."""
+
+    def __init__(self, parts):
+        self.parts = parts
+        self.sizes = [q.nv * q.p for q in parts]
+        self.nbytes = sum(q.nbytes for q in parts)
+
+    def apply(self, r: np.ndarray) -> np.ndarray:
+        out, o = [], 0
+        for q, n in zip(self.parts, self.sizes):
+            out.append(q.apply(r[o:o + n]))
+            o += n
+        return np.concatenate(out)
 
 
 def make_linear_solver(name: str, pattern: BlockPattern, policy: PrecisionPolicy, cg: CGConfig | None = None):

@@ -1,0 +1,72 @@
+"""The BA linear solvers (Schur, two-set CGNR) against a dense solve of the same damped normal equations."""
+import numpy as np
+import pytest
+
+from mixslam.linear.schur import SchurSolver
+from mixslam.linear.solvers import CGNRSolver, Linearization
+from mixslam.precision import PrecisionPolicy
+from mixslam.solve.config import CGConfig
+
+
+def _random_ba(seed, nc=5, npts=30, pc=9, fixed_cam=0, fixed_pt=3):
+    rng = np.random.default_rng(seed)
+    rows_c, rows_p = [], []
+    for j in range(npts):
+        for c in rng.choice(nc, size=rng.integers(2, nc + 1), replace=False):
+            rows_c.append(c)
+            rows_p.append(j)
+    rows_c, rows_p = np.array(rows_c), np.array(rows_p)
+    m = rows_c.size
+    var_c = np.where(np.arange(nc) == fixed_cam, -1, np.cumsum(np.arange(nc) != fixed_cam) - 1)
+    var_p = np.where(np.arange(npts) == fixed_pt, -1, np.cumsum(np.arange(npts) != fixed_pt) - 1)
+    A = rng.normal(size=(m, 2, pc)) * np.exp(rng.normal(size=pc) * 2)[None, None, :]
+    B = rng.normal(size=(m, 2, 3))
+    r = rng.normal(size=(m, 2))
+    return Linearization(r, A, B, var_c[rows_c], var_p[rows_p], nc - 1, pc, npts - 1, 3)
+
+
+def _dense(lin):
+    n = lin.size
+    J = np.zeros((lin.r.size, n))
+    for e in range(lin.r.shape[0]):
+        if lin.ia[e] >= 0:
+            J[2 * e:2 * e + 2, lin.ia[e] * lin.p:(lin.ia[e] + 1) * lin.p] = lin.A[e]
+        if lin.ib[e] >= 0:
+            o = lin.nv * lin.p + lin.ib[e] * 3
+            J[2 * e:2 * e + 2, o:o + 3] = lin.B[e]
+    return J
+
+
+@pytest.mark.parametrize("pc", [9, 6])
+@pytest.mark.parametrize("lam", [1e-4, 1.0])
+def test_schur_matches_dense(pc, lam):
+    lin = _random_ba(1, pc=pc)
+    J = _dense(lin)
+    g = J.T @ lin.r.reshape(-1)
+    np.testing.assert_allclose(lin.gradient(), g, rtol=1e-12, atol=1e-12)
+    H = J.T @ J
+    D = lam * np.clip(np.diag(H), 1e-6, 1e32)
+    expect = np.linalg.solve(H + np.diag(D), -g)
+    res = SchurSolver(lin.nv, lin.p, lin.nb).solve(lin, lam, 0.0, 1e-6, 1e32)
+    np.testing.assert_allclose(res.delta, expect, rtol=1e-8, atol=1e-10 * np.abs(expect).max())
+    assert res.relative_residual < 1e-10
+    model = -(g @ expect) - 0.5 * np.sum((J @ expect) ** 2)
+    assert res.model_decrease == pytest.approx(model, rel=1e-9)
+
+
+@pytest.mark.parametrize("precision,rtol", [("fp64", 1e-7), ("fp32", 1e-3), ("mixed", 3e-2)])
+def test_two_set_cgnr_matches_dense(precision, rtol):
+    """CGNR over (cameras, points) solves the same system; tolerance from the precision under test."""
+    lin = _random_ba(2, pc=6)
+    J = _dense(lin)
+    g = J.T @ lin.r.reshape(-1)
+    H = J.T @ J
+    lam = 1e-2
+    expect = np.linalg.solve(H + np.diag(lam * np.clip(np.diag(H), 1e-6, 1e32)), -g)
+    policy = PrecisionPolicy.preset(precision, "ba")
+    solver = CGNRSolver(None, policy, CGConfig(max_iterations=2000), "jacobi")
+    res = solver.solve(lin, lam, 1e-10 if precision == "fp64" else 1e-6, 1e-6, 1e32)
+    assert res.delta.shape == (lin.size,)
+    err = np.linalg.norm(res.delta - expect) / np.linalg.norm(expect)
+    assert err < rtol, (precision, err, res.status, res.iterations)
+    assert res.stats.overflows == 0
