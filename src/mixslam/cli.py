@@ -1,4 +1,4 @@
-"""Command line: ``mixslam pgo | demo``.
+"""Command line: ``mixslam pgo | ba | demo``.
 
 A thin layer over the library: parse arguments, call the library, print, write files. Bad input exits with
 status 2 and the library's message on stderr; an optimization that fails exits with status 1.
@@ -52,6 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write a JSON report")
     _add_verbosity(p)
 
+    b = sub.add_parser("ba", help="bundle adjustment of a BAL problem file")
+    b.add_argument("input", help="BAL problem file (problem-*-pre.txt)")
+    b.add_argument("-o", "--output", help="write the optimized problem (BAL format)")
+    b.add_argument("--precision", default="fp64", choices=["fp64", "fp32", "mixed", "mixed16", "fp16"])
+    b.add_argument("--solver", default=None, choices=["schur", "cgnr"],
+                   help="default: schur for fp64, cgnr for the other precisions")
+    b.add_argument("--max-iterations", type=int, default=100)
+    b.add_argument("--function-tolerance", type=float, default=1e-6,
+                   help="stop when a step lowers the cost by less than this fraction (Ceres' default)")
+    b.add_argument("--fix", default="0",
+                   help="comma-separated camera indices held constant (gauge); 'none' for none (default: 0)")
+    b.add_argument("--report", help="write a JSON report")
+    _add_verbosity(b)
+
     d = sub.add_parser("demo", help="the embedded default: a simulated pose graph solved with every policy")
     d.add_argument("--out", default="mixslam-demo", help="output folder")
     d.add_argument("--poses", type=int, default=1000, help="poses in the simulated graph")
@@ -89,6 +103,47 @@ def cmd_pgo(args) -> int:
     return 0 if report.status.value != "failed" else 1
 
 
+def _parse_fix(text: str) -> tuple:
+    from .errors import ConfigError
+    if text.strip().lower() in ("none", ""):
+        return ()
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--fix expects comma-separated camera indices or 'none', got {text!r}") from None
+
+
+def cmd_ba(args) -> int:
+    from .ba import BAConfig, optimize_bundle
+    from .io.bal import read_bal, write_bal
+    from .solve.config import LMConfig
+
+    data = read_bal(args.input, fixed_cameras=_parse_fix(args.fix))
+    solver = args.solver or ("schur" if args.precision == "fp64" else "cgnr")
+    if not args.quiet:
+        print(f"{args.input}: {data.num_cameras} cameras, {data.num_points} points, "
+              f"{data.num_observations} observations; {int(data.fixed_cameras.sum())} camera(s) fixed")
+        for w in data.warnings:
+            print(f"warning: {w}")
+    config = BAConfig(precision=args.precision, solver=solver,
+                      lm=LMConfig(max_iterations=args.max_iterations, initial_lambda=1e-4,
+                                  function_tolerance=args.function_tolerance, verbose=args.verbose))
+    result, report = optimize_bundle(data, config)
+    if not args.quiet:
+        print(report.summary())
+        depth = report.extra["depth"]["final"]
+        print(f"fp16 overflows {report.fp16_overflows}; observations behind the camera {depth['behind']} "
+              f"(depth-clamped {depth['clamped']}); compile {report.timing.get('compile', 0):.2f} s (not in total)")
+    if args.output:
+        write_bal(args.output, result)
+    if args.report:
+        out = report.as_dict()
+        out.update({"input": str(args.input), "num_cameras": data.num_cameras, "num_points": data.num_points,
+                    "num_observations": data.num_observations, "warnings": data.warnings})
+        Path(args.report).write_text(json.dumps(out, indent=2))
+    return 0 if report.status.value != "failed" else 1
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
     return run_demo(out=args.out, num_poses=args.poses, seed=args.seed, quiet=args.quiet, verbose=args.verbose)
@@ -100,6 +155,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "pgo":
             return cmd_pgo(args)
+        if args.command == "ba":
+            return cmd_ba(args)
         if args.command == "demo":
             return cmd_demo(args)
     except MixslamError as exc:

@@ -34,7 +34,7 @@ from numba import njit
 from .fp16 import arith_in, arith_rnd, arith_tag, arith_zero, load, round16_ref
 
 __all__ = [
-    "jac_matvec", "jac_rmatvec", "normal_matvec",
+    "jac_matvec", "jac_rmatvec", "normal_matvec", "column_sq_norms_nb", "diag_blocks_nb", "block_diag_apply_nb",
     "jac_matvec_nb", "jac_rmatvec_nb", "normal_matvec_nb",
     "jac_matvec_ref", "jac_rmatvec_ref", "normal_matvec_ref",
     "check_two_block",
@@ -72,6 +72,75 @@ def jac_matvec_nb(A, ia, B, ib, xa, xb, y, tag, K, PA, PB):
                     s = arith_rnd(s + arith_rnd(arith_in(load(B, (e, r, c)), tag) * arith_in(xb[jb, c], tag),
                                                 tag), tag)
             y[e, r] = s
+
+
+@njit(cache=True)
+def column_sq_norms_nb(A, ia, B, ib, oa, ob):
+    """diag(JᵀJ) in fp64: oa[ia[e], c] += Σ_r A[e,r,c]², ob[ib[e], c] += Σ_r B[e,r,c]² (float A/B; oa may be ob)."""
+    oa[:] = 0.0
+    ob[:] = 0.0
+    m, k, pa = A.shape
+    pb = B.shape[2]
+    for e in range(m):
+        ja = ia[e]
+        jb = ib[e]
+        if ja >= 0:
+            for c in range(pa):
+                s = 0.0
+                for r in range(k):
+                    v = np.float64(A[e, r, c])
+                    s += v * v
+                oa[ja, c] += s
+        if jb >= 0:
+            for c in range(pb):
+                s = 0.0
+                for r in range(k):
+                    v = np.float64(B[e, r, c])
+                    s += v * v
+                ob[jb, c] += s
+
+
+@njit(cache=True, fastmath=True)
+def diag_blocks_nb(A, ia, B, ib, sa, sb, Da, Db):
+    """Diagonal blocks of S JᵀJ S in fp64: Da[ia[e]] += (A[e] Sa)ᵀ (A[e] Sa), Db[ib[e]] likewise.
+
+    ``sa`` (na, pa) / ``sb`` (nb, pb): column scales; ``Da`` (na, pa, pa) / ``Db`` zeroed here (Da may be Db).
+    """
+    Da[:] = 0.0
+    Db[:] = 0.0
+    m, k, pa = A.shape
+    pb = B.shape[2]
+    xa = np.empty(pa)
+    xb = np.empty(pb)
+    for e in range(m):
+        j = ia[e]
+        if j >= 0:
+            for r in range(k):
+                for a in range(pa):
+                    xa[a] = np.float64(A[e, r, a]) * sa[j, a]
+                for a in range(pa):
+                    for b in range(pa):
+                        Da[j, a, b] += xa[a] * xa[b]
+        j = ib[e]
+        if j >= 0:
+            for r in range(k):
+                for a in range(pb):
+                    xb[a] = np.float64(B[e, r, a]) * sb[j, a]
+                for a in range(pb):
+                    for b in range(pb):
+                        Db[j, a, b] += xb[a] * xb[b]
+
+
+@njit(cache=True)
+def block_diag_apply_nb(M, r, out):
+    """out[n] = M[n] @ r[n] for (n, p, p) blocks, in the dtype of ``out`` (fp32 or fp64)."""
+    nv, p, _ = M.shape
+    for n in range(nv):
+        for i in range(p):
+            s = M[n, i, 0] * r[n, 0]  # M and r share a dtype: the sum runs in it
+            for j in range(1, p):
+                s += M[n, i, j] * r[n, j]
+            out[n, i] = s
 
 
 @njit(cache=True, error_model="numpy")

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import SolverError
 from ..kernels import ic0_factor, ic_solve, round16_array
+from ..kernels.products import block_diag_apply_nb
 from ..precision import Precision, quantize_with_fallback
 from .block_pattern import BlockPattern
 from .operators import kernel_storage
@@ -51,7 +52,9 @@ class BlockJacobi:
         if self.acc16:
             rv = round16_array(rv)  # operands enter fp16 arithmetic as fp16
         if not self.acc16:
-            return np.einsum("nij,nj->ni", self.inv, rv).reshape(-1).astype(r.dtype, copy=False)
+            out = np.empty_like(rv)
+            block_diag_apply_nb(self.inv, np.ascontiguousarray(rv), out)
+            return out.reshape(-1).astype(r.dtype, copy=False)
         # Emulated fp16 arithmetic: one rounding after every multiply and every add, in a fixed order.
         r16 = round16_array
         out = np.zeros((self.nv, self.p), np.float32)

@@ -57,14 +57,12 @@ class SchurSolver:
         d = _damping(colsq, lam, lo, hi)
         A = np.ascontiguousarray(lin.A, dtype=np.float64)
         B = np.ascontiguousarray(lin.B, dtype=np.float64)
-        U, V, W = point_blocks(A, lin.ia, B, lin.ib, lin.nv, lin.nb)
+        d = np.where(colsq > 0, d, 1.0)  # decoupled columns (a frozen BAL pose): step exactly 0
         da, db = lin.split(d)
-        idx_c, idx_p = np.arange(lin.p), np.arange(3)
-        U[:, idx_c, idx_c] += da
-        V[:, idx_p, idx_p] += db
-        Vinv = np.linalg.inv(V)
+        U, Vinv, WT = point_blocks(A, lin.ia, B, lin.ib, lin.nv, lin.nb, np.ascontiguousarray(da),
+                                   np.ascontiguousarray(db))
         ga, gb = lin.split(g)
-        S, b = reduce_cameras(U, Vinv, W, lin.ia, order, ptr, np.ascontiguousarray(ga), np.ascontiguousarray(gb))
+        S, b = reduce_cameras(U, Vinv, WT, lin.ia, order, ptr, np.ascontiguousarray(ga), np.ascontiguousarray(gb))
         t1 = time.perf_counter()
         status = "converged"
         try:
@@ -73,13 +71,13 @@ class SchurSolver:
         except (np.linalg.LinAlgError, ValueError):
             status = "nonfinite"
             dc = np.zeros(lin.nv * lin.p)
-        dp = back_substitute(Vinv, W, lin.ia, order, ptr, np.ascontiguousarray(gb), dc.reshape(lin.nv, lin.p))
+        dp = back_substitute(Vinv, WT, lin.ia, order, ptr, np.ascontiguousarray(gb), dc.reshape(lin.nv, lin.p))
         delta = np.concatenate([dc, dp.reshape(-1)])
         t2 = time.perf_counter()
         if not np.all(np.isfinite(delta)):
             return LinearResult(np.zeros_like(delta), 1, float("nan"), "nonfinite", float("nan"),
                                 times={"schur": t1 - t0, "factor_solve": t2 - t1})
-        self.memory = {"reduced_system_bytes": S.nbytes, "point_blocks_bytes": V.nbytes + W.nbytes}
+        self.memory = {"reduced_system_bytes": S.nbytes, "point_blocks_bytes": Vinv.nbytes + WT.nbytes}
         # The true relative residual of the damped normal equations, ‖(JᵀJ + D) δ + g‖ / ‖g‖, in fp64.
         Hd = np.empty_like(delta)
         (pa, pb), (oa, ob) = lin.split(delta), lin.split(Hd)

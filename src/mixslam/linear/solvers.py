@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..kernels import jac_rmatvec
+from ..kernels.products import column_sq_norms_nb, diag_blocks_nb
 from ..errors import ConfigError
 from ..precision import PrecisionPolicy, Precision, QuantizationStats
 from ..solve.config import CGConfig
@@ -83,11 +84,8 @@ class Linearization:
 
     def _column_sq_norms(self) -> np.ndarray:
         out = np.zeros(self.size)
-        for blocks, idx, offset, p in self.block_sets():
-            sq = np.einsum("mki,mki->mi", blocks.astype(np.float64), blocks.astype(np.float64))
-            keep = idx >= 0
-            cols = (offset + idx[keep, None] * p + np.arange(p)).ravel()
-            out += np.bincount(cols, weights=sq[keep].ravel(), minlength=out.size)
+        oa, ob = self.split(out)
+        column_sq_norms_nb(np.ascontiguousarray(self.A), self.ia, np.ascontiguousarray(self.B), self.ib, oa, ob)
         return out
 
     def block_sets(self):
@@ -199,7 +197,9 @@ class CGNRSolver:
         scale = np.where(colsq > 0, scale, 1.0)
         rhs_dtype = np.float64 if pol.rhs is Precision.FP64 else np.float32
         g = lin.gradient(rhs_dtype).astype(np.float64)
-        damping = _damping(colsq, lam, lo, hi) * scale * scale
+        # A column no residual touches (a BAL camera's frozen pose) is decoupled with a zero right-hand side:
+        # damping 1 keeps its preconditioner entries O(1) (not 1/(λ·min_diagonal)) and its step exactly 0.
+        damping = np.where(colsq > 0, _damping(colsq, lam, lo, hi) * scale * scale, 1.0)
         if self._op_for is lin:
             # Same linearization, new damping (a rejected step): the quantized Jacobian is reused and its
             # quantization is not counted twice.
@@ -260,19 +260,15 @@ class CGNRSolver:
 
 def _scaled_diag_blocks(lin: Linearization, scale: np.ndarray) -> list:
     """Diagonal blocks of S JᵀJ S in fp64: [(blocks (n, p, p), slice of the stacked vector)] per variable set."""
-    sets = {}
-    for blocks, idx, offset, p in lin.block_sets():
-        n = lin.nb if (lin.nb and offset) else lin.nv
-        if offset not in sets:
-            sets[offset] = (np.zeros((n, p * p)), slice(offset, offset + n * p), n, p)
-        out = sets[offset][0]
-        s = scale[offset:offset + n * p].reshape(n, p)
-        keep = idx >= 0
-        Bk = blocks[keep].astype(np.float64) * s[idx[keep]][:, None, :]
-        prod = np.einsum("mki,mkj->mij", Bk, Bk).reshape(-1, p * p)
-        for c in range(p * p):
-            out[:, c] += np.bincount(idx[keep], weights=prod[:, c], minlength=n)
-    return [(out.reshape(n, p, p), sl) for out, sl, n, p in sets.values()]
+    sa, sb = lin.split(scale)
+    Da = np.empty((lin.nv, lin.p, lin.p))
+    Db = np.empty((lin.nb, lin.pb, lin.pb)) if lin.nb else Da
+    diag_blocks_nb(np.ascontiguousarray(lin.A), lin.ia, np.ascontiguousarray(lin.B), lin.ib,
+                   np.ascontiguousarray(sa), np.ascontiguousarray(sb), Da, Db)
+    n_a = lin.nv * lin.p
+    if not lin.nb:
+        return [(Da, slice(0, n_a))]
+    return [(Da, slice(0, n_a)), (Db, slice(n_a, lin.size))]
 
 
 class StackedPreconditioner:
