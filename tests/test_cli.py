@@ -59,3 +59,53 @@ def test_bad_input_exits_2_with_message(tmp_path, capsys, content, phrase):
 def test_missing_file_exits_2(tmp_path, capsys):
     assert main(["pgo", str(tmp_path / "nope.g2o")]) == 2
     assert "nope.g2o" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def bal_file(tmp_path_factory):
+    """A small synthetic BAL problem (4 cameras, 60 points, noisy pixels, perturbed start)."""
+    import numpy as np
+    from mixslam.io.bal import write_bal
+    from mixslam.problem.bundle import BundleData
+    from mixslam.problem.camera import bal_project
+    rng = np.random.default_rng(2)
+    nc, npts = 4, 60
+    cams = np.zeros((nc, 9))
+    cams[:, :3] = rng.normal(scale=0.1, size=(nc, 3))
+    cams[:, 3:6] = rng.normal(scale=0.3, size=(nc, 3))
+    cams[:, 6] = 600.0
+    pts = rng.normal(size=(npts, 3)) + np.array([0.0, 0.0, -6.0])
+    ci, pi = np.repeat(np.arange(nc), npts), np.tile(np.arange(npts), nc)
+    obs = bal_project(cams[ci], pts[pi])[0] + rng.normal(scale=0.5, size=(ci.size, 2))
+    start = BundleData("bal", cams + rng.normal(scale=1e-3, size=cams.shape) * [1, 1, 1, 1, 1, 1, 0, 0, 0],
+                       pts + rng.normal(scale=0.02, size=pts.shape), obs, ci, pi)
+    path = tmp_path_factory.mktemp("cli") / "problem-4-60.txt"
+    write_bal(path, start)
+    return path
+
+
+@pytest.mark.parametrize("precision,solver", [("fp64", None), ("mixed", "cgnr")])
+def test_ba_writes_outputs_and_report(bal_file, tmp_path, capsys, precision, solver):
+    from mixslam.io.bal import read_bal
+    out, rep = tmp_path / "o.txt", tmp_path / "r.json"
+    args = ["ba", str(bal_file), "-o", str(out), "--precision", precision, "--report", str(rep)]
+    rc = main(args + (["--solver", solver] if solver else []))
+    assert rc == 0
+    data = json.loads(rep.read_text())
+    for key in ("initial_cost", "final_cost", "iterations", "status", "converged", "time_s", "precision", "solver",
+                "init", "linear_iterations", "timing", "fp16_overflows", "history", "depth", "num_observations"):
+        assert key in data, key
+    assert data["solver"] == (solver or "schur") and data["precision"] == precision
+    assert data["final_cost"] < data["initial_cost"] and data["fp16_overflows"] == 0
+    assert read_bal(out).num_observations == 240
+    assert "240 observations" in capsys.readouterr().out
+
+
+def test_ba_bad_input_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 1 1\n0 3 1.0 2.0\n" + "0\n" * 12)
+    assert main(["ba", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.txt:2" in err and "point" in err
+    assert main(["ba", str(tmp_path / "missing.txt")]) == 2
+    assert main(["ba", str(bad), "--fix", "x"]) == 2

@@ -94,7 +94,7 @@ class WindowConfig:
     axis (rad))."""
     point_noise: float = 0.05
     """Initial-guess perturbation of the points: std per axis (m)."""
-    fixed_frames: int = 2
+    fixed_frames: int = 10
     """The oldest keyframes held at ground truth (the gauge; two fix the 7-DoF similarity, scale included)."""
     min_observations: int = 2
     """Landmarks observed by fewer keyframes are dropped."""
