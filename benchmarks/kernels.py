@@ -135,6 +135,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--acc16", action="store_true", help="also time emulated fp16 arithmetic")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--large", action="store_true",
+                    help="also a BA problem 20x larger than L3 (1.6M observations: fp32 Jacobian 154 MB)")
     args = ap.parse_args(argv)
     rngs = [np.random.default_rng([args.seed, i]) for i in range(3)]  # problems independent of the flags
     bench_problem("city10000-like (2-D PGO)", pose_graph(10000, 3, 20687, rngs[0]), args.repeats, args.acc16,
@@ -142,6 +144,10 @@ def main(argv=None):
     bench_problem("sphere-like (3-D PGO)", pose_graph(2500, 6, 4949, rngs[1]), args.repeats, args.acc16,
                   rngs[1], True)
     bench_problem("BA-like", ba(100, 20000, 80000, rngs[2]), args.repeats, args.acc16, rngs[2], False)
+    if args.large:
+        rng = np.random.default_rng([args.seed, 3])
+        bench_problem("BA-like, out of cache", ba(2000, 400000, 1600000, rng), max(3, args.repeats // 4),
+                      args.acc16, rng, False)
     print("\nus = min time per call; MB = bytes moved per call (matrix + indices + vectors, each once);"
           " ratios < 1 mean the narrower format is faster")
 

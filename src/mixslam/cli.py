@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--poses", type=int, default=1000, help="poses in the simulated graph")
     d.add_argument("--seed", type=int, default=0)
     _add_verbosity(d)
+    _add_eval_parser(sub)
     return ap
 
 
@@ -149,6 +150,36 @@ def cmd_demo(args) -> int:
     return run_demo(out=args.out, num_poses=args.poses, seed=args.seed, quiet=args.quiet, verbose=args.verbose)
 
 
+def _add_eval_parser(sub) -> None:
+    e = sub.add_parser("eval", help="ATE / RPE of an estimated TUM trajectory against a reference TUM trajectory")
+    e.add_argument("reference", help="reference (ground truth) trajectory, TUM format")
+    e.add_argument("estimate", help="estimated trajectory, TUM format")
+    e.add_argument("--align", default="se3", choices=["se3", "sim3", "none"],
+                   help="align the estimate onto the reference first: rigid, rigid + scale, or not (default se3)")
+    e.add_argument("--max-difference", type=float, default=0.02,
+                   help="largest timestamp difference (s) for two poses to be matched (default 0.02)")
+    e.add_argument("--json", help="write the statistics as JSON")
+
+
+def cmd_eval(args) -> int:
+    from .eval import STAT_KEYS, evaluate_files
+
+    res = evaluate_files(args.reference, args.estimate, align=args.align, max_difference=args.max_difference)
+    a = res["alignment"]
+    print(f"{args.estimate} vs {args.reference}: {res['matched']} matched poses (reference "
+          f"{res['reference_poses']}, estimate {res['estimated_poses']}); alignment {a['mode']}, "
+          f"scale {a['scale']:.6g}")
+    cols = [("ATE [m]", "ate"), ("ATE [deg]", "ate_rot_deg"), (f"RPE [m] (d={res['delta']})", "rpe_trans"),
+            (f"RPE [deg] (d={res['delta']})", "rpe_rot_deg")]
+    print(f"{'':8}" + "".join(f"{name:>20}" for name, _ in cols))
+    for k in STAT_KEYS:
+        cells = (f"{res[key][k]:>20d}" if k == "n" else f"{res[key][k]:>20.6g}" for _, key in cols)
+        print(f"{k:8}" + "".join(cells))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2))
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(-1 if getattr(args, "quiet", False) else (1 if getattr(args, "verbose", False) else 0))
@@ -159,6 +190,8 @@ def main(argv=None) -> int:
             return cmd_ba(args)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "eval":
+            return cmd_eval(args)
     except MixslamError as exc:
         print(f"mixslam: error: {exc}", file=sys.stderr)
         return 2

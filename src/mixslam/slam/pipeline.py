@@ -1,0 +1,161 @@
+"""The SLAM pipeline: sliding-window VO, loop-closure verification, and a growing pose graph re-optimized
+each time loops are added, all in one precision policy.
+
+Data flow (one simulated run, one policy)::
+
+    Run (sim/world.py) --> run_vo (slam/vo.py: window BA in the policy) --> VO keyframe poses + snapshots
+        loop candidates (sim/world.loop_candidates) --> verify (slam/loop_closure.py) --> loop edges
+        odometry edges (consecutive VO poses) + loop edges --> PoseGraph of keyframes 0..j
+        --> optimize_pose_graph (pgo.py: cholesky for fp64, CGNR + static IC(k) for the others)
+
+Decisions (see docs/ARCHITECTURE.md):
+
+* The VO does not receive the loop-closed poses back (no feedback): the VO-only trajectory and the
+  loop-closed one are then two estimates of the same run, compared by ATE.
+* The pose graph is re-optimized at every keyframe that brings accepted loops, over the keyframes seen so
+  far, warm-started from the previous solution (newer keyframes composed from it with the VO odometry),
+  then once more over the whole run at the end. Its structure changes at each such solve (new keyframes
+  and edges), so each solve factors its own static IC preconditioner once and reuses it over its LM
+  iterations.
+* Odometry edges get a fixed isotropic information (``odometry_sigma``), loop edges the PnP information
+  divided by an inflation factor (slam/loop_closure.py).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..pgo import PGOConfig, optimize_pose_graph
+from ..problem.pose_graph import PoseGraph
+from ..sim.world import LoopConfig, loop_candidates
+from ..solve.config import LMConfig
+from .loop_closure import LoopVerifyConfig, verify
+from .vo import VOConfig, VOResult, run_vo
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Settings of the whole pipeline (the precision policy is passed apart, to run several on one config)."""
+
+    vo: VOConfig = field(default_factory=VOConfig)
+    """Sliding-window VO."""
+    loops: LoopConfig = field(default_factory=LoopConfig)
+    """Loop-closure candidate proposals (simulated place recognition: recall, false positives)."""
+    verify: LoopVerifyConfig = field(default_factory=LoopVerifyConfig)
+    """Geometric verification of the candidates."""
+    odometry_sigma: tuple = (0.01, 0.005)
+    """Standard deviation of a VO odometry edge: translation (m) and rotation (rad)."""
+    pgo_max_iterations: int = 50
+    """LM iterations per pose-graph solve at most."""
+
+
+@dataclass
+class PipelineResult:
+    """Trajectories (T_wc, keyframe order) and what each stage did."""
+
+    truth_R: np.ndarray
+    truth_t: np.ndarray
+    vo_R: np.ndarray
+    vo_t: np.ndarray
+    lc_R: np.ndarray
+    lc_t: np.ndarray
+    vo: VOResult
+    graph: PoseGraph
+    """The final pose graph (VO odometry + accepted loops), with the loop-closed poses."""
+    candidates: int = 0
+    true_candidates: int = 0
+    accepted: int = 0
+    accepted_false: int = 0
+    """Accepted candidates that were not true revisits (should be 0)."""
+    pgo_solves: int = 0
+    pgo_iterations: int = 0
+    pgo_linear_iterations: int = 0
+    pgo_overflows: int = 0
+    pgo_not_converged: int = 0
+    pgo_seconds: float = 0.0
+    seconds: float = 0.0
+    precision: str = "fp64"
+
+
+def _graph(R_wc, t_wc, edges_i, edges_j, meas_R, meas_t, info, n):
+    fixed = np.zeros(n, bool)
+    fixed[0] = True
+    return PoseGraph(3, np.arange(n), R_wc[:n].copy(), t_wc[:n].copy(), np.asarray(edges_i, np.int64),
+                     np.asarray(edges_j, np.int64), np.asarray(meas_R), np.asarray(meas_t), np.asarray(info), fixed)
+
+
+def run_pipeline(run, precision: str = "fp64", config: PipelineConfig | None = None, seed: int = 0,
+                 vo: VOResult | None = None) -> PipelineResult:
+    """VO + loop closure + pose-graph optimization over one simulated run, in one precision policy."""
+    cfg = config or PipelineConfig()
+    t_start = time.perf_counter()
+    if vo is None:
+        vo = run_vo(run, precision, config=cfg.vo)
+    n = len(vo.R_cw)
+    vo_R, vo_t = vo.R_wc, vo.t_wc
+    # Odometry edges between consecutive VO keyframes.
+    odo_R = np.swapaxes(vo_R[:-1], 1, 2) @ vo_R[1:]
+    odo_t = np.einsum("nji,nj->ni", vo_R[:-1], vo_t[1:] - vo_t[:-1])
+    st, sr = cfg.odometry_sigma
+    odo_info = np.diag([1 / st ** 2] * 3 + [4 / sr ** 2] * 3)
+    E_i, E_j = list(range(n - 1)), list(range(1, n))
+    M_R, M_t = list(odo_R), list(odo_t)
+    info = [odo_info] * (n - 1)
+    cands = loop_candidates(run, cfg.loops, seed)
+    res = PipelineResult(run.R_wc, run.t_wc, vo_R, vo_t, vo_R.copy(), vo_t.copy(), vo, None, precision=precision)
+    res.candidates = len(cands)
+    res.true_candidates = int(cands[:, 2].sum()) if len(cands) else 0
+    pgo_cfg = PGOConfig(precision=precision, solver="cholesky" if precision == "fp64" else "ic",
+                        lm=LMConfig(max_iterations=cfg.pgo_max_iterations))
+    est_R, est_t = vo_R.copy(), vo_t.copy()  # current best poses (loop-closed up to the last solve)
+    solved_upto = 0
+
+    def solve(upto: int):
+        nonlocal est_R, est_t, solved_upto
+        # Warm start: keyframes after the last solve follow the VO odometry from the last solved one.
+        for k in range(solved_upto + 1, upto + 1):
+            est_R[k] = est_R[k - 1] @ odo_R[k - 1]
+            est_t[k] = est_t[k - 1] + est_R[k - 1] @ odo_t[k - 1]
+        keep = [e for e in range(len(E_i)) if E_j[e] <= upto and E_i[e] <= upto]
+        g = _graph(est_R, est_t, [E_i[e] for e in keep], [E_j[e] for e in keep], [M_R[e] for e in keep],
+                   [M_t[e] for e in keep], [info[e] for e in keep], upto + 1)
+        t0 = time.perf_counter()
+        out, rep = optimize_pose_graph(g, pgo_cfg)
+        res.pgo_seconds += time.perf_counter() - t0
+        res.pgo_solves += 1
+        res.pgo_iterations += rep.iterations
+        res.pgo_linear_iterations += rep.linear_iterations
+        res.pgo_overflows += rep.fp16_overflows
+        if rep.status.value in ("stalled", "hit_iteration_limit", "failed"):
+            res.pgo_not_converged += 1
+        est_R[:upto + 1], est_t[:upto + 1] = out.rotations, out.translations
+        solved_upto = upto
+        return out
+
+    order = np.argsort(cands[:, 1], kind="stable") if len(cands) else np.zeros(0, int)
+    k = 0
+    while k < len(order):
+        j = int(cands[order[k], 1])
+        added = False
+        while k < len(order) and int(cands[order[k], 1]) == j:
+            i, _, is_true = (int(v) for v in cands[order[k]])
+            edge, _ = verify(i, j, vo.snapshots, run, vo.R_cw, vo.t_cw, cfg.verify)
+            if edge is not None:
+                E_i.append(i)
+                E_j.append(j)
+                M_R.append(edge.R)
+                M_t.append(edge.t)
+                info.append(edge.information)
+                res.accepted += 1
+                res.accepted_false += int(not is_true)
+                added = True
+            k += 1
+        if added:
+            solve(j)
+    graph = solve(n - 1) if res.accepted else _graph(vo_R, vo_t, E_i, E_j, M_R, M_t, info, n)
+    res.graph = graph
+    res.lc_R, res.lc_t = est_R, est_t
+    res.seconds = time.perf_counter() - t_start
+    return res
