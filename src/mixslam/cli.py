@@ -1,4 +1,4 @@
-"""Command line: ``mixslam pgo | ba | demo``.
+"""Command line: ``mixslam pgo | ba | eval | sim | demo``.
 
 A thin layer over the library: parse arguments, call the library, print, write files. Bad input exits with
 status 2 and the library's message on stderr; an optimization that fails exits with status 1.
@@ -66,11 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--report", help="write a JSON report")
     _add_verbosity(b)
 
-    d = sub.add_parser("demo", help="the embedded default: a simulated pose graph solved with every policy")
+    d = sub.add_parser("demo", help="the embedded default: a simulated SLAM run (VO + loop closure) in every policy")
     d.add_argument("--out", default="mixslam-demo", help="output folder")
-    d.add_argument("--poses", type=int, default=1000, help="poses in the simulated graph")
     d.add_argument("--seed", type=int, default=0)
     _add_verbosity(d)
+
+    m = sub.add_parser("sim", help="many seeded simulated SLAM runs, every policy on each (ATE statistics)")
+    m.add_argument("--trajectories", type=int, default=10)
+    m.add_argument("--keyframes", type=int, default=None, help="keyframes per run (default 300)")
+    m.add_argument("--window", type=int, default=None, help="VO window in keyframes (default 50)")
+    m.add_argument("--precision", default="fp64,fp32,mixed,fp16", help="comma-separated policies")
+    m.add_argument("--seed", type=int, default=0, help="trajectory i uses a seed derived from this and i")
+    m.add_argument("--out", help="folder for the cumulative histograms (PNG + CSV)")
+    m.add_argument("--report", help="write the JSON report")
+    m.add_argument("--workers", type=int, default=1, help="parallel processes")
+    _add_verbosity(m)
     _add_eval_parser(sub)
     return ap
 
@@ -147,7 +157,52 @@ def cmd_ba(args) -> int:
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
-    return run_demo(out=args.out, num_poses=args.poses, seed=args.seed, quiet=args.quiet, verbose=args.verbose)
+    return run_demo(out=args.out, seed=args.seed, quiet=args.quiet, verbose=args.verbose)
+
+
+def cmd_sim(args) -> int:
+    from .demo import format_ate_table
+    from .errors import ConfigError
+    from .precision import PRESETS
+    from .slam.study import run_study, StudyConfig, with_overrides
+
+    policies = tuple(p.strip() for p in args.precision.split(",") if p.strip())
+    bad = [p for p in policies if p not in PRESETS["ba"]]
+    if bad or not policies:
+        raise ConfigError(f"unknown precision(s) {bad or args.precision!r}; expected a comma-separated list of "
+                          f"{sorted(PRESETS['ba'])}")
+    if args.trajectories < 1 or args.workers < 1:
+        raise ConfigError("--trajectories and --workers must be at least 1")
+    cfg = with_overrides(StudyConfig(), keyframes=args.keyframes, window=args.window)
+    if not args.quiet:
+        print(f"mixslam sim: {args.trajectories} trajectories x {len(policies)} policies, "
+              f"{cfg.trajectory.keyframes} keyframes, window {cfg.pipeline.vo.window}, seed {args.seed}, "
+              f"{args.workers} worker(s)")
+    report = run_study(args.trajectories, args.seed, policies, cfg, args.workers, progress=not args.quiet)
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        from .slam import plots
+        out.mkdir(parents=True, exist_ok=True)
+        for stage, label in (("vo", "VO (no loop closure)"), ("lc", "after loop closure")):
+            values = {p: [t[f"ate_{stage}_rmse"] for t in report["policies"][p]["trajectories"]] for p in policies}
+            plots.plot_cumulative_histograms(out / f"ate_{stage}_cdf.png", values, xlabel="ATE RMSE [m]",
+                                             title=f"Cumulative ATE histogram, {label}, "
+                                                   f"{args.trajectories} trajectories")
+            plots.write_cumulative_csv(out / f"ate_{stage}_cdf.csv", values)
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2))
+    if not args.quiet:
+        print(format_ate_table(report, policies))
+        for p in policies:
+            d = report["policies"][p]
+            for stage in ("vo", "lc"):
+                r = d.get(f"ratio_to_fp64_{stage}")
+                if r:
+                    print(f"  {p} / fp64 ATE RMSE ({stage.upper()}): median {r['median']:.4f}, max {r['max']:.4f}, "
+                          f"trajectories worse by > 5%: {r['worse_than_5pct']}")
+        if out is not None:
+            print(f"histograms (PNG + CSV) written to {out}/")
+    return 0
 
 
 def _add_eval_parser(sub) -> None:
@@ -188,6 +243,8 @@ def main(argv=None) -> int:
             return cmd_pgo(args)
         if args.command == "ba":
             return cmd_ba(args)
+        if args.command == "sim":
+            return cmd_sim(args)
         if args.command == "demo":
             return cmd_demo(args)
         if args.command == "eval":

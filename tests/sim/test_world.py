@@ -99,7 +99,7 @@ def test_deterministic_per_seed():
 
 def test_streams_independent(world):
     base = simulate_run(world, TrajectoryConfig(keyframes=120), CameraConfig(), 2)
-    other = simulate_run(world, TrajectoryConfig(keyframes=120, odometry_noise=(0.05, 0.03)),
+    other = simulate_run(world, TrajectoryConfig(keyframes=120, odometry_noise=(0.02, 0.01)),
                          CameraConfig(outlier_fraction=0.2), 2)
     assert np.array_equal(base.R_wc, other.R_wc) and np.array_equal(base.t_wc, other.t_wc)
     assert np.array_equal(base.obs_landmark, other.obs_landmark)

@@ -275,3 +275,55 @@ def to_bits(a16: np.ndarray) -> np.ndarray:
 def from_bits(u: np.ndarray) -> np.ndarray:
     """uint16 fp16 bits back to a float16 array (a view)."""
     return np.asarray(u, dtype=np.uint16).view(np.float16)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Emulated fp16 vector arithmetic of the Krylov solver (compiled; numpy twins in linear/operators.py tests)
+# ---------------------------------------------------------------------------------------------------------
+@njit(cache=True)
+def round16_count(x, out):
+    """out = round16(x) (float32 arrays); returns how many finite values became infinite (overflows)."""
+    n = 0
+    for i in range(x.shape[0]):
+        v = x[i]
+        r = round16(v)
+        if np.isinf(r) and np.isfinite(v):
+            n += 1
+        out[i] = r
+    return n
+
+
+@njit(cache=True)
+def axpy16(a, x, y, out):
+    """out = round16(y + round16(a * x)) with a, x, y already fp16 values in float32; returns overflows."""
+    n = 0
+    a16 = round16(np.float32(a))
+    for i in range(x.shape[0]):
+        p = round16(a16 * x[i])
+        r = round16(y[i] + p)
+        if np.isinf(r) and np.isfinite(y[i]) and np.isfinite(x[i]):
+            n += 1
+        out[i] = r
+    return n
+
+
+@njit(cache=True)
+def dot16(x, y):
+    """Sequential fp16 dot product: s = round16(s + round16(x[i] * y[i])), i ascending (float32 carrier)."""
+    s = np.float32(0.0)
+    for i in range(x.shape[0]):
+        s = round16(s + round16(x[i] * y[i]))
+    return s
+
+
+@njit(cache=True)
+def block_diag_apply16(M, r, out):
+    """out[n, i] = Σ_j M[n, i, j] r[n, j] in emulated fp16: operands rounded to fp16, then every product
+    and every partial sum rounded to fp16, j ascending (float32 carriers)."""
+    nv, p, _ = M.shape
+    for n in range(nv):
+        for i in range(p):
+            s = np.float32(0.0)
+            for j in range(p):
+                s = round16(s + round16(round16(M[n, i, j]) * round16(r[n, j])))
+            out[n, i] = s

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import jac_matvec, jac_rmatvec, normal_matvec
+from ..kernels.fp16 import axpy16, dot16, round16_count
 from ..precision import Precision, quantize_with_fallback
 
 
@@ -99,10 +100,10 @@ class KrylovArith:
         """One rounding to the Krylov precision (identity for fp32/fp64 arrays of that dtype)."""
         x = np.asarray(x, dtype=self.dtype)
         if self.r16:
-            with np.errstate(over="ignore", invalid="ignore"):
-                out = x.astype(np.float16).astype(np.float32)
-            self.overflows += int(np.count_nonzero(np.isinf(out) & np.isfinite(x)))
-            return out
+            flat = np.ascontiguousarray(x).reshape(-1)
+            out = np.empty_like(flat)
+            self.overflows += int(round16_count(flat, out))
+            return out.reshape(x.shape)
         return x
 
     def scalar(self, a: float):
@@ -113,16 +114,17 @@ class KrylovArith:
 
     def dot(self, x, y) -> float:
         if self.r16:
-            with np.errstate(over="ignore", invalid="ignore"):
-                prod = (x * y).astype(np.float16)
-                return float(np.cumsum(prod, dtype=np.float16)[-1]) if prod.size else 0.0
+            # Sequential fp16 accumulation (each product and each partial sum rounded to fp16).
+            return float(dot16(np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y, np.float32)))
         return float(np.dot(x, y))
 
     def axpy(self, a, x, y):
         """y + a x, rounded per operation."""
         if self.r16:
-            with np.errstate(over="ignore", invalid="ignore"):
-                return self.round(y + self.round(self.scalar(a) * x))
+            out = np.empty(np.shape(x), np.float32)
+            self.overflows += int(axpy16(float(a), np.ascontiguousarray(x, np.float32),
+                                         np.ascontiguousarray(y, np.float32), out))
+            return out
         return y + self.scalar(a) * x
 
     def mul(self, a, x):

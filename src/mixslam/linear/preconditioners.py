@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import SolverError
 from ..kernels import ic0_factor, ic_solve, round16_array
+from ..kernels.fp16 import block_diag_apply16
 from ..kernels.products import block_diag_apply_nb
 from ..precision import Precision, quantize_with_fallback
 from .block_pattern import BlockPattern
@@ -56,10 +57,8 @@ class BlockJacobi:
             block_diag_apply_nb(self.inv, np.ascontiguousarray(rv), out)
             return out.reshape(-1).astype(r.dtype, copy=False)
         # Emulated fp16 arithmetic: one rounding after every multiply and every add, in a fixed order.
-        r16 = round16_array
-        out = np.zeros((self.nv, self.p), np.float32)
-        for j in range(self.p):
-            out = r16(out + r16(self.inv[:, :, j] * rv[:, j:j + 1]))
+        out = np.empty((self.nv, self.p), np.float32)
+        block_diag_apply16(np.ascontiguousarray(self.inv, np.float32), np.ascontiguousarray(rv, np.float32), out)
         return out.reshape(-1).astype(r.dtype, copy=False)
 
 

@@ -68,14 +68,15 @@ def refine_pose(R_cw: np.ndarray, t_cw: np.ndarray, points: np.ndarray, pixels: 
                 sigma: float = 1.0, iterations: int = 10, huber: float = 3.0):
     """Motion-only Gauss-Newton (PnP refinement) of one pose from 3-D points and their pixels.
 
-    Huber-weighted (threshold ``huber`` sigmas) so a few wrong associations do not drag the pose. Returns
+    Huber-weighted (threshold ``huber`` sigmas) for the first half of the iterations so a few wrong associations
+    do not drag the pose, then on the inliers alone (a Huber estimate stays biased by the outliers). Returns
     (R_cw, t_cw, information (6, 6) in the (rho, phi) tangent of ``se3.retract``, inlier mask, rms px).
     """
     R, t = R_cw.copy(), t_cw.copy()
     H = np.zeros((6, 6))
     inl = np.ones(len(points), bool)
     rms = np.inf
-    for _ in range(iterations):
+    for it in range(iterations):
         P = points @ R.T + t
         z = P[:, 2]
         front = z > 1e-6
@@ -84,8 +85,11 @@ def refine_pose(R_cw: np.ndarray, t_cw: np.ndarray, points: np.ndarray, pixels: 
         v = K[1] * P[:, 1] / zs + K[3]
         r = np.column_stack([u, v]) - pixels
         e = np.linalg.norm(r, axis=1) / sigma
-        w = np.where(e <= huber, 1.0, huber / np.maximum(e, 1e-12)) * front
         inl = front & (e <= huber)
+        if it < iterations // 2:
+            w = np.where(e <= huber, 1.0, huber / np.maximum(e, 1e-12)) * front  # Huber: robust start
+        else:
+            w = inl.astype(float)  # then the inliers alone (the Huber estimate is biased by outliers)
         # d pixel / d P
         dpi = np.zeros((len(P), 2, 3))
         dpi[:, 0, 0] = K[0] / zs
@@ -107,6 +111,6 @@ def refine_pose(R_cw: np.ndarray, t_cw: np.ndarray, points: np.ndarray, pixels: 
             break
         R, t = se3.retract(R, t, delta)
         rms = float(np.sqrt(np.mean(np.sum(r[inl] ** 2, axis=1)))) if inl.any() else np.inf
-        if np.linalg.norm(delta) < 1e-10:
+        if np.linalg.norm(delta) < 1e-10 and it >= iterations // 2:
             break
     return R, t, H, inl, rms

@@ -49,6 +49,9 @@ class PipelineConfig:
     """Standard deviation of a VO odometry edge: translation (m) and rotation (rad)."""
     pgo_max_iterations: int = 50
     """LM iterations per pose-graph solve at most."""
+    pgo_min_gap: int = 10
+    """Re-optimize the growing graph at most once per this many keyframes (loops accepted in between wait for
+    the next solve; the final solve over the whole run always happens)."""
 
 
 @dataclass
@@ -136,6 +139,7 @@ def run_pipeline(run, precision: str = "fp64", config: PipelineConfig | None = N
 
     order = np.argsort(cands[:, 1], kind="stable") if len(cands) else np.zeros(0, int)
     k = 0
+    pending = False
     while k < len(order):
         j = int(cands[order[k], 1])
         added = False
@@ -153,7 +157,10 @@ def run_pipeline(run, precision: str = "fp64", config: PipelineConfig | None = N
                 added = True
             k += 1
         if added:
+            pending = True
+        if pending and j - solved_upto >= cfg.pgo_min_gap:
             solve(j)
+            pending = False
     graph = solve(n - 1) if res.accepted else _graph(vo_R, vo_t, E_i, E_j, M_R, M_t, info, n)
     res.graph = graph
     res.lc_R, res.lc_t = est_R, est_t

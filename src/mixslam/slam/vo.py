@@ -23,7 +23,7 @@ import numpy as np
 
 from ..ba import BAConfig, optimize_bundle
 from ..problem.bundle import BundleData
-from ..solve.config import LMConfig
+from ..solve.config import CGConfig, LMConfig
 from .geometry import triangulate
 
 
@@ -39,6 +39,9 @@ class VOConfig:
     """Run the window bundle adjustment every this many keyframes (and at the last one)."""
     max_iterations: int = 20
     """LM iterations per window solve at most."""
+    cg_max_iterations: int = 100
+    """CG iterations per linear solve at most (CG policies). The converging policies need 20-60 per LM step
+    on these windows; the cap bounds the time of naive fp16, which never converges."""
     function_tolerance: float = 1e-8
     """LM stops when a step lowers the cost by less than this fraction. Tighter than Ceres' 1e-6 because the
     window's valley is flat: policies compared on pose error must stop near the same point."""
@@ -137,6 +140,7 @@ def run_vo(run, precision: str = "fp64", solver: str | None = None, config: VOCo
         R_cw[0], t_cw[0] = first_pose
     res = VOResult(R_cw, t_cw, [(np.zeros(0, np.int64), np.zeros((0, 3)))] * n)
     lm = LMConfig(max_iterations=cfg.max_iterations, initial_lambda=1e-4, function_tolerance=cfg.function_tolerance)
+    cg = CGConfig(max_iterations=cfg.cg_max_iterations)
     by_frame = np.argsort(frame, kind="stable")
     frame_ptr = np.searchsorted(frame[by_frame], np.arange(n + 1))
     for k in range(1, n):
@@ -173,7 +177,7 @@ def run_vo(run, precision: str = "fp64", solver: str | None = None, config: VOCo
         data = BundleData("pinhole", cams, pts[uniq], pixel[sel], local_cam, local_pt, K, sigma, fixed,
                           source=f"VO window {lo}..{k}")
         t0 = time.perf_counter()
-        out, rep = optimize_bundle(data, BAConfig(precision=precision, solver=solver, lm=lm))
+        out, rep = optimize_bundle(data, BAConfig(precision=precision, solver=solver, lm=lm, cg=cg))
         res.ba_seconds += time.perf_counter() - t0
         res.solves += 1
         res.lm_iterations += rep.iterations

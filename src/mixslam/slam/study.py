@@ -1,0 +1,176 @@
+"""Many seeded trajectories, every policy on each: the data behind the ATE tables and histograms.
+
+Trajectory ``i`` of a study with seed ``S`` uses the seed :func:`trajectory_seed` (S, i) for its world, its
+run and its loop proposals, the same for every policy, so policies are compared on identical inputs.
+Trajectories run in parallel processes (``workers``); the results do not depend on the worker count.
+
+ATE is measured after an SE(3) alignment of the whole trajectory to the ground truth (keyframe 0 is at the
+truth anyway; the alignment removes nothing the estimator could know). The report's ``ate_vo`` / ``ate_lc``
+statistics pool the per-keyframe errors of every trajectory; each trajectory also lists its own RMSE.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..eval import ate, stats
+from ..sim.world import CameraConfig, TrajectoryConfig, WorldConfig, make_world, simulate_run
+from .pipeline import PipelineConfig, run_pipeline
+from .vo import VOConfig
+
+POLICIES = ("fp64", "fp32", "mixed", "fp16")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """One study: the simulated worlds and runs, and the pipeline applied to them."""
+
+    world: WorldConfig = field(default_factory=WorldConfig)
+    """The household world (rooms, landmarks)."""
+    trajectory: TrajectoryConfig = field(default_factory=TrajectoryConfig)
+    """The robot's run (keyframes, speed, odometry noise)."""
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    """The pinhole camera (intrinsics, pixel noise, outliers)."""
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    """VO window, loop verification, pose graph."""
+    align: str = "se3"
+    """Alignment before ATE: ``se3``, ``sim3`` or ``none``."""
+
+
+def demo_config() -> StudyConfig:
+    """The embedded default of ``mixslam demo``: a smaller run (150 keyframes, about one and a half laps of
+    a 2 x 2-room flat) and a 30-keyframe window solved every 5 keyframes, so all four policies finish in
+    well under a minute on 2 cores."""
+    return StudyConfig(world=WorldConfig(rooms=(2, 2)), trajectory=TrajectoryConfig(keyframes=150),
+                       pipeline=PipelineConfig(vo=VOConfig(window=30, fixed=5, ba_every=5)))
+
+
+def trajectory_seed(seed: int, i: int) -> int:
+    """The seed of trajectory ``i`` in a study seeded with ``seed`` (independent streams per i)."""
+    return int(np.random.SeedSequence([int(seed), int(i)]).generate_state(1)[0])
+
+
+def run_trajectory(seed: int, policies=POLICIES, config: StudyConfig | None = None, keep: bool = False) -> dict:
+    """World, run and every policy's pipeline for one seed. Returns a JSON-ready dict (and, with ``keep``,
+    the run and the pipeline results under ``"_objects"``)."""
+    cfg = config or StudyConfig()
+    world = make_world(cfg.world, seed)
+    run = simulate_run(world, cfg.trajectory, cfg.camera, seed)
+    out = {"seed": int(seed), "keyframes": int(len(run.R_wc)), "observations": int(run.num_observations),
+           "path_length_m": float(run.distance[-1]) if len(run.distance) else 0.0, "policies": {}}
+    objects = {"world": world, "run": run, "results": {}}
+    for name in policies:
+        t0 = time.perf_counter()
+        res = run_pipeline(run, name, cfg.pipeline, seed)
+        e_vo = ate(run.R_wc, run.t_wc, res.vo_R, res.vo_t, mode=cfg.align)
+        e_lc = ate(run.R_wc, run.t_wc, res.lc_R, res.lc_t, mode=cfg.align)
+        out["policies"][name] = {
+            "ate_vo_rmse": float(np.sqrt(np.mean(e_vo ** 2))), "ate_lc_rmse": float(np.sqrt(np.mean(e_lc ** 2))),
+            "ate_vo": stats(e_vo), "ate_lc": stats(e_lc),
+            "errors_vo": e_vo.tolist(), "errors_lc": e_lc.tolist(),
+            "seconds": time.perf_counter() - t0, "vo_seconds": res.vo.seconds, "vo_ba_seconds": res.vo.ba_seconds,
+            "pgo_seconds": res.pgo_seconds, "ba_solves": res.vo.solves, "ba_lm_iterations": res.vo.lm_iterations,
+            "ba_cg_iterations": res.vo.cg_iterations, "ba_not_converged": res.vo.not_converged,
+            "pgo_solves": res.pgo_solves, "pgo_iterations": res.pgo_iterations,
+            "pgo_cg_iterations": res.pgo_linear_iterations, "pgo_not_converged": res.pgo_not_converged,
+            "fp16_overflows": res.vo.overflows + res.pgo_overflows, "fallbacks": res.vo.fallbacks,
+            "loop_candidates": res.candidates, "loop_candidates_true": res.true_candidates,
+            "loops_accepted": res.accepted, "loops_accepted_false": res.accepted_false,
+            "observations_gated": res.vo.gated,
+        }
+        objects["results"][name] = res
+    if keep:
+        out["_objects"] = objects
+    return out
+
+
+def _progress(done: int, total: int, t0: float, stream) -> None:
+    width = 30
+    frac = done / total if total else 1.0
+    el = time.perf_counter() - t0
+    eta = el / done * (total - done) if done else float("nan")
+    bar = "#" * int(width * frac) + "-" * (width - int(width * frac))
+    end = "\n" if done == total else ""
+    stream.write(f"\r[{bar}] {done}/{total} trajectories  {el:6.1f} s elapsed  ETA {eta:6.1f} s{end}")
+    stream.flush()
+
+
+def run_study(trajectories: int, seed: int = 0, policies=POLICIES, config: StudyConfig | None = None,
+              workers: int = 1, progress: bool = False, stream=None) -> dict:
+    """Every trajectory with every policy; returns the REPORT.json dictionary (see :func:`summarize`)."""
+    cfg = config or StudyConfig()
+    seeds = [trajectory_seed(seed, i) for i in range(trajectories)]
+    stream = stream or sys.stderr
+    t0 = time.perf_counter()
+    results = [None] * trajectories
+    if workers <= 1:
+        for i, s in enumerate(seeds):
+            results[i] = run_trajectory(s, policies, cfg)
+            if progress:
+                _progress(i + 1, trajectories, t0, stream)
+    else:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(run_trajectory, s, tuple(policies), cfg): i for i, s in enumerate(seeds)}
+            for done, fut in enumerate(as_completed(futures), 1):
+                results[futures[fut]] = fut.result()
+                if progress:
+                    _progress(done, trajectories, t0, stream)
+    report = summarize(results, policies)
+    report.update({"seed": int(seed), "trajectories": int(trajectories), "workers": int(workers),
+                   "seconds": time.perf_counter() - t0, "align": cfg.align,
+                   "config": _config_dict(cfg)})
+    return report
+
+
+def summarize(results: list, policies) -> dict:
+    """``{"policies": {NAME: {"ate_vo": STATS, "ate_lc": STATS, "trajectories": [...]}}}`` with the pooled
+    per-keyframe statistics and each trajectory's RMSE, plus mixed/fp64-style ratios against ``fp64``."""
+    out = {"policies": {}}
+    for name in policies:
+        rows, e_vo, e_lc = [], [], []
+        for r in results:
+            p = r["policies"][name]
+            e_vo.extend(p["errors_vo"])
+            e_lc.extend(p["errors_lc"])
+            rows.append({"seed": r["seed"], **{k: v for k, v in p.items()
+                                               if k not in ("errors_vo", "errors_lc", "ate_vo", "ate_lc")}})
+        out["policies"][name] = {"ate_vo": stats(np.asarray(e_vo)), "ate_lc": stats(np.asarray(e_lc)),
+                                 "trajectories": rows}
+    if "fp64" in policies:
+        ref = {r["seed"]: r for r in out["policies"]["fp64"]["trajectories"]}
+        for name in policies:
+            if name == "fp64":
+                continue
+            for stage in ("vo", "lc"):
+                ratio = np.array([t[f"ate_{stage}_rmse"] / ref[t["seed"]][f"ate_{stage}_rmse"]
+                                  for t in out["policies"][name]["trajectories"]])
+                out["policies"][name][f"ratio_to_fp64_{stage}"] = {
+                    "median": float(np.median(ratio)), "max": float(np.max(ratio)), "min": float(np.min(ratio)),
+                    "worse_than_5pct": int(np.sum(ratio > 1.05))}
+    return out
+
+
+def _config_dict(cfg: StudyConfig) -> dict:
+    import dataclasses
+
+    def conv(x):
+        if dataclasses.is_dataclass(x):
+            return {f.name: conv(getattr(x, f.name)) for f in dataclasses.fields(x)}
+        if isinstance(x, tuple):
+            return list(x)
+        return x
+    return conv(cfg)
+
+
+def with_overrides(cfg: StudyConfig, keyframes: int | None = None, window: int | None = None) -> StudyConfig:
+    """The study config with the command line's --keyframes / --window applied."""
+    if keyframes is not None:
+        cfg = replace(cfg, trajectory=replace(cfg.trajectory, keyframes=keyframes))
+    if window is not None:
+        vo = replace(cfg.pipeline.vo, window=window, fixed=min(cfg.pipeline.vo.fixed, max(window - 2, 1)))
+        cfg = replace(cfg, pipeline=replace(cfg.pipeline, vo=vo))
+    return cfg

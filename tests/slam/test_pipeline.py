@@ -1,0 +1,79 @@
+"""The SLAM pipeline end to end on a small simulated flat: determinism, loop closure, mixed = fp64, study, CLI."""
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from mixslam.cli import main
+from mixslam.sim.world import TrajectoryConfig
+from mixslam.slam.study import demo_config, run_study, run_trajectory, trajectory_seed
+
+SHORT = replace(demo_config(), trajectory=TrajectoryConfig(keyframes=60))
+
+
+@pytest.fixture(scope="module")
+def demo_run():
+    return run_trajectory(0, ("fp64", "mixed"), demo_config())
+
+
+def test_loop_closure_lowers_ate_and_rejects_false_loops(demo_run):
+    p = demo_run["policies"]["fp64"]
+    assert p["loops_accepted"] > 5 and p["loops_accepted_false"] == 0
+    assert p["ate_lc"]["mean"] < 0.75 * p["ate_vo"]["mean"]
+    assert p["ate_lc"]["max"] < p["ate_vo"]["max"]
+    assert p["ba_not_converged"] <= 2 and p["fp16_overflows"] == 0
+
+
+def test_mixed_matches_fp64(demo_run):
+    ref, mix = demo_run["policies"]["fp64"], demo_run["policies"]["mixed"]
+    for stage in ("vo", "lc"):
+        assert abs(mix[f"ate_{stage}_rmse"] / ref[f"ate_{stage}_rmse"] - 1) < 0.01
+    assert mix["fp16_overflows"] == 0 and mix["fallbacks"] == 0
+
+
+def test_trajectory_is_deterministic_per_seed():
+    a = run_trajectory(5, ("fp64",), SHORT)
+    b = run_trajectory(5, ("fp64",), SHORT)
+    c = run_trajectory(6, ("fp64",), SHORT)
+    assert a["policies"]["fp64"]["errors_vo"] == b["policies"]["fp64"]["errors_vo"]
+    assert a["policies"]["fp64"]["errors_vo"] != c["policies"]["fp64"]["errors_vo"]
+    assert trajectory_seed(0, 1) != trajectory_seed(0, 2) and trajectory_seed(0, 1) == trajectory_seed(0, 1)
+
+
+def test_study_does_not_depend_on_workers():
+    one = run_study(2, 3, ("fp64",), SHORT, workers=1)
+    two = run_study(2, 3, ("fp64",), SHORT, workers=2)
+    key = lambda r: [(t["seed"], t["ate_vo_rmse"], t["ate_lc_rmse"]) for t in r["policies"]["fp64"]["trajectories"]]
+    assert key(one) == key(two)
+    for stage in ("ate_vo", "ate_lc"):
+        assert set(one["policies"]["fp64"][stage]) >= {"max", "p99", "p90", "mean", "median", "rmse"}
+
+
+def test_sim_cli_report_and_histograms(tmp_path, capsys):
+    rep = tmp_path / "r.json"
+    rc = main(["sim", "--trajectories", "2", "--keyframes", "60", "--window", "20", "--precision", "fp64,mixed",
+               "--out", str(tmp_path / "h"), "--report", str(rep), "-q"])
+    assert rc == 0
+    data = json.loads(rep.read_text())
+    for name in ("fp64", "mixed"):
+        d = data["policies"][name]
+        assert {"ate_vo", "ate_lc", "trajectories"} <= set(d)
+        assert {"seed", "ate_vo_rmse", "ate_lc_rmse"} <= set(d["trajectories"][0])
+        assert np.isfinite(d["ate_vo"]["rmse"])
+    assert "ratio_to_fp64_vo" in data["policies"]["mixed"]
+    for stage in ("vo", "lc"):
+        assert (tmp_path / "h" / f"ate_{stage}_cdf.png").stat().st_size > 0
+        assert (tmp_path / "h" / f"ate_{stage}_cdf.csv").read_text().startswith("policy,value,cdf")
+    assert main(["sim", "--precision", "fp8"]) == 2
+    assert "unknown precision" in capsys.readouterr().err
+
+
+def test_demo_writes_files(tmp_path, capsys):
+    from mixslam.demo import run_demo
+    assert run_demo(out=str(tmp_path), policies=("fp64",)) == 0
+    out = capsys.readouterr().out
+    assert "fp64 VO" in out and "mean" in out
+    for name in ("groundtruth.tum", "fp64_vo.tum", "fp64_lc.tum", "fp64_graph.g2o", "top_view_fp64.png",
+                 "error_over_time.png", "ate_table.png", "report.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
