@@ -65,3 +65,44 @@ def test_round_to_is_idempotent(precision):
     np.testing.assert_array_equal(round_to(once, precision), once)
     u = Precision.parse(precision).unit_roundoff
     np.testing.assert_allclose(once, x, rtol=u * 1.0001)
+
+
+def test_compiled_fp16_quantization_matches_numpy():
+    """The compiled fp16 path of quantize() gives numpy's bits (fp64 -> fp32 -> fp16) and the same counts."""
+    import numpy as np
+    from mixslam.precision import Precision, quantize
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=20000) * np.exp(rng.uniform(-25, 15, 20000)),
+                        [np.nan, np.inf, -np.inf, 0.0, -0.0, 65520.0, 65519.0, 1e-8, -1e-8, 3e-5]])
+    for arr in (x, x.astype(np.float32)):
+        got, st = quantize(arr, Precision.FP16)
+        x32 = arr.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            ref = x32.astype(np.float16)
+        assert np.array_equal(got.view(np.uint16), ref.view(np.uint16))
+        back = ref.astype(np.float32)
+        fin = np.isfinite(arr)
+        nz = (x32 != 0) & fin
+        assert st.overflows == np.count_nonzero(fin & ~np.isfinite(back)) > 0
+        assert st.underflows == np.count_nonzero(nz & (back == 0)) > 0
+        assert st.subnormals == np.count_nonzero(nz & (back != 0) & (np.abs(back) < 2.0 ** -14)) > 0
+        assert st.nonfinite_inputs == 3 and st.count == arr.size
+        assert st.max_abs == float(np.max(np.abs(arr[fin])))
+
+
+def test_compiled_fp32_quantization_matches_numpy():
+    import numpy as np
+    from mixslam.precision import Precision, quantize
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(size=20000) * np.exp(rng.uniform(-95, 95, 20000)), [np.nan, np.inf, 0.0,
+                                                                                         1e-46, 3e-39, 1e39]])
+    got, st = quantize(x, Precision.FP32)
+    with np.errstate(over="ignore"):
+        ref = x.astype(np.float32)
+    assert np.array_equal(got, ref, equal_nan=True)
+    fin = np.isfinite(x)
+    nz = (x != 0) & fin
+    assert st.overflows == np.count_nonzero(fin & ~np.isfinite(ref)) > 0
+    assert st.underflows == np.count_nonzero(nz & (ref == 0)) > 0
+    assert st.subnormals == np.count_nonzero(nz & (ref != 0) & (np.abs(ref) < np.finfo(np.float32).tiny)) > 0
+    assert st.nonfinite_inputs == 2

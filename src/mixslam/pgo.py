@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._threads import single_threaded_blas
 from .errors import ConfigError, InformationMatrixError, NonFiniteError
 from .lie import se2, se3
 from .linear.block_pattern import BlockPattern
@@ -132,8 +133,9 @@ def optimize_pose_graph(graph: PoseGraph, config: PGOConfig | None = None, **ove
         raise InformationMatrixError(f"{graph.source}: an information matrix is not positive definite ({exc})") from None
     solver = make_linear_solver(config.solver, problem.pattern, policy, config.cg)
     t3 = time.perf_counter()
-    (R, t), report = levenberg_marquardt(problem, (start.rotations, start.translations), solver, policy,
-                                         config.lm, config.cg)
+    with single_threaded_blas():  # see _threads.py: spinning BLAS threads steal the numba core
+        (R, t), report = levenberg_marquardt(problem, (start.rotations, start.translations), solver, policy,
+                                             config.lm, config.cg)
     # The returned poses must be finite whatever the precision did; LM keeps the best finite iterate.
     if not (np.isfinite(R).all() and np.isfinite(t).all()):
         raise NonFiniteError("optimization produced non-finite poses")

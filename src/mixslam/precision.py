@@ -274,6 +274,21 @@ def quantize(x: np.ndarray, precision: Precision) -> tuple[np.ndarray, Quantizat
     precision = Precision.parse(precision)
     x = np.asarray(x)
     stats = QuantizationStats(count=int(x.size))
+    if precision is Precision.FP16 and x.dtype in (np.float32, np.float64) and x.size:
+        # Compiled single pass (same rounding and counts as the numpy path below; tested against it).
+        from .kernels.fp16 import quantize16_stats
+        bits = np.empty(x.size, np.uint16)
+        (stats.nonfinite_inputs, stats.max_abs, stats.overflows, stats.underflows,
+         stats.subnormals) = quantize16_stats(np.ascontiguousarray(x).reshape(-1), bits)
+        stats.max_abs = float(stats.max_abs)
+        return bits.view(np.float16).reshape(x.shape), stats
+    if precision is Precision.FP32 and x.dtype == np.float64 and x.size:
+        from .kernels.fp16 import quantize32_stats
+        out32 = np.empty(x.size, np.float32)
+        (stats.nonfinite_inputs, stats.max_abs, stats.overflows, stats.underflows,
+         stats.subnormals) = quantize32_stats(np.ascontiguousarray(x).reshape(-1), out32)
+        stats.max_abs = float(stats.max_abs)
+        return out32.reshape(x.shape), stats
     finite_in = np.isfinite(x)
     stats.nonfinite_inputs = int(x.size - np.count_nonzero(finite_in))
     if x.size:

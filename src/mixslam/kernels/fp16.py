@@ -327,3 +327,61 @@ def block_diag_apply16(M, r, out):
             for j in range(p):
                 s = round16(s + round16(round16(M[n, i, j]) * round16(r[n, j])))
             out[n, i] = s
+
+
+@njit(cache=True)
+def quantize16_stats(x, out):
+    """out = fp16 bits of x (via fp32, round to nearest even) and the statistics of that quantization in one
+    pass: (non-finite inputs, max |finite x|, overflows, underflows, subnormals). ``x`` float32/float64."""
+    nonfinite = 0
+    overflows = 0
+    underflows = 0
+    subnormals = 0
+    max_abs = 0.0
+    for i in range(x.shape[0]):
+        v = np.float32(x[i])
+        fin = np.isfinite(x[i])
+        b = f2h(v)
+        out[i] = b
+        if not fin:
+            nonfinite += 1
+            continue
+        a = abs(np.float64(x[i]))
+        if a > max_abs:
+            max_abs = a
+        back = h2f(b)
+        if not np.isfinite(back):
+            overflows += 1
+        elif v != 0:
+            if back == 0:
+                underflows += 1
+            elif abs(back) < 6.103515625e-05:
+                subnormals += 1
+    return nonfinite, max_abs, overflows, underflows, subnormals
+
+
+@njit(cache=True)
+def quantize32_stats(x, out):
+    """out = float32(x) and the statistics of that rounding in one pass (as :func:`quantize16_stats`)."""
+    nonfinite = 0
+    overflows = 0
+    underflows = 0
+    subnormals = 0
+    max_abs = 0.0
+    for i in range(x.shape[0]):
+        v = np.float32(x[i])
+        out[i] = v
+        if not np.isfinite(x[i]):
+            nonfinite += 1
+            continue
+        a = abs(x[i])
+        if a > max_abs:
+            max_abs = a
+        if not np.isfinite(v):
+            overflows += 1
+        elif x[i] != 0:
+            if v == 0:
+                underflows += 1
+            elif abs(v) < 1.1754943508222875e-38:
+                subnormals += 1
+    return nonfinite, max_abs, overflows, underflows, subnormals

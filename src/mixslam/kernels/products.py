@@ -35,6 +35,7 @@ from .fp16 import arith_in, arith_rnd, arith_tag, arith_zero, load, round16_ref
 
 __all__ = [
     "jac_matvec", "jac_rmatvec", "normal_matvec", "column_sq_norms_nb", "diag_blocks_nb", "block_diag_apply_nb",
+    "scaled_blocks_nb", "spd_block_inverse_nb",
     "jac_matvec_nb", "jac_rmatvec_nb", "normal_matvec_nb",
     "jac_matvec_ref", "jac_rmatvec_ref", "normal_matvec_ref",
     "check_two_block",
@@ -141,6 +142,79 @@ def block_diag_apply_nb(M, r, out):
             for j in range(1, p):
                 s += M[n, i, j] * r[n, j]
             out[n, i] = s
+
+
+@njit(cache=True)
+def scaled_blocks_nb(A, ia, sa, B, ib, sb, out):
+    """out = [A S_a (flattened), B S_b (flattened)] in fp64, rows of fixed variables zeroed (one pass)."""
+    m, k, pa = A.shape
+    pb = B.shape[2]
+    o = 0
+    for e in range(m):
+        j = ia[e]
+        for r in range(k):
+            for c in range(pa):
+                out[o] = np.float64(A[e, r, c]) * sa[j, c] if j >= 0 else 0.0
+                o += 1
+    for e in range(m):
+        j = ib[e]
+        for r in range(k):
+            for c in range(pb):
+                out[o] = np.float64(B[e, r, c]) * sb[j, c] if j >= 0 else 0.0
+                o += 1
+
+
+@njit(cache=True)
+def spd_block_inverse_nb(D, damping, out):
+    """out[n] = (D[n] + diag(damping[n]))⁻¹ by Cholesky, per block, in fp64. A block that is not positive
+    definite gets a relative shift of 1e-12 x its trace (then 1e-6, ...); returns how many needed one."""
+    nv, p, _ = D.shape
+    L = np.empty((p, p))
+    Linv = np.empty((p, p))
+    shifted = 0
+    for n in range(nv):
+        tr = 0.0
+        for i in range(p):
+            tr += D[n, i, i] + damping[n, i]
+        shift = 0.0
+        while True:
+            ok = True
+            for j in range(p):
+                s = D[n, j, j] + damping[n, j] + shift
+                for q in range(j):
+                    s -= L[j, q] * L[j, q]
+                if not (s > 0.0):
+                    ok = False
+                    break
+                L[j, j] = np.sqrt(s)
+                for i in range(j + 1, p):
+                    t = D[n, i, j]
+                    for q in range(j):
+                        t -= L[i, q] * L[j, q]
+                    L[i, j] = t / L[j, j]
+            if ok:
+                break
+            base = 1e-12 * tr if tr > 0.0 else 1.0  # an all-zero block (unconstrained) gets the identity
+            if shift == 0.0:
+                shifted += 1
+            shift = max(shift * 1e6, base)
+        # Linv = L⁻¹ (lower), out = Linvᵀ Linv
+        for j in range(p):
+            for i in range(p):
+                Linv[i, j] = 0.0
+            Linv[j, j] = 1.0 / L[j, j]
+            for i in range(j + 1, p):
+                t = 0.0
+                for q in range(j, i):
+                    t -= L[i, q] * Linv[q, j]
+                Linv[i, j] = t / L[i, i]
+        for i in range(p):
+            for j in range(p):
+                t = 0.0
+                for q in range(max(i, j), p):
+                    t += Linv[q, i] * Linv[q, j]
+                out[n, i, j] = t
+    return shifted
 
 
 @njit(cache=True, error_model="numpy")

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..kernels import jac_matvec, jac_rmatvec, normal_matvec
 from ..kernels.fp16 import axpy16, dot16, round16_count
+from ..kernels.products import scaled_blocks_nb
 from ..precision import Precision, quantize_with_fallback
 
 
@@ -39,10 +40,12 @@ class JacobianOperator:
                  accumulate: Precision, fallback: bool = True, nb: int = 0, pb: int = 0):
         self.ia, self.ib, self.nv, self.p, self.nb, self.pb = ia, ib, nv, p, nb, pb
         sa, sb = self.split(scale)
-        As = A.astype(np.float64) * np.where(ia[:, None, None] >= 0, sa[np.maximum(ia, 0)][:, None, :], 0.0)
-        Bs = B.astype(np.float64) * np.where(ib[:, None, None] >= 0, sb[np.maximum(ib, 0)][:, None, :], 0.0)
-        # One quantization of both blocks together, so a fallback applies to the whole operator.
-        both = np.concatenate([As.reshape(-1), Bs.reshape(-1)])
+        # Scaled blocks in one compiled pass; one quantization of both together, so a fallback applies to
+        # the whole operator.
+        both = np.empty(A.size + B.size)
+        scaled_blocks_nb(np.ascontiguousarray(A), ia, np.ascontiguousarray(sa), np.ascontiguousarray(B), ib,
+                         np.ascontiguousarray(sb), both)
+        As, Bs = A, B  # shapes only
         stored, self.stats, storage, fell = quantize_with_fallback(both, storage, fallback)
         self.fallbacks = int(fell)
         accumulate = accumulate if accumulate.contains(storage) else storage

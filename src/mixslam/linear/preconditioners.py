@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import SolverError
 from ..kernels import ic0_factor, ic_solve, round16_array
 from ..kernels.fp16 import block_diag_apply16
-from ..kernels.products import block_diag_apply_nb
+from ..kernels.products import block_diag_apply_nb, spd_block_inverse_nb
 from ..precision import Precision, quantize_with_fallback
 from .block_pattern import BlockPattern
 from .operators import kernel_storage
@@ -31,15 +31,11 @@ class BlockJacobi:
     def __init__(self, diag_blocks: np.ndarray, damping: np.ndarray, storage: Precision, accumulate: Precision,
                  fallback: bool = True):
         nv, p, _ = diag_blocks.shape
-        D = diag_blocks + np.einsum("ij,ni->nij", np.eye(p), damping.reshape(nv, p))
-        try:
-            L = np.linalg.cholesky(D)
-        except np.linalg.LinAlgError:
-            # A zero diagonal block means a variable no factor constrains; the caller checks gauge first.
-            D = D + np.einsum("ij,n->nij", np.eye(p), 1e-12 * np.maximum(np.trace(D, axis1=1, axis2=2), 1e-300))
-            L = np.linalg.cholesky(D)
-        Linv = np.linalg.inv(L)
-        inv = np.swapaxes(Linv, 1, 2) @ Linv
+        inv = np.empty((nv, p, p))
+        # Compiled per-block Cholesky inverse; a block that is not positive definite (a variable no factor
+        # constrains: the caller checks gauge first) gets a tiny relative diagonal shift.
+        self.shifted = int(spd_block_inverse_nb(np.ascontiguousarray(diag_blocks, np.float64),
+                                                np.ascontiguousarray(damping.reshape(nv, p), np.float64), inv))
         stored, self.stats, storage, fell = quantize_with_fallback(inv, storage, fallback)
         self.fallbacks = int(fell)
         self.storage = storage

@@ -88,8 +88,8 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, poli
         if lin is None:
             t0 = time.perf_counter()
             lin = problem.linearize(state)
+            g = lin.gradient(np.float64)  # counted with the Jacobian: it is the Jacobian's first product
             timing["jacobian"] += time.perf_counter() - t0
-            g = lin.gradient(np.float64)
             gnorm_inf = float(np.max(np.abs(g))) if g.size else 0.0
             gnorm = float(np.linalg.norm(g))
             if g0norm is None:
