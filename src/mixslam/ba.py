@@ -24,7 +24,7 @@ from ._threads import single_threaded_blas
 from .errors import ConfigError, NonFiniteError
 from .lie import se3
 from .linear.solvers import CGNRSolver, Linearization
-from .precision import Precision, PrecisionPolicy
+from .precision import PrecisionPolicy
 from .problem.bundle import BundleData
 from .problem import reprojection
 from .solve.config import CGConfig, LMConfig

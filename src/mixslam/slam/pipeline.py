@@ -116,7 +116,7 @@ def run_pipeline(run, precision: str = "fp64", config: PipelineConfig | None = N
     solved_upto = 0
 
     def solve(upto: int):
-        nonlocal est_R, est_t, solved_upto
+        nonlocal solved_upto
         # Warm start: keyframes after the last solve follow the VO odometry from the last solved one.
         for k in range(solved_upto + 1, upto + 1):
             est_R[k] = est_R[k - 1] @ odo_R[k - 1]
