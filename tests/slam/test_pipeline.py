@@ -77,3 +77,16 @@ def test_demo_writes_files(tmp_path, capsys):
     for name in ("groundtruth.tum", "fp64_vo.tum", "fp64_lc.tum", "fp64_graph.g2o", "top_view_fp64.png",
                  "error_over_time.png", "ate_table.png", "report.json"):
         assert (tmp_path / name).stat().st_size > 0, name
+
+
+def test_wheel_odometry_edges_are_added():
+    from mixslam.sim.world import make_world, simulate_run
+    from mixslam.slam.pipeline import run_pipeline
+    cfg = demo_config()
+    run = simulate_run(make_world(cfg.world, 0), TrajectoryConfig(keyframes=40), cfg.camera, 0)
+    plain = run_pipeline(run, "fp64", cfg.pipeline, 0)
+    both = run_pipeline(run, "fp64", replace(cfg.pipeline, wheel_odometry=True), 0, vo=plain.vo)
+    n = len(run.R_wc)
+    assert plain.graph.num_edges == n - 1 + plain.accepted
+    assert both.graph.num_edges == 2 * (n - 1) + both.accepted
+    assert np.isfinite(both.lc_t).all()

@@ -47,6 +47,9 @@ class PipelineConfig:
     """Geometric verification of the candidates."""
     odometry_sigma: tuple = (0.01, 0.005)
     """Standard deviation of a VO odometry edge: translation (m) and rotation (rad)."""
+    wheel_odometry: bool = False
+    """Also add the wheel odometry between consecutive keyframes as pose-graph edges (information from its
+    noise model)."""
     pgo_max_iterations: int = 50
     """LM iterations per pose-graph solve at most."""
     pgo_min_gap: int = 10
@@ -106,6 +109,17 @@ def run_pipeline(run, precision: str = "fp64", config: PipelineConfig | None = N
     E_i, E_j = list(range(n - 1)), list(range(1, n))
     M_R, M_t = list(odo_R), list(odo_t)
     info = [odo_info] * (n - 1)
+    if cfg.wheel_odometry:
+        # The wheel odometry as a second chain of edges, with its own (known) noise model: unbiased in scale,
+        # which the monocular VO is not.
+        a, b = run.trajectory_config.odometry_noise
+        for k in range(n - 1):
+            d = max(float(np.linalg.norm(run.odom_t[k])), 1e-3)
+            E_i.append(k)
+            E_j.append(k + 1)
+            M_R.append(run.odom_R[k])
+            M_t.append(run.odom_t[k])
+            info.append(np.diag([1 / (a * d) ** 2] * 3 + [4 / (b * d) ** 2] * 3))
     cands = loop_candidates(run, cfg.loops, seed)
     res = PipelineResult(run.R_wc, run.t_wc, vo_R, vo_t, vo_R.copy(), vo_t.copy(), vo, None, precision=precision)
     res.candidates = len(cands)
