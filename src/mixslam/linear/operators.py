@@ -27,6 +27,13 @@ def kernel_storage(stored: np.ndarray, precision: Precision) -> np.ndarray:
     return np.ascontiguousarray(stored)
 
 
+def split_stacked(x: np.ndarray, nv: int, p: int, nb: int = 0, pb: int = 0):
+    """Views (xa (nv, p), xb (nb, pb)) of a vector stacking two variable sets; xb is xa when nb == 0 (one set,
+    as in pose graphs, where both Jacobian blocks of a row act on the same vector)."""
+    xa = x[:nv * p].reshape(nv, p)
+    return (xa, xa) if not nb else (xa, x[nv * p:].reshape(nb, pb))
+
+
 def power_of_two(x: np.ndarray) -> np.ndarray:
     """Round positive factors to the nearest power of two (scaling by them is exact in binary floating point)."""
     x = np.asarray(x, dtype=np.float64)
@@ -66,9 +73,7 @@ class JacobianOperator:
         return self.nv * self.p + self.nb * self.pb
 
     def split(self, x: np.ndarray):
-        """(xa (nv, p), xb) views of a stacked vector; xb is xa when there is one variable set."""
-        xa = x[:self.nv * self.p].reshape(self.nv, self.p)
-        return (xa, xa) if not self.nb else (xa, x[self.nv * self.p:].reshape(self.nb, self.pb))
+        return split_stacked(x, self.nv, self.p, self.nb, self.pb)
 
     def normal_matvec(self, p_vec: np.ndarray, out: np.ndarray) -> float:
         """out = JᵀJ p (scaled space); returns ‖J p‖²."""

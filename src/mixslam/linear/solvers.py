@@ -19,7 +19,7 @@ from ..precision import PrecisionPolicy, Precision, QuantizationStats
 from ..solve.config import CGConfig
 from .block_pattern import BlockPattern
 from .cgnr import pcg
-from .operators import JacobianOperator, KrylovArith, power_of_two
+from .operators import JacobianOperator, KrylovArith, power_of_two, split_stacked
 from .preconditioners import BlockJacobi, StaticIC
 
 
@@ -56,10 +56,7 @@ class Linearization:
 
     def split(self, x: np.ndarray):
         """Views (xa (nv, p), xb) of a stacked vector; xb is xa when there is one variable set."""
-        xa = x[:self.nv * self.p].reshape(self.nv, self.p)
-        if not self.nb:
-            return xa, xa
-        return xa, x[self.nv * self.p:].reshape(self.nb, self.pb)
+        return split_stacked(x, self.nv, self.p, self.nb, self.pb)
 
     def gradient(self, dtype=np.float64) -> np.ndarray:
         """Jᵀr (size,) from the unquantized Jacobian, computed in ``dtype``."""

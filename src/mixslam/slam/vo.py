@@ -23,6 +23,7 @@ import numpy as np
 
 from ..ba import BAConfig, optimize_bundle
 from ..problem.bundle import BundleData
+from ..problem.camera import pinhole_project
 from ..solve.config import CGConfig, LMConfig
 from .geometry import triangulate
 
@@ -202,11 +203,10 @@ def run_vo(run, precision: str = "fp64", solver: str | None = None, config: VOCo
                 t_cw[1:k + 1] = -np.einsum("nij,nj->ni", R_cw[1:k + 1], c_new)
                 pts[init] = c[0] + sc * (pts[init] - c[0])
         # Gate: drop observations the window cannot explain.
-        P = np.einsum("mij,mj->mi", R_cw[frame[sel]], pts[tr]) + t_cw[frame[sel]]
-        z = np.where(np.abs(P[:, 2]) > 1e-9, P[:, 2], 1e-9)
-        pred = np.column_stack([K[0] * P[:, 0] / z + K[2], K[1] * P[:, 1] / z + K[3]])
+        obs_cams = np.concatenate([R_cw[frame[sel]].reshape(-1, 9), t_cw[frame[sel]]], axis=1)
+        pred, depth = pinhole_project(obs_cams, pts[tr], K)
         err = np.linalg.norm(pred - pixel[sel], axis=1) / sigma
-        bad = (err > cfg.gate) | (P[:, 2] <= 0)
+        bad = (err > cfg.gate) | (depth <= 0)
         active[sel[bad]] = False
         res.gated += int(bad.sum())
         # Snapshots: each window frame's landmarks in its own camera frame.
