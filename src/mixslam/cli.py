@@ -1,4 +1,4 @@
-"""Command line: ``mixslam pgo | ba | eval | sim | demo``.
+"""Command line: ``mixslam pgo | ba | eval | sim | demo | bench``.
 
 A thin layer over the library: parse arguments, call the library, print, write files. Bad input exits with
 status 2 and the library's message on stderr; an optimization that fails exits with status 1.
@@ -82,7 +82,54 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--workers", type=int, default=1, help="parallel processes")
     _add_verbosity(m)
     _add_eval_parser(sub)
+    _add_bench_parser(sub)
     return ap
+
+
+def _add_bench_parser(sub) -> None:
+    b = sub.add_parser("bench", help="regenerate every figure of the mixed-precision claim (PNG + CSV + REPORT.md)")
+    size = b.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_const", dest="scale", const="quick",
+                      help="test-sized run of every figure (about a minute; checks the plumbing, not evidence)")
+    size.add_argument("--full", action="store_const", dest="scale", const="full",
+                      help="the claim's sizes (1,703 VO trajectories, 800 PGO problems): hours on 2 cores")
+    b.set_defaults(scale="default")
+    b.add_argument("--out", default="mixslam-bench", help="output folder (default mixslam-bench)")
+    b.add_argument("--workers", type=int, default=1, help="parallel worker processes for batch figures (2, 3, 5)")
+    b.add_argument("--executor", default="process", choices=["process", "dask"],
+                   help="local process pool (default) or Dask distributed (pip install 'mixslam[distributed]')")
+    b.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: a local Dask cluster)")
+    b.add_argument("--figures", default="1,2,3,4,5,6,7,8", help="comma-separated figure numbers (default all)")
+    b.add_argument("--seed", type=int, default=0, help="master seed; every task derives its own from it")
+    _add_verbosity(b)
+
+
+def cmd_bench(args) -> int:
+    from .bench.config import bench_config
+    from .bench.run import run_bench
+    from .errors import ConfigError
+
+    try:
+        figures = tuple(int(x) for x in args.figures.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"--figures must be comma-separated numbers 1-8, got {args.figures!r}") from None
+    cfg = bench_config(args.scale, seed=args.seed, workers=args.workers, executor=args.executor,
+                       scheduler=args.scheduler, figures=figures, progress=not args.quiet)
+    import shlex
+    command = "mixslam " + shlex.join(getattr(args, "argv", None) or ["bench"])
+    report = run_bench(cfg, args.out, command=command)
+    if not args.quiet:
+        done = [f["number"] for f in report["figures"]]
+        print(f"mixslam bench ({args.scale}): figures {done} in {report['seconds']:.0f} s; report: "
+              f"{Path(args.out) / 'REPORT.md'}")
+        for f in report["figures"]:
+            print(f"  {f['number']}. {f['title']}: " + ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(f["summary"].items())[:6]))
+    if report["failed"]:
+        for k, e in report["failed"].items():
+            print(f"mixslam bench: figure {k} failed: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_pgo(args) -> int:
@@ -237,6 +284,7 @@ def cmd_eval(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     _setup_logging(-1 if getattr(args, "quiet", False) else (1 if getattr(args, "verbose", False) else 0))
     try:
         if args.command == "pgo":
@@ -249,6 +297,8 @@ def main(argv=None) -> int:
             return cmd_demo(args)
         if args.command == "eval":
             return cmd_eval(args)
+        if args.command == "bench":
+            return cmd_bench(args)
     except MixslamError as exc:
         print(f"mixslam: error: {exc}", file=sys.stderr)
         return 2

@@ -170,7 +170,7 @@ def _block_matrix(blocks: np.ndarray, brow: np.ndarray, bcol: np.ndarray, n: int
 def chordal_translations(graph: PoseGraph, rotations: np.ndarray, *, weighted: bool = True) -> np.ndarray:
     """Translations (n, d) minimizing the g2o translation errors with ``rotations`` held fixed."""
     d, _, _ = _blocks(graph)
-    n, m = graph.num_poses, graph.num_edges
+    n = graph.num_poses
     R = np.asarray(rotations, dtype=np.float64)
     ei = np.asarray(graph.edge_i, dtype=np.int64)
     ej = np.asarray(graph.edge_j, dtype=np.int64)

@@ -16,7 +16,7 @@ from ..kernels import jac_rmatvec
 from ..kernels.products import column_sq_norms_nb, diag_blocks_nb
 from ..errors import ConfigError
 from ..precision import PrecisionPolicy, Precision, QuantizationStats
-from ..solve.config import CGConfig
+from ..solve.config import IC_REFACTOR, CGConfig
 from .block_pattern import BlockPattern
 from .cgnr import pcg
 from .operators import JacobianOperator, KrylovArith, power_of_two, split_stacked
@@ -158,6 +158,8 @@ class CGNRSolver:
         if preconditioner == "ic" and pattern is None:
             raise ConfigError("the IC preconditioner needs the normal matrix's block pattern")
         self.cg = cg or CGConfig()
+        if self.cg.ic_refactor not in IC_REFACTOR:
+            raise ConfigError(f"unknown ic_refactor {self.cg.ic_refactor!r}; expected one of {IC_REFACTOR}")
         self.pattern = pattern.with_fill(self.cg.ic_fill_level) if preconditioner == "ic" else pattern
         self.policy = policy
         self.kind = preconditioner
@@ -197,7 +199,8 @@ class CGNRSolver:
         # A column no residual touches (a BAL camera's frozen pose) is decoupled with a zero right-hand side:
         # damping 1 keeps its preconditioner entries O(1) (not 1/(λ·min_diagonal)) and its step exactly 0.
         damping = np.where(colsq > 0, _damping(colsq, lam, lo, hi) * scale * scale, 1.0)
-        if self._op_for is lin:
+        new_linearization = self._op_for is not lin
+        if not new_linearization:
             # Same linearization, new damping (a rejected step): the quantized Jacobian is reused and its
             # quantization is not counted twice.
             op, stats, fallbacks = self._op, QuantizationStats(), 0
@@ -216,7 +219,7 @@ class CGNRSolver:
                 stats, fallbacks = stats.merge(parts[-1].stats), fallbacks + parts[-1].fallbacks
             pre = parts[0] if len(parts) == 1 else StackedPreconditioner(parts)
         elif self.kind == "ic":
-            if self.ic is None:
+            if self.ic is None or (self.cg.ic_refactor == "always" and new_linearization):
                 stats, fallbacks = self._factor_ic(lin, scale, stats, fallbacks, times)
             self.ic.set_scale(scale)
             pre = self.ic

@@ -87,41 +87,29 @@ def run_trajectory(seed: int, policies=POLICIES, config: StudyConfig | None = No
     return out
 
 
-def _progress(done: int, total: int, t0: float, stream) -> None:
-    width = 30
-    frac = done / total if total else 1.0
-    el = time.perf_counter() - t0
-    eta = el / done * (total - done) if done else float("nan")
-    bar = "#" * int(width * frac) + "-" * (width - int(width * frac))
-    end = "\n" if done == total else ""
-    stream.write(f"\r[{bar}] {done}/{total} trajectories  {el:6.1f} s elapsed  ETA {eta:6.1f} s{end}")
-    stream.flush()
-
-
 def run_study(trajectories: int, seed: int = 0, policies=POLICIES, config: StudyConfig | None = None,
-              workers: int = 1, progress: bool = False, stream=None) -> dict:
-    """Every trajectory with every policy; returns the REPORT.json dictionary (see :func:`summarize`)."""
+              workers: int = 1, progress: bool = False, stream=None, runner=None) -> dict:
+    """Every trajectory with every policy; returns the REPORT.json dictionary (see :func:`summarize`).
+
+    ``runner``: a :class:`mixslam.bench.runner.TaskRunner` (process pool or Dask); by default one is made
+    from ``workers`` (serial for 1). Each trajectory carries its own seed, so the report does not depend on
+    the runner or the worker count.
+    """
+    from ..bench.runner import TaskRunner
+
     cfg = config or StudyConfig()
     seeds = [trajectory_seed(seed, i) for i in range(trajectories)]
-    stream = stream or sys.stderr
     t0 = time.perf_counter()
-    results = [None] * trajectories
-    if workers <= 1:
-        for i, s in enumerate(seeds):
-            results[i] = run_trajectory(s, policies, cfg)
-            if progress:
-                _progress(i + 1, trajectories, t0, stream)
-    else:
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(run_trajectory, s, tuple(policies), cfg): i for i, s in enumerate(seeds)}
-            for done, fut in enumerate(as_completed(futures), 1):
-                results[futures[fut]] = fut.result()
-                if progress:
-                    _progress(done, trajectories, t0, stream)
+    own = runner is None
+    runner = runner or TaskRunner("process", workers, progress=progress, stream=stream or sys.stderr)
+    try:
+        results = runner.map(run_trajectory, [(s, tuple(policies), cfg) for s in seeds], label="trajectories")
+    finally:
+        if own:
+            runner.close()
     report = summarize(results, policies)
-    report.update({"seed": int(seed), "trajectories": int(trajectories), "workers": int(workers),
-                   "seconds": time.perf_counter() - t0, "align": cfg.align,
+    report.update({"seed": int(seed), "trajectories": int(trajectories), "workers": int(runner.workers),
+                   "executor": runner.describe(), "seconds": time.perf_counter() - t0, "align": cfg.align,
                    "config": _config_dict(cfg)})
     return report
 

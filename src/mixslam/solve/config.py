@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+IC_REFACTOR = ("never", "on_stall", "always")
+"""The values of :attr:`CGConfig.ic_refactor`."""
+
 
 @dataclass(frozen=True)
 class LMConfig:
@@ -80,7 +83,10 @@ class CGConfig:
     """Largest breakdown shift accepted before raising the fill level (see ``ic_max_fill_level``)."""
     ic_refactor: str = "on_stall"
     """When the static IC(0) factor is recomputed: ``"never"`` (strictly static: factored once at the first
-    linearization) or ``"on_stall"`` (refactor at the current linearization when CG stagnates or hits its
-    cap with the old factor, then redo that solve). Far from the optimum the poses rotate a lot and the
+    linearization), ``"on_stall"`` (refactor at the current linearization when CG stagnates or hits its
+    cap with the old factor, then redo that solve) or ``"always"`` (refactor at every new linearization,
+    i.e. every LM iteration after an accepted step: the conventional, non-static preconditioner, kept as
+    the baseline the static factor is compared with; a rejected step's re-solve keeps the factor, its
+    linearization is the same). Far from the optimum the poses rotate a lot and the
     first factor stops approximating JᵀJ (measured on sphere2500 from the file's guess: CG stalls at a
     relative residual of 1 after 10 LM iterations), so the default refreshes it only when it stops working."""

@@ -1,0 +1,126 @@
+"""What every figure gets (:class:`BenchContext`) and returns (:class:`FigureResult`)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import BenchConfig
+from .runner import TaskRunner
+
+
+@dataclass
+class FigureResult:
+    """One figure of the report: its files, its table, its headline numbers and its caveats."""
+
+    number: int
+    """1-8, as numbered in the report."""
+    title: str
+    """One line, shown as the report's section heading."""
+    files: list = field(default_factory=list)
+    """Paths relative to the output folder (PNG and CSV), in the order the report shows them."""
+    table: list = field(default_factory=list)
+    """Rows (dicts with the same keys) shown as the section's Markdown table."""
+    summary: dict = field(default_factory=dict)
+    """Headline numbers (JSON-ready), quoted by the report's summary and by the README."""
+    notes: list = field(default_factory=list)
+    """Caveats in plain sentences: what was skipped and why, where this CPU differs from the claim's GPU."""
+    seconds: float = 0.0
+    """Wall time of the figure (filled in by the runner)."""
+
+    def to_json(self) -> dict:
+        return {"number": self.number, "title": self.title, "files": list(self.files), "table": self.table,
+                "summary": self.summary, "notes": list(self.notes), "seconds": self.seconds}
+
+
+@dataclass
+class BenchContext:
+    """The run's configuration, output folder, task runner and log, shared by the figures."""
+
+    config: BenchConfig
+    out: Path
+    runner: TaskRunner
+    stream: object = None
+    shared: dict = field(default_factory=dict)
+    """Results one figure computes and another reuses (figures 2 and 3 share one study)."""
+
+    def log(self, message: str) -> None:
+        if self.config.progress:
+            (self.stream or sys.stderr).write(message + "\n")
+            (self.stream or sys.stderr).flush()
+
+    def path(self, name: str) -> Path:
+        p = self.out / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def write_csv(self, name: str, rows: list, columns: list | None = None) -> str:
+        """Write ``rows`` (dicts) to ``out/name``; returns ``name`` for :attr:`FigureResult.files`."""
+        columns = columns or _columns(rows)
+        with open(self.path(name), "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: _cell(r.get(k, "")) for k in columns})
+        return name
+
+    def write_json(self, name: str, data) -> str:
+        self.path(name).write_text(json.dumps(data, indent=2, default=_json_default))
+        return name
+
+
+def _columns(rows: list) -> list:
+    cols = []
+    for r in rows:
+        for k in r:
+            if k not in cols:
+                cols.append(k)
+    return cols
+
+
+def _cell(v):
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        return repr(v) if math.isfinite(v) else str(v)
+    return v
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def timed(fn, repeats: int):
+    """(min seconds over ``repeats`` calls, last result): noisy machines, so the minimum."""
+    best, out = math.inf, None
+    for _ in range(max(1, int(repeats))):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def new_figure(figsize=(7.0, 5.0)):
+    """A matplotlib Figure on the Agg canvas (no pyplot state, safe in worker processes)."""
+    from ..slam.plots import _figure
+    return _figure(figsize)
+
+
+def save_figure(ctx: BenchContext, fig, name: str) -> str:
+    """Save ``fig`` as PNG to ``ctx.out/name``; returns ``name`` for :attr:`FigureResult.files`."""
+    from ..slam.plots import _save
+    _save(fig, ctx.path(name))
+    return name

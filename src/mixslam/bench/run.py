@@ -1,0 +1,66 @@
+"""``run_bench``: make the figures, then the report (``REPORT.md`` + ``report.json``) in one folder."""
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from .config import BenchConfig
+from .context import BenchContext, _json_default
+from .report import machine_info, versions, write_report
+from .runner import TaskRunner
+
+
+FIGURE_FUNCTIONS = {1: ("slam_figures", "figure1"), 2: ("slam_figures", "figure2"), 3: ("slam_figures", "figure3"),
+                    4: ("pgo_figures", "figure4"), 5: ("pgo_figures", "figure5"), 6: ("work", "figure6"),
+                    7: ("work", "figure7"), 8: ("peers", "figure8")}
+"""Figure number -> (module in mixslam.bench, function)."""
+
+
+def figure_function(number: int):
+    import importlib
+    module, name = FIGURE_FUNCTIONS[number]
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+
+
+def run_bench(config: BenchConfig, out, command: str = "", stream=None, strict: bool = False) -> dict:
+    """Produce ``config.figures`` into ``out``; returns the report dictionary (also written as JSON).
+
+    A figure that raises is recorded as failed (traceback in the JSON report, a line in REPORT.md) and the
+    others still run; ``strict`` re-raises instead (the tests use it).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stream = stream or sys.stderr
+    t0 = time.perf_counter()
+    figures, failed, tracebacks = [], {}, {}
+    with TaskRunner(config.executor, config.workers, config.scheduler, progress=config.progress,
+                    stream=stream) as runner:
+        ctx = BenchContext(config, out, runner, stream)
+        for number in sorted(config.figures):
+            ctx.log(f"figure {number} ...")
+            t1 = time.perf_counter()
+            try:
+                res = figure_function(number)(ctx)
+            except Exception as exc:
+                if strict:
+                    raise
+                failed[number] = f"{type(exc).__name__}: {exc}"
+                tracebacks[number] = traceback.format_exc()
+                ctx.log(f"figure {number} FAILED: {failed[number]}")
+                continue
+            res.seconds = time.perf_counter() - t1
+            ctx.log(f"figure {number} done in {res.seconds:.1f} s: {', '.join(res.files)}")
+            figures.append(res)
+        executor = runner.describe()
+    import dataclasses
+    meta = {"command": command or "run_bench(...)", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "seconds": time.perf_counter() - t0, "executor": executor, "machine": machine_info(),
+            "versions": versions(), "config": dataclasses.asdict(config), "failed": failed}
+    write_report(out, meta, figures)
+    report = {**meta, "figures": [f.to_json() for f in figures], "tracebacks": tracebacks}
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
+    return report

@@ -1,0 +1,78 @@
+"""The bench's task runner: same ordered results serially, on a process pool and on a local Dask cluster."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from mixslam.bench import bench_config, TaskRunner
+from mixslam.errors import ConfigError
+from mixslam.sim.world import TrajectoryConfig
+from mixslam.slam.study import demo_config, run_study, trajectory_seed
+
+SHORT = replace(demo_config(), trajectory=TrajectoryConfig(keyframes=40))
+
+
+def seeded_task(seed, n):
+    """A task that carries its own seed: its answer must not depend on where it runs."""
+    return float(np.random.default_rng(seed).standard_normal(n).sum())
+
+
+TASKS = [(s, 100 + s) for s in range(7)]
+EXPECTED = [seeded_task(*t) for t in TASKS]
+
+
+def test_serial_and_process_pool_give_the_same_ordered_results():
+    assert TaskRunner("process", 1).map(seeded_task, TASKS) == EXPECTED
+    with TaskRunner("process", 2) as runner:
+        assert runner.map(seeded_task, TASKS) == EXPECTED
+        assert runner.describe() == "process pool (2 workers)"
+    assert TaskRunner().map(seeded_task, []) == []
+
+
+def test_progress_bar_counts_tasks(capsys):
+    import io
+    stream = io.StringIO()
+    TaskRunner("process", 1, progress=True, stream=stream).map(seeded_task, TASKS[:3], label="problems")
+    text = stream.getvalue()
+    assert "3/3 problems" in text and text.endswith("\n")
+
+
+def test_bad_runner_settings_are_refused():
+    with pytest.raises(ConfigError, match="executor"):
+        TaskRunner("threads", 1)
+    with pytest.raises(ConfigError, match="workers"):
+        TaskRunner("process", 0)
+    with pytest.raises(ConfigError, match="scale"):
+        bench_config("huge")
+    with pytest.raises(ConfigError, match="figure"):
+        bench_config("quick", figures=(9,))
+    with pytest.raises(ConfigError, match="scheduler"):
+        bench_config("quick", scheduler="tcp://localhost:8786")
+
+
+def test_dask_executor_gives_identical_results():
+    pytest.importorskip("dask.distributed")
+    # Dask workers import tasks by module name: this test module is not importable there, so the tasks are
+    # package functions (which is what the bench submits too).
+    tasks = [(s, i) for s in range(3) for i in range(3)]
+    with TaskRunner("dask", 2) as runner:
+        assert runner.map(trajectory_seed, tasks) == [trajectory_seed(*t) for t in tasks]
+        assert "dask" in runner.describe()
+        by_dask = run_study(2, 4, ("fp64",), SHORT, runner=runner)
+    serial = run_study(2, 4, ("fp64",), SHORT, workers=1)
+    key = lambda r: [(t["seed"], t["ate_vo_rmse"], t["ate_lc_rmse"]) for t in r["policies"]["fp64"]["trajectories"]]
+    assert key(by_dask) == key(serial)
+    assert by_dask["policies"]["fp64"]["ate_vo"] == serial["policies"]["fp64"]["ate_vo"]
+
+
+def test_dask_missing_is_a_clear_error(monkeypatch):
+    import builtins
+    real = builtins.__import__
+
+    def fake(name, *a, **k):
+        if name.startswith("dask"):
+            raise ImportError("no dask here")
+        return real(name, *a, **k)
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(ConfigError, match=r"mixslam\[distributed\]"):
+        TaskRunner("dask", 1)

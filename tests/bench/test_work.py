@@ -1,0 +1,123 @@
+"""Figures 6-7 (where the work goes; speed ratios per kernel and end to end) on the quick preset, and the
+pieces they are built from: the instrumented CG and the analytic work model."""
+import csv
+import math
+
+import pytest
+
+from mixslam.bench import BenchContext, TaskRunner, bench_config
+from mixslam.bench.work import (E2E_COLUMNS, FIG6_COLUMNS, KERNEL_COLUMNS, Problem, figure6, figure7,
+                                instrumented_pcg, iteration_work, problem_dims)
+
+
+def _read(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _finite(rows, columns):
+    for r in rows:
+        for c in columns:
+            assert math.isfinite(float(r[c])), (c, r)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("work")
+    ctx = BenchContext(bench_config("quick", progress=False), out, TaskRunner("process", 1))
+    return out, figure6(ctx), figure7(ctx)
+
+
+def test_figure6_files_csv_and_summary(results):
+    out, fig6, _ = results
+    assert fig6.number == 6
+    assert fig6.files == ["fig6_work_shares.png", "fig6_work_shares.csv"]
+    for f in fig6.files:
+        assert (out / f).stat().st_size > 0
+    assert (out / "fig6_work_shares.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = _read(out / "fig6_work_shares.csv")
+    assert list(rows[0]) == FIG6_COLUMNS
+    quantities = {(r["kind"], r["quantity"], r["policy"]) for r in rows}
+    for pol in ("fp64", "fp32", "mixed"):
+        assert ("ba", "jacobian_products_share_of_cg_iteration", pol) in quantities
+        assert ("pgo", "ic_triangular_solves_share_of_linear_solve", pol) in quantities
+        for kind in ("ba", "pgo"):
+            assert (kind, "jacobian_share_of_lm", pol) in quantities
+            assert (kind, "linear_solve_share_of_lm", pol) in quantities
+    _finite(rows, ["time_share", "numerator_s", "denominator_s"])
+    counted = [r for r in rows if "share_of_lm" not in r["quantity"]]
+    _finite(counted, ["counted_flops_share", "counted_bytes_share"])
+    for r in rows:
+        for c in ("time_share", "counted_flops_share", "counted_bytes_share"):
+            v = float(r[c])
+            assert math.isnan(v) or 0.0 <= v <= 1.0, (c, r)
+    for key in ("ba_products_mixed_flops_share", "ba_products_mixed_bytes_share", "ba_products_mixed_time_share",
+                "pgo_ic_solve_mixed_flops_share", "pgo_ic_solve_mixed_time_share", "ba_jacobian_mixed_time_share",
+                "ba_linear_mixed_time_share", "pgo_jacobian_fp64_time_share", "pgo_linear_fp32_time_share"):
+        assert math.isfinite(fig6.summary[key]), key
+    assert 0 < len(fig6.table) <= 15 and fig6.notes
+
+
+def test_figure7_files_csv_and_summary(results):
+    out, _, fig7 = results
+    assert fig7.number == 7
+    assert set(fig7.files) == {"fig7_kernels.png", "fig7_end_to_end.png", "fig7_kernels.csv",
+                               "fig7_end_to_end.csv"}
+    for f in fig7.files:
+        assert (out / f).stat().st_size > 0
+    k = _read(out / "fig7_kernels.csv")
+    assert list(k[0]) == KERNEL_COLUMNS
+    assert {r["problem"] for r in k} == {"ba", "pgo3d", "pgo2d"}
+    assert {(r["problem"], r["kernel"]) for r in k} >= {("ba", "normal_matvec"), ("pgo3d", "ic_solve"),
+                                                         ("pgo2d", "ic_solve"), ("pgo2d", "jac_rmatvec")}
+    _finite(k, [c for c in KERNEL_COLUMNS if c not in ("problem", "description", "kernel")])
+    for r in k:  # the bytes model: narrower storage moves fewer bytes
+        assert float(r["bytes_fp16"]) < float(r["bytes_fp32"]) < float(r["bytes_fp64"])
+    e = _read(out / "fig7_end_to_end.csv")
+    assert list(e[0]) == E2E_COLUMNS
+    pairs = {(r["kind"], r["precision"], r["solver"]) for r in e}
+    assert pairs == {("ba", "fp64", "schur"), ("ba", "fp64", "cgnr"), ("ba", "fp32", "cgnr"), ("ba", "mixed", "cgnr"),
+                     ("pgo", "fp64", "cholesky"), ("pgo", "fp64", "ic"), ("pgo", "fp32", "ic"), ("pgo", "mixed", "ic")}
+    _finite(e, ["total_s", "linear_solve_s", "final_cost", "rel_cost_to_fp64_direct", "memory_bytes"])
+    for r in e:
+        assert abs(float(r["rel_cost_to_fp64_direct"])) < 1e-5, r
+    mem = {(r["kind"], r["precision"], r["solver"]): r for r in e}
+    assert int(mem[("ba", "mixed", "cgnr")]["jacobian_bytes"]) * 2 == int(mem[("ba", "fp32", "cgnr")]["jacobian_bytes"])
+    assert (int(mem[("pgo", "mixed", "ic")]["preconditioner_bytes"]) * 2
+            == int(mem[("pgo", "fp32", "ic")]["preconditioner_bytes"]))
+    s = fig7.summary
+    for key in ("ba_linear_mixed_over_fp32", "pgo_linear_mixed_over_fp32", "ba_linear_fp32_over_fp64",
+                "kernel_normal_matvec_fp16_over_fp32_ba", "kernel_ic_solve_fp16_over_fp32_pgo3d",
+                "ba_jacobian_bytes_mixed_over_fp32", "pgo_preconditioner_bytes_mixed_over_fp32"):
+        assert math.isfinite(s[key]) and s[key] > 0, key
+    assert s["ba_jacobian_bytes_mixed_over_fp32"] == pytest.approx(0.5)
+    assert 0 < len(fig7.table) <= 16 and fig7.notes
+
+
+def test_instrumented_pcg_times_the_pieces_and_restores():
+    from mixslam.linear import solvers
+    from mixslam.pgo import PGOConfig, optimize_pose_graph
+    from mixslam.sim.pose_graph import simulate_pose_graph
+    g = simulate_pose_graph("sphere", 64, seed=1).graph
+    real = solvers.pcg
+    with instrumented_pcg() as acc:
+        _, rep = optimize_pose_graph(g, PGOConfig(precision="mixed", solver="ic", init="chordal"))
+    assert solvers.pcg is real
+    assert acc["cg_iterations"] == rep.linear_iterations > 0
+    assert acc["products_calls"] >= acc["cg_iterations"] and acc["preconditioner_calls"] >= acc["cg_iterations"]
+    assert 0 < acc["products_s"] + acc["preconditioner_s"] < acc["cg_s"] <= rep.timing["linear_solve"]
+
+
+def test_iteration_work_counts():
+    from mixslam.sim.pose_graph import simulate_pose_graph
+    g = simulate_pose_graph("manhattan", 30, seed=0).graph
+    d = problem_dims(Problem("pgo", "t", g, True))
+    p = 3
+    assert d["p"] == p and d["n"] == d["nv"] * p and d["Et"] == 2 * g.num_edges * p * p
+    w = iteration_work(d, 4.0, 4.0, 2.0, nnzb=d["pattern"].nnzb)
+    assert w["products"][0] == 4 * d["E"]
+    nnzb, nv = d["pattern"].nnzb, d["nv"]
+    assert w["preconditioner"][0] == 2 * (2 * p * p * (nnzb - nv) + p * (p + 1) * nv) + 2 * d["n"]
+    # halving the stored Jacobian's bytes lowers the products' bytes by E * 2
+    w16 = iteration_work(d, 2.0, 4.0, 2.0, nnzb=nnzb)
+    assert w["products"][1] - w16["products"][1] == pytest.approx(2.0 * d["E"])
