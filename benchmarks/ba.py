@@ -21,10 +21,8 @@ times). Compilation of the numba kernels is done before timing and reported apar
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -32,12 +30,15 @@ from pathlib import Path
 import numpy as np
 
 from mixslam.ba import BundleProblem, optimize_bundle, warmup
+from mixslam.bench.context import write_csv
+from mixslam.bench.peers import CERES_PUBLISHED, PEERS, PYCERES_SKIP, gtsam_ba, peer_version
+from mixslam.bench.report import machine_info
+from mixslam.bench.work import Problem, iteration_work, problem_dims, solver_scale, tmin
 from mixslam.data import data_dir
 from mixslam.io.bal import read_bal
-from mixslam.linear.operators import JacobianOperator, power_of_two
+from mixslam.linear.operators import JacobianOperator
 from mixslam.linear.solvers import CGNRSolver
 from mixslam.precision import PrecisionPolicy
-from mixslam.problem import reprojection
 from mixslam.solve import LMConfig
 from mixslam.solve.config import CGConfig
 
@@ -45,12 +46,8 @@ PAIRS = [("fp64", "schur"), ("fp64", "cgnr"), ("fp32", "cgnr"), ("mixed", "cgnr"
 DEFAULT_FILES = ["bal-ladybug-problem-49-7776-pre-shrink-1800.txt", "problem-16-22106-pre.txt",
                  "problem-49-7776-pre.txt"]
 WINDOW = "window-seed0"
-# Ceres simple_bundle_adjuster (DENSE_SCHUR, LM, v2.2.0) on problem-16-22106, ceres docs/source/installation.rst
-# (see data/ba/SOURCES.md): initial cost, final cost, iterations, seconds. The hardware is not named.
-CERES_PUBLISHED = {"problem-16-22106-pre.txt": (4.185660e+06, 1.803390e+04, 7, 0.384)}
 PHASES = ("residual", "jacobian", "linear_solve", "update", "total")
 BYTES = {"fp64": 8, "fp32": 4, "fp16": 2}
-INDEX_BYTES = 8  # ia, ib are int64
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -100,40 +97,22 @@ def run_pair(data, precision, solver, lm, repeat):
     return best
 
 
-def tmin(fn, repeats):
-    fn()  # warm-up (caches, page faults)
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 # ---------------------------------------------------------------------------------------------------------
 # CGNR work per iteration: analytic counts and measured times
 # ---------------------------------------------------------------------------------------------------------
-def analytic_counts(m, pc, nc, npts, storage_bytes, vec_bytes, pre_bytes):
+def analytic_counts(dims, storage_bytes, vec_bytes, pre_bytes):
     """MACs and bytes of one CG iteration: the fused JᵀJ·p pass vs the rest (block-Jacobi + vector work).
 
-    Fused pass: J·p (2m(pc+3) MACs) then Jᵀ·t (the same), reading the 2m(pc+3) Jacobian entries once, the two
-    int64 index arrays, p, and reading+writing the output. Rest: block-Jacobi apply (nc pc² + 9 npts MACs,
-    reading the inverse blocks and r, writing z) and about 5 axpy-like updates (d∘p + JᵀJp, x, r, p; 3 vectors
-    touched each) and 3 dot products (pᵀAp, rᵀr, rᵀz; 2 vectors read each) of length n = nc pc + 3 npts.
+    The model is :func:`mixslam.bench.work.iteration_work` (the bench's figure 6; one MAC = 2 of its flops) on
+    ``dims`` = :func:`mixslam.bench.work.problem_dims`: the fused pass reads the present Jacobian entries once,
+    the two int64 index arrays, p, and reads+writes the output; the rest is the block-Jacobi apply (its inverse
+    blocks, r read, z written) and the vector updates and dot products of length n = nc pc + 3 npts.
     """
-    n = nc * pc + 3 * npts
-    entries = 2 * m * (pc + 3)
-    prod_macs = 2 * entries
-    prod_bytes = entries * storage_bytes + 2 * m * INDEX_BYTES + 3 * n * vec_bytes
-    pre_entries = nc * pc * pc + 9 * npts
-    jac_macs = pre_entries
-    jac_bytes = pre_entries * pre_bytes + 2 * n * vec_bytes
-    vec_macs = 5 * n + 3 * n
-    vec_bytes_ = (5 * 3 * n + 3 * 2 * n) * vec_bytes
-    return dict(n=n, entries=entries, prod_macs=prod_macs, prod_bytes=prod_bytes, jacobi_macs=jac_macs,
-                jacobi_bytes=jac_bytes, vector_macs=vec_macs, vector_bytes=vec_bytes_,
-                macs_share=prod_macs / (prod_macs + jac_macs + vec_macs),
-                bytes_share=prod_bytes / (prod_bytes + jac_bytes + vec_bytes_))
+    w = iteration_work(dims, storage_bytes, vec_bytes, pre_bytes)
+    (prod_f, prod_b), (jac_f, jac_b), (vec_f, vec_b) = w["products"], w["preconditioner"], w["vectors"]
+    return dict(n=dims["n"], entries=dims["E"], prod_macs=prod_f / 2, prod_bytes=prod_b, jacobi_macs=jac_f / 2,
+                jacobi_bytes=jac_b, vector_macs=vec_f / 2, vector_bytes=vec_b,
+                macs_share=prod_f / (prod_f + jac_f + vec_f), bytes_share=prod_b / (prod_b + jac_b + vec_b))
 
 
 def measure_products(data, policies, repeats, cg_iterations):
@@ -163,9 +142,8 @@ def _measure_products(data, policies, repeats, cg_iterations):
         lin = problem.linearize((data.cameras, data.points))
         # The solver's column scaling (power-of-two Jacobi). With scale 1 the unscaled Ladybug Jacobians
         # overflow fp16 and the operator falls back to fp32 storage, which would time the wrong format.
-        colsq = lin.column_sq_norms()
-        scale = np.where(colsq > 0, power_of_two(1.0 / np.sqrt(np.maximum(colsq, 1e-300))), 1.0)
-        op = JacobianOperator.from_linearization(lin, scale, pol.jacobian_storage, pol.jacobian_accumulate)
+        op = JacobianOperator.from_linearization(lin, solver_scale(lin), pol.jacobian_storage,
+                                                 pol.jacobian_accumulate)
         vdt = pol.krylov.compute_dtype
         rng = np.random.default_rng(0)
         p = rng.standard_normal(lin.size).astype(vdt)
@@ -196,110 +174,20 @@ def _measure_products(data, policies, repeats, cg_iterations):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# peers
-# ---------------------------------------------------------------------------------------------------------
-def run_gtsam(path: Path, max_iterations: int, function_tolerance: float):
-    """GTSAM LM on the BAL file, same gauge as ours (camera 0's pose held, its f, k1, k2 free);
-    returns (seconds, iterations, our fp64 cost of its answer, our cost of its converted start, description)
-    or a string saying why not.
-
-    GTSAM's GeneralSFMFactor gives an observation whose point is behind the camera (CheiralityException) zero
-    error and zero Jacobian, so on files with such observations (the Ladybug ones: 31) it minimises a slightly
-    different objective than ours, which keeps them: its answer scored with our cost is then above ours."""
-    try:
-        import gtsam
-    except ImportError:
-        return "not installed (pip install 'mixslam[peers]')"
-    from mixslam.lie import so3
-    try:
-        sfm = gtsam.SfmData.FromBalFile(str(path)) if hasattr(gtsam.SfmData, "FromBalFile") else gtsam.readBal(str(path))
-        ours = read_bal(path)
-        graph = sfm.generalSfmFactors(gtsam.noiseModel.Isotropic.Sigma(2, 1.0))  # keys: camera i, P(j)
-        P = gtsam.symbol_shorthand.P
-        initial = gtsam.Values()
-        for i in range(sfm.numberCameras()):
-            initial.insert(i, sfm.camera(i))
-        for j in range(sfm.numberTracks()):
-            initial.insert(P(j), sfm.track(j).point3())
-        # Gauge as ours: camera 0's pose fixed (tight prior), its intrinsics free (loose prior).
-        sig = np.array([1e-8] * 6 + [1e8] * 3)
-        graph.add(gtsam.PriorFactorPinholeCameraCal3Bundler(0, sfm.camera(0), gtsam.noiseModel.Diagonal.Sigmas(sig)))
-
-        def to_bal(values):
-            cams = np.empty((sfm.numberCameras(), 9))
-            R90 = np.diag([1.0, -1.0, -1.0])  # GTSAM's readBal: wRc = Rᵀ R90, wtc = -Rᵀ t
-            for i in range(cams.shape[0]):
-                cam = values.atPinholeCameraCal3Bundler(i)
-                wRc = cam.pose().rotation().matrix()
-                wtc = np.asarray(cam.pose().translation())
-                R = R90 @ wRc.T
-                K = cam.calibration()
-                cams[i] = np.concatenate([so3.log(R), -R @ wtc, [K.fx(), K.k1(), K.k2()]])
-            pts = np.array([np.asarray(values.atPoint3(P(j))) for j in range(sfm.numberTracks())])
-            return cams, pts
-
-        # GTSAM numbers tracks (points) and measurements its own way; the point ids are those of the file.
-        start = reprojection.cost(*reprojection.bundle_arrays(ours, *to_bal(initial)))
-        if hasattr(gtsam, "SfmLevenbergMarquardtParams"):
-            params = gtsam.SfmLevenbergMarquardtParams()
-            params.setEliminationMode(gtsam.SfmEliminationMode.Schur)
-            make = gtsam.SfmLevenbergMarquardtOptimizer
-            how = "SfmLevenbergMarquardtOptimizer, Schur elimination"
-        else:
-            params = gtsam.LevenbergMarquardtParams()
-            make = gtsam.LevenbergMarquardtOptimizer
-            how = "LevenbergMarquardtOptimizer"
-        # as ours: damping lambda * diag(JᵀJ), initial lambda 1e-4, relative-decrease stop
-        params.setDiagonalDamping(True)
-        params.setlambdaInitial(1e-4)
-        params.setAbsoluteErrorTol(0.0)
-        how += ", diagonal damping, lambda0 1e-4"
-        params.setRelativeErrorTol(function_tolerance)
-        params.setMaxIterations(max_iterations)
-        t0 = time.perf_counter()
-        opt = make(graph, initial, params)
-        result = opt.optimize()
-        dt = time.perf_counter() - t0
-        final = reprojection.cost(*reprojection.bundle_arrays(ours, *to_bal(result)))
-        how += f"; its own objective {graph.error(initial):.6e} -> {graph.error(result):.6e}"
-        return dt, opt.iterations(), final, start, how
-    except Exception as e:  # a peer's API drift must not end our benchmark
-        return f"failed ({type(e).__name__}: {e})"
-
-
-def pyceres_note():
-    try:
-        import pyceres  # noqa: F401
-    except ImportError:
-        return "not installed"
-    return ("importable, but skipped: pyceres ships no BAL reprojection factor (pycolmap has COLMAP's camera "
-            "models), and a per-observation Python CostFunction would time the Python interpreter, not Ceres")
-
-
-# ---------------------------------------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------------------------------------
 def machine_header():
     import numba
-    print(f"machine: {platform.platform()} | {platform.machine()} {platform.processor() or ''} | "
-          f"cpu_count {os.cpu_count()} | python {platform.python_version()} | numpy {np.__version__} | "
-          f"numba {numba.__version__} | NUMBA_NUM_THREADS {numba.config.NUMBA_NUM_THREADS} (kernels are serial)")
-    cpu, l3 = "", ""
+    m = machine_info()
+    print(f"machine: {m['platform']} | cpu_count {m['logical_cpus']} | python {m['python']} | numpy {np.__version__} "
+          f"| numba {numba.__version__} | NUMBA_NUM_THREADS {m.get('numba_threads')} (kernels are serial)")
     try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-        l3 = open("/sys/devices/system/cpu/cpu0/cache/index3/size").read().strip()
-    except (OSError, StopIteration):
-        pass
-    if cpu or l3:
-        print(f"cpu: {cpu or '?'}, L3 {l3 or '?'}")
-    from importlib import metadata
-    peers = []
-    for dist in ("gtsam", "pyceres"):
-        try:
-            peers.append(f"{dist} {metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            peers.append(f"{dist} not installed")
-    print(f"peers: {', '.join(peers)}")
+        l3 = Path("/sys/devices/system/cpu/cpu0/cache/index3/size").read_text().strip()
+    except OSError:
+        l3 = "?"
+    print(f"cpu: {m['cpu']}, L3 {l3}; AVX2 {m['avx2']}, F16C {m['f16c']}, AVX-512 FP16 {m['avx512fp16']}; "
+          f"memory {m['memory_gib']} GiB")
+    print(f"peers: {', '.join(peer_version(p) for p in PEERS)}")
     try:
         load = os.getloadavg()
         print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
@@ -346,6 +234,7 @@ def main(argv=None) -> int:
     rows = []
     for name, data in problems:
         m, pc, nc, npts = sizes(data)
+        dims = problem_dims(Problem("ba", name, data, name == WINDOW))
         n = nc * pc + 3 * npts
         print(f"\n== {name}: model {data.model}, {data.num_cameras} cameras ({nc} free), {data.num_points} points "
               f"({npts} free), {m} observations, {n} unknowns, {2 * m} residuals")
@@ -419,7 +308,7 @@ def main(argv=None) -> int:
                 print(f"    note {pname}: the Jacobian overflowed its 16-bit format and fell back to {st} storage")
             vb = np.dtype(pol.krylov.compute_dtype).itemsize
             pb = np.dtype(pol.preconditioner_accumulate.compute_dtype).itemsize
-            a = analytic_counts(m, pc, nc, npts, BYTES.get(st, 4), vb, pb)
+            a = analytic_counts(dims, BYTES.get(st, 4), vb, pb)
             mv, cgit = meas[pname]["normal_matvec_s"], meas[pname]["cg_iter_s"]
             rep = results.get((pname, "cgnr"))
             rep_it = rep.timing["linear_solve"] / rep.linear_iterations if rep and rep.linear_iterations else float("nan")
@@ -444,8 +333,8 @@ def main(argv=None) -> int:
                          "solve_preconditioner_s": meas[pname]["preconditioner_s"],
                          "solve_rest_s": meas[pname]["rest_s"]})
         if "fp32" in meas and "mixed" in meas:
-            a32 = analytic_counts(m, pc, nc, npts, 4, 4, 4)
-            a16 = analytic_counts(m, pc, nc, npts, 2, 4, 4)
+            a32 = analytic_counts(dims, 4, 4, 4)
+            a16 = analytic_counts(dims, 2, 4, 4)
             t_r = meas["mixed"]["normal_matvec_s"] / meas["fp32"]["normal_matvec_s"]
             b_r = a16["prod_bytes"] / a32["prod_bytes"]
             e_r = meas["mixed"]["jacobian_bytes"] / meas["fp32"]["jacobian_bytes"]
@@ -463,7 +352,7 @@ def main(argv=None) -> int:
         # ---- peers and published numbers
         if data.model == "bal" and not args.no_peers:
             path = Path(data.source)
-            peer = run_gtsam(path, args.max_iterations, args.function_tolerance)
+            peer = gtsam_ba(path, data, args.max_iterations, args.function_tolerance)
             if isinstance(peer, str):
                 print(f"    gtsam: {peer}")
             else:
@@ -476,7 +365,8 @@ def main(argv=None) -> int:
                 rows.append({"problem": name, "row": "peer", "precision": "gtsam", "solver": "LM", "final_cost": c,
                              "initial_cost": c0, "rel_to_fp64_schur": rel, "lm_iterations": its, "total_s": dt,
                              "total_vs_fp64_schur": ratio, "reason": how})
-            print(f"  pyceres: {pyceres_note()}")
+            pyceres = "not installed" if peer_version("pyceres").endswith("not installed") else PYCERES_SKIP
+            print(f"  pyceres: {pyceres}")
         if name in CERES_PUBLISHED and base is not None:
             c0, c1, its, secs = CERES_PUBLISHED[name]
             print(f"{'Ceres':>9} {'pub.':>6} {c1:14.6e} {(c1 - base.final_cost) / base.final_cost:11.2e} {its:4d} "
@@ -490,13 +380,7 @@ def main(argv=None) -> int:
                          "total_vs_fp64_schur": base.timing["total"] / secs,
                          "reason": "our fp64 schur time / published time (unknown hardware)"})
     if args.csv:
-        keys = []
-        for r in rows:
-            keys += [k for k in r if k not in keys]
-        with open(args.csv, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(args.csv, rows)
     return 0
 
 

@@ -13,7 +13,6 @@ The solves use function_tolerance 1e-10: the window's cost is flat along the wea
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
 import sys
 import time
@@ -21,6 +20,7 @@ import time
 import numpy as np
 
 from mixslam.ba import BAConfig, optimize_bundle, warmup
+from mixslam.bench.context import write_csv
 from mixslam.lie import so3
 from mixslam.sim.bundle import WindowConfig, simulate_window
 from mixslam.solve.config import LMConfig
@@ -83,10 +83,7 @@ def main(argv=None) -> int:
               f"{derr:16.2e} {dcost:16.2e} {np.mean([r['cg_iterations'] for r in sel]):8.0f} "
               f"{sum(r['overflows'] for r in sel):9d}")
     if args.csv:
-        with open(args.csv, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(args.csv, rows, list(rows[0]))
     return 0
 
 

@@ -16,12 +16,14 @@ and the bytes saved by narrower storage barely show.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
+from mixslam.bench.work import tmin
 from mixslam.kernels import (ic0_factor, ic_solve, jac_matvec, jac_rmatvec, normal_matvec,
                              two_block_normal_lower)
+from mixslam.linear.operators import kernel_storage
+from mixslam.precision import Precision, quantize
 
 
 def pose_graph(n, p, R, rng):
@@ -47,21 +49,9 @@ def ba(ncam, npts, R, rng):
 
 
 def store(M, fmt):
-    if fmt == "fp64":
-        return np.ascontiguousarray(M, np.float64)
-    if fmt == "fp32":
-        return np.ascontiguousarray(M, np.float32)
-    return np.ascontiguousarray(M.astype(np.float32).astype(np.float16)).view(np.uint16)
-
-
-def tmin(fn, repeats):
-    fn()  # warm-up (and compilation, or the compile cache load)
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    """``M`` as the kernels read it in ``fmt``, rounded as the solvers round it (fp16 via fp32: uint16 bits)."""
+    precision = Precision.parse(fmt)
+    return kernel_storage(quantize(M, precision)[0], precision)
 
 
 def bench_problem(name, P, repeats, acc16, rng, with_ic):

@@ -14,93 +14,44 @@ Compilation of the numba kernels is done before timing and reported apart.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
-import time
+import tempfile
 from pathlib import Path
 
-import numpy as np
-
+from mixslam.bench.context import write_csv
+from mixslam.bench.peers import PGO_MAX_ITERATIONS, REPAIR, g2o_pgo, gtsam_pgo
 from mixslam.data import data_dir
 from mixslam.io import read_pose_graph
-from mixslam.pgo import PGOConfig, optimize_pose_graph, warmup
+from mixslam.pgo import PGOConfig, initial_guess, optimize_pose_graph, warmup
 from mixslam.problem.between import cost as our_cost
 from mixslam.solve import LMConfig
 
 PAIRS = [("fp64", "cholesky"), ("fp64", "ic"), ("fp32", "ic"), ("mixed", "ic"), ("fp16", "ic"),
          ("fp32", "cgnr"), ("mixed16", "cgnr")]
-REPAIR = {"cubicle.g2o": "nearest"}
 DEFAULT_FILES = ["intel.g2o", "MIT.g2o", "CSAIL.g2o", "input_M3500_g2o.g2o", "kitti_00.g2o", "city10000.g2o",
                  "ais2klinik.g2o", "smallGrid3D.g2o", "parking-garage.g2o", "sphere2500.g2o", "torus3D.g2o",
                  "cubicle.g2o"]
 
 
-def run_gtsam(path: Path, graph, init_graph):
-    """GTSAM LM from the same initial guess; returns (seconds, iterations, our cost of its answer) or None."""
-    try:
-        import gtsam
-    except ImportError:
-        return None
-    is3d = graph.dim == 3
-    g, initial = gtsam.readG2o(str(path), is3d)
-    # Same initial guess as ours (matters for edges-only files and chordal starts).
-    vals = gtsam.Values()
-    for k, pid in enumerate(init_graph.ids):
-        R, t = init_graph.rotations[k], init_graph.translations[k]
-        if is3d:
-            vals.insert(int(pid), gtsam.Pose3(gtsam.Rot3(R), gtsam.Point3(*t)))
-        else:
-            vals.insert(int(pid), gtsam.Pose2(t[0], t[1], float(np.arctan2(R[1, 0], R[0, 0]))))
-    first = int(graph.ids[0])
-    if is3d:
-        g.add(gtsam.PriorFactorPose3(first, vals.atPose3(first), gtsam.noiseModel.Isotropic.Sigma(6, 1e-6)))
+def _peer_row(label, path, graph, init_graph, workdir, base_solve):
+    """Run one peer (:mod:`mixslam.bench.peers`) from ``init_graph``, print its line; its CSV row or None."""
+    if label == "gtsam":
+        peer = gtsam_pgo(path, graph, init_graph)
+        note = ("GTSAM LM from the same guess, init excluded; its chi2 in our g2o-convention cost; "
+                "ratio to our fp64 Cholesky solve without init")
     else:
-        g.add(gtsam.PriorFactorPose2(first, vals.atPose2(first), gtsam.noiseModel.Isotropic.Sigma(3, 1e-6)))
-    params = gtsam.LevenbergMarquardtParams()
-    params.setRelativeErrorTol(1e-10)
-    params.setMaxIterations(200)
-    t0 = time.perf_counter()
-    opt = gtsam.LevenbergMarquardtOptimizer(g, vals, params)
-    result = opt.optimize()
-    dt = time.perf_counter() - t0
-    R = np.empty_like(graph.rotations)
-    t = np.empty_like(graph.translations)
-    for k, pid in enumerate(graph.ids):
-        if is3d:
-            p = result.atPose3(int(pid))
-            R[k], t[k] = p.rotation().matrix(), p.translation()
-        else:
-            p = result.atPose2(int(pid))
-            R[k] = np.array([[np.cos(p.theta()), -np.sin(p.theta())], [np.sin(p.theta()), np.cos(p.theta())]])
-            t[k] = [p.x(), p.y()]
-    return dt, opt.iterations(), our_cost(graph, R, t)
-
-
-def run_g2o(graph, init_graph, max_iterations=100):
-    """g2o's LM (g2opy, Eigen sparse Cholesky) from the same guess; (seconds, iterations, our cost) or None."""
-    try:
-        import g2opy as g2o
-    except ImportError:
+        peer = g2o_pgo(graph, init_graph, workdir)
+        note = "g2o LM, Eigen sparse Cholesky, same guess; g2o's own chi2"
+    if isinstance(peer, str):  # not installed, or failed
+        print(f"{label:>9}: {peer}")
         return None
-    import tempfile
-
-    from mixslam.io import write_g2o
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "init.g2o"
-        write_g2o(init_graph, path)
-        opt = g2o.SparseOptimizer()
-        opt.set_algorithm(g2o.OptimizationAlgorithmLevenberg(g2o.BlockSolverX(g2o.LinearSolverEigenX())))
-        opt.load(str(path))
-    stop = g2o.SparseOptimizerTerminateAction()
-    stop.set_gain_threshold(1e-10)
-    stop.set_max_iterations(max_iterations)
-    opt.add_post_iteration_action(stop)
-    t0 = time.perf_counter()
-    opt.initialize_optimization()
-    its = opt.optimize(max_iterations)
-    dt = time.perf_counter() - t0
-    opt.compute_active_errors()
-    return dt, its, 0.5 * opt.chi2()
+    dt, its, R, t = peer[:4]
+    chi2 = 2 * our_cost(graph, R, t) if label == "gtsam" else peer[4]
+    ratio = dt / base_solve
+    print(f"{label:>9} {'LM':>8} {chi2:16.9f} {its:4d} {'':>6} {'':>7} {'':>7} {dt:8.3f} {'':>8} {'':>10} "
+          f"{ratio:10.2f}       ({note})")
+    return {"precision": label, "solver": "LM", "chi2": chi2, "lm_iterations": its, "total_s": dt,
+            "total_vs_fp64_cholesky": ratio}
 
 
 def main(argv=None) -> int:
@@ -140,7 +91,7 @@ def main(argv=None) -> int:
             best = None
             for _ in range(args.repeat):
                 res, rep = optimize_pose_graph(graph, PGOConfig(precision=precision, solver=solver, init=init,
-                                                                lm=LMConfig(max_iterations=100)))
+                                                                lm=LMConfig(max_iterations=PGO_MAX_ITERATIONS)))
                 if best is None or rep.timing["total"] < best.timing["total"]:
                     best = rep
             results[(precision, solver)] = best
@@ -163,35 +114,16 @@ def main(argv=None) -> int:
                          "total_vs_fp64_cholesky": t64, "fp16_overflows": rep.fp16_overflows,
                          "status": rep.status.value})
         if not args.no_peers:
-            init_graph = graph if init == "file" else __import__("mixslam.pgo", fromlist=["initial_guess"]).initial_guess(graph, init)
-            peer = run_gtsam(path, graph, init_graph)
-            if peer is None:
-                print("    gtsam: not installed (pip install 'mixslam[peers]')")
-            else:
-                dt, its, c = peer
-                base_solve = base.timing["total"] - base.timing.get("init", 0.0) if base else float("nan")
-                t64 = dt / base_solve
-                print(f"{'gtsam':>9} {'LM':>8} {2 * c:16.9f} {its:4d} {'':>6} {'':>7} {'':>7} {dt:8.3f} {'':>8} {'':>10} "
-                      f"{t64:10.2f}       (GTSAM LM from the same guess, init excluded; its chi2 in our g2o-convention cost; "
-                      f"ratio to our fp64 Cholesky solve without init)")
-                rows.append({"file": name, "precision": "gtsam", "solver": "LM", "chi2": 2 * c, "lm_iterations": its,
-                             "total_s": dt, "total_vs_fp64_cholesky": t64})
-            peer = run_g2o(graph, init_graph)
-            if peer is None:
-                print("      g2o: not installed (pip install 'mixslam[peers]')")
-            else:
-                dt, its, c = peer
-                base_solve = base.timing["total"] - base.timing.get("init", 0.0) if base else float("nan")
-                print(f"{'g2o':>9} {'LM':>8} {2 * c:16.9f} {its:4d} {'':>6} {'':>7} {'':>7} {dt:8.3f} {'':>8} {'':>10} "
-                      f"{dt / base_solve:10.2f}       (g2o LM, Eigen sparse Cholesky, same guess; g2o's own chi2)")
-                rows.append({"file": name, "precision": "g2o", "solver": "LM", "chi2": 2 * c, "lm_iterations": its,
-                             "total_s": dt, "total_vs_fp64_cholesky": dt / base_solve})
+            init_graph = graph if init == "file" else initial_guess(graph, init)
+            # The peers start from init_graph: their times compare with our fp64 Cholesky solve less its init.
+            base_solve = base.timing["total"] - base.timing.get("init", 0.0) if base else float("nan")
+            with tempfile.TemporaryDirectory() as tmp:
+                for label in ("gtsam", "g2o"):
+                    row = _peer_row(label, path, graph, init_graph, Path(tmp), base_solve)
+                    if row is not None:
+                        rows.append({"file": name, **row})
     if args.csv:
-        keys = sorted({k for r in rows for k in r})
-        with open(args.csv, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(args.csv, rows, sorted({k for r in rows for k in r}))
     return 0
 
 

@@ -50,13 +50,28 @@ def test_bad_runner_settings_are_refused():
         bench_config("quick", scheduler="tcp://localhost:8786")
 
 
+def _script_function():
+    import importlib.util
+    import sys
+    import tempfile
+    from pathlib import Path
+    path = Path(tempfile.mkdtemp()) / "user_script_mixslam_test.py"
+    path.write_text("import numpy as np\n\ndef seeded_task(seed, n):\n"
+                    "    return float(np.random.default_rng(seed).standard_normal(n).sum())\n")
+    spec = importlib.util.spec_from_file_location("user_script_mixslam_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.seeded_task
+
+
 def test_dask_executor_gives_identical_results():
     pytest.importorskip("dask.distributed")
-    # Dask workers import tasks by module name: this test module is not importable there, so the tasks are
-    # package functions (which is what the bench submits too).
     tasks = [(s, i) for s in range(3) for i in range(3)]
     with TaskRunner("dask", 2) as runner:
         assert runner.map(trajectory_seed, tasks) == [trajectory_seed(*t) for t in tasks]
+        # A function from a module the workers cannot import (a script loaded from a path) is shipped by value.
+        assert runner.map(_script_function(), TASKS[:3]) == EXPECTED[:3]
         assert "dask" in runner.describe()
         by_dask = run_study(2, 4, ("fp64",), SHORT, runner=runner)
     serial = run_study(2, 4, ("fp64",), SHORT, workers=1)

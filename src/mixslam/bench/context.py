@@ -62,17 +62,23 @@ class BenchContext:
 
     def write_csv(self, name: str, rows: list, columns: list | None = None) -> str:
         """Write ``rows`` (dicts) to ``out/name``; returns ``name`` for :attr:`FigureResult.files`."""
-        columns = columns or _columns(rows)
-        with open(self.path(name), "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: _cell(r.get(k, "")) for k in columns})
+        write_csv(self.path(name), rows, columns)
         return name
 
     def write_json(self, name: str, data) -> str:
         self.path(name).write_text(json.dumps(data, indent=2, default=_json_default))
         return name
+
+
+def write_csv(path, rows: list, columns: list | None = None) -> None:
+    """Write ``rows`` (dicts) to the CSV file ``path``, one column per name of ``columns`` (default: every key,
+    in the order first seen); a missing key is an empty cell, keys not in ``columns`` are left out."""
+    columns = columns or _columns(rows)
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _cell(r.get(k, "")) for k in columns})
 
 
 def _columns(rows: list) -> list:

@@ -25,6 +25,22 @@ def progress_line(label: str, done: int, total: int, t0: float, stream) -> None:
     stream.flush()
 
 
+def _needs_shipping(fn) -> bool:
+    """Dask workers import a task's function by module name: a function from a script or a test module
+    (not importable there) would leave its tasks failing to deserialize, forever pending."""
+    module = sys.modules.get(getattr(fn, "__module__", "") or "")
+    if module is None or module.__name__.split(".")[0] == "mixslam":
+        return False
+    origin = getattr(getattr(module, "__spec__", None), "origin", "") or ""
+    return "site-packages" not in origin and "dist-packages" not in origin
+
+
+def _call_shipped(payload: bytes, *args):
+    """Run a function that travelled by value (see :func:`_needs_shipping`)."""
+    import cloudpickle
+    return cloudpickle.loads(payload)(*args)
+
+
 class TaskRunner:
     """Runs ``fn(*args)`` for each argument tuple and returns the results in order.
 
@@ -79,7 +95,14 @@ class TaskRunner:
             return results
         from dask.distributed import as_completed as dask_completed
         client = self._dask_client()
-        futures = [client.submit(fn, *args, pure=False) for args in tasks]
+        if _needs_shipping(fn):
+            import cloudpickle
+            if fn.__module__ != "__main__":  # cloudpickle already ships __main__ by value
+                cloudpickle.register_pickle_by_value(sys.modules[fn.__module__])
+            payload = cloudpickle.dumps(fn)
+            futures = [client.submit(_call_shipped, payload, *args, pure=False) for args in tasks]
+        else:
+            futures = [client.submit(fn, *args, pure=False) for args in tasks]
         index = {f.key: i for i, f in enumerate(futures)}
         for done, fut in enumerate(dask_completed(futures), 1):
             results[index[fut.key]] = fut.result()

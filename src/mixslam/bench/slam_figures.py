@@ -66,13 +66,19 @@ def figure1(ctx: BenchContext) -> FigureResult:
     plots.plot_error_over_time(err_png, {n: est[n][1] for n in est}, title="ATE per keyframe (SE(3)-aligned)")
     files = [png.name, err_png.name] + files
     ratio = table[1]["ate_rmse_m"] / table[0]["ate_rmse_m"] if table[0]["ate_rmse_m"] > 0 else float("nan")
+    extra = []
+    if ratio < 1:
+        extra = [f"On this trajectory naive fp16 ends *closer* to the truth ({ratio:.3g}x mixed's ATE) although "
+                 f"{table[1]['windows_not_converged']} of its {table[1]['window_solves']} window solves stop "
+                 "unconverged: it barely moves the odometry-predicted poses, which here drift less than the "
+                 "converged monocular windows (see figure 2's notes)."]
     return FigureResult(1, "Naive fp16 vs mixed: one VO trajectory against the ground truth", files, table,
                         {"seed": seed, "keyframes": int(len(run.R_wc)), "ate_rmse_mixed_m": table[0]["ate_rmse_m"],
                          "ate_rmse_fp16_m": table[1]["ate_rmse_m"], "fp16_over_mixed": ratio},
                         ["Both estimates are SE(3)-aligned to the truth before plotting and scoring.",
                          "Naive fp16 stores the Jacobian in fp16 and also does the CG arithmetic and keeps the Krylov "
                          "vectors in fp16 (emulated with numpy float16, rounded to nearest even after every operation); "
-                         "mixed stores the Jacobian in fp16 and computes in fp32."])
+                         "mixed stores the Jacobian in fp16 and computes in fp32."] + extra)
 
 
 def _study(ctx: BenchContext) -> dict:
@@ -116,12 +122,40 @@ def figure2(ctx: BenchContext) -> FigureResult:
             summary[f"{p}_over_fp64_max"] = r["max"]
             summary[f"{p}_worse_than_5pct"] = r["worse_than_5pct"]
         summary[f"{p}_median_m"] = row["median_m"]
+        tr = rep["policies"][p]["trajectories"]
+        solves = sum(t["ba_solves"] for t in tr)
+        row["windows_not_converged"] = f"{sum(t['ba_not_converged'] for t in tr)}/{solves}"
+        row["fp16_overflows"] = int(sum(t["fp16_overflows"] for t in tr))
+        summary[f"{p}_windows_not_converged_fraction"] = sum(t["ba_not_converged"] for t in tr) / max(solves, 1)
         table.append(row)
     notes = [f"{n} seeded trajectories ({ctx.config.sizes.vo_keyframes} keyframes, {ctx.config.sizes.vo_window}-"
              f"keyframe window); the claim used 1,703 estimations (`mixslam bench --full`).",
              "ATE = RMSE of the keyframe positions after SE(3) alignment; every policy sees identical inputs."]
+    notes += _fp16_note(rep, "fp16")
     return FigureResult(2, "Cumulative ATE histogram of VO: fp64, fp32, mixed, naive fp16",
                         [png.name, cdf.name, traj_csv, "fig2_fig3_study.json"], table, summary, notes)
+
+
+def _fp16_note(rep: dict, name: str) -> list:
+    """Say plainly when the naive policy scores a lower ATE than fp64 although its solves fail."""
+    if name not in rep["policies"] or "fp64" not in rep["policies"]:
+        return []
+    a = np.array([t["ate_vo_rmse"] for t in rep["policies"]["fp64"]["trajectories"]])
+    b = np.array([t["ate_vo_rmse"] for t in rep["policies"][name]["trajectories"]])
+    tr = rep["policies"][name]["trajectories"]
+    failed = sum(t["ba_not_converged"] for t in tr)
+    solves = sum(t["ba_solves"] for t in tr)
+    lower = int(np.sum(b < a))
+    if lower * 2 <= len(a):
+        return [f"Naive {name} VO is worse than fp64 on {len(a) - lower} of {len(a)} trajectories; {failed} of its "
+                f"{solves} window solves stop unconverged."]
+    return [f"Naive {name} scores a *lower* VO ATE than fp64 on {lower} of {len(a)} trajectories (median ratio "
+            f"{np.median(b / a):.3g}) although {failed} of its {solves} window solves stop unconverged, with "
+            f"{sum(t['fp16_overflows'] for t in tr)} fp16 overflows: its windows barely move the poses "
+            "predicted from the wheel odometry, and on these runs those predictions drift less than the converged "
+            "monocular windows, whose scale is free once keyframe 0 has left the window. ATE scores estimator and "
+            "solver together; the solver's failure is in the counts, "
+            "and the VO front end, not the precision, is what limits the converged policies (docs/slam_results.md)."]
 
 
 def figure3(ctx: BenchContext) -> FigureResult:

@@ -554,11 +554,19 @@ def _tmin(fn, repeats: int) -> float:
     return best
 
 
+tmin = _tmin
+"""Public name of :func:`_tmin` (``benchmarks/*.py`` time with it)."""
+
+
 def _solver_scale(lin) -> np.ndarray:
     """The CG solvers' power-of-two Jacobi column scaling."""
     from ..linear.operators import power_of_two
     colsq = lin.column_sq_norms()
     return np.where(colsq > 0, power_of_two(1.0 / np.sqrt(np.maximum(colsq, 1e-300))), 1.0)
+
+
+solver_scale = _solver_scale
+"""Public name of :func:`_solver_scale` (``benchmarks/ba.py`` scales its operator with it)."""
 
 
 def kernel_problems(ctx: BenchContext) -> list:
