@@ -91,3 +91,21 @@ def test_dask_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(ConfigError, match=r"mixslam\[distributed\]"):
         TaskRunner("dask", 1)
+
+
+def test_every_preset_is_valid_and_names_existing_data_files():
+    from mixslam.data import data_dir
+    for scale in ("quick", "default", "full"):
+        cfg = bench_config(scale)
+        assert cfg.sizes.vo_trajectories >= 1 and cfg.sizes.pgo_problems >= 1
+        assert list(cfg.sizes.pgo_keyframes) == sorted(cfg.sizes.pgo_keyframes)
+    full = bench_config("full").sizes
+    assert full.vo_trajectories == 1703 and full.pgo_problems == 800  # the claim's sizes
+    root = data_dir()
+    if root is None:
+        pytest.skip("benchmark data folder absent")
+    for scale in ("default", "full"):
+        s = bench_config(scale).sizes
+        missing = [f for f in s.pgo_files if not (root / "pgo" / f).is_file()]
+        missing += [f for f in s.ba_files if not (root / "ba" / f).is_file()]
+        assert not missing, f"{scale} preset names missing data files: {missing}"
