@@ -78,7 +78,10 @@ def test_figure7_files_csv_and_summary(results):
     pairs = {(r["kind"], r["precision"], r["solver"]) for r in e}
     assert pairs == {("ba", "fp64", "schur"), ("ba", "fp64", "cgnr"), ("ba", "fp32", "cgnr"), ("ba", "mixed", "cgnr"),
                      ("pgo", "fp64", "cholesky"), ("pgo", "fp64", "ic"), ("pgo", "fp32", "ic"), ("pgo", "mixed", "ic")}
-    _finite(e, ["total_s", "linear_solve_s", "final_cost", "rel_cost_to_fp64_direct", "memory_bytes"])
+    _finite(e, ["total_s", "linear_solve_s", "final_cost", "rel_cost_to_fp64_direct"])
+    # Memory is known for every CG solve and the Schur solve; the sparse-Cholesky backend does not report its
+    # factor size, which is then NaN, never a fake 0.
+    _finite([r for r in e if r["solver"] != "cholesky"], ["memory_bytes"])
     for r in e:
         assert abs(float(r["rel_cost_to_fp64_direct"])) < 1e-5, r
     mem = {(r["kind"], r["precision"], r["solver"]): r for r in e}
