@@ -5,7 +5,6 @@ import csv
 import json
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,16 +106,6 @@ def _json_default(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
-
-
-def timed(fn, repeats: int):
-    """(min seconds over ``repeats`` calls, last result): noisy machines, so the minimum."""
-    best, out = math.inf, None
-    for _ in range(max(1, int(repeats))):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def new_figure(figsize=(7.0, 5.0)):

@@ -544,7 +544,7 @@ def _plot_fig6(ctx: BenchContext, table: list) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # figure 7: kernels
 # ---------------------------------------------------------------------------------------------------------
-def _tmin(fn, repeats: int) -> float:
+def tmin(fn, repeats: int) -> float:
     """Minimum seconds of ``repeats`` calls after one warm-up call."""
     fn()
     best = math.inf
@@ -553,10 +553,6 @@ def _tmin(fn, repeats: int) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
-
-
-tmin = _tmin
-"""Public name of :func:`_tmin` (``benchmarks/*.py`` time with it)."""
 
 
 def _solver_scale(lin) -> np.ndarray:
@@ -634,11 +630,11 @@ def bench_kernels(lin, pattern, repeats: int, seed: int) -> dict:
         vec_in = xa.nbytes + (0 if alias else xb.nbytes)
         vec_g = ga.nbytes + (0 if alias else gb.nbytes)
         stored = A.nbytes + B.nbytes
-        res["jac_matvec"][fmt] = (_tmin(lambda: jac_matvec(A, ia, B, ib, xa, xb, yo, False), repeats),
+        res["jac_matvec"][fmt] = (tmin(lambda: jac_matvec(A, ia, B, ib, xa, xb, yo, False), repeats),
                                   mbytes + vec_in + R * k * vb, stored)
-        res["jac_rmatvec"][fmt] = (_tmin(lambda: jac_rmatvec(A, ia, B, ib, y, ga, gb, False), repeats),
+        res["jac_rmatvec"][fmt] = (tmin(lambda: jac_rmatvec(A, ia, B, ib, y, ga, gb, False), repeats),
                                    mbytes + R * k * vb + 2 * vec_g, stored)
-        res["normal_matvec"][fmt] = (_tmin(lambda: normal_matvec(A, ia, B, ib, xa, xb, ga, gb, False), repeats),
+        res["normal_matvec"][fmt] = (tmin(lambda: normal_matvec(A, ia, B, ib, xa, xb, ga, gb, False), repeats),
                                      mbytes + vec_in + 2 * vec_g, stored)
         if L64 is not None:
             q, _, used, fell = quantize_with_fallback(L64, storage)
@@ -648,7 +644,7 @@ def bench_kernels(lin, pattern, repeats: int, seed: int) -> dict:
             indptr, indices = pattern.indptr, pattern.indices
             b = rng.standard_normal((lin.nv, lin.p)).astype(vd)
             x = np.empty_like(b)
-            res["ic_solve"][fmt] = (_tmin(lambda: ic_solve(indptr, indices, Ls, b, x, False), repeats),
+            res["ic_solve"][fmt] = (tmin(lambda: ic_solve(indptr, indices, Ls, b, x, False), repeats),
                                     2 * (Ls.nbytes + indices.nbytes + indptr.nbytes) + b.nbytes + 3 * x.nbytes,
                                     Ls.nbytes)
     res["_fallbacks"] = fallbacks
