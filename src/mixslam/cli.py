@@ -33,6 +33,18 @@ def _add_verbosity(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
 
+def _fill_level(text: str):
+    if text == "complete":
+        return text
+    try:
+        level = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer or 'complete', got {text!r}") from None
+    if level < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer or 'complete', got {level}")
+    return level
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mixslam", description="Mixed-precision SLAM back-end optimization.")
     ap.add_argument("--version", action="version", version=f"mixslam {__version__}")
@@ -46,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", default="cholesky", choices=["cholesky", "cgnr", "ic"])
     p.add_argument("--init", default="file", choices=["file", "odometry", "chordal"])
     p.add_argument("--max-iterations", type=int, default=100)
-    p.add_argument("--ic-fill", type=int, default=2, help="fill levels of the incomplete Cholesky factor (0 = IC(0))")
+    p.add_argument("--ic-fill", type=_fill_level, default=2,
+                   help="fill levels of the incomplete Cholesky factor (0 = IC(0)), or 'complete'")
+    p.add_argument("--ic-ordering", default="natural", choices=["natural", "min-degree"],
+                   help="elimination order of the IC factor (min-degree: the direct solver's ordering)")
+    p.add_argument("--ic-refactor", default="on_stall", choices=["never", "on_stall", "always"],
+                   help="when the static IC factor is recomputed")
     p.add_argument("--repair-information", choices=["nearest", "isotropic"],
                    help="repair non-positive-definite information matrices instead of refusing the file")
     p.add_argument("--report", help="write a JSON report")
@@ -143,7 +160,8 @@ def cmd_pgo(args) -> int:
               + ("" if graph.has_initial_guess else " (no vertices: spanning-tree guess)"))
     config = PGOConfig(precision=args.precision, solver=args.solver, init=args.init,
                        lm=LMConfig(max_iterations=args.max_iterations, verbose=args.verbose),
-                       cg=CGConfig(ic_fill_level=args.ic_fill))
+                       cg=CGConfig(ic_fill_level=args.ic_fill, ic_ordering=args.ic_ordering,
+                                   ic_refactor=args.ic_refactor))
     result, report = optimize_pose_graph(graph, config)
     if not args.quiet:
         print(report.summary())

@@ -14,29 +14,48 @@ import scipy.sparse as sp
 
 
 class BlockPattern:
-    """Lower-triangular block pattern of JᵀJ over ``nv`` variables of size ``p``."""
+    """Lower-triangular block pattern of JᵀJ over ``nv`` variables of size ``p``.
 
-    def __init__(self, ia: np.ndarray, ib: np.ndarray, nv: int, p: int, fill_level: int = 0):
+    ``order`` (optional) is an elimination order: ``order[k]`` = the variable in position k. The pattern,
+    its blocks and a factor built on it are then those of P H Pᵀ; :meth:`to_pattern_order` and
+    :meth:`from_pattern_order` move a stacked vector between the variables' order and the pattern's.
+    Without it the variables keep their own order (the identity).
+    """
+
+    def __init__(self, ia: np.ndarray, ib: np.ndarray, nv: int, p: int, fill_level: int = 0,
+                 order: np.ndarray | None = None):
         ia = np.asarray(ia, dtype=np.int64)
         ib = np.asarray(ib, dtype=np.int64)
         self.nv, self.p = int(nv), int(p)
         self.ia, self.ib = ia, ib
         self.fill_level = int(fill_level)
+        self.order = None
+        if order is not None:
+            order = np.asarray(order, dtype=np.int64)
+            if order.shape != (self.nv,) or not np.array_equal(np.sort(order), np.arange(self.nv)):
+                raise ValueError(f"order must be a permutation of the {self.nv} variables")
+            if not np.array_equal(order, np.arange(self.nv)):
+                self.order = order
+                position = np.empty(self.nv, dtype=np.int64)
+                position[order] = np.arange(self.nv)
+                ia = np.where(ia >= 0, position[np.maximum(ia, 0)], -1)
+                ib = np.where(ib >= 0, position[np.maximum(ib, 0)], -1)
         both = (ia >= 0) & (ib >= 0)
         row_off = np.maximum(ia[both], ib[both])
         col_off = np.minimum(ia[both], ib[both])
         free = np.arange(nv)
         rows = np.concatenate([free, row_off])
         cols = np.concatenate([free, col_off])
-        for _ in range(self.fill_level):
+        keys = np.unique(rows * nv + cols)
+        for _ in range(min(self.fill_level, nv)):
             # One level of fill: (i, j) joins the pattern if i and j share an earlier neighbour k < j <= i.
-            S = sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(nv, nv))
-            S.data[:] = 1.0
+            S = sp.csr_matrix((np.ones(keys.size), (keys // nv, keys % nv)), shape=(nv, nv))
             strict = sp.tril(S, k=-1).tocsr()
             F = sp.tril(strict @ strict.T).tocoo()
-            rows = np.concatenate([rows, F.row.astype(np.int64)])
-            cols = np.concatenate([cols, F.col.astype(np.int64)])
-        keys = np.unique(rows * nv + cols)
+            grown = np.unique(np.concatenate([keys, F.row.astype(np.int64) * nv + F.col]))
+            if grown.size == keys.size:
+                break  # the fixpoint: the complete Cholesky pattern (any further level adds nothing)
+            keys = grown
         brow, bcol = keys // nv, keys % nv  # row-major, so within a row columns ascend: diagonal is last
         self.indptr = np.zeros(nv + 1, dtype=np.int64)
         np.add.at(self.indptr, brow + 1, 1)
@@ -76,7 +95,27 @@ class BlockPattern:
 
     def with_fill(self, level: int) -> "BlockPattern":
         """The same Jacobian structure with ``level`` levels of fill (the pattern of an IC(level) factor)."""
-        return self if level == self.fill_level else BlockPattern(self.ia, self.ib, self.nv, self.p, level)
+        if level == self.fill_level:
+            return self
+        return BlockPattern(self.ia, self.ib, self.nv, self.p, level, self.order)
+
+    def with_order(self, order: np.ndarray | None) -> "BlockPattern":
+        """The same Jacobian structure and fill level in another elimination order (None: the variables')."""
+        return BlockPattern(self.ia, self.ib, self.nv, self.p, self.fill_level, order)
+
+    def to_pattern_order(self, v: np.ndarray) -> np.ndarray:
+        """A stacked vector (nv*p,) or per-variable array (nv, ...) in the pattern's order."""
+        if self.order is None:
+            return v
+        return v.reshape(self.nv, -1)[self.order].reshape(v.shape)
+
+    def from_pattern_order(self, v: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`to_pattern_order`."""
+        if self.order is None:
+            return v
+        out = np.empty_like(v.reshape(self.nv, -1))
+        out[self.order] = v.reshape(self.nv, -1)
+        return out.reshape(v.shape)
 
     # -- scipy CSC (full symmetric) for the direct solver ------------------------------------------------
     def _build_csc(self):

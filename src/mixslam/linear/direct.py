@@ -38,6 +38,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ..errors import SolverError
+from .ordering import minimum_degree_order
 
 __all__ = ["SparseCholesky", "available_backends", "AUTO_ORDER"]
 
@@ -315,14 +316,7 @@ class _ScipyBackend:
         fcols = np.repeat(np.arange(n), np.diff(full.indptr))
         keys = _sorted_unique(group[full.indices].astype(np.int64) * ng + group[fcols])
         gr, gc = keys // ng, keys % ng
-        deg = np.bincount(gc, minlength=ng).astype(np.float64)
-        gvals = np.where(gr == gc, deg[gc] + 1.0, -1.0)  # strictly diagonally dominant: no pivoting needed
-        G = sp.csc_matrix((gvals, (gr, gc)), shape=(ng, ng))
-        if ng > 1:
-            glu = spla.splu(G, permc_spec="MMD_AT_PLUS_A", **self._OPTS)
-            gorder = np.argsort(glu.perm_c)   # perm_c[i] = new position of column i
-        else:
-            gorder = np.arange(ng)
+        gorder = minimum_degree_order(gr, gc, ng)
         sizes = np.diff(np.append(starts, n))
         gs, gz = starts[gorder], sizes[gorder]
         q = np.repeat(gs - np.concatenate([[0], np.cumsum(gz)[:-1]]), gz) + np.arange(n)

@@ -18,8 +18,8 @@ from .operators import kernel_storage
 
 
 def scale_blocks(pattern: BlockPattern, blocks: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """S H S for block storage and a scalar column scale (nv*p,)."""
-    s = scale.reshape(pattern.nv, pattern.p)
+    """S H S for block storage (in the pattern's order) and a scalar column scale (nv*p,, variables' order)."""
+    s = pattern.to_pattern_order(scale.reshape(pattern.nv, pattern.p))
     return blocks * s[pattern.block_rows][:, :, None] * s[pattern.indices][:, None, :]
 
 
@@ -63,14 +63,22 @@ class StaticIC:
 
     The factor approximates S0 H0 S0 (S0 the first column scaling); for a later scaled system S H S it is
     applied as z = c ∘ (L Lᵀ)⁻¹ (c ∘ r) with c = S0 / S, a diagonal correction that costs one multiply.
+    With an elimination order on the pattern, L is the factor of P S0 H0 S0 Pᵀ and the vector is permuted
+    in and out around the two triangular solves.
     """
 
     name = "ic"
 
     def __init__(self, pattern: BlockPattern, blocks: np.ndarray, scale0: np.ndarray, storage: Precision,
-                 accumulate: Precision, first_shift: float = 1e-4, fallback: bool = True):
+                 accumulate: Precision, first_shift: float = 1e-4, fallback: bool = True,
+                 damping: np.ndarray | None = None):
+        """``damping`` (nv*p,, variables' order): the scaled LM damping to add to the diagonal, or None."""
         self.pattern = pattern
         scaled = scale_blocks(pattern, blocks, scale0)
+        if damping is not None:
+            idx = np.arange(pattern.p)
+            d = pattern.to_pattern_order(np.asarray(damping, np.float64).reshape(pattern.nv, pattern.p))
+            scaled[pattern.diag_pos[:, None], idx[None, :], idx[None, :]] += d
         shift, L, ok, bad = 0.0, None, False, -1
         self.shift_tries = 0
         for attempt in range(12):
@@ -101,7 +109,8 @@ class StaticIC:
     def apply(self, r: np.ndarray) -> np.ndarray:
         nv, p = self.pattern.nv, self.pattern.p
         c = self.correction.astype(self.compute_dtype)
-        b = np.ascontiguousarray((c * r.astype(self.compute_dtype)).reshape(nv, p))
+        pat = self.pattern
+        b = np.ascontiguousarray(pat.to_pattern_order((c * r.astype(self.compute_dtype)).reshape(nv, p)))
         x = np.empty_like(b)
-        ic_solve(self.pattern.indptr, self.pattern.indices, self.L, b, x, self.acc16)
-        return (c * x.reshape(-1)).astype(r.dtype, copy=False)
+        ic_solve(pat.indptr, pat.indices, self.L, b, x, self.acc16)
+        return (c * pat.from_pattern_order(x).reshape(-1)).astype(r.dtype, copy=False)

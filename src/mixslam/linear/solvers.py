@@ -16,9 +16,11 @@ from ..kernels import jac_rmatvec
 from ..kernels.products import column_sq_norms_nb, diag_blocks_nb
 from ..errors import ConfigError
 from ..precision import PrecisionPolicy, Precision, QuantizationStats
+from ..solve.config import IC_ORDERINGS as ORDERINGS
 from ..solve.config import IC_REFACTOR, CGConfig
 from .block_pattern import BlockPattern
 from .cgnr import pcg
+from .ordering import minimum_degree_order
 from .operators import JacobianOperator, KrylovArith, power_of_two, split_stacked
 from .preconditioners import BlockJacobi, StaticIC
 
@@ -160,7 +162,16 @@ class CGNRSolver:
         self.cg = cg or CGConfig()
         if self.cg.ic_refactor not in IC_REFACTOR:
             raise ConfigError(f"unknown ic_refactor {self.cg.ic_refactor!r}; expected one of {IC_REFACTOR}")
-        self.pattern = pattern.with_fill(self.cg.ic_fill_level) if preconditioner == "ic" else pattern
+        if self.cg.ic_ordering not in ORDERINGS:
+            raise ConfigError(f"unknown ic_ordering {self.cg.ic_ordering!r}; expected one of {ORDERINGS}")
+        self._graph_pattern = pattern
+        self.escalated = False
+        if preconditioner == "ic":
+            order = None
+            if self.cg.ic_ordering == "min-degree":
+                order = minimum_degree_order(pattern.block_rows, pattern.indices, pattern.nv)
+            pattern = pattern.with_order(order).with_fill(fill_level_of(self.cg.ic_fill_level, pattern.nv))
+        self.pattern = pattern
         self.policy = policy
         self.kind = preconditioner
         self.name = {"jacobi": "cgnr", "ic": "ic", "none": "cg"}[preconditioner]
@@ -171,17 +182,22 @@ class CGNRSolver:
         self.ic_factorizations = 0
         self.memory = {}
 
-    def _factor_ic(self, lin, scale, stats, fallbacks, times):
+    def _factor_ic(self, lin, scale, damping, stats, fallbacks, times):
         t0 = time.perf_counter()
         pol = self.policy
+        # An escalated factor is recomputed at every linearization, so the damping it is used with is known.
+        damped = damping if (self.cg.ic_damped or self.escalated) else None
         while True:
             self.ic = StaticIC(self.pattern, self.pattern.assemble(lin.A, lin.B), scale, pol.preconditioner_storage,
-                               pol.preconditioner_accumulate, self.cg.ic_shift, pol.fallback)
+                               pol.preconditioner_accumulate, self.cg.ic_shift, pol.fallback, damped)
             if self.ic.shift <= self.cg.ic_shift_tolerance or self.pattern.fill_level + 2 > self.cg.ic_max_fill_level:
                 break
             # The factor only exists with a large shift: a poor approximation. Keep more fill instead.
             self.pattern = self.pattern.with_fill(self.pattern.fill_level + 2)
-        self.ic.factor_stats["fill_level"] = self.pattern.fill_level
+        complete = self.pattern.fill_level >= self.pattern.nv
+        self.ic.factor_stats["fill_level"] = "complete" if complete else self.pattern.fill_level
+        self.ic.factor_stats["ordering"] = "min-degree" if self.pattern.order is not None else "natural"
+        self.ic.factor_stats["escalated"] = self.escalated
         self.ic_age = 0
         self.ic_factorizations += 1
         times["ic_factor"] = times.get("ic_factor", 0.0) + time.perf_counter() - t0
@@ -219,8 +235,11 @@ class CGNRSolver:
                 stats, fallbacks = stats.merge(parts[-1].stats), fallbacks + parts[-1].fallbacks
             pre = parts[0] if len(parts) == 1 else StackedPreconditioner(parts)
         elif self.kind == "ic":
-            if self.ic is None or (self.cg.ic_refactor == "always" and new_linearization):
-                stats, fallbacks = self._factor_ic(lin, scale, stats, fallbacks, times)
+            # Once escalated, the factor is recomputed at every new linearization: escalation means the
+            # Jacobian changes too much between iterations for any static factor (ais2klinik: 29 s instead of
+            # 106 s with refactoring on stalls only, to the same optimum).
+            if self.ic is None or ((self.cg.ic_refactor == "always" or self.escalated) and new_linearization):
+                stats, fallbacks = self._factor_ic(lin, scale, damping, stats, fallbacks, times)
             self.ic.set_scale(scale)
             pre = self.ic
         else:
@@ -234,16 +253,30 @@ class CGNRSolver:
         rhs_scale = float(power_of_two(1.0 / bmax)) if bmax > 0 and np.isfinite(bmax) else 1.0
         res = pcg(op, damping, b * rhs_scale, pre, self.arith, tol=eta, max_iterations=self.cg.max_iterations,
                   refresh_every=self.cg.refresh_every, stagnation_window=self.cg.stagnation_window)
+        def redo(res):
+            self.ic.set_scale(scale)
+            again = pcg(op, damping, b * rhs_scale, self.ic, self.arith, tol=eta,
+                        max_iterations=self.cg.max_iterations, refresh_every=self.cg.refresh_every,
+                        stagnation_window=self.cg.stagnation_window)
+            again.iterations += res.iterations
+            return again
+
         if (self.kind == "ic" and self.cg.ic_refactor == "on_stall" and res.status != "converged"
                 and self.ic_age > 0):
             # The static factor no longer approximates JᵀJ here: refactor at this linearization and redo.
-            stats, fallbacks = self._factor_ic(lin, scale, stats, fallbacks, times)
-            self.ic.set_scale(scale)
-            first = res.iterations
-            res = pcg(op, damping, b * rhs_scale, self.ic, self.arith, tol=eta,
-                      max_iterations=self.cg.max_iterations, refresh_every=self.cg.refresh_every,
-                      stagnation_window=self.cg.stagnation_window)
-            res.iterations += first
+            stats, fallbacks = self._factor_ic(lin, scale, damping, stats, fallbacks, times)
+            res = redo(res)
+        if (self.kind == "ic" and self.cg.ic_escalate and not self.escalated and res.status != "converged"
+                and res.relative_residual > self.cg.ic_escalate_residual):
+            # Even a factor of this very linearization leaves CG far from the solution: the incomplete
+            # factor is too weak for this graph (a long chain with few loops: ais2klinik). Switch, for the
+            # rest of the solve, to the complete factor in minimum-degree order, which stays sparse.
+            order = minimum_degree_order(self._graph_pattern.block_rows, self._graph_pattern.indices,
+                                         self._graph_pattern.nv)
+            self.pattern = self._graph_pattern.with_order(order).with_fill(self._graph_pattern.nv)
+            self.escalated = True
+            stats, fallbacks = self._factor_ic(lin, scale, damping, stats, fallbacks, times)
+            res = redo(res)
         self.ic_age += 1
         if self.arith.overflows:
             stats = stats.merge(QuantizationStats(overflows=self.arith.overflows))
@@ -256,6 +289,15 @@ class CGNRSolver:
                                 stats, fallbacks, times)
         return LinearResult(delta, res.iterations, res.relative_residual, res.status,
                             _model_decrease(lin, g, delta), stats, fallbacks, times)
+
+
+def fill_level_of(level, nv: int) -> int:
+    """CGConfig.ic_fill_level as an integer level (``"complete"``: ``nv``, more than any fill path needs)."""
+    if level == "complete":
+        return max(int(nv), 1)
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or level < 0:
+        raise ConfigError(f"ic_fill_level must be a non-negative integer or 'complete', got {level!r}")
+    return int(level)
 
 
 def _scaled_diag_blocks(lin: Linearization, scale: np.ndarray) -> list:

@@ -6,6 +6,8 @@ from typing import Callable, Optional
 
 IC_REFACTOR = ("never", "on_stall", "always")
 """The values of :attr:`CGConfig.ic_refactor`."""
+IC_ORDERINGS = ("natural", "min-degree")
+"""The values of :attr:`CGConfig.ic_ordering`."""
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,29 @@ class CGConfig:
     monotone, so this is long; it ends hopeless low-precision solves, not slow ones)."""
     ic_shift: float = 1e-4
     """First diagonal shift tried when IC(0) breaks down (multiplied by 10 on each further breakdown)."""
-    ic_fill_level: int = 2
+    ic_fill_level: int | str = 2
     """Levels of block fill kept by the incomplete Cholesky factor: 0 is IC(0) (the pattern of JᵀJ); each
-    level adds the blocks between poses that share an earlier neighbour. Default 2, by measurement: on the
+    level adds the blocks between poses that share an earlier neighbour; ``"complete"`` keeps them all (the
+    pattern of the complete Cholesky factor in the chosen ``ic_ordering``: sparse only in ``"min-degree"``). Default 2, by measurement: on the
     real datasets IC(0) needs 3-8x more CG iterations and on kitti_00 stalls 9e-6 above the fp64 optimum in
     the mixed policy, IC(2) reaches it (docs/pgo_results.md); its factor is still static and 16-bit."""
+    ic_ordering: str = "natural"
+    """Elimination order of the incomplete Cholesky factor: ``"natural"`` (the variables' order, i.e. the
+    file's vertex order) or ``"min-degree"`` (multiple minimum degree of the pose graph, computed once per
+    problem, the ordering a sparse direct solver would use)."""
+    ic_damped: bool = False
+    """Factor the damped matrix S (JᵀJ + λD) S of the linearization the factor is computed at (True), or
+    the undamped S JᵀJ S (False)."""
+    ic_escalate: bool = True
+    """If a linear solve still stops unconverged with a relative residual above ``ic_escalate_residual``
+    after the factor was recomputed at that very linearization, switch (once, for the rest of the solve) to
+    the complete factor in minimum-degree order. Measured on ais2klinik (15k poses, a long chain with few
+    loops): natural-order IC(2)..IC(12) stop 7.5e-6..6.5e-5 above the optimum after 100 LM iterations,
+    the complete min-degree factor (still static, still 16-bit in ``mixed``) reaches 1e-7."""
+    ic_escalate_residual: float = 0.1
+    """Relative residual above which a stopped CG solve counts as failed for ``ic_escalate`` (a step that
+    leaves more than 10% of the right-hand side is a poor Newton step; fp32 CG stagnating near its
+    attainable accuracy, around 1e-5, is not a failure)."""
     ic_max_fill_level: int = 8
     """If the factor at the current fill level needs a diagonal shift above ``ic_shift_tolerance`` to exist
     (a breakdown: the incomplete factor is a poor one), the fill level is raised by 2, up to this. Measured
