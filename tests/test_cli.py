@@ -32,6 +32,25 @@ def test_pgo_writes_outputs_and_report(g2o_file, tmp_path, capsys):
     assert "converged" in capsys.readouterr().out
 
 
+def test_ic_ordering_fill_and_refactor_options(g2o_file, tmp_path):
+    rep = tmp_path / "r.json"
+    rc = main(["pgo", str(g2o_file), "--precision", "mixed", "--solver", "ic", "--ic-ordering", "min-degree",
+               "--ic-fill", "complete", "--ic-refactor", "always", "--report", str(rep), "-q"])
+    assert rc == 0
+    data = json.loads(rep.read_text())
+    assert data["converged"] is True
+    assert data["ic"]["fill_level"] == "complete" and data["ic"]["ordering"] == "min-degree"
+    assert data["ic"]["factorizations"] >= 2  # 'always': one per accepted linearization
+
+
+@pytest.mark.parametrize("value", ["-1", "two", "1.5"])
+def test_bad_ic_fill_exits_2(g2o_file, capsys, value):
+    with pytest.raises(SystemExit) as exc:
+        main(["pgo", str(g2o_file), "--solver", "ic", "--ic-fill", value])
+    assert exc.value.code == 2
+    assert "non-negative integer or 'complete'" in capsys.readouterr().err
+
+
 def test_verbose_prints_one_line_per_iteration(g2o_file, capsys):
     assert main(["pgo", str(g2o_file), "-v", "--max-iterations", "3"]) == 0
     err = capsys.readouterr().err

@@ -124,3 +124,24 @@ def test_iteration_work_counts():
     # halving the stored Jacobian's bytes lowers the products' bytes by E * 2
     w16 = iteration_work(d, 2.0, 4.0, 2.0, nnzb=nnzb)
     assert w["products"][1] - w16["products"][1] == pytest.approx(2.0 * d["E"])
+
+
+def test_work_rows_follow_an_escalated_ic_factor():
+    # A CG cap of 2 iterations forces the escalation to the complete minimum-degree factor; the work model
+    # must count that factor's blocks (it used to read the fill level as an integer and fail).
+    from mixslam.bench.work import _work_rows
+    from mixslam.pgo import optimize_pose_graph
+    from mixslam.sim import simulate_pose_graph
+    from mixslam.solve import CGConfig, LMConfig
+    graph = simulate_pose_graph("manhattan", 200, seed=2).graph
+    _, rep = optimize_pose_graph(graph, precision="mixed", solver="ic", cg=CGConfig(max_iterations=2),
+                                 lm=LMConfig(max_iterations=5))
+    assert rep.extra["ic"]["escalated"] is True
+    prob = Problem("pgo", "sim", graph, True)
+    dims = problem_dims(prob)
+    acc = {"cg_iterations": rep.linear_iterations, "cg_calls": 5, "cg_s": 1.0, "preconditioner_calls": 10,
+           "preconditioner_s": 0.5, "products_calls": 10, "products_s": 0.3}
+    rows = _work_rows(prob, "mixed", rep, rep, acc, dims)
+    blocks = {r["ic_blocks"] for r in rows if "ic_blocks" in r}
+    assert len(blocks) == 1 and blocks.pop() > dims["pattern"].nnzb
+    assert all(r["ic_fill_level"] == "complete" for r in rows if "ic_fill_level" in r)

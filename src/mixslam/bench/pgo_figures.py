@@ -185,6 +185,16 @@ def _ratio(a, b) -> float:
 
 
 # -- figure 4 ----------------------------------------------------------------------------------------------
+def _escalation_note(ic_rows: list) -> str:
+    n = sum(bool(r["ic_escalated"]) for r in ic_rows)
+    if not n:
+        return "No IC solve escalated to the complete minimum-degree factor (CGConfig.ic_escalate)."
+    which = sorted({f"{r['variant']} at {r['keyframes']}" for r in ic_rows if r["ic_escalated"]})
+    return (f"{n} of {len(ic_rows)} IC solves escalated to the complete minimum-degree factor "
+            f"(CGConfig.ic_escalate: a freshly computed factor still left CG above 10% residual): "
+            + ", ".join(which) + ".")
+
+
 def figure4(ctx: BenchContext) -> FigureResult:
     """PGO solve time vs keyframes of the growing graph, every variant of :data:`VARIANTS` (see the module
     docstring): one CSV row per (size, variant), a log-log plot of the solve and linear-solve times."""
@@ -233,6 +243,7 @@ def figure4(ctx: BenchContext) -> FigureResult:
                    "cg_iterations": int(rep.linear_iterations),
                    "linear_s_per_cg_iteration": _ratio(rep.timing["linear_solve"], rep.linear_iterations),
                    "ic_factorizations": int(rep.extra.get("ic", {}).get("factorizations", 0)),
+                   "ic_escalated": bool(rep.extra.get("ic", {}).get("escalated", False)),
                    "initial_cost": float(rep.initial_cost), "final_cost": float(rep.final_cost),
                    "cost_rel_fp64_cholesky": (float(rep.final_cost) - base) / base if base > 0 else float("nan"),
                    "fp16_overflows": int(rep.quantization.get("overflows", 0)), "status": rep.status.value}
@@ -287,7 +298,8 @@ def figure4(ctx: BenchContext) -> FigureResult:
                  "separates the two.")
     notes.append("'ic' is the static IC(2) factor computed at the first linearization and refreshed only when CG "
                  "stalls (ic_refactor='on_stall'); 'ic refactor' recomputes it at every linearization "
-                 "(ic_refactor='always').")
+                 "(ic_refactor='always'). "
+                 + _escalation_note([r for r in rows if r["solver"] == "ic"]))
     notes.append(f"The table is the largest graph ({n} keyframes); every size is in the CSV and the plot. There, "
                  f"mixed/fp32 IC took {q('mixed ic', 'fp32 ic'):.2f}x the solve time with "
                  f"{by[(n, 'mixed ic')]['cg_iterations']} vs {by[(n, 'fp32 ic')]['cg_iterations']} CG iterations; "

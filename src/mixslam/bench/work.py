@@ -387,8 +387,14 @@ def _work_rows(prob: Problem, precision: str, rep_plain, rep_inst, acc: dict, di
         sp = float(pol.preconditioner_accumulate.compute_dtype.itemsize)
         w = iteration_work(dims, sj, vb, sp)
     else:
-        fill = rep_inst.extra.get("ic", {}).get("fill_level", 0)
-        pattern = dims["pattern"].with_fill(fill)
+        ic = rep_inst.extra.get("ic", {})
+        fill = ic.get("fill_level", 0)
+        pattern = dims["pattern"]
+        if ic.get("ordering") == "min-degree":  # the escalated factor (CGConfig.ic_escalate)
+            from ..linear.ordering import minimum_degree_order
+            pattern = pattern.with_order(minimum_degree_order(pattern.block_rows, pattern.indices, pattern.nv))
+        from ..linear.solvers import fill_level_of
+        pattern = pattern.with_fill(fill_level_of(fill, pattern.nv))
         nnzb, p = pattern.nnzb, dims["p"]
         sp = mem.get("preconditioner_bytes", 0) / (nnzb * p * p) if nnzb else 8.0
         w = iteration_work(dims, sj, vb, sp, nnzb)
