@@ -142,6 +142,12 @@ def test_work_rows_follow_an_escalated_ic_factor():
     acc = {"cg_iterations": rep.linear_iterations, "cg_calls": 5, "cg_s": 1.0, "preconditioner_calls": 10,
            "preconditioner_s": 0.5, "products_calls": 10, "products_s": 0.3}
     rows = _work_rows(prob, "mixed", rep, rep, acc, dims)
+    from mixslam.linear.ordering import minimum_degree_order
+    pat = dims["pattern"]
+    complete_md = pat.with_order(minimum_degree_order(pat.block_rows, pat.indices, pat.nv)).with_fill(pat.nv)
     blocks = {r["ic_blocks"] for r in rows if "ic_blocks" in r}
-    assert len(blocks) == 1 and blocks.pop() > dims["pattern"].nnzb
+    assert blocks == {complete_md.nnzb}
+    assert complete_md.nnzb != pat.with_fill(pat.nv).nnzb  # the order matters: the natural one fills more
+    # The reported factor memory is the escalated factor's (8 bytes... 2 in fp16 per stored entry).
+    assert rep.extra["memory"]["preconditioner_bytes"] == complete_md.nnzb * pat.p * pat.p * 2
     assert all(r["ic_fill_level"] == "complete" for r in rows if "ic_fill_level" in r)

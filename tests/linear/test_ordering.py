@@ -110,10 +110,34 @@ def test_escalation_switches_to_the_complete_min_degree_factor():
     assert off.extra["ic"]["escalated"] is False
 
 
+def test_no_escalation_when_the_factor_is_strictly_static_or_already_complete():
+    sim = simulate_pose_graph("manhattan", 300, seed=2)
+    _, never = optimize_pose_graph(sim.graph, precision="mixed", solver="ic", lm=LMConfig(max_iterations=5),
+                                   cg=CGConfig(max_iterations=2, ic_fill_level=0, ic_refactor="never"))
+    assert never.extra["ic"]["escalated"] is False and never.extra["ic"]["factorizations"] == 1
+    _, md = optimize_pose_graph(sim.graph, precision="mixed", solver="ic", lm=LMConfig(max_iterations=5),
+                                cg=CGConfig(max_iterations=2, ic_ordering="min-degree", ic_fill_level="complete"))
+    assert md.extra["ic"]["escalated"] is False
+
+
 @pytest.mark.parametrize("bad", [-1, 1.5, "full", True])
-def test_bad_fill_level_and_ordering_are_refused(bad):
+@pytest.mark.parametrize("solver", ["ic", "cgnr"])
+def test_bad_fill_level_is_refused(bad, solver):
     sim = simulate_pose_graph("manhattan", 50, seed=0)
     with pytest.raises(ConfigError, match="ic_fill_level"):
-        optimize_pose_graph(sim.graph, precision="mixed", solver="ic", cg=CGConfig(ic_fill_level=bad))
-    with pytest.raises(ConfigError, match="ic_ordering"):
-        optimize_pose_graph(sim.graph, precision="mixed", solver="ic", cg=CGConfig(ic_ordering="amd"))
+        optimize_pose_graph(sim.graph, precision="mixed", solver=solver, cg=CGConfig(ic_fill_level=bad))
+
+
+@pytest.mark.parametrize("cg, phrase", [(CGConfig(ic_ordering="amd"), "ic_ordering"),
+                                        (CGConfig(ic_escalate_residual=float("nan")), "ic_escalate_residual"),
+                                        (CGConfig(ic_escalate_residual=0.0), "ic_escalate_residual")])
+def test_bad_ordering_and_escalation_settings_are_refused(cg, phrase):
+    sim = simulate_pose_graph("manhattan", 50, seed=0)
+    with pytest.raises(ConfigError, match=phrase):
+        optimize_pose_graph(sim.graph, precision="mixed", solver="ic", cg=cg)
+
+
+def test_block_pattern_refuses_a_fractional_fill_level():
+    ia, ib = _arrow(5)
+    with pytest.raises(ValueError, match="fill_level"):
+        BlockPattern(ia, ib, 5, 3, fill_level=1.7)

@@ -28,6 +28,8 @@ class BlockPattern:
         ib = np.asarray(ib, dtype=np.int64)
         self.nv, self.p = int(nv), int(p)
         self.ia, self.ib = ia, ib
+        if isinstance(fill_level, bool) or int(fill_level) != fill_level or fill_level < 0:
+            raise ValueError(f"fill_level must be a non-negative integer, got {fill_level!r}")
         self.fill_level = int(fill_level)
         self.order = None
         if order is not None:

@@ -166,6 +166,10 @@ class CGNRSolver:
             raise ConfigError(f"unknown ic_ordering {self.cg.ic_ordering!r}; expected one of {ORDERINGS}")
         self._graph_pattern = pattern
         self.escalated = False
+        self._factored_for = None  # the linearization the current IC factor was computed at
+        fill_level_of(self.cg.ic_fill_level, 1)  # validated whatever the preconditioner
+        if not (self.cg.ic_escalate_residual > 0 and np.isfinite(self.cg.ic_escalate_residual)):
+            raise ConfigError(f"ic_escalate_residual must be a positive finite number, got {self.cg.ic_escalate_residual!r}")
         if preconditioner == "ic":
             order = None
             if self.cg.ic_ordering == "min-degree":
@@ -199,6 +203,7 @@ class CGNRSolver:
         self.ic.factor_stats["ordering"] = "min-degree" if self.pattern.order is not None else "natural"
         self.ic.factor_stats["escalated"] = self.escalated
         self.ic_age = 0
+        self._factored_for = lin
         self.ic_factorizations += 1
         times["ic_factor"] = times.get("ic_factor", 0.0) + time.perf_counter() - t0
         return stats.merge(self.ic.stats), fallbacks + self.ic.fallbacks
@@ -266,8 +271,10 @@ class CGNRSolver:
             # The static factor no longer approximates JᵀJ here: refactor at this linearization and redo.
             stats, fallbacks = self._factor_ic(lin, scale, damping, stats, fallbacks, times)
             res = redo(res)
-        if (self.kind == "ic" and self.cg.ic_escalate and not self.escalated and res.status != "converged"
-                and res.relative_residual > self.cg.ic_escalate_residual):
+        complete_md = self.pattern.order is not None and self.pattern.fill_level >= self.pattern.nv
+        if (self.kind == "ic" and self.cg.ic_escalate and self.cg.ic_refactor != "never" and not self.escalated
+                and not complete_md and self._factored_for is lin and res.status != "converged"
+                and not res.relative_residual <= self.cg.ic_escalate_residual):
             # Even a factor of this very linearization leaves CG far from the solution: the incomplete
             # factor is too weak for this graph (a long chain with few loops: ais2klinik). Switch, for the
             # rest of the solve, to the complete factor in minimum-degree order, which stays sparse.
@@ -283,7 +290,8 @@ class CGNRSolver:
         t3 = time.perf_counter()
         times["cg"] = t3 - t2
         delta = scale * res.x.astype(np.float64) / rhs_scale
-        self.memory = {"jacobian_bytes": op.nbytes, "preconditioner_bytes": getattr(pre, "nbytes", 0)}
+        pre_now = self.ic if self.kind == "ic" else pre  # the factor in use at the end (after a refactor)
+        self.memory = {"jacobian_bytes": op.nbytes, "preconditioner_bytes": getattr(pre_now, "nbytes", 0)}
         if not np.all(np.isfinite(delta)):
             return LinearResult(np.zeros_like(delta), res.iterations, float("nan"), "nonfinite", float("nan"),
                                 stats, fallbacks, times)

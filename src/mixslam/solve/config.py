@@ -87,9 +87,11 @@ class CGConfig:
     ic_escalate: bool = True
     """If a linear solve still stops unconverged with a relative residual above ``ic_escalate_residual``
     after the factor was recomputed at that very linearization, switch (once, for the rest of the solve) to
-    the complete factor in minimum-degree order. Measured on ais2klinik (15k poses, a long chain with few
-    loops): natural-order IC(2)..IC(12) stop 7.5e-6..6.5e-5 above the optimum after 100 LM iterations,
-    the complete min-degree factor (still static, still 16-bit in ``mixed``) reaches 1e-7."""
+    the complete factor in minimum-degree order, recomputed (with the LM damping) at every new
+    linearization from then on; it is stored in ``preconditioner_storage`` (16-bit in ``mixed``). Never
+    with ``ic_refactor="never"`` (strictly static). Measured on ais2klinik (15k poses, a long chain with
+    few loops): natural-order IC(2)..IC(12) stop 7.5e-6..6.5e-5 above the optimum after 100 LM
+    iterations, the escalated solve reaches 1e-7."""
     ic_escalate_residual: float = 0.1
     """Relative residual above which a stopped CG solve counts as failed for ``ic_escalate`` (a step that
     leaves more than 10% of the right-hand side is a poor Newton step; fp32 CG stagnating near its
