@@ -271,7 +271,8 @@ class CGNRSolver:
             # The static factor no longer approximates JᵀJ here: refactor at this linearization and redo.
             stats, fallbacks = self._factor_ic(lin, scale, damping, stats, fallbacks, times)
             res = redo(res)
-        complete_md = self.pattern.order is not None and self.pattern.fill_level >= self.pattern.nv
+        complete_md = (self.kind == "ic" and self.pattern.order is not None
+                       and self.pattern.fill_level >= self.pattern.nv)
         if (self.kind == "ic" and self.cg.ic_escalate and self.cg.ic_refactor != "never" and not self.escalated
                 and not complete_md and self._factored_for is lin and res.status != "converged"
                 and not res.relative_residual <= self.cg.ic_escalate_residual):
