@@ -148,6 +148,6 @@ def test_work_rows_follow_an_escalated_ic_factor():
     blocks = {r["ic_blocks"] for r in rows if "ic_blocks" in r}
     assert blocks == {complete_md.nnzb}
     assert complete_md.nnzb != pat.with_fill(pat.nv).nnzb  # the order matters: the natural one fills more
-    # The reported factor memory is the escalated factor's (8 bytes... 2 in fp16 per stored entry).
+    # The reported factor memory is the escalated factor's: 2 bytes (fp16) per stored entry.
     assert rep.extra["memory"]["preconditioner_bytes"] == complete_md.nnzb * pat.p * pat.p * 2
     assert all(r["ic_fill_level"] == "complete" for r in rows if "ic_fill_level" in r)

@@ -391,8 +391,7 @@ def _work_rows(prob: Problem, precision: str, rep_plain, rep_inst, acc: dict, di
         fill = ic.get("fill_level", 0)
         pattern = dims["pattern"]
         if ic.get("ordering") == "min-degree":  # the escalated factor (CGConfig.ic_escalate)
-            from ..linear.ordering import minimum_degree_order
-            pattern = pattern.with_order(minimum_degree_order(pattern.block_rows, pattern.indices, pattern.nv))
+            pattern = pattern.with_min_degree_order()
         from ..linear.solvers import fill_level_of
         pattern = pattern.with_fill(fill_level_of(fill, pattern.nv))
         nnzb, p = pattern.nnzb, dims["p"]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from .ordering import minimum_degree_order
+
 
 class BlockPattern:
     """Lower-triangular block pattern of JᵀJ over ``nv`` variables of size ``p``.
@@ -104,6 +106,15 @@ class BlockPattern:
     def with_order(self, order: np.ndarray | None) -> "BlockPattern":
         """The same Jacobian structure and fill level in another elimination order (None: the variables')."""
         return BlockPattern(self.ia, self.ib, self.nv, self.p, self.fill_level, order)
+
+    def with_min_degree_order(self) -> "BlockPattern":
+        """The same structure and fill level in the minimum-degree order of its own graph."""
+        return self.with_order(minimum_degree_order(self.block_rows, self.indices, self.nv))
+
+    @property
+    def is_complete(self) -> bool:
+        """True when the fill level reaches the complete Cholesky pattern (``fill_level >= nv``)."""
+        return self.fill_level >= self.nv
 
     def to_pattern_order(self, v: np.ndarray) -> np.ndarray:
         """A stacked vector (nv*p,) or per-variable array (nv, ...) in the pattern's order."""

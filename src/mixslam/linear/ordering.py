@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+
 def minimum_degree_order(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
     """Multiple-minimum-degree order of the symmetric graph on ``n`` nodes with edges (rows[e], cols[e]).
 

@@ -20,7 +20,6 @@ from ..solve.config import IC_ORDERINGS as ORDERINGS
 from ..solve.config import IC_REFACTOR, CGConfig
 from .block_pattern import BlockPattern
 from .cgnr import pcg
-from .ordering import minimum_degree_order
 from .operators import JacobianOperator, KrylovArith, power_of_two, split_stacked
 from .preconditioners import BlockJacobi, StaticIC
 
@@ -171,10 +170,9 @@ class CGNRSolver:
         if not (self.cg.ic_escalate_residual > 0 and np.isfinite(self.cg.ic_escalate_residual)):
             raise ConfigError(f"ic_escalate_residual must be a positive finite number, got {self.cg.ic_escalate_residual!r}")
         if preconditioner == "ic":
-            order = None
             if self.cg.ic_ordering == "min-degree":
-                order = minimum_degree_order(pattern.block_rows, pattern.indices, pattern.nv)
-            pattern = pattern.with_order(order).with_fill(fill_level_of(self.cg.ic_fill_level, pattern.nv))
+                pattern = pattern.with_min_degree_order()
+            pattern = pattern.with_fill(fill_level_of(self.cg.ic_fill_level, pattern.nv))
         self.pattern = pattern
         self.policy = policy
         self.kind = preconditioner
@@ -198,8 +196,7 @@ class CGNRSolver:
                 break
             # The factor only exists with a large shift: a poor approximation. Keep more fill instead.
             self.pattern = self.pattern.with_fill(self.pattern.fill_level + 2)
-        complete = self.pattern.fill_level >= self.pattern.nv
-        self.ic.factor_stats["fill_level"] = "complete" if complete else self.pattern.fill_level
+        self.ic.factor_stats["fill_level"] = "complete" if self.pattern.is_complete else self.pattern.fill_level
         self.ic.factor_stats["ordering"] = "min-degree" if self.pattern.order is not None else "natural"
         self.ic.factor_stats["escalated"] = self.escalated
         self.ic_age = 0
@@ -271,17 +268,14 @@ class CGNRSolver:
             # The static factor no longer approximates JᵀJ here: refactor at this linearization and redo.
             stats, fallbacks = self._factor_ic(lin, scale, damping, stats, fallbacks, times)
             res = redo(res)
-        complete_md = (self.kind == "ic" and self.pattern.order is not None
-                       and self.pattern.fill_level >= self.pattern.nv)
+        complete_md = self.kind == "ic" and self.pattern.order is not None and self.pattern.is_complete
         if (self.kind == "ic" and self.cg.ic_escalate and self.cg.ic_refactor != "never" and not self.escalated
                 and not complete_md and self._factored_for is lin and res.status != "converged"
                 and not res.relative_residual <= self.cg.ic_escalate_residual):
             # Even a factor of this very linearization leaves CG far from the solution: the incomplete
             # factor is too weak for this graph (a long chain with few loops: ais2klinik). Switch, for the
             # rest of the solve, to the complete factor in minimum-degree order, which stays sparse.
-            order = minimum_degree_order(self._graph_pattern.block_rows, self._graph_pattern.indices,
-                                         self._graph_pattern.nv)
-            self.pattern = self._graph_pattern.with_order(order).with_fill(self._graph_pattern.nv)
+            self.pattern = self._graph_pattern.with_min_degree_order().with_fill(self._graph_pattern.nv)
             self.escalated = True
             stats, fallbacks = self._factor_ic(lin, scale, damping, stats, fallbacks, times)
             res = redo(res)
