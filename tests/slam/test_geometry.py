@@ -34,6 +34,30 @@ def test_triangulate_exact_and_parallax_gate():
     assert not ok2.any()
 
 
+
+def test_parallax_measured_with_the_given_rotations_only():
+    R, t, X, of, ot, px = _views()
+    base, ok = triangulate(R, t, ot, of, px, K, len(X), min_parallax_deg=1.0)
+    # Decision rotations 1e-7 rad off the true ones: the points are the same (they use R alone) and so is
+    # the decision (no track is within 1e-7 rad of the threshold).
+    Rp = so3.exp(np.full((len(R), 3), 1e-7)) @ R
+    pts2, ok2 = triangulate(R, t, ot, of, px, K, len(X), min_parallax_deg=1.0, parallax_R_cw=Rp)
+    np.testing.assert_array_equal(pts2, base)
+    np.testing.assert_array_equal(ok2, ok)
+    # A decision rotation that turns frame 1 by 30 degrees gives every two-view track a large parallax even
+    # where the true one is tiny (views 1 mm apart), so it is triangulated: the decision follows parallax_R_cw.
+    t2 = t.copy()
+    t2[1] = t[0] + [0.001, 0, 0]
+    sel = of < 2
+    P = np.einsum("mij,mj->mi", R[of[sel]], X[ot[sel]]) + t2[of[sel]]
+    px2 = np.column_stack([K[0] * P[:, 0] / P[:, 2] + K[2], K[1] * P[:, 1] / P[:, 2] + K[3]])
+    Rt = R.copy()
+    Rt[1] = so3.exp(np.array([0.0, np.radians(30), 0.0])) @ R[1]
+    _, ok3 = triangulate(R, t2, ot[sel], of[sel], px2, K, len(X), min_parallax_deg=1.0, parallax_R_cw=Rt,
+                         min_depth=-np.inf)
+    assert ok3.all()
+
+
 def test_refine_pose_recovers_pose_and_flags_outliers():
     R, t, X, of, ot, px = _views(1)
     pix = px[of == 2].copy()

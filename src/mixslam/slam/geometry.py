@@ -17,13 +17,14 @@ def normalized(pixels: np.ndarray, K: np.ndarray) -> np.ndarray:
 
 def triangulate(R_cw: np.ndarray, t_cw: np.ndarray, obs_track: np.ndarray, obs_frame: np.ndarray,
                 obs_pixel: np.ndarray, K: np.ndarray, ntracks: int, min_parallax_deg: float = 1.0,
-                min_depth: float = 0.1):
+                min_depth: float = 0.1, parallax_R_cw: np.ndarray | None = None):
     """Linear least-squares triangulation of every track from all its observations, vectorized.
 
     ``R_cw`` (nf, 3, 3), ``t_cw`` (nf, 3): frame poses; observation o sees track ``obs_track[o]`` in frame
     ``obs_frame[o]`` at ``obs_pixel[o]``. Returns (points (ntracks, 3), ok (ntracks,) bool): ok needs two
     views, a parallax above ``min_parallax_deg`` between some pair of rays (the extreme rays), and a depth
-    above ``min_depth`` in every view.
+    above ``min_depth`` in every view. ``parallax_R_cw``: rotations to measure the parallax with (default
+    ``R_cw``), e.g. ones that do not depend on the solver, so the decision does not either.
     """
     x = normalized(obs_pixel, K)
     R, t = R_cw[obs_frame], t_cw[obs_frame]
@@ -45,7 +46,8 @@ def triangulate(R_cw: np.ndarray, t_cw: np.ndarray, obs_track: np.ndarray, obs_f
         pts[good] = np.linalg.solve(AtA[good], Atb[good][..., None])[..., 0]
     ok &= good
     # Parallax: the largest angle between a track's world-frame rays.
-    ray = np.einsum("mji,mj->mi", R, np.column_stack([x, np.ones(len(x))]))  # R_cwᵀ [x; 1]
+    Rp = R if parallax_R_cw is None else parallax_R_cw[obs_frame]
+    ray = np.einsum("mji,mj->mi", Rp, np.column_stack([x, np.ones(len(x))]))  # R_cwᵀ [x; 1]
     ray /= np.linalg.norm(ray, axis=1, keepdims=True)
     ref = np.zeros((ntracks, 3))
     order = np.arange(len(obs_track))

@@ -7,9 +7,9 @@ The front end is simulated (landmark ids are the data association), so this modu
   it left the window starts a new track (VO keeps no map to re-associate with: that is loop closure's job);
 * every ``ba_every`` keyframes, tracks seen twice in the window with enough parallax are triangulated, and
   the window is bundle-adjusted (``mixslam.ba.optimize_bundle``) with the oldest frames fixed: at the start
-  frames 0 and ``bootstrap_baseline`` (frame 0 defines the world; the other comes from odometry and sets
-  the scale until the odometry rescale), later the ``fixed`` oldest frames of a full window (already
-  estimated by earlier windows);
+  frame 0 alone (it defines the world; the scale is set by the odometry rescale after each solve, see
+  ``VOConfig.bootstrap_baseline``), later the ``fixed`` oldest frames of a full window (already estimated by
+  earlier windows);
 * observations whose reprojection error exceeds ``gate`` sigmas after a window solve are dropped.
 
 Each keyframe keeps the estimate of its last window. For loop closure each keyframe also keeps a snapshot of
@@ -43,13 +43,18 @@ class VOConfig:
     max_iterations: int = 20
     """LM iterations per window solve at most."""
     bootstrap_baseline: int = 5
-    """While the window holds keyframe 0 (the bootstrap), keyframes 0 and this one are held fixed: the gauge,
-    and the monocular scale until the odometry rescale (``odometry_scale``). Keyframe 1 (the gauge until
-    session 5) is only 0.1 m from keyframe 0, so the 0.3 degree rotation error of its odometry-predicted pose
-    moves a point 4 m away by 2 cm, a fifth of the baseline: measured on the default world, the bootstrap
-    windows then inflated the map up to 5x, hit their iteration cap, and mixed and fp64 left them at
-    different points (4 of the 200 study runs worse than 5%). Keyframe 5 (0.5 m) makes that error 3% of the
-    baseline; all bootstrap windows of those runs converge."""
+    """While the window holds keyframe 0 (the bootstrap), keyframe 0 is held fixed (the gauge). With
+    ``odometry_scale`` (the default) nothing else is: the monocular scale is left free in the solve (the LM
+    damping handles that one flat direction) and set by the odometry rescale after it. Without it, keyframe
+    ``bootstrap_baseline`` is fixed too, at its odometry prediction, to set the scale.
+
+    Why (measured in session 5 on the default world and the demo world): fixing a second keyframe at its
+    odometry prediction imposes that prediction's rotation error (0.3 degrees) on the map. With keyframe 1
+    (0.1 m from keyframe 0) the bootstrap windows inflated the map up to 5x and stopped at their LM cap at
+    points that differed between policies (4 of 200 study runs off fp64 by more than 5%); with keyframe 5
+    they converged, but the error left observations at 5-15 sigmas that the gate dropped (171 of them on
+    one demo-world run), which again differed between policies (one bench run at 1.21x). With the scale
+    left free, no observation is gated on those runs and fp64's ATE is lower (demo: 6.5 -> 4.7 cm)."""
     bootstrap_max_iterations: int = 100
     """LM iterations at most for the bootstrap windows (they are small; a bootstrap window stopped at its cap
     is where two policies' runs part)."""
@@ -65,7 +70,11 @@ class VOConfig:
     degree, 5% at 3 degrees. A point triangulated at 1 degree can slide behind a camera or off to infinity
     during a window solve, and whether it does is decided by the last digits of the solve: measured on the
     first 40 runs of the default study (window 30), 1 degree left 3 runs whose mixed ATE differed from
-    fp64's by more than 5% (max 1.19x), 3 degrees none (max 1.024x), for a fp64 mean ATE 3% higher."""
+    fp64's by more than 5% (max 1.19x), 3 degrees none (max 1.024x), for a fp64 mean ATE 3% higher.
+    The parallax is measured with the dead-reckoned rotations (keyframe 0 composed with the wheel
+    odometry), not the estimates: the same for every policy, so a track at the threshold is triangulated in
+    the same window whatever the precision (measured: one study run at 1.08x with the estimated rotations,
+    1.001x with the dead-reckoned ones)."""
     gate: float = 5.0
     """Observations with a reprojection error above this many pixel sigmas after a window solve are dropped."""
     odometry_scale: bool = True
@@ -172,6 +181,10 @@ def run_vo(run, precision: str = "fp64", solver: str | None = None, config: VOCo
         t_cw[0] = -run.R_wc[0].T @ run.t_wc[0]
     else:
         R_cw[0], t_cw[0] = first_pose
+    # Dead-reckoned rotations (keyframe 0 composed with the wheel odometry): the same for every policy, so
+    # the parallax test that decides when a track is triangulated cannot differ between policies.
+    R_dr = np.zeros((n, 3, 3))
+    R_dr[0] = R_cw[0]
     res = VOResult(R_cw, t_cw, [(np.zeros(0, np.int64), np.zeros((0, 3)))] * n)
     lm = LMConfig(max_iterations=cfg.max_iterations, initial_lambda=1e-4, function_tolerance=cfg.function_tolerance)
     cg = CGConfig(max_iterations=cfg.cg_max_iterations)
@@ -179,6 +192,7 @@ def run_vo(run, precision: str = "fp64", solver: str | None = None, config: VOCo
     frame_ptr = np.searchsorted(frame[by_frame], np.arange(n + 1))
     for k in range(1, n):
         R_cw[k], t_cw[k] = _compose_odometry(R_cw[k - 1], t_cw[k - 1], run.odom_R[k - 1], run.odom_t[k - 1])
+        R_dr[k] = (R_dr[k - 1].T @ run.odom_R[k - 1]).T
         if k % cfg.ba_every and k != n - 1:
             continue
         lo = max(0, k - cfg.window + 1)
@@ -191,7 +205,7 @@ def run_vo(run, precision: str = "fp64", solver: str | None = None, config: VOCo
         if want.any():
             m = want[tr]
             cand, ok = triangulate(R_cw, t_cw, tr[m], frame[sel][m], pixel[sel][m], K, ntracks,
-                                   cfg.min_parallax_deg)
+                                   cfg.min_parallax_deg, parallax_R_cw=R_dr)
             newly = want & ok
             pts[newly] = cand[newly]
             init |= newly
@@ -206,7 +220,8 @@ def run_vo(run, precision: str = "fp64", solver: str | None = None, config: VOCo
         fixed = np.zeros(len(frames_w), bool)
         if lo == 0:
             fixed[0] = True
-            fixed[min(cfg.bootstrap_baseline, len(fixed) - 1)] = True
+            if not cfg.odometry_scale:  # else the scale is left free here and set by the rescale below
+                fixed[min(cfg.bootstrap_baseline, len(fixed) - 1)] = True
         else:
             fixed[:cfg.fixed] = True
         data = BundleData("pinhole", cams, pts[uniq], pixel[sel], local_cam, local_pt, K, sigma, fixed,
