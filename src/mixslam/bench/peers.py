@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .context import BenchContext, FigureResult, new_figure, save_figure
+from .report import fp16_arithmetic_note
 
 #: Initial guess of every pose-graph solver, peers included (as ``benchmarks/pgo.py``).
 PGO_INIT = "chordal"
@@ -596,7 +597,7 @@ def figure8(ctx: BenchContext) -> FigureResult:
         "own threading on this 2-core CPU. Ratios, not absolute times: the machine is noisy and shared.",
         "On the GPU of the original claims the mixed BA solver's Jacobian products and the mixed PGO solver's "
         "triangular solves read fp16 at full bandwidth (PGO mixed keeps its Jacobian products in fp32); here "
-        "(AVX2 + F16C, no AVX-512 FP16) fp16 is storage only with fp32 arithmetic, so the mixed rows show the "
+        f"fp16 is storage only with fp32 arithmetic ({fp16_arithmetic_note()}), so the mixed rows show the "
         "CPU cost of that storage, not a GPU speed-up.",
     ]
     if any(r["solver"] == "ceres (published)" for r in rows):

@@ -38,6 +38,7 @@ from ..sim.world import TrajectoryConfig, WorldConfig, _trajectory, make_world
 from ..slam import plots
 from ..solve.config import CGConfig, LMConfig
 from .context import BenchContext, FigureResult, new_figure, save_figure
+from .report import fp16_arithmetic_note
 
 # -- the long trajectory ---------------------------------------------------------------------------------
 WORLD_ROOMS = (3, 2)
@@ -310,8 +311,8 @@ def figure4(ctx: BenchContext) -> FigureResult:
     from .work import _l3_bytes
     l3 = _l3_bytes()
     notes.append("The PGO mixed policy stores only the preconditioner (the IC factor) in fp16; the Jacobian stays fp32. "
-                 "On this CPU the 16-bit factor is converted to fp32 for every operation (F16C, no fp16 arithmetic "
-                 f"units) and the L3 ({l3 / 2**20:.0f} MiB) holds these factors whole, so halving the bytes saves less "
+                 "On this CPU the 16-bit factor is converted to fp32 for every operation "
+                 f"({fp16_arithmetic_note()}) and the L3 ({l3 / 2**20:.0f} MiB) holds these factors whole, so halving the bytes saves less "
                  "than on the GPU of the original claim, where the triangular solves are bandwidth-bound.")
     bad = [f"{r['variant']} at {r['keyframes']}" for r in rows if r["status"] != "converged"]
     if bad:

@@ -13,6 +13,16 @@ PACKAGES = ("mixslam", "numpy", "scipy", "numba", "matplotlib", "cvxopt", "gtsam
             "distributed")
 
 
+def fp16_arithmetic_note() -> str:
+    """What this CPU's fp16 support means for the kernels: they convert binary16 to fp32 on load (F16C's
+    ``vcvtph2ps``, or AVX-512 FP16's ``vcvtsh2ss`` where LLVM picks it) and compute in fp32 either way."""
+    have = machine_info().get("avx512fp16")
+    if have:
+        return ("this CPU has AVX-512 FP16 arithmetic, but the kernels do not use it: they convert each fp16 value "
+                "to fp32 on load and compute in fp32, as the mixed policies prescribe")
+    return "this CPU has no fp16 arithmetic (no AVX-512 FP16): each fp16 value is converted to fp32 on load (F16C)"
+
+
 def machine_info() -> dict:
     """CPU model, core count, the SIMD features that matter for fp16 (F16C, AVX-512 FP16), memory, OS."""
     info = {"platform": platform.platform(), "python": sys.version.split()[0], "cpu": platform.processor() or "?",
@@ -102,7 +112,8 @@ def write_report(out: Path, meta: dict, figures: list) -> Path:
              "- " + ", ".join(f"{k} {val}" for k, val in v.items() if val is not None),
              "- not installed: " + (", ".join(k for k, val in v.items() if val is None) or "none"), "",
              "fp16 here is storage: values are rounded to IEEE binary16 (round to nearest even, as the hardware "
-             "does), stored in 16 bits and converted exactly to fp32 (F16C `vcvtph2ps` in the compiled kernels) "
+             "does), stored in 16 bits and converted exactly to fp32 (F16C `vcvtph2ps`, or AVX-512 FP16 `vcvtsh2ss` where LLVM "
+             "picks it, in the compiled kernels) "
              "for arithmetic, except in the naive `fp16` policy, whose arithmetic is emulated by rounding to fp16 "
              "after every numpy operation. The original claims were measured on GPUs, where these kernels are "
              "memory-bandwidth bound; see each figure's notes.", ""]

@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from .context import BenchContext, FigureResult, new_figure, save_figure
+from .report import fp16_arithmetic_note
 
 POLICIES = ("fp64", "fp32", "mixed")
 """The precision policies compared (the ``ba`` / ``pgo`` presets of those names)."""
@@ -511,8 +512,8 @@ def _fig6_notes(rows: list, summary: dict) -> list:
         closer = "flops" if abs(t - f) < abs(t - b) else "bytes"
         notes.append(f"PGO mixed IC: the triangular solves are {f:.0%} of a linear solve's counted flops, {b:.0%} "
                      f"of its bytes and {t:.0%} of its time here (claim 50%); the measured time share is closer "
-                     f"to the counted {closer} share. This CPU has no fp16 arithmetic: the fp16 factor is "
-                     "converted to fp32 on load (F16C), so it saves bytes, not arithmetic.")
+                     f"to the counted {closer} share. The fp16 factor saves bytes, not arithmetic: "
+                     f"{fp16_arithmetic_note()}.")
     for kind in ("ba", "pgo"):
         j, lin = summary.get(f"{kind}_jacobian_mixed_time_share"), summary.get(f"{kind}_linear_mixed_time_share")
         if j is not None and lin is not None:
@@ -842,8 +843,8 @@ def _e2e_summary(erows: list) -> dict:
 
 
 def _fig7_notes(krows: list, e2e: dict, summary: dict) -> list:
-    notes = ["fp16 here is storage only: the kernels load binary16 with F16C (vcvtph2ps) and compute in fp32; "
-             "this CPU has no fp16 arithmetic (no AVX-512 FP16). Kernel rows 'fp16 storage' = fp16 storage, fp32 "
+    notes = ["fp16 here is storage only: the kernels load binary16 and compute in fp32; "
+             f"{fp16_arithmetic_note()}. Kernel rows 'fp16 storage' = fp16 storage, fp32 "
              "vectors and arithmetic. The mixed policies use fp16 for one operand each: BA mixed for the Jacobian "
              "(J·x, Jᵀ·y, JᵀJ·p rows), PGO mixed for the IC factor only (IC solve rows; its Jacobian stays fp32, so "
              "the PGO product rows show what fp16 Jacobian storage would cost, not what mixed runs).",
