@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", help="folder for the cumulative histograms (PNG + CSV)")
     m.add_argument("--report", help="write the JSON report")
     m.add_argument("--workers", type=int, default=1, help="parallel processes")
+    m.add_argument("--no-wheel-odometry", dest="wheel_odometry", action="store_false",
+                   help="leave the wheel odometry out of the pose graph (VO odometry and loop edges only)")
     _add_verbosity(m)
     _add_eval_parser(sub)
     _add_bench_parser(sub)
@@ -238,7 +240,8 @@ def cmd_sim(args) -> int:
                           f"{sorted(PRESETS['ba'])}")
     if args.trajectories < 1 or args.workers < 1:
         raise ConfigError("--trajectories and --workers must be at least 1")
-    cfg = with_overrides(StudyConfig(), keyframes=args.keyframes, window=args.window)
+    cfg = with_overrides(StudyConfig(), keyframes=args.keyframes, window=args.window,
+                         wheel_odometry=args.wheel_odometry)
     if not args.quiet:
         print(f"mixslam sim: {args.trajectories} trajectories x {len(policies)} policies, "
               f"{cfg.trajectory.keyframes} keyframes, window {cfg.pipeline.vo.window}, seed {args.seed}, "

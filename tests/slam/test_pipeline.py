@@ -71,8 +71,16 @@ def test_sim_cli_report_and_histograms(tmp_path, capsys):
     for stage in ("vo", "lc"):
         assert (tmp_path / "h" / f"ate_{stage}_cdf.png").stat().st_size > 0
         assert (tmp_path / "h" / f"ate_{stage}_cdf.csv").read_text().startswith("policy,value,cdf")
+    assert data["config"]["pipeline"]["wheel_odometry"] is True
     assert main(["sim", "--precision", "fp8"]) == 2
     assert "unknown precision" in capsys.readouterr().err
+
+
+def test_sim_cli_without_wheel_odometry(tmp_path):
+    rep = tmp_path / "r.json"
+    assert main(["sim", "--trajectories", "1", "--keyframes", "40", "--window", "20", "--precision", "fp64",
+                 "--no-wheel-odometry", "--report", str(rep), "-q"]) == 0
+    assert json.loads(rep.read_text())["config"]["pipeline"]["wheel_odometry"] is False
 
 
 def test_demo_writes_files(tmp_path, capsys):
@@ -90,7 +98,7 @@ def test_wheel_odometry_edges_are_added():
     from mixslam.slam.pipeline import run_pipeline
     cfg = demo_config()
     run = simulate_run(make_world(cfg.world, 0), TrajectoryConfig(keyframes=40), cfg.camera, 0)
-    plain = run_pipeline(run, "fp64", cfg.pipeline, 0)
+    plain = run_pipeline(run, "fp64", replace(cfg.pipeline, wheel_odometry=False), 0)
     both = run_pipeline(run, "fp64", replace(cfg.pipeline, wheel_odometry=True), 0, vo=plain.vo)
     n = len(run.R_wc)
     assert plain.graph.num_edges == n - 1 + plain.accepted

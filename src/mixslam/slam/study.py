@@ -154,8 +154,11 @@ def _config_dict(cfg: StudyConfig) -> dict:
     return conv(cfg)
 
 
-def with_overrides(cfg: StudyConfig, keyframes: int | None = None, window: int | None = None) -> StudyConfig:
-    """The study config with the command line's --keyframes / --window applied."""
+def with_overrides(cfg: StudyConfig, keyframes: int | None = None, window: int | None = None,
+                   wheel_odometry: bool | None = None) -> StudyConfig:
+    """The study config with the command line's --keyframes / --window / --no-wheel-odometry applied."""
+    if wheel_odometry is not None:
+        cfg = replace(cfg, pipeline=replace(cfg.pipeline, wheel_odometry=bool(wheel_odometry)))
     if keyframes is not None:
         cfg = replace(cfg, trajectory=replace(cfg.trajectory, keyframes=keyframes))
     if window is not None:
