@@ -34,7 +34,6 @@ def test_triangulate_exact_and_parallax_gate():
     assert not ok2.any()
 
 
-
 def test_parallax_measured_with_the_given_rotations_only():
     R, t, X, of, ot, px = _views()
     base, ok = triangulate(R, t, ot, of, px, K, len(X), min_parallax_deg=1.0)

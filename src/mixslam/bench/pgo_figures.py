@@ -312,8 +312,9 @@ def figure4(ctx: BenchContext) -> FigureResult:
     l3 = _l3_bytes()
     notes.append("The PGO mixed policy stores only the preconditioner (the IC factor) in fp16; the Jacobian stays fp32. "
                  "On this CPU the 16-bit factor is converted to fp32 for every operation "
-                 f"({fp16_arithmetic_note()}) and the L3 ({l3 / 2**20:.0f} MiB) holds these factors whole, so halving the bytes saves less "
-                 "than on the GPU of the original claim, where the triangular solves are bandwidth-bound.")
+                 f"({fp16_arithmetic_note()}) and the L3 ({l3 / 2**20:.0f} MiB) holds these factors whole, so "
+                 "halving the bytes saves less than on the GPU of the original claim, where the triangular "
+                 "solves are bandwidth-bound.")
     bad = [f"{r['variant']} at {r['keyframes']}" for r in rows if r["status"] != "converged"]
     if bad:
         notes.append(f"Not converged (status other than 'converged'; final costs in the CSV): {', '.join(bad)}.")

@@ -1,6 +1,7 @@
 """The bench's Markdown report: machine, versions, seeds, command, then one section per figure."""
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -13,6 +14,7 @@ PACKAGES = ("mixslam", "numpy", "scipy", "numba", "matplotlib", "cvxopt", "gtsam
             "distributed")
 
 
+@functools.lru_cache(maxsize=None)
 def fp16_arithmetic_note() -> str:
     """What this CPU's fp16 support means for the kernels: they convert binary16 to fp32 on load (F16C's
     ``vcvtph2ps``, or AVX-512 FP16's ``vcvtsh2ss`` where LLVM picks it) and compute in fp32 either way."""
@@ -112,9 +114,9 @@ def write_report(out: Path, meta: dict, figures: list) -> Path:
              "- " + ", ".join(f"{k} {val}" for k, val in v.items() if val is not None),
              "- not installed: " + (", ".join(k for k, val in v.items() if val is None) or "none"), "",
              "fp16 here is storage: values are rounded to IEEE binary16 (round to nearest even, as the hardware "
-             "does), stored in 16 bits and converted exactly to fp32 (F16C `vcvtph2ps`, or AVX-512 FP16 `vcvtsh2ss` where LLVM "
-             "picks it, in the compiled kernels) "
-             "for arithmetic, except in the naive `fp16` policy, whose arithmetic is emulated by rounding to fp16 "
+             "does), stored in 16 bits and converted exactly to fp32 (F16C `vcvtph2ps`, or AVX-512 FP16 "
+             "`vcvtsh2ss` where LLVM picks it, in the compiled kernels) for arithmetic, except in the naive "
+             "`fp16` policy, whose arithmetic is emulated by rounding to fp16 "
              "after every numpy operation. The original claims were measured on GPUs, where these kernels are "
              "memory-bandwidth bound; see each figure's notes.", ""]
     if meta.get("failed"):

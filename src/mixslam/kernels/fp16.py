@@ -3,7 +3,8 @@
 numba refuses ``float16`` arrays in ``njit`` code, so fp16 values travel as their IEEE binary16 bit patterns in a
 ``uint16`` array (``a16.view(np.uint16)``). Two LLVM intrinsics convert them:
 
-* :func:`h2f` bitcasts an ``i16`` to LLVM ``half`` and ``fpext``-s it to ``float`` (x86 F16C: ``vcvtph2ps``; on a host with AVX-512 FP16, LLVM emits ``vcvtsh2ss`` instead, equally exact);
+* :func:`h2f` bitcasts an ``i16`` to LLVM ``half`` and ``fpext``-s it to ``float`` (x86 F16C: ``vcvtph2ps``;
+  on a host with AVX-512 FP16, LLVM emits ``vcvtsh2ss`` instead, equally exact);
   exact, bit-identical to ``numpy.float16.astype(float32)`` for all 65536 patterns (NaNs stay NaN).
 * :func:`f2h` ``fptrunc``-s a ``float`` to ``half`` (round to nearest even, overflow to inf, gradual underflow;
   x86 F16C: ``vcvtps2ph``) and bitcasts to ``i16``; bit-identical to ``numpy`` ``astype(np.float16)``.
