@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--workers", type=int, default=1, help="parallel processes")
     m.add_argument("--no-wheel-odometry", dest="wheel_odometry", action="store_false",
                    help="leave the wheel odometry out of the pose graph (VO odometry and loop edges only)")
+    m.add_argument("--no-global-ba", dest="global_ba", action="store_false",
+                   help="skip the global bundle adjustment after loop closure (the loop-closed trajectory is "
+                        "then the pose graph's)")
     _add_verbosity(m)
     _add_eval_parser(sub)
     _add_bench_parser(sub)
@@ -241,7 +244,7 @@ def cmd_sim(args) -> int:
     if args.trajectories < 1 or args.workers < 1:
         raise ConfigError("--trajectories and --workers must be at least 1")
     cfg = with_overrides(StudyConfig(), keyframes=args.keyframes, window=args.window,
-                         wheel_odometry=args.wheel_odometry)
+                         wheel_odometry=args.wheel_odometry, global_ba=args.global_ba)
     if not args.quiet:
         print(f"mixslam sim: {args.trajectories} trajectories x {len(policies)} policies, "
               f"{cfg.trajectory.keyframes} keyframes, window {cfg.pipeline.vo.window}, seed {args.seed}, "
@@ -251,7 +254,8 @@ def cmd_sim(args) -> int:
     if out is not None:
         from .slam import plots
         out.mkdir(parents=True, exist_ok=True)
-        for stage, label in (("vo", "VO (no loop closure)"), ("lc", "after loop closure")):
+        for stage, label in (("vo", "VO (no loop closure)"), ("pgo", "pose graph only"),
+                             ("lc", "after loop closure")):
             values = {p: [t[f"ate_{stage}_rmse"] for t in report["policies"][p]["trajectories"]] for p in policies}
             plots.plot_cumulative_histograms(out / f"ate_{stage}_cdf.png", values, xlabel="ATE RMSE [m]",
                                              title=f"Cumulative ATE histogram, {label}, "
@@ -263,7 +267,10 @@ def cmd_sim(args) -> int:
         print(format_ate_table(report, policies))
         for p in policies:
             d = report["policies"][p]
-            for stage in ("vo", "lc"):
+            vo, pg, lc = (d[f"ate_{s}"]["mean"] for s in ("vo", "pgo", "lc"))
+            print(f"  {p}: mean ATE VO {vo:.3e} -> pose graph {pg:.3e} -> global BA {lc:.3e} m "
+                  f"(loop closure lowers it {vo / lc:.1f}x)")
+            for stage in ("vo", "pgo", "lc"):
                 r = d.get(f"ratio_to_fp64_{stage}")
                 if r:
                     print(f"  {p} / fp64 ATE RMSE ({stage.upper()}): median {r['median']:.4f}, max {r['max']:.4f}, "

@@ -49,6 +49,8 @@ class LoopEdge:
     inliers: int
     matches: int
     rms_px: float
+    landmarks: np.ndarray = None
+    """Landmark ids of the inlier matches (the associations the global bundle adjustment fuses)."""
 
 
 def verify(i: int, j: int, snapshots: list, run, R_cw: np.ndarray, t_cw: np.ndarray,
@@ -94,4 +96,5 @@ def verify(i: int, j: int, snapshots: list, run, R_cw: np.ndarray, t_cw: np.ndar
     var_t = max(float(np.mean(np.diag(cov)[:3])), 1e-12)
     var_r = max(float(np.mean(np.diag(cov)[3:])), 1e-14)
     info = np.diag([1 / var_t] * 3 + [4 / var_r] * 3)
-    return LoopEdge(i, j, so3.project(Rz), tz, info, ninl, int(common.size), rms), int(common.size)
+    return (LoopEdge(i, j, so3.project(Rz), tz, info, ninl, int(common.size), rms, common[inl].astype(np.int64)),
+            int(common.size))

@@ -7,6 +7,8 @@ Data flow (one simulated run, one policy)::
         loop candidates (sim/world.loop_candidates) --> verify (slam/loop_closure.py) --> loop edges
         odometry edges (consecutive VO poses) + loop edges --> PoseGraph of keyframes 0..j
         --> optimize_pose_graph (pgo.py: cholesky for fp64, CGNR + static IC(k) for the others)
+        --> global_bundle_adjustment (slam/global_ba.py: every keyframe and track, tracks fused through the
+            loops' inliers, started from the pose graph; schur for fp64, CGNR for the others)
 
 Decisions (see docs/ARCHITECTURE.md):
 
@@ -20,6 +22,9 @@ Decisions (see docs/ARCHITECTURE.md):
 * Odometry edges get a fixed isotropic information (``odometry_sigma``), loop edges the PnP information
   divided by an inflation factor (slam/loop_closure.py); the wheel odometry adds a second chain of edges
   with the information of its noise model (``wheel_odometry``, on by default: it carries the scale).
+* After the final pose-graph solve, one global bundle adjustment (``global_ba``, on by default) refines the
+  loop-closed trajectory from the pixels; the pose graph's trajectory stays in the result (``pgo_R``,
+  ``pgo_t``) so each stage can be scored.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from ..pgo import PGOConfig, optimize_pose_graph
 from ..problem.pose_graph import PoseGraph
 from ..sim.world import LoopConfig, loop_candidates
 from ..solve.config import LMConfig
+from .global_ba import GlobalBAConfig, GlobalBAResult, global_bundle_adjustment
 from .loop_closure import LoopVerifyConfig, verify
 from .vo import VOConfig, VOResult, run_vo
 
@@ -59,6 +65,8 @@ class PipelineConfig:
     pgo_min_gap: int = 10
     """Re-optimize the growing graph at most once per this many keyframes (loops accepted in between wait for
     the next solve; the final solve over the whole run always happens)."""
+    global_ba: GlobalBAConfig = field(default_factory=GlobalBAConfig)
+    """Global bundle adjustment after the final pose-graph solve (runs only when loops were accepted)."""
 
 
 @dataclass
@@ -71,6 +79,7 @@ class PipelineResult:
     vo_t: np.ndarray
     lc_R: np.ndarray
     lc_t: np.ndarray
+    """The loop-closed trajectory: the global BA's when it ran and succeeded, else the pose graph's."""
     vo: VOResult
     graph: PoseGraph
     """The final pose graph (VO odometry + accepted loops), with the loop-closed poses."""
@@ -87,6 +96,11 @@ class PipelineResult:
     pgo_seconds: float = 0.0
     seconds: float = 0.0
     precision: str = "fp64"
+    pgo_R: np.ndarray | None = None
+    """The pose graph's trajectory (before the global BA)."""
+    pgo_t: np.ndarray | None = None
+    gba: GlobalBAResult | None = None
+    """What the global BA did (None: it did not run)."""
 
 
 def _graph(R_wc, t_wc, edges_i, edges_j, meas_R, meas_t, info, n):
@@ -158,6 +172,7 @@ def run_pipeline(run, precision: str = "fp64", config: PipelineConfig | None = N
     order = np.argsort(cands[:, 1], kind="stable") if len(cands) else np.zeros(0, int)
     k = 0
     pending = False
+    loop_edges = []
     while k < len(order):
         j = int(cands[order[k], 1])
         added = False
@@ -170,6 +185,7 @@ def run_pipeline(run, precision: str = "fp64", config: PipelineConfig | None = N
                 M_R.append(edge.R)
                 M_t.append(edge.t)
                 info.append(edge.information)
+                loop_edges.append(edge)
                 res.accepted += 1
                 res.accepted_false += int(not is_true)
                 added = True
@@ -182,5 +198,11 @@ def run_pipeline(run, precision: str = "fp64", config: PipelineConfig | None = N
     graph = solve(n - 1) if res.accepted else _graph(vo_R, vo_t, E_i, E_j, M_R, M_t, info, n)
     res.graph = graph
     res.lc_R, res.lc_t = est_R, est_t
+    res.pgo_R, res.pgo_t = est_R.copy(), est_t.copy()
+    if res.accepted and cfg.global_ba.enabled:
+        res.gba = global_bundle_adjustment(run, est_R, est_t, loop_edges, precision, window=cfg.vo.window,
+                                           config=cfg.global_ba)
+        if res.gba.ok:
+            res.lc_R, res.lc_t = res.gba.R_wc, res.gba.t_wc
     res.seconds = time.perf_counter() - t_start
     return res

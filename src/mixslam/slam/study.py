@@ -7,6 +7,8 @@ Trajectories run in parallel processes (``workers``); the results do not depend 
 ATE is measured after an SE(3) alignment of the whole trajectory to the ground truth (keyframe 0 is at the
 truth anyway; the alignment removes nothing the estimator could know). The report's ``ate_vo`` / ``ate_lc``
 statistics pool the per-keyframe errors of every trajectory; each trajectory also lists its own RMSE.
+``ate_lc`` is the final loop-closed trajectory (pose graph, then global BA); ``ate_pgo`` the pose graph's
+alone (equal to ``ate_lc`` when the global BA is off or did not run).
 """
 from __future__ import annotations
 
@@ -67,16 +69,25 @@ def run_trajectory(seed: int, policies=POLICIES, config: StudyConfig | None = No
         res = run_pipeline(run, name, cfg.pipeline, seed)
         e_vo = ate(run.R_wc, run.t_wc, res.vo_R, res.vo_t, mode=cfg.align)
         e_lc = ate(run.R_wc, run.t_wc, res.lc_R, res.lc_t, mode=cfg.align)
+        e_pgo = ate(run.R_wc, run.t_wc, res.pgo_R, res.pgo_t, mode=cfg.align)
+        g = res.gba
         out["policies"][name] = {
             "ate_vo_rmse": float(np.sqrt(np.mean(e_vo ** 2))), "ate_lc_rmse": float(np.sqrt(np.mean(e_lc ** 2))),
-            "ate_vo": stats(e_vo), "ate_lc": stats(e_lc),
-            "errors_vo": e_vo.tolist(), "errors_lc": e_lc.tolist(),
+            "ate_pgo_rmse": float(np.sqrt(np.mean(e_pgo ** 2))),
+            "ate_vo": stats(e_vo), "ate_lc": stats(e_lc), "ate_pgo": stats(e_pgo),
+            "errors_vo": e_vo.tolist(), "errors_lc": e_lc.tolist(), "errors_pgo": e_pgo.tolist(),
             "seconds": time.perf_counter() - t0, "vo_seconds": res.vo.seconds, "vo_ba_seconds": res.vo.ba_seconds,
             "pgo_seconds": res.pgo_seconds, "ba_solves": res.vo.solves, "ba_lm_iterations": res.vo.lm_iterations,
             "ba_cg_iterations": res.vo.cg_iterations, "ba_not_converged": res.vo.not_converged,
             "pgo_solves": res.pgo_solves, "pgo_iterations": res.pgo_iterations,
             "pgo_cg_iterations": res.pgo_linear_iterations, "pgo_not_converged": res.pgo_not_converged,
-            "fp16_overflows": res.vo.overflows + res.pgo_overflows, "fallbacks": res.vo.fallbacks,
+            "gba_ran": g is not None, "gba_ok": bool(g.ok) if g else False, "gba_reason": g.reason if g else "",
+            "gba_seconds": g.seconds if g else 0.0, "gba_iterations": g.iterations if g else 0,
+            "gba_cg_iterations": g.linear_iterations if g else 0, "gba_not_converged": g.not_converged if g else 0,
+            "gba_fused_tracks": g.fused if g else 0, "gba_points": g.points if g else 0,
+            "gba_observations": g.observations if g else 0, "gba_gated": g.gated if g else 0,
+            "fp16_overflows": res.vo.overflows + res.pgo_overflows + (g.overflows if g else 0),
+            "fallbacks": res.vo.fallbacks,
             "loop_candidates": res.candidates, "loop_candidates_true": res.true_candidates,
             "loops_accepted": res.accepted, "loops_accepted_false": res.accepted_false,
             "observations_gated": res.vo.gated,
@@ -119,21 +130,21 @@ def summarize(results: list, policies) -> dict:
     per-keyframe statistics and each trajectory's RMSE, plus mixed/fp64-style ratios against ``fp64``."""
     out = {"policies": {}}
     for name in policies:
-        rows, e_vo, e_lc = [], [], []
+        rows, errs = [], {"vo": [], "lc": [], "pgo": []}
         for r in results:
             p = r["policies"][name]
-            e_vo.extend(p["errors_vo"])
-            e_lc.extend(p["errors_lc"])
+            for stage, e in errs.items():
+                e.extend(p.get(f"errors_{stage}", p["errors_lc"] if stage == "pgo" else []))
             rows.append({"seed": r["seed"], **{k: v for k, v in p.items()
-                                               if k not in ("errors_vo", "errors_lc", "ate_vo", "ate_lc")}})
-        out["policies"][name] = {"ate_vo": stats(np.asarray(e_vo)), "ate_lc": stats(np.asarray(e_lc)),
+                                               if not k.startswith(("errors_", "ate_")) or k.endswith("_rmse")}})
+        out["policies"][name] = {**{f"ate_{stage}": stats(np.asarray(e)) for stage, e in errs.items()},
                                  "trajectories": rows}
     if "fp64" in policies:
         ref = {r["seed"]: r for r in out["policies"]["fp64"]["trajectories"]}
         for name in policies:
             if name == "fp64":
                 continue
-            for stage in ("vo", "lc"):
+            for stage in ("vo", "pgo", "lc"):
                 ratio = np.array([t[f"ate_{stage}_rmse"] / ref[t["seed"]][f"ate_{stage}_rmse"]
                                   for t in out["policies"][name]["trajectories"]])
                 out["policies"][name][f"ratio_to_fp64_{stage}"] = {
@@ -155,8 +166,12 @@ def _config_dict(cfg: StudyConfig) -> dict:
 
 
 def with_overrides(cfg: StudyConfig, keyframes: int | None = None, window: int | None = None,
-                   wheel_odometry: bool | None = None) -> StudyConfig:
-    """The study config with the command line's --keyframes / --window / --no-wheel-odometry applied."""
+                   wheel_odometry: bool | None = None, global_ba: bool | None = None) -> StudyConfig:
+    """The study config with the command line's --keyframes / --window / --no-wheel-odometry /
+    --no-global-ba applied."""
+    if global_ba is not None:
+        gba = replace(cfg.pipeline.global_ba, enabled=bool(global_ba))
+        cfg = replace(cfg, pipeline=replace(cfg.pipeline, global_ba=gba))
     if wheel_odometry is not None:
         cfg = replace(cfg, pipeline=replace(cfg.pipeline, wheel_odometry=bool(wheel_odometry)))
     if keyframes is not None:
