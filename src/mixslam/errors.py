@@ -47,3 +47,20 @@ class ConfigError(MixslamError, ValueError):
 
 class SolverError(MixslamError, RuntimeError):
     """A linear or nonlinear solver could not produce a valid answer."""
+
+
+def check_config_fields(config, ints: dict | None = None, nonnegative: tuple = ()) -> None:
+    """Raise :class:`ConfigError` naming ``Class.field`` unless each of ``ints`` (name -> least value) is an
+    integer (not a bool) at least that value, and each of ``nonnegative`` a finite number >= 0."""
+    import math
+    from numbers import Integral, Real
+
+    cls = type(config).__name__
+    for name, low in (ints or {}).items():
+        v = getattr(config, name)
+        if not isinstance(v, Integral) or isinstance(v, bool) or v < low:
+            raise ConfigError(f"{cls}.{name} must be an integer >= {low}, got {v!r}")
+    for name in nonnegative:
+        v = getattr(config, name)
+        if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or v < 0:
+            raise ConfigError(f"{cls}.{name} must be a finite number >= 0, got {v!r}")

@@ -6,7 +6,7 @@ import pytest
 
 from mixslam.errors import ConfigError
 from mixslam.eval import ate
-from mixslam.sim.world import TrajectoryConfig, make_world, simulate_run
+from mixslam.sim.world import make_world, simulate_run
 from mixslam.slam.study import StudyConfig
 from mixslam.slam.vo import VOConfig, run_vo
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..ba import BAConfig, optimize_bundle
-from ..errors import ConfigError
+from ..errors import ConfigError, check_config_fields
 from ..problem.bundle import BundleData
 from ..problem.camera import pinhole_project
 from ..solve.config import CGConfig, LMConfig
@@ -84,19 +84,12 @@ class VOConfig:
     scale error); later windows inherit it from their fixed frames."""
 
     def __post_init__(self):
-        ints = {"window": 2, "fixed": 1, "ba_every": 1, "max_iterations": 1, "bootstrap_baseline": 1,
-                "bootstrap_max_iterations": 1, "cg_max_iterations": 1}
-        for name, low in ints.items():
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
-                raise ConfigError(f"VOConfig.{name} must be an integer >= {low}, got {v!r}")
+        check_config_fields(self, {"window": 2, "fixed": 1, "ba_every": 1, "max_iterations": 1,
+                                   "bootstrap_baseline": 1, "bootstrap_max_iterations": 1, "cg_max_iterations": 1},
+                            ("function_tolerance", "min_parallax_deg", "gate"))
         if self.fixed >= self.window:
             raise ConfigError(f"VOConfig.fixed ({self.fixed}) must be below the window ({self.window}): "
                               "a window needs free frames")
-        for name in ("function_tolerance", "min_parallax_deg", "gate"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v >= 0):
-                raise ConfigError(f"VOConfig.{name} must be a finite number >= 0, got {v!r}")
 
 
 @dataclass
