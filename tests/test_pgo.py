@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mixslam.pgo import PGOConfig, optimize_pose_graph
+from mixslam.pgo import optimize_pose_graph
 from mixslam.sim import simulate_pose_graph
 from mixslam.solve import LMConfig, Status
 

@@ -108,7 +108,7 @@ def test_matches_dense_least_squares(dim):
     graph.information = _random_spd(rng, graph.num_edges, k)
     graph.fixed[[0, 5]] = True
     out = chordal_initialization(graph)
-    n, d = graph.num_poses, dim
+    d = dim
     free = np.where(~graph.fixed)[0]
     col = {p: c for c, p in enumerate(free)}
     rb = slice(2, 3) if d == 2 else slice(3, 6)
