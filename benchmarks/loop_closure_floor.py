@@ -10,7 +10,10 @@ prints the RMSE ATE (SE(3)-aligned) of
   landmark id, every revisit recognised), started from the pose graph, scale from the wheel odometry as
   the pipeline's: close to the maximum-likelihood estimate from every pixel and odometry reading, which no
   back end beats by more than the estimator's spread;
-* ``oracle_sim3``: the same with the scale aligned away (Sim(3)): what is left with a perfect scale too.
+* ``oracle_sim3``: the same with the scale aligned away (Sim(3)): what is left with a perfect scale too;
+* ``scale_floor_m``: what the wheel odometry can tell of the scale (noise ``a`` per metre per step, so
+  ``a / sqrt(steps)`` relative over the run) times the run's RMS distance from keyframe 0: the camera sees
+  no scale, so no estimator's SE(3) error goes much below this.
 
 and the ratios VO / GBA and VO / oracle: the second bounds what any loop closure can achieve on these
 measurements. ``--pixel-noise`` reruns at other pixel noise levels: both errors scale with the noise, so the
@@ -30,7 +33,7 @@ from multiprocessing import Pool
 import numpy as np
 
 from mixslam.bench.context import write_csv
-from mixslam.eval import ate
+from mixslam.eval import align_trajectory, ate
 from mixslam.sim.world import make_world, simulate_run
 from mixslam.slam.global_ba import global_bundle_adjustment
 from mixslam.slam.pipeline import run_pipeline
@@ -54,6 +57,14 @@ def one(args):
            "gba": _rmse(run, res.lc_R, res.lc_t),
            "oracle": _rmse(run, oracle.R_wc, oracle.t_wc) if oracle.ok else float("nan"),
            "oracle_sim3": _rmse(run, oracle.R_wc, oracle.t_wc, "sim3") if oracle.ok else float("nan"),
+           # The oracle's scale error (%): the Sim(3) alignment's scale, which the wheel odometry set.
+           "oracle_scale_err_pct": (100 * abs(align_trajectory(run.R_wc, run.t_wc, oracle.R_wc, oracle.t_wc,
+                                                               "sim3")[2][2] - 1) if oracle.ok else float("nan")),
+           # What 5% per-step wheel noise leaves of the scale over the run (%), and that error at the run's
+           # RMS distance from keyframe 0 (the point the scale acts about), in m.
+           "scale_floor_pct": 100 * cfg.trajectory.odometry_noise[0] / np.sqrt(max(len(run.R_wc) - 1, 1)),
+           "scale_floor_m": (cfg.trajectory.odometry_noise[0] / np.sqrt(max(len(run.R_wc) - 1, 1))
+                             * float(np.sqrt(np.mean(np.sum((run.t_wc - run.t_wc[0]) ** 2, axis=1))))),
            "seconds": time.perf_counter() - t0}
     return row
 
@@ -77,7 +88,7 @@ def main(argv=None) -> int:
             rows = pool.map(one, tasks)
     else:
         rows = [one(t) for t in tasks]
-    cols = ("vo", "pgo", "gba", "oracle", "oracle_sim3")
+    cols = ("vo", "pgo", "gba", "oracle", "oracle_sim3", "scale_floor_m")
     print(f"{'noise':>5} {'traj':>4} {'loops':>5} " + " ".join(f"{c:>11}" for c in cols)
           + f" {'VO/GBA':>7} {'VO/oracle':>9}")
     for r in rows:
@@ -88,7 +99,9 @@ def main(argv=None) -> int:
         m = {c: float(np.nanmean([r[c] for r in sub])) for c in cols}
         print(f"pixel noise {nz:g} px, mean RMSE over {len(sub)}: " + ", ".join(f"{c} {m[c]:.4e}" for c in cols)
               + f"; VO/GBA {m['vo'] / m['gba']:.1f}x, VO/oracle {m['vo'] / m['oracle']:.1f}x, "
-                f"VO/oracle_sim3 {m['vo'] / m['oracle_sim3']:.1f}x")
+                f"VO/oracle_sim3 {m['vo'] / m['oracle_sim3']:.1f}x; oracle scale error "
+                f"{np.nanmean([r['oracle_scale_err_pct'] for r in sub]):.2f}% (floor "
+                f"{np.mean([r['scale_floor_pct'] for r in sub]):.2f}%)")
     print(f"{len(rows)} runs in {time.perf_counter() - t0:.0f} s ({a.workers} worker(s))")
     if a.csv:
         write_csv(a.csv, rows)
