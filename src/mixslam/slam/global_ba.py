@@ -232,6 +232,8 @@ def global_bundle_adjustment(run, R_wc: np.ndarray, t_wc: np.ndarray, loop_edges
     res.R_wc = out_R
     res.t_wc = c[0] + res.scale * (c - c[0])
     res.ok = True
-    res.reason = "converged" if not res.not_converged else "converged with unconverged rounds"
+    res.reason = ("converged" if not res.not_converged else
+                  f"{res.not_converged} of {cfg.rounds} solves stopped unconverged (their best iterate is kept, "
+                  "as for a VO window)")
     res.seconds = time.perf_counter() - t_start
     return res
