@@ -104,3 +104,13 @@ def test_pipeline_keeps_both_stages(short_run):
     np.testing.assert_allclose(on.pgo_t, off.pgo_t)
     # The global BA goes back to the pixels: lower error than the pose graph on this run (1.97 -> 1.06 cm mean).
     assert _rmse(run, on.lc_R, on.lc_t) < 0.8 * _rmse(run, on.pgo_R, on.pgo_t)
+
+
+def test_oracle_association_is_one_track_per_landmark(short_run):
+    R0, t0 = _perturbed(short_run)
+    oracle = global_bundle_adjustment(short_run, R0, t0, [], "fp64", window=30,
+                                      config=GlobalBAConfig(association="truth"))
+    assert oracle.ok and oracle.fused == 0
+    assert oracle.tracks == len(np.unique(short_run.obs_landmark))
+    with pytest.raises(ConfigError, match="association"):
+        GlobalBAConfig(association="ids")
