@@ -176,8 +176,7 @@ def figure3(ctx: BenchContext) -> FigureResult:
         names = {"vo": "without loop closure", "pgo": "pose graph only", "lc": "with loop closure"}
         for stage, label in (("vo", "VO"), ("pgo", "PGO"), ("lc", "LC")):
             st = d.get(f"ate_{stage}", d["ate_lc"])
-            if stage != "pgo" or p in ("fp64", "mixed"):  # the table keeps the article's two columns per policy
-                table_stats[f"{p} {label}"] = st
+            table_stats[f"{p} {label}"] = st
             rows.append({"policy": p, "stage": names[stage],
                          **{f"{k}_m": st[k] for k in STAT_ROWS}, "median_m": st["median"], "rmse_m": st["rmse"],
                          "keyframes": st["n"]})

@@ -55,10 +55,11 @@ def _figure(figsize=(7.0, 5.0)) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path) -> Path:
+def _save(fig: Figure, path, tight: bool = False) -> Path:
+    """Write ``fig`` as PNG; ``tight`` crops to the drawn artists (for a legend outside the axes)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=DPI, format="png")
+    fig.savefig(p, dpi=DPI, format="png", bbox_inches="tight" if tight else None)
     return p
 
 
@@ -229,9 +230,13 @@ def plot_error_over_time(path, errors: Mapping[str, np.ndarray], title: str = ""
     ax.grid(True, which="both", linewidth=0.3, alpha=0.5)
     if title:
         ax.set_title(title)
+    outside = len(errors) > 6  # many curves: the legend goes beside the axes, not over the data
     if errors:
-        ax.legend(loc="best", fontsize="small")
-    return _save(fig, path)
+        if outside:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+        else:
+            ax.legend(loc="best", fontsize="small")
+    return _save(fig, path, tight=outside)
 
 
 # -- cumulative histograms -----------------------------------------------------------------------------------
@@ -303,12 +308,14 @@ def write_cumulative_csv(path, values: Mapping[str, np.ndarray]) -> Path:
 
 # -- ATE table -----------------------------------------------------------------------------------------------
 _TABLE_STATS = ("max", "p99", "p90", "mean")
-_TABLE_KINDS = {"VO": ("no loop closure", "tab:orange"), "LC": ("loop closure", "tab:blue")}
+_TABLE_KINDS = {"VO": ("no loop closure", "tab:orange"), "PGO": ("pose graph only", "tab:olive"),
+                "LC": ("loop closure", "tab:blue")}
 
 
 def plot_ate_table(path, table: Mapping[str, Mapping[str, float]], title: str = "") -> Path:
     """Grouped bars of the ATE statistics (max, p99, p90, mean; one panel each, log y) of ``table``, whose
-    keys are "<policy> VO" (no loop closure) or "<policy> LC" (loop closure) and values stats dicts
+    keys are "<policy> VO" (no loop closure), "<policy> PGO" (pose graph only) or "<policy> LC" (loop
+    closure) and values stats dicts
     (:func:`mixslam.eval.metrics.stats`). Policies go along x, with one bar per kind; a key without such a
     suffix is its own policy, drawn as a third kind. Missing, NaN or non-positive statistics are left out."""
     rows = {}
