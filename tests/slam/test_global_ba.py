@@ -33,6 +33,9 @@ def test_fuse_tracks_merges_only_through_loop_inliers():
     # A loop naming a landmark one of its keyframes did not observe merges nothing.
     _, merges = fuse_tracks(run, 50, [_edge(1, 30, [0])])
     assert merges == 0
+    empty = SimpleNamespace(obs_frame=np.zeros(0, np.int64), obs_landmark=np.zeros(0, np.int64))
+    ids, merges = fuse_tracks(empty, 50, [_edge(0, 1, [0])])
+    assert ids.size == 0 and merges == 0
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ counted; it is never returned as success.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -117,11 +118,13 @@ def fuse_tracks(run, window: int, loop_edges) -> tuple[np.ndarray, int]:
             parent[a], a = root, parent[a]
         return root
 
-    # Observation index of (frame, landmark): observations are sorted by frame then landmark.
-    key = frame * (int(landmark.max()) + 1 if landmark.size else 1) + landmark
+    if track.size == 0:
+        return track, 0
+    # Observation of (frame, landmark) by binary search on a sorted key.
+    stride = int(landmark.max()) + 1
+    key = frame * stride + landmark
     order = np.argsort(key, kind="stable")
     skey = key[order]
-    stride = int(landmark.max()) + 1 if landmark.size else 1
     merges = 0
     for e in loop_edges:
         ids = np.asarray(e.landmarks if e.landmarks is not None else [], np.int64)
@@ -148,8 +151,6 @@ def fuse_tracks(run, window: int, loop_edges) -> tuple[np.ndarray, int]:
 def global_bundle_adjustment(run, R_wc: np.ndarray, t_wc: np.ndarray, loop_edges, precision: str = "fp64",
                              window: int = 50, config: GlobalBAConfig | None = None) -> GlobalBAResult:
     """Bundle-adjust every keyframe and track of ``run`` from the loop-closed poses (T_wc) in ``precision``."""
-    import time
-
     cfg = config or GlobalBAConfig()
     t_start = time.perf_counter()
     R_wc = np.asarray(R_wc, np.float64)
