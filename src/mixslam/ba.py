@@ -146,7 +146,7 @@ def optimize_bundle(data: BundleData, config: BAConfig | None = None, **override
     if config.lm.method not in ("lm", "gn"):
         raise ConfigError(f"unknown LM method {config.lm.method!r}; expected 'lm' or 'gn'")
     data.validate()
-    compile_s = warmup(data.model)
+    compile_s = warmup(data.model, policy, config.solver)
     t1 = time.perf_counter()
     problem = BundleProblem(data, policy, config.min_depth)
     solver = make_ba_solver(config.solver, problem, policy, config.cg)
@@ -174,18 +174,35 @@ def optimize_bundle(data: BundleData, config: BAConfig | None = None, **override
     return data.with_state(cams, pts), report
 
 
-_WARM: dict = {}
+_WARM: set = set()
 
 
-def warmup(model: str = "bal") -> float:
-    """Compile (or load from numba's cache) the BA kernels for ``model`` once; returns the seconds it took."""
-    if model in _WARM:
-        return 0.0
-    t0 = time.perf_counter()
-    from .kernels import jac_matvec, jac_rmatvec, normal_matvec
+def warmup(model: str = "bal", policy: "str | PrecisionPolicy | None" = None, solver: str | None = None) -> float:
+    """Compile (or load from numba's cache) the kernels a BA solve of ``model`` calls; returns the seconds it took.
+
+    With a ``policy`` and ``solver``, only what that solve calls: the residual kernels in fp64 (the reported
+    cost) and in the policy's residual precision, the Schur kernels for ``schur``, and the product
+    specializations of :func:`mixslam.kernels.warm.specializations`. Without, everything (the benchmarks).
+    Warmed kernels are remembered: a second call costs nothing.
+    """
     from .kernels.schur import back_substitute, point_blocks, reduce_cameras
+    from .kernels.warm import ALL, specializations, warm_products
     from .linear.schur import group_by_point
+    if policy is None:
+        specs = {s for s in ALL if not s[0].startswith("ic_")}  # BA has no IC preconditioner
+        residual_dtypes, schur = (np.dtype(np.float64), np.dtype(np.float32)), True
+    else:
+        pol = PrecisionPolicy.preset(policy, problem="ba")
+        specs = specializations(pol, solver or "schur")
+        residual_dtypes = tuple({np.dtype(np.float64), np.dtype(pol.residual.compute_dtype)})
+        schur = (solver or "schur") == "schur"
     pc = 9 if model == "bal" else 6
+    seconds = warm_products(specs, (2, pc, 3))
+    todo = [dt for dt in residual_dtypes if (model, dt) not in _WARM] + ([] if (model, "schur") in _WARM or not schur
+                                                                        else ["schur"])
+    if not todo:
+        return seconds
+    t0 = time.perf_counter()
     cams = np.zeros((2, 9 if model == "bal" else 12))
     if model == "bal":
         cams[:, 6] = 500.0
@@ -196,25 +213,15 @@ def warmup(model: str = "bal") -> float:
     pi = np.array([0, 0, 1], np.int64)
     obs = np.zeros((3, 2))
     K = np.array([400.0, 400.0, 320.0, 240.0])
-    for dt in (np.float64, np.float32):
+    for dt in residual_dtypes:
         reprojection.residuals(model, cams, pts, ci, pi, obs, K, 1.0, dtype=dt)
         r, A, B, _, _ = reprojection.linearize(model, cams, pts, ci, pi, obs, K, 1.0, dtype=dt)
-    ia, ib = np.array([-1, 0, 0], np.int64), np.array([0, 0, 1], np.int64)
-    A64, B64 = A.astype(np.float64), B.astype(np.float64)
-    U, Vinv, WT = point_blocks(A64, ia, B64, ib, 1, 2, np.ones((1, pc)), np.ones((2, 3)))
-    order, ptr = group_by_point(ib, 2)
-    reduce_cameras(U, Vinv, WT, ia, order, ptr, np.zeros((1, pc)), np.zeros((2, 3)))
-    back_substitute(Vinv, WT, ia, order, ptr, np.zeros((2, 3)), np.zeros((1, pc)))
-    for store in (np.float64, np.float32, np.float16):
-        As, Bs = A64.astype(store), B64.astype(store)
-        if store == np.float16:
-            As, Bs = As.view(np.uint16), Bs.view(np.uint16)
-        for vec in (np.float64, np.float32):
-            for acc16 in (False, True):
-                xa, xb = np.ones((1, pc), vec), np.ones((2, 3), vec)
-                y = np.empty((3, 2), vec)
-                jac_matvec(As, ia, Bs, ib, xa, xb, y, acc16)
-                jac_rmatvec(As, ia, Bs, ib, y, xa, xb, acc16)
-                normal_matvec(As, ia, Bs, ib, xa, xb, xa.copy(), xb.copy(), acc16)
-    _WARM[model] = time.perf_counter() - t0
-    return _WARM[model]
+    if "schur" in todo:
+        ia, ib = np.array([-1, 0, 0], np.int64), np.array([0, 0, 1], np.int64)
+        A64, B64 = A.astype(np.float64), B.astype(np.float64)
+        U, Vinv, WT = point_blocks(A64, ia, B64, ib, 1, 2, np.ones((1, pc)), np.ones((2, 3)))
+        order, ptr = group_by_point(ib, 2)
+        reduce_cameras(U, Vinv, WT, ia, order, ptr, np.zeros((1, pc)), np.zeros((2, 3)))
+        back_substitute(Vinv, WT, ia, order, ptr, np.zeros((2, 3)), np.zeros((1, pc)))
+    _WARM.update((model, x) for x in todo)
+    return seconds + time.perf_counter() - t0

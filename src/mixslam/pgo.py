@@ -121,7 +121,7 @@ def optimize_pose_graph(graph: PoseGraph, config: PGOConfig | None = None, **ove
     if config.cg.forcing not in ("superlinear", "eisenstat-walker", "fixed"):
         raise ConfigError(f"unknown forcing {config.cg.forcing!r}; expected 'superlinear', 'eisenstat-walker' or 'fixed'")
     graph.validate()
-    compile_s = warmup()
+    compile_s = warmup(policy, config.solver, dims=(graph.dim,))
     t1 = time.perf_counter()
     start = initial_guess(graph, config.init)
     if not (np.isfinite(start.rotations).all() and np.isfinite(start.translations).all()):
@@ -155,35 +155,18 @@ def optimize_pose_graph(graph: PoseGraph, config: PGOConfig | None = None, **ove
     return start.with_poses(R, t), report
 
 
-_WARM = {"done": False, "seconds": 0.0}
+def warmup(policy: "str | PrecisionPolicy | None" = None, solver: str | None = None, dims=(2, 3)) -> float:
+    """Compile (or load from numba's cache) the kernels a pose-graph solve calls; returns the seconds it took.
 
-
-def warmup() -> float:
-    """Compile (or load from numba's cache) every kernel once; returns the seconds it took the first time."""
-    if _WARM["done"]:
-        return 0.0
-    t0 = time.perf_counter()
-    from .kernels import ic0_factor, ic_solve, jac_matvec, jac_rmatvec, normal_matvec
-    ia = np.array([-1, 0], np.int64)
-    ib = np.array([0, 1], np.int64)
-    indptr = np.array([0, 1, 3], np.int64)
-    indices = np.array([0, 0, 1], np.int64)
-    for p in (3, 6):  # the kernels specialize on the block size: SE(2) and SE(3) poses
-        blocks = np.stack([2 * np.eye(p), 0.1 * np.ones((p, p)), 2 * np.eye(p)])
-        L, _, _ = ic0_factor(indptr, indices, blocks, 0.0)
-        for store in (np.float64, np.float32, np.float16):
-            A = np.ones((2, p, p), store)
-            A = A.view(np.uint16) if store == np.float16 else A
-            Ls = L.astype(store)
-            Ls = Ls.view(np.uint16) if store == np.float16 else Ls
-            for vec in (np.float64, np.float32):
-                for acc16 in (False, True):
-                    x = np.ones((2, p), vec)
-                    y = np.empty((2, p), vec)
-                    jac_matvec(A, ia, A, ib, x, x, y, acc16)
-                    jac_rmatvec(A, ia, A, ib, y, x, x, acc16)
-                    normal_matvec(A, ia, A, ib, x, x, y, y, acc16)
-                    ic_solve(indptr, indices, Ls, x, y, acc16)
-    _WARM["done"] = True
-    _WARM["seconds"] = time.perf_counter() - t0
-    return _WARM["seconds"]
+    With a ``policy`` and ``solver``, only the specializations that solve calls (:mod:`mixslam.kernels.warm`),
+    for the pose dimensions in ``dims`` (2: SE(2), 3: SE(3)); without, every specialization (the benchmarks,
+    which time every policy). Warmed specializations are remembered: a second call costs nothing.
+    """
+    from .kernels.warm import ALL, specializations, warm_products
+    specs = ALL if policy is None else specializations(PrecisionPolicy.preset(policy, problem="pgo"),
+                                                        solver or "cholesky")
+    seconds = 0.0
+    for d in dims:
+        p = 3 if d == 2 else 6  # the kernels specialize on the block size: SE(2) and SE(3) poses
+        seconds += warm_products(specs, (p, p, p))
+    return seconds
