@@ -194,12 +194,11 @@ def warmup(model: str = "bal", policy: "str | PrecisionPolicy | None" = None, so
     else:
         pol = PrecisionPolicy.preset(policy, problem="ba")
         specs = specializations(pol, solver or "schur")
-        residual_dtypes = tuple({np.dtype(np.float64), np.dtype(pol.residual.compute_dtype)})
+        residual_dtypes = tuple(dict.fromkeys((np.dtype(np.float64), np.dtype(pol.residual.compute_dtype))))
         schur = (solver or "schur") == "schur"
     pc = 9 if model == "bal" else 6
     seconds = warm_products(specs, (2, pc, 3))
-    todo = [dt for dt in residual_dtypes if (model, dt) not in _WARM] + ([] if (model, "schur") in _WARM or not schur
-                                                                        else ["schur"])
+    todo = [job for job in (*residual_dtypes, *(("schur",) if schur else ())) if (model, job) not in _WARM]
     if not todo:
         return seconds
     t0 = time.perf_counter()
@@ -213,15 +212,16 @@ def warmup(model: str = "bal", policy: "str | PrecisionPolicy | None" = None, so
     pi = np.array([0, 0, 1], np.int64)
     obs = np.zeros((3, 2))
     K = np.array([400.0, 400.0, 320.0, 240.0])
-    for dt in residual_dtypes:
+    for dt in residual_dtypes:  # fp64 first: its Jacobian feeds the Schur kernels below
         reprojection.residuals(model, cams, pts, ci, pi, obs, K, 1.0, dtype=dt)
-        r, A, B, _, _ = reprojection.linearize(model, cams, pts, ci, pi, obs, K, 1.0, dtype=dt)
+        lin = reprojection.linearize(model, cams, pts, ci, pi, obs, K, 1.0, dtype=dt)
+        if dt == np.float64:
+            A64, B64 = np.ascontiguousarray(lin[1], np.float64), np.ascontiguousarray(lin[2], np.float64)
     if "schur" in todo:
         ia, ib = np.array([-1, 0, 0], np.int64), np.array([0, 0, 1], np.int64)
-        A64, B64 = A.astype(np.float64), B.astype(np.float64)
         U, Vinv, WT = point_blocks(A64, ia, B64, ib, 1, 2, np.ones((1, pc)), np.ones((2, 3)))
         order, ptr = group_by_point(ib, 2)
         reduce_cameras(U, Vinv, WT, ia, order, ptr, np.zeros((1, pc)), np.zeros((2, 3)))
         back_substitute(Vinv, WT, ia, order, ptr, np.zeros((2, 3)), np.zeros((1, pc)))
-    _WARM.update((model, x) for x in todo)
+    _WARM.update((model, job) for job in todo)
     return seconds + time.perf_counter() - t0
