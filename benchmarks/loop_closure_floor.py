@@ -74,7 +74,8 @@ def main(argv=None) -> int:
     ap.add_argument("--trajectories", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keyframes", type=int, default=None, help="default: the default world's (300)")
-    ap.add_argument("--window", type=int, default=None, help="VO window (default: VOConfig's, 50, as the 200-run study)")
+    ap.add_argument("--window", type=int, default=None,
+                    help="VO window (default: VOConfig's, 50, as the 200-run study)")
     ap.add_argument("--pixel-noise", default="1.0", help="comma-separated pixel noise levels (px)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--csv", help="write the rows as CSV")

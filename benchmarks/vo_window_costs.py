@@ -42,7 +42,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--world", choices=("demo", "default"), default="demo",
                     help="the demo's world (150 keyframes, window 30) or the study's (300, window 50)")
-    ap.add_argument("--seeds", default="0,1,2,3", help="study trajectory indices (seeded as `mixslam sim --seed 0`)")
+    ap.add_argument("--seeds", default="0,1,2,3",
+                    help="study trajectory indices (seeded as `mixslam sim --seed 0`)")
     ap.add_argument("--policies", default="fp64,fp16", help="two policies: reference,compared")
     a = ap.parse_args(argv)
     cfg = demo_config() if a.world == "demo" else StudyConfig()

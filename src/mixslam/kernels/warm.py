@@ -4,8 +4,8 @@ numba specializes each product kernel on its argument types and block shape: the
 (float64, float32, or fp16 bits as uint16), the vectors' type (float64, float32), the arithmetic tag (fp32/fp64
 or emulated fp16) and the block shape (k, pa, pb). All 12 type combinations of the four product kernels for
 every block shape cost about a minute of compilation on 2 cores the first time a machine runs mixslam; one
-solve needs at most four of them. :func:`specializations` says which ones a precision policy and a linear
-solver call, so a first ``mixslam demo`` compiles only those.
+solve needs at most six specializations (IC factorization included). :func:`specializations` says which
+ones a precision policy and a linear solver call, so a first ``mixslam demo`` compiles only those.
 
 A specialization this does not list is still compiled, on first use, by numba itself: the only cost is that
 its compile time then lands in the solve's timing instead of ``timing["compile"]``. That happens only when a
@@ -30,17 +30,13 @@ CG_SOLVERS = ("cgnr", "ic")
 _STORE = (np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.float16))
 _VEC = (np.dtype(np.float64), np.dtype(np.float32))
 
+_F64 = np.dtype(np.float64)
 #: Every (kernel, storage, vector, acc16) combination the kernels accept: what ``warmup()`` without a policy
 #: compiles (the benchmarks, which time every policy).
-_F64 = np.dtype(np.float64)
 ALL = frozenset({(kernel, store, vec, acc16)
                  for kernel in ("jac_matvec", "jac_rmatvec", "normal_matvec", "ic_solve")
                  for store, vec, acc16 in itertools.product(_STORE, _VEC, (False, True))}
                 | {("ic_factor", _F64, _F64, False)})
-
-
-def _store(p: Precision) -> np.dtype:
-    return p.storage_dtype
 
 
 def _acc16(p: Precision) -> bool:
@@ -57,16 +53,16 @@ def specializations(policy: PrecisionPolicy, solver: str) -> frozenset:
     - ``ic``: the fp64 block IC factorization, and the two triangular solves in the preconditioner's
       storage and arithmetic.
     """
-    rhs = _F64 if policy.rhs is Precision.FP64 else np.dtype(np.float32)
+    rhs = np.dtype(policy.rhs.compute_dtype)  # fp64 or fp32: the policy refuses a 16-bit rhs
     out = {("jac_matvec", _F64, _F64, False), ("jac_rmatvec", _F64, _F64, False), ("jac_rmatvec", rhs, rhs, False)}
     if solver == "schur":
         out.add(("normal_matvec", _F64, _F64, False))
     if solver in CG_SOLVERS:
-        out.add(("normal_matvec", _store(policy.jacobian_storage), np.dtype(policy.krylov.compute_dtype),
+        out.add(("normal_matvec", policy.jacobian_storage.storage_dtype, np.dtype(policy.krylov.compute_dtype),
                  _acc16(policy.jacobian_accumulate)))
     if solver == "ic":
         out.add(("ic_factor", _F64, _F64, False))
-        out.add(("ic_solve", _store(policy.preconditioner_storage),
+        out.add(("ic_solve", policy.preconditioner_storage.storage_dtype,
                  np.dtype(policy.preconditioner_accumulate.compute_dtype), _acc16(policy.preconditioner_accumulate)))
     return frozenset(out)
 
@@ -82,7 +78,8 @@ def _bits(M: np.ndarray, store: np.dtype) -> np.ndarray:
 def warm_products(specs, shape: tuple[int, int, int]) -> float:
     """Call each of ``specs`` once on a tiny problem with blocks (k, pa, pb); returns the seconds it took.
 
-    A combination already warmed in this process is skipped. The IC kernels are warmed for (pa x pa) blocks, the pose blocks of a pose graph (only pose graphs have an IC preconditioner).
+    A combination already warmed in this process is skipped. The IC kernels are warmed for (pa x pa) blocks,
+    the pose blocks of a pose graph (only pose graphs have an IC preconditioner).
     """
     k, pa, pb = shape
     todo = [s for s in specs if (s, shape) not in _DONE]
