@@ -31,16 +31,19 @@ import numpy as np
 
 from mixslam.ba import BundleProblem, optimize_bundle, warmup
 from mixslam.bench.context import write_csv
+from mixslam.bench.fig7_kernels import solver_scale, tmin
 from mixslam.bench.peers import CERES_PUBLISHED, PEERS, PYCERES_SKIP, gtsam_ba, peer_version
+from mixslam.bench.problems import Problem
 from mixslam.bench.report import machine_info
-from mixslam.bench.work import Problem, iteration_work, problem_dims, solver_scale, tmin
+from mixslam.bench.work_model import iteration_work, problem_dims
 from mixslam.data import data_dir
 from mixslam.io.bal import read_bal
+from mixslam.linear import CGConfig, Damping
+from mixslam.linear.cgnr import CGSolver
 from mixslam.linear.operators import JacobianOperator
-from mixslam.linear.solvers import CGNRSolver
+from mixslam.linear.preconditioners import JacobiPreconditioner
 from mixslam.precision import PrecisionPolicy
 from mixslam.solve import LMConfig
-from mixslam.solve.config import CGConfig
 
 PAIRS = [("fp64", "schur"), ("fp64", "cgnr"), ("fp32", "cgnr"), ("mixed", "cgnr"), ("fp16", "cgnr")]
 DEFAULT_FILES = ["bal-ladybug-problem-49-7776-pre-shrink-1800.txt", "problem-16-22106-pre.txt",
@@ -103,8 +106,8 @@ def run_pair(data, precision, solver, lm, repeat):
 def analytic_counts(dims, storage_bytes, vec_bytes, pre_bytes):
     """MACs and bytes of one CG iteration: the fused JᵀJ·p pass vs the rest (block-Jacobi + vector work).
 
-    The model is :func:`mixslam.bench.work.iteration_work` (the bench's figure 6; one MAC = 2 of its flops) on
-    ``dims`` = :func:`mixslam.bench.work.problem_dims`: the fused pass reads the present Jacobian entries once,
+    The model is :func:`mixslam.bench.work_model.iteration_work` (the bench's figure 6; one MAC = 2 of its flops) on
+    ``dims`` = :func:`mixslam.bench.work_model.problem_dims`: the fused pass reads the present Jacobian entries once,
     the two int64 index arrays, p, and reads+writes the output; the rest is the block-Jacobi apply (its inverse
     blocks, r read, z written) and the vector updates and dot products of length n = nc pc + 3 npts.
     """
@@ -121,7 +124,8 @@ def measure_products(data, policies, repeats, cg_iterations):
 
     The operator is built as the solver builds it (``JacobianOperator.from_linearization`` with the solver's
     column scaling, in the policy's Jacobian storage and accumulation). The CG loop is the solver's own: a fresh
-    ``CGNRSolver`` on a fresh linearization (as in an LM step) with an unreachable tolerance, so that it runs
+    ``CGSolver`` with the block-Jacobi preconditioner (``cgnr``) on a fresh linearization (as in an LM step) with
+    an unreachable tolerance, so that it runs
     ``cg_iterations`` iterations; its ``times`` split the solve into "quantize" (column norms, scaling, Jᵀr in
     the policy's right-hand-side precision, the scaled J stored in the policy's format), "preconditioner"
     (block-Jacobi build), "cg" (the loop) and the rest (the fp64 model decrease ‖Jδ‖², unscaling the step).
@@ -154,10 +158,10 @@ def _measure_products(data, policies, repeats, cg_iterations):
         for _ in range(max(1, min(repeats, 3))):
             lin = problem.linearize((data.cameras, data.points))
             lin.gradient(np.float64)  # LM computes this before calling the solver
-            solver = CGNRSolver(None, pol, CGConfig(max_iterations=cg_iterations, stagnation_window=10 ** 6),
-                                "jacobi")
+            solver = CGSolver(pol, JacobiPreconditioner(pol),
+                              CGConfig(max_iterations=cg_iterations, stagnation_window=10 ** 6))
             t0 = time.perf_counter()
-            res = solver.solve(lin, 1e-4, 1e-30, 1e-6, 1e32)
+            res = solver.solve(lin, Damping(1e-4, 1e-6, 1e32), 1e-30)
             wall = time.perf_counter() - t0
             if not res.iterations:
                 continue
@@ -166,7 +170,8 @@ def _measure_products(data, policies, repeats, cg_iterations):
             best["cg"] = min(best["cg"], tm["cg"] / res.iterations)
             best["quantize"] = min(best["quantize"], tm.get("quantize", 0.0))
             best["preconditioner"] = min(best["preconditioner"], tm.get("preconditioner", 0.0))
-            best["rest"] = min(best["rest"], wall - sum(tm.values()))
+            # The solve's phases; its other entries (products_s, cg_calls, ...) are parts of "cg" or counts.
+            best["rest"] = min(best["rest"], wall - sum(tm.get(k, 0.0) for k in ("quantize", "preconditioner", "cg")))
         out[name] = dict(normal_matvec_s=t_mv, cg_iter_s=best["cg"], cg_its=its, quantize_s=best["quantize"],
                          preconditioner_s=best["preconditioner"], rest_s=best["rest"], storage=op.storage.name,
                          acc16=op.acc16, jacobian_bytes=op.nbytes, fallbacks=op.fallbacks)
@@ -263,25 +268,25 @@ def main(argv=None) -> int:
             r32 = t["linear_solve"] / f32.timing["linear_solve"] if f32 and solver == "cgnr" else float("nan")
             per_cg = t["linear_solve"] / rep.linear_iterations if solver == "cgnr" and rep.linear_iterations else float("nan")
             q = rep.quantization
-            qs = f"{q.get('overflows', 0)}/{q.get('underflows', 0)}/{q.get('subnormals', 0)}/{q.get('fallbacks', 0)}"
+            qs = f"{q.overflows}/{q.underflows}/{q.subnormals}/{q.fallbacks}"
             print(f"{precision:>9} {solver:>6} {rep.final_cost:14.6f} {rel:11.2e} {rep.iterations:4d} "
                   f"{rep.linear_iterations:6d} {t['residual']:8.3f} {t['jacobian']:7.3f} {t['linear_solve']:8.3f} "
                   f"{t['update']:6.3f} {t['total']:8.3f} {fmt_ratio(r32):>8} "
                   f"{per_cg * 1e3 if np.isfinite(per_cg) else float('nan'):7.2f} {qs:>22}  {rep.status.value}")
-            mem = rep.extra.get("memory", {})
+            mem = rep.memory
             rows.append({"problem": name, "row": "solve", "precision": precision, "solver": solver,
                          "initial_cost": rep.initial_cost, "final_cost": rep.final_cost, "rel_to_fp64_schur": rel,
                          "lm_iterations": rep.iterations, "cg_iterations": rep.linear_iterations,
                          "status": rep.status.value, "reason": rep.reason,
                          **{f"{k}_s": t.get(k, float("nan")) for k in PHASES + ("setup",)},
                          "linear_vs_fp32": r32, "linear_s_per_cg_iteration": per_cg,
-                         "overflows": q.get("overflows", 0), "underflows": q.get("underflows", 0),
-                         "subnormals": q.get("subnormals", 0), "fallbacks": q.get("fallbacks", 0),
-                         "jacobian_bytes": mem.get("jacobian_bytes", ""),
-                         "preconditioner_bytes": mem.get("preconditioner_bytes", "")})
-        for p in results.values():
+                         "overflows": q.overflows, "underflows": q.underflows,
+                         "subnormals": q.subnormals, "fallbacks": q.fallbacks,
+                         "jacobian_bytes": "" if mem.jacobian_bytes is None else mem.jacobian_bytes,
+                         "preconditioner_bytes": "" if mem.preconditioner_bytes is None else mem.preconditioner_bytes})
+        for (precision, solver), p in results.items():  # the pair's own solver label (cgnr), not the report's (cg)
             if p.status.value != "converged":
-                print(f"    note {p.precision}/{p.solver}: {p.reason}")
+                print(f"    note {precision}/{solver}: {p.reason}")
         mx, f32 = results.get(("mixed", "cgnr")), results.get(("fp32", "cgnr"))
         if mx and f32:
             lin_r = mx.timing["linear_solve"] / f32.timing["linear_solve"]

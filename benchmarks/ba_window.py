@@ -64,8 +64,8 @@ def main(argv=None) -> int:
             q = rep.quantization
             row = dict(seed=seed, precision=precision, solver=solver, status=rep.status.value,
                        final_cost=rep.final_cost, centre_rmse_m=ec, rotation_rmse_deg=er, iterations=rep.iterations,
-                       cg_iterations=rep.linear_iterations, overflows=q.get("overflows", 0),
-                       underflows=q.get("underflows", 0), seconds=dt, initial_centre_rmse_m=e0[0])
+                       cg_iterations=rep.linear_iterations, overflows=q.overflows,
+                       underflows=q.underflows, seconds=dt, initial_centre_rmse_m=e0[0])
             rows.append(row)
             print(f"  {precision + '/' + solver:13s} {rep.status.value:20s} {rep.final_cost:14.6f} {ec * 1e3:10.4f} "
                   f"{er:8.4f} {rep.iterations:4d} {rep.linear_iterations:6d} {row['overflows']:5d} "

@@ -19,11 +19,11 @@ import argparse
 
 import numpy as np
 
-from mixslam.bench.work import tmin
+from mixslam.bench.fig7_kernels import tmin
 from mixslam.kernels import (ic0_factor, ic_solve, jac_matvec, jac_rmatvec, normal_matvec,
                              two_block_normal_lower)
-from mixslam.linear.operators import kernel_storage
-from mixslam.precision import Precision, quantize
+from mixslam.precision import Precision
+from mixslam.storage import kernel_array, quantize
 
 
 def pose_graph(n, p, R, rng):
@@ -51,7 +51,7 @@ def ba(ncam, npts, R, rng):
 def store(M, fmt):
     """``M`` as the kernels read it in ``fmt``, rounded as the solvers round it (fp16 via fp32: uint16 bits)."""
     precision = Precision.parse(fmt)
-    return kernel_storage(quantize(M, precision)[0], precision)
+    return kernel_array(quantize(M, precision)[0], precision)
 
 
 def bench_problem(name, P, repeats, acc16, rng, with_ic):

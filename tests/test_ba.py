@@ -4,6 +4,7 @@ import pytest
 
 from mixslam.ba import BAConfig, optimize_bundle
 from mixslam.errors import ConfigError, GaugeError, NonFiniteError
+from mixslam.precision import Precision
 from mixslam.problem.bundle import BundleData
 from mixslam.sim.bundle import WindowConfig, simulate_window
 from mixslam.solve.config import LMConfig
@@ -61,8 +62,8 @@ def test_cgnr_matches_schur(window, fp64_schur, precision):
     assert abs(e - e_ref) <= 0.01 * e_ref, (e, e_ref)
     assert report.fp16_overflows == 0
     if precision == "mixed":
-        assert report.extra["policy"]["jacobian_storage"] == "fp16"
-        assert report.extra["memory"]["jacobian_bytes"] > 0
+        assert report.policy.jacobian_storage is Precision.FP16
+        assert report.memory.jacobian_bytes > 0
 
 
 def test_naive_fp16_is_worse_and_reported(window, fp64_schur):
@@ -100,7 +101,7 @@ def test_bad_configurations_are_refused(window):
     data, _, _ = window
     with pytest.raises(ConfigError, match="schur solver is fp64 only"):
         optimize_bundle(data, precision="mixed", solver="schur")
-    with pytest.raises(ConfigError, match="unknown BA solver"):
+    with pytest.raises(ConfigError, match="'cholesky' solver is not for ba problems"):
         optimize_bundle(data, solver="cholesky")
 
 

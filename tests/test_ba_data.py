@@ -38,7 +38,7 @@ def test_mixed_cgnr_matches_fp64_on_16_22106(dubrovnik16, dubrovnik16_fp64):
     _, report = optimize_bundle(dubrovnik16, precision="mixed", solver="cgnr")
     assert report.final_cost <= ref.final_cost * (1 + 1e-4), (report.final_cost, ref.final_cost)
     assert report.fp16_overflows == 0
-    assert report.quantization["fallbacks"] == 0
+    assert report.quantization.fallbacks == 0
 
 
 @pytest.mark.parametrize("precision,solver", [("fp64", "schur"), ("mixed", "cgnr")])
@@ -49,7 +49,7 @@ def test_shrink_1800(data_dir, precision, solver):
         pytest.skip(f"{SHRINK} not present")
     data = read_bal(path)
     _, report = optimize_bundle(data, precision=precision, solver=solver)
-    assert report.extra["depth"]["initial"]["behind"] == 31
+    assert report.depth.initial.behind == 31
     # SOURCES.md: fp64 LM reaches 3001.359367 when the relative decrease first falls below 1e-6.
     assert report.final_cost <= 3001.359367 * (1 + 1e-4)
     assert report.fp16_overflows == 0

@@ -24,7 +24,8 @@ def test_pgo_writes_outputs_and_report(g2o_file, tmp_path, capsys):
     for key in ("initial_cost", "final_cost", "iterations", "status", "converged", "time_s", "precision", "solver",
                 "init", "linear_iterations", "timing", "fp16_overflows"):
         assert key in data, key
-    assert data["converged"] is True and data["precision"] == "mixed" and data["solver"] == "ic"
+    assert data["converged"] is True and data["precision"] == "mixed" and data["solver"] == "cg"
+    assert data["preconditioner"] == "ic"
     assert data["final_cost"] < data["initial_cost"]
     lines = [ln for ln in tum.read_text().splitlines() if ln and not ln.startswith("#")]
     assert len(lines) == 150 and len(lines[0].split()) == 8
@@ -114,7 +115,9 @@ def test_ba_writes_outputs_and_report(bal_file, tmp_path, capsys, precision, sol
     for key in ("initial_cost", "final_cost", "iterations", "status", "converged", "time_s", "precision", "solver",
                 "init", "linear_iterations", "timing", "fp16_overflows", "history", "depth", "num_observations"):
         assert key in data, key
-    assert data["solver"] == (solver or "schur") and data["precision"] == precision
+    # "cgnr" is the earlier spelling of CG with block-Jacobi; the report gives the canonical names
+    assert data["solver"] == {"cgnr": "cg", None: "schur"}.get(solver, solver) and data["precision"] == precision
+    assert data["preconditioner"] == (None if data["solver"] == "schur" else "jacobi")
     assert data["final_cost"] < data["initial_cost"] and data["fp16_overflows"] == 0
     assert read_bal(out).num_observations == 240
     assert "240 observations" in capsys.readouterr().out

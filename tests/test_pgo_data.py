@@ -41,7 +41,7 @@ def reference(name):
     return max(BEST_CHI2[name], G2O_VERIFIED.get(name, 0.0))
 
 
-# parking-garage and ais2klinik need the escalation to the complete minimum-degree factor (CGConfig.ic_escalate):
+# parking-garage and ais2klinik need the escalation to the complete minimum-degree factor (ICConfig.escalate):
 # natural-order IC(k) stops 2e-5 (garage) and 6.5e-5 (ais2klinik) above the optimum after 100 LM iterations.
 SMALL = ["smallGrid3D.g2o", "intel.g2o", "MIT.g2o", "CSAIL.g2o", "input_M3500_g2o.g2o", "kitti_00.g2o",
          "parking-garage.g2o"]
@@ -77,8 +77,8 @@ def test_mixed_ic_matches_fp64_on_ais2klinik_by_escalating(data_dir):
     _, rep = optimize_pose_graph(graph, precision="mixed", solver="ic", init="chordal",
                                  lm=LMConfig(max_iterations=150))
     assert rep.fp16_overflows == 0
-    assert rep.extra["ic"]["escalated"] is True
-    assert rep.extra["ic"]["fill_level"] == "complete"
+    assert rep.preconditioner_stats.escalated is True
+    assert rep.preconditioner_stats.fill_level == "complete"
     assert rep.final_cost <= ref.final_cost * (1 + 1e-6), (rep.final_cost, ref.final_cost)
 
 

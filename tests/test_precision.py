@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from mixslam.errors import PrecisionPolicyError
-from mixslam.precision import Precision, PrecisionPolicy, dequantize, quantize, round_to
+from mixslam.precision import Precision, PrecisionPolicy
+from mixslam.storage import dequantize, quantize, round_to
 
 
 def test_presets_follow_the_design():
@@ -70,7 +71,8 @@ def test_round_to_is_idempotent(precision):
 def test_compiled_fp16_quantization_matches_numpy():
     """The compiled fp16 path of quantize() gives numpy's bits (fp64 -> fp32 -> fp16) and the same counts."""
     import numpy as np
-    from mixslam.precision import Precision, quantize
+    from mixslam.precision import Precision
+    from mixslam.storage import quantize
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(size=20000) * np.exp(rng.uniform(-25, 15, 20000)),
                         [np.nan, np.inf, -np.inf, 0.0, -0.0, 65520.0, 65519.0, 1e-8, -1e-8, 3e-5]])
@@ -92,7 +94,8 @@ def test_compiled_fp16_quantization_matches_numpy():
 
 def test_compiled_fp32_quantization_matches_numpy():
     import numpy as np
-    from mixslam.precision import Precision, quantize
+    from mixslam.precision import Precision
+    from mixslam.storage import quantize
     rng = np.random.default_rng(1)
     x = np.concatenate([rng.normal(size=20000) * np.exp(rng.uniform(-95, 95, 20000)), [np.nan, np.inf, 0.0,
                                                                                          1e-46, 3e-39, 1e39]])

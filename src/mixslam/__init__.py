@@ -5,8 +5,9 @@ import logging
 
 from .errors import (ConfigError, GaugeError, InformationMatrixError, InputFormatError, MixslamError, NonFiniteError,
                      PrecisionPolicyError, SolverError)
-from .precision import Precision, PrecisionPolicy, QuantizationStats, quantize
+from .precision import Precision, PrecisionPolicy, QuantizationStats
 from .problem.pose_graph import PoseGraph
+from .storage import quantize
 
 __version__ = "0.1.0"
 

@@ -5,12 +5,16 @@ problem; :class:`BundleProblem` numbers the free cameras and points once; the LM
 :mod:`mixslam.solve.lm` does the numeric work with one of two linear solvers:
 
 ``schur``
-    fp64 landmark elimination + dense Cholesky of the reduced camera system (the accuracy baseline).
-``cgnr``
+    fp64 landmark elimination + dense Cholesky of the reduced camera system (the accuracy baseline; the
+    default of a policy whose linear solve is all fp64, while the reduced system fits ``MAX_DENSE``).
+``cg`` (alias ``cgnr``)
     CGNR on the per-observation Jacobian blocks (2 x pc camera block, 2 x 3 point block), block-Jacobi
     preconditioned, never forming JᵀJ; the Jacobian products run in the policy's precision (``mixed``: the
     column-scaled Jacobian is stored in fp16 and the products accumulate in fp32; the right-hand side Jᵀr is
     computed from the fp32 Jacobian, never from the 16-bit copy).
+
+The solve sequence itself (validation, compilation, threads, the finiteness guard, the fp64 costs, the
+report) is :func:`mixslam.solve.driver.solve`, shared with the pose graphs.
 """
 from __future__ import annotations
 
@@ -20,17 +24,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._threads import single_threaded_blas
-from .errors import ConfigError, NonFiniteError
+from .errors import ConfigError, check_config_fields
 from .lie import se3
-from .linear.solvers import CGNRSolver, Linearization
+from .linear.choice import LinearStructure
+from .linear.config import CGConfig, ICConfig
+from .linear.linearization import Linearization
+from .linear.schur import MAX_DENSE, SCHUR_KERNELS
 from .precision import PrecisionPolicy
-from .problem.bundle import BundleData
 from .problem import reprojection
-from .solve.config import CGConfig, LMConfig
-from .solve.lm import levenberg_marquardt
+from .problem.bundle import BundleData
+from .solve import driver
+from .solve.config import LMConfig
+from .solve.report import DepthCounts, DepthStats, ProblemInfo, SolveReport
 
-SOLVERS = ("schur", "cgnr")
+__all__ = ["BAConfig", "BundleProblem", "optimize_bundle", "warmup"]
 
 
 def _default_lm() -> LMConfig:
@@ -44,17 +51,36 @@ class BAConfig:
     precision: str | PrecisionPolicy = "fp64"
     """A preset name (``fp64``, ``fp32``, ``mixed``, ``mixed16``, ``fp16``; the ``ba`` presets, where ``mixed``
     stores the Jacobian in fp16) or a :class:`PrecisionPolicy`."""
-    solver: str = "schur"
-    """``schur`` (fp64 landmark elimination, dense reduced camera system) or ``cgnr`` (matrix-free CGNR with
-    block-Jacobi, products in the policy's precision)."""
+    solver: str | None = None
+    """``schur`` (fp64 landmark elimination, dense reduced camera system) or ``cg`` (alias ``cgnr``: matrix-free
+    CGNR, products in the policy's precision). None: the policy's own (``schur`` when every linear-solve
+    operation is fp64 and the reduced camera system fits ``MAX_DENSE`` unknowns, else ``cg``)."""
+    preconditioner: str | None = None
+    """Preconditioner of ``cg``: ``jacobi`` (block-Jacobi of cameras and points; the default) or ``none``."""
     lm: LMConfig = field(default_factory=_default_lm)
     """Outer-loop settings. BA defaults follow Ceres: initial damping 1e-4 (Ceres' initial trust radius 1e4)
     and function_tolerance 1e-6 (Ceres' default; an fp32 cost cannot resolve decreases much below it)."""
     cg: CGConfig = field(default_factory=CGConfig)
-    """Inner CG settings (``cgnr`` only)."""
+    """Inner CG settings (``cg`` only)."""
+    ic: ICConfig = field(default_factory=ICConfig)
+    """Unused (bundle adjustment has no incomplete-Cholesky preconditioner); kept so every problem kind's
+    configuration has the same solver fields."""
     min_depth: float | None = None
     """Depth guard: |P.z| below this is clamped (counted in the report). None: the kernels' default for the
     residual precision."""
+
+    def __post_init__(self):
+        for name, cls in (("lm", LMConfig), ("cg", CGConfig), ("ic", ICConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"BAConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
+        if not isinstance(self.precision, (str, PrecisionPolicy)):
+            raise ConfigError(f"BAConfig.precision must be a preset name or a PrecisionPolicy, got "
+                              f"{self.precision!r}")
+        for name in ("solver", "preconditioner"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ConfigError(f"BAConfig.{name} must be a name or None, got {getattr(self, name)!r}")
+        if self.min_depth is not None:
+            check_config_fields(self, positive=("min_depth",))
 
 
 class BundleProblem:
@@ -62,6 +88,9 @@ class BundleProblem:
 
     def __init__(self, data: BundleData, policy: PrecisionPolicy, min_depth: float | None = None):
         self.data = data
+        self.initial_state = (data.cameras, data.points)
+        self.init_seconds = 0.0
+        self.fp64_depths: list[DepthCounts] = []
         self.policy = policy
         self.min_depth = min_depth
         self.pc = data.camera_tangent_dim
@@ -121,83 +150,70 @@ class BundleProblem:
     def state_norm(self, state) -> float:
         return float(np.sqrt(np.sum(state[0] ** 2) + np.sum(state[1] ** 2)))
 
+    # what the driver needs (mixslam.solve.driver.AnalyzedProblem)
+    def linear_structure(self) -> LinearStructure:
+        return LinearStructure(self.nc, self.pc, self.npts, 3)
 
-def make_ba_solver(name: str, problem: BundleProblem, policy: PrecisionPolicy, cg: CGConfig):
-    if name == "schur":
-        from .linear.schur import SchurSolver
-        return SchurSolver(problem.nc, problem.pc, problem.npts)
-    if name == "cgnr":
-        return CGNRSolver(None, policy, cg, "jacobi")  # block-Jacobi needs no normal-matrix pattern
-    raise ConfigError(f"unknown BA solver {name!r}; expected one of {SOLVERS}")
+    def direct_size(self) -> tuple[int, int]:
+        return self.nc * self.pc, MAX_DENSE  # the Schur solver's dense reduced camera system
+
+    def warm(self, specs: frozenset) -> float:
+        """The residual kernels in fp64 (the reported cost) and in the policy's residual precision, and
+        ``specs`` (the Schur solver lists its kernels as :data:`SCHUR_KERNELS`)."""
+        return _warm(self.data.model, specs, (np.dtype(np.float64), np.dtype(self.policy.residual.compute_dtype)))
+
+    def fp64_cost(self, state) -> float:
+        """The fp64 cost of ``state``; its depth counts are kept in ``fp64_depths``."""
+        r, behind, clamped = reprojection.residuals(*self._args(state), dtype=np.float64, min_depth=self.min_depth)
+        self.fp64_depths.append(DepthCounts(int(behind), int(clamped)))
+        return 0.5 * float(np.sum(np.square(r, dtype=np.float64)))
+
+    def is_finite(self, state) -> bool:
+        return bool(np.isfinite(state[0]).all() and np.isfinite(state[1]).all())
+
+    def finish_report(self, report: SolveReport, state) -> None:
+        d = self.data
+        report.init = "file"
+        report.depth = DepthStats(self.fp64_depths[-2], self.fp64_depths[-1])
+        report.problem = ProblemInfo(d.model, d.num_cameras, d.num_points, d.num_observations, self.nc, self.npts,
+                                     list(d.warnings))
 
 
 def optimize_bundle(data: BundleData, config: BAConfig | None = None, **overrides):
     """Optimize ``data``; returns (BundleData with the optimized cameras and points, :class:`SolveReport`).
 
-    ``overrides`` are BAConfig fields, e.g. ``optimize_bundle(d, precision="mixed", solver="cgnr")``.
+    ``overrides`` are BAConfig fields, e.g. ``optimize_bundle(d, precision="mixed")``.
     """
     config = dataclasses.replace(config or BAConfig(), **overrides)
-    policy = PrecisionPolicy.preset(config.precision, problem="ba")
-    if config.solver not in SOLVERS:
-        raise ConfigError(f"unknown BA solver {config.solver!r}; expected one of {SOLVERS}")
-    if config.solver == "schur" and policy.uses_16bit:
-        raise ConfigError(f"the schur solver is fp64 only; policy {policy.name!r} asks for 16-bit storage or "
-                          "arithmetic, which only the 'cgnr' solver has")
-    if config.lm.method not in ("lm", "gn"):
-        raise ConfigError(f"unknown LM method {config.lm.method!r}; expected 'lm' or 'gn'")
-    data.validate()
-    compile_s = warmup(data.model, policy, config.solver)
-    t1 = time.perf_counter()
-    problem = BundleProblem(data, policy, config.min_depth)
-    solver = make_ba_solver(config.solver, problem, policy, config.cg)
-    t2 = time.perf_counter()
-    state0 = (data.cameras, data.points)
-    with single_threaded_blas():
-        (cams, pts), report = levenberg_marquardt(problem, state0, solver, policy, config.lm, config.cg)
-    if not (np.isfinite(cams).all() and np.isfinite(pts).all()):
-        raise NonFiniteError("bundle adjustment produced non-finite cameras or points")
-    fp64 = BundleProblem(data, PrecisionPolicy.preset("fp64", "ba"), config.min_depth)
-    report.initial_cost = fp64.cost(state0)
-    depth0 = fp64.depth
-    report.final_cost = fp64.cost((cams, pts))
-    report.solver = config.solver
-    report.init = "file"
-    report.timing["setup"] = t2 - t1
-    report.timing["total"] += t2 - t1
-    report.timing["compile"] = compile_s
-    report.extra["memory"] = dict(getattr(solver, "memory", {}))
-    report.extra["policy"] = policy.as_dict()
-    report.extra["depth"] = {"initial": depth0, "final": fp64.depth}
-    report.extra["problem"] = {"model": data.model, "cameras": data.num_cameras, "points": data.num_points,
-                               "observations": data.num_observations, "free_cameras": problem.nc,
-                               "free_points": problem.npts, "warnings": list(data.warnings)}
+    _, (cams, pts), report = driver.solve("ba", config, data.validate,
+                                          lambda policy: BundleProblem(data, policy, config.min_depth))
     return data.with_state(cams, pts), report
 
 
 _WARM: set = set()
 
 
-def warmup(model: str = "bal", policy: "str | PrecisionPolicy | None" = None, solver: str | None = None) -> float:
-    """Compile (or load from numba's cache) the kernels a BA solve of ``model`` calls; returns the seconds it took.
+def warmup(model: str = "bal") -> float:
+    """Compile (or load from numba's cache) every kernel a BA solve of ``model`` may call; returns the seconds.
 
-    With a ``policy`` and ``solver``, only what that solve calls: the residual kernels in fp64 (the reported
-    cost) and in the policy's residual precision, the Schur kernels for ``schur``, and the product
-    specializations of :func:`mixslam.kernels.warm.specializations`. Without, everything (the benchmarks).
-    Warmed kernels are remembered: a second call costs nothing.
+    For the benchmarks, which time every policy; a solve compiles only what it calls
+    (:meth:`BundleProblem.warm`). Warmed kernels are remembered: a second call costs nothing.
     """
+    from .kernels.warm import ALL
+    specs = {s for s in ALL if not s[0].startswith("ic_")} | {SCHUR_KERNELS}  # BA has no IC preconditioner
+    return _warm(model, specs, (np.dtype(np.float64), np.dtype(np.float32)))
+
+
+def _warm(model: str, specs, residual_dtypes) -> float:
+    """Compile the residual kernels in ``residual_dtypes``, the product specializations in ``specs`` and, if
+    ``specs`` lists them, the Schur kernels."""
     from .kernels.schur import back_substitute, point_blocks, reduce_cameras
-    from .kernels.warm import ALL, specializations, warm_products
+    from .kernels.warm import warm_products
     from .linear.schur import group_by_point
-    if policy is None:
-        specs = {s for s in ALL if not s[0].startswith("ic_")}  # BA has no IC preconditioner
-        residual_dtypes, schur = (np.dtype(np.float64), np.dtype(np.float32)), True
-    else:
-        pol = PrecisionPolicy.preset(policy, problem="ba")
-        specs = specializations(pol, solver or "schur")
-        residual_dtypes = tuple(dict.fromkeys((np.dtype(np.float64), np.dtype(pol.residual.compute_dtype))))
-        schur = (solver or "schur") == "schur"
+    residual_dtypes = tuple(dict.fromkeys(residual_dtypes))
+    schur = SCHUR_KERNELS in specs
     pc = 9 if model == "bal" else 6
-    seconds = warm_products(specs, (2, pc, 3))
+    seconds = warm_products({s for s in specs if s != SCHUR_KERNELS}, (2, pc, 3))
     todo = [job for job in (*residual_dtypes, *(("schur",) if schur else ())) if (model, job) not in _WARM]
     if not todo:
         return seconds

@@ -55,7 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write the optimized graph (g2o format)")
     p.add_argument("--tum", help="write the optimized trajectory (TUM format, vertex index as time)")
     p.add_argument("--precision", default="fp64", choices=["fp64", "fp32", "mixed", "mixed16", "fp16"])
-    p.add_argument("--solver", default="cholesky", choices=["cholesky", "cgnr", "ic"])
+    p.add_argument("--solver", default=None, choices=["cholesky", "cg", "ic", "cgnr"],
+                   help="linear solver (default: cholesky for fp64, CG with IC for the other precisions); "
+                        "'ic' = cg + ic, 'cgnr' = cg + jacobi (earlier spellings)")
+    p.add_argument("--preconditioner", default=None, choices=["ic", "jacobi", "none"],
+                   help="preconditioner of the CG solver (default ic)")
     p.add_argument("--init", default="file", choices=["file", "odometry", "chordal"])
     p.add_argument("--max-iterations", type=int, default=100)
     p.add_argument("--ic-fill", type=_fill_level, default=2,
@@ -73,8 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("input", help="BAL problem file (problem-*-pre.txt)")
     b.add_argument("-o", "--output", help="write the optimized problem (BAL format)")
     b.add_argument("--precision", default="fp64", choices=["fp64", "fp32", "mixed", "mixed16", "fp16"])
-    b.add_argument("--solver", default=None, choices=["schur", "cgnr"],
-                   help="default: schur for fp64, cgnr for the other precisions")
+    b.add_argument("--solver", default=None, choices=["schur", "cg", "cgnr"],
+                   help="linear solver (default: schur for fp64, CG with block-Jacobi for the other precisions); "
+                        "'cgnr' = cg (earlier spelling)")
+    b.add_argument("--preconditioner", default=None, choices=["jacobi", "none"],
+                   help="preconditioner of the CG solver (default jacobi)")
     b.add_argument("--max-iterations", type=int, default=100)
     b.add_argument("--function-tolerance", type=float, default=1e-6,
                    help="stop when a step lowers the cost by less than this fraction (Ceres' default)")
@@ -156,17 +163,17 @@ def cmd_bench(args) -> int:
 
 def cmd_pgo(args) -> int:
     from .io import read_pose_graph, write_g2o, write_tum
+    from .linear.config import ICConfig
     from .pgo import PGOConfig, optimize_pose_graph
-    from .solve.config import CGConfig, LMConfig
+    from .solve.config import LMConfig
 
     graph = read_pose_graph(args.input, repair=args.repair_information)
     if not args.quiet:
         print(f"{args.input}: {graph.num_poses} poses, {graph.num_edges} edges, {graph.dim}D"
               + ("" if graph.has_initial_guess else " (no vertices: spanning-tree guess)"))
-    config = PGOConfig(precision=args.precision, solver=args.solver, init=args.init,
-                       lm=LMConfig(max_iterations=args.max_iterations, verbose=args.verbose),
-                       cg=CGConfig(ic_fill_level=args.ic_fill, ic_ordering=args.ic_ordering,
-                                   ic_refactor=args.ic_refactor))
+    config = PGOConfig(precision=args.precision, solver=args.solver, preconditioner=args.preconditioner,
+                       init=args.init, lm=LMConfig(max_iterations=args.max_iterations, verbose=args.verbose),
+                       ic=ICConfig(fill_level=args.ic_fill, ordering=args.ic_ordering, refactor=args.ic_refactor))
     result, report = optimize_pose_graph(graph, config)
     if not args.quiet:
         print(report.summary())
@@ -181,7 +188,7 @@ def cmd_pgo(args) -> int:
         data.update({"input": str(args.input), "num_poses": graph.num_poses, "num_edges": graph.num_edges,
                      "warnings": graph.warnings})
         Path(args.report).write_text(json.dumps(data, indent=2))
-    return 0 if report.status.value != "failed" else 1
+    return 1 if report.failed else 0
 
 
 def _parse_fix(text: str) -> tuple:
@@ -200,21 +207,20 @@ def cmd_ba(args) -> int:
     from .solve.config import LMConfig
 
     data = read_bal(args.input, fixed_cameras=_parse_fix(args.fix))
-    solver = args.solver or ("schur" if args.precision == "fp64" else "cgnr")
     if not args.quiet:
         print(f"{args.input}: {data.num_cameras} cameras, {data.num_points} points, "
               f"{data.num_observations} observations; {int(data.fixed_cameras.sum())} camera(s) fixed")
         for w in data.warnings:
             print(f"warning: {w}")
-    config = BAConfig(precision=args.precision, solver=solver,
+    config = BAConfig(precision=args.precision, solver=args.solver, preconditioner=args.preconditioner,
                       lm=LMConfig(max_iterations=args.max_iterations, initial_lambda=1e-4,
                                   function_tolerance=args.function_tolerance, verbose=args.verbose))
     result, report = optimize_bundle(data, config)
     if not args.quiet:
         print(report.summary())
-        depth = report.extra["depth"]["final"]
-        print(f"fp16 overflows {report.fp16_overflows}; observations behind the camera {depth['behind']} "
-              f"(depth-clamped {depth['clamped']}); compile {report.timing.get('compile', 0):.2f} s (not in total)")
+        depth = report.depth.final
+        print(f"fp16 overflows {report.fp16_overflows}; observations behind the camera {depth.behind} "
+              f"(depth-clamped {depth.clamped}); compile {report.timing.get('compile', 0):.2f} s (not in total)")
     if args.output:
         write_bal(args.output, result)
     if args.report:
@@ -222,7 +228,7 @@ def cmd_ba(args) -> int:
         out.update({"input": str(args.input), "num_cameras": data.num_cameras, "num_points": data.num_points,
                     "num_observations": data.num_observations, "warnings": data.warnings})
         Path(args.report).write_text(json.dumps(out, indent=2))
-    return 0 if report.status.value != "failed" else 1
+    return 1 if report.failed else 0
 
 
 def cmd_demo(args) -> int:

@@ -49,18 +49,40 @@ class SolverError(MixslamError, RuntimeError):
     """A linear or nonlinear solver could not produce a valid answer."""
 
 
-def check_config_fields(config, ints: dict | None = None, nonnegative: tuple = ()) -> None:
-    """Raise :class:`ConfigError` naming ``Class.field`` unless each of ``ints`` (name -> least value) is an
-    integer (not a bool) at least that value, and each of ``nonnegative`` a finite number >= 0."""
+def check_config_fields(config, ints: dict | None = None, nonnegative: tuple = (), positive: tuple = (),
+                        choices: dict | None = None, fractions: tuple = ()) -> None:
+    """The one validation of every configuration dataclass (called from its ``__post_init__``).
+
+    Raises :class:`ConfigError` naming ``Class.field``, the value and the rule, unless:
+    each of ``ints`` (name -> least value) is an integer (not a bool) at least that value; each of
+    ``nonnegative`` a finite number >= 0; each of ``positive`` a finite number > 0; each of ``fractions`` a
+    number in [0, 1]; each of ``choices`` (name -> allowed values) one of its values.
+    """
     import math
     from numbers import Integral, Real
 
     cls = type(config).__name__
+
+    def number(v) -> bool:
+        return not isinstance(v, bool) and isinstance(v, Real) and math.isfinite(v)
+
     for name, low in (ints or {}).items():
         v = getattr(config, name)
         if not isinstance(v, Integral) or isinstance(v, bool) or v < low:
             raise ConfigError(f"{cls}.{name} must be an integer >= {low}, got {v!r}")
     for name in nonnegative:
         v = getattr(config, name)
-        if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or v < 0:
+        if not number(v) or v < 0:
             raise ConfigError(f"{cls}.{name} must be a finite number >= 0, got {v!r}")
+    for name in positive:
+        v = getattr(config, name)
+        if not number(v) or v <= 0:
+            raise ConfigError(f"{cls}.{name} must be a finite number > 0, got {v!r}")
+    for name in fractions:
+        v = getattr(config, name)
+        if not number(v) or not 0 <= v <= 1:
+            raise ConfigError(f"{cls}.{name} must be a number in [0, 1], got {v!r}")
+    for name, allowed in (choices or {}).items():
+        v = getattr(config, name)
+        if v not in allowed:
+            raise ConfigError(f"{cls}.{name} must be one of {list(allowed)}, got {v!r}")

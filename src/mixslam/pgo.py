@@ -6,22 +6,30 @@ LM loop then only does numeric work per iteration.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._threads import single_threaded_blas
-from .errors import ConfigError, InformationMatrixError, NonFiniteError
+from .errors import ConfigError, InformationMatrixError, NonFiniteError, check_config_fields
 from .lie import se2, se3
 from .linear.block_pattern import BlockPattern
-from .linear.solvers import Linearization, make_linear_solver
+from .linear.choice import LinearStructure
+from .linear.config import CGConfig, ICConfig
+from .linear.linearization import Linearization
 from .precision import Precision, PrecisionPolicy
 from .problem.between import cost as fp64_cost
 from .problem.between import linearize, sqrt_information
 from .problem.pose_graph import PoseGraph
-from .solve.config import CGConfig, LMConfig
-from .solve.lm import levenberg_marquardt
+from .solve import driver
+from .solve.config import LMConfig
+from .solve.report import SolveReport
+
+__all__ = ["PGOConfig", "PoseGraphProblem", "INITS", "initial_guess", "optimize_pose_graph", "warmup"]
+
+INITS = ("file", "odometry", "chordal")
+"""The values of :attr:`PGOConfig.init`."""
 
 
 @dataclass(frozen=True)
@@ -30,22 +38,48 @@ class PGOConfig:
 
     precision: str | PrecisionPolicy = "fp64"
     """A preset name (``fp64``, ``fp32``, ``mixed``, ``mixed16``, ``fp16``) or a :class:`PrecisionPolicy`."""
-    solver: str = "cholesky"
-    """``cholesky`` (fp64 direct), ``cgnr`` (CGNR + block-Jacobi) or ``ic`` (CGNR + static block IC(k), k = ``cg.ic_fill_level``, default 2)."""
+    solver: str | None = None
+    """Linear solver: ``cholesky`` (fp64 sparse Cholesky) or ``cg`` (CGNR in the policy's precisions); the
+    aliases ``ic`` (= ``cg`` + ``ic``) and ``cgnr`` (= ``cg`` + ``jacobi``) of earlier releases still work. None:
+    the policy's own (:func:`mixslam.linear.choice.default_linear_solver`: ``cholesky`` when every linear-solve
+    operation of the policy is fp64, else ``cg`` + ``ic``)."""
+    preconditioner: str | None = None
+    """Preconditioner of ``cg``: ``ic`` (static block incomplete Cholesky IC(k), k = ``ic.fill_level``,
+    default 2), ``jacobi`` (block-Jacobi) or ``none``. None: ``ic`` (or the one the solver alias names)."""
     init: str = "file"
     """Initial guess: ``file`` (as read; edges-only files get a spanning-tree guess), ``odometry``
     (compose measurements along a spanning tree preferring odometry edges) or ``chordal``."""
     lm: LMConfig = field(default_factory=LMConfig)
     """Outer-loop settings."""
     cg: CGConfig = field(default_factory=CGConfig)
-    """Inner CG settings (CG solvers only)."""
+    """Inner CG settings (``cg`` only)."""
+    ic: ICConfig = field(default_factory=ICConfig)
+    """Incomplete-Cholesky preconditioner settings (``ic`` only)."""
+
+    def __post_init__(self):
+        check_config_fields(self, choices={"init": INITS})
+        for name, cls in (("lm", LMConfig), ("cg", CGConfig), ("ic", ICConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"PGOConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
+        if not isinstance(self.precision, (str, PrecisionPolicy)):
+            raise ConfigError(f"PGOConfig.precision must be a preset name or a PrecisionPolicy, got "
+                              f"{self.precision!r}")
+        for name in ("solver", "preconditioner"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ConfigError(f"PGOConfig.{name} must be a name or None, got {getattr(self, name)!r}")
 
 
 class PoseGraphProblem:
     """The analyzed pose graph: variable numbering, whitening and the normal-matrix pattern."""
 
-    def __init__(self, graph: PoseGraph, policy: PrecisionPolicy):
+    def __init__(self, graph: PoseGraph, policy: PrecisionPolicy, file_graph: PoseGraph | None = None,
+                 init_seconds: float = 0.0):
+        """``graph``: the graph with the initial guess; ``file_graph``: the graph as read (for the report's
+        ``file_cost``), if another initialization produced ``graph``."""
         self.graph = graph
+        self.file_graph = file_graph
+        self.init_seconds = init_seconds
+        self.initial_state = (graph.rotations, graph.translations)
         self.policy = policy
         self.p = graph.tangent_dim
         free = ~graph.fixed
@@ -89,6 +123,27 @@ class PoseGraphProblem:
     def state_norm(self, state) -> float:
         return float(np.linalg.norm(state[1]))
 
+    # what the driver needs (mixslam.solve.driver.AnalyzedProblem)
+    def linear_structure(self) -> LinearStructure:
+        return LinearStructure(self.nv, self.p, pattern=self.pattern)
+
+    def direct_size(self) -> "tuple[int, int] | None":
+        return None  # the sparse Cholesky has no size limit
+
+    def warm(self, specs: frozenset) -> float:
+        from .kernels.warm import warm_products
+        return warm_products(specs, (self.p, self.p, self.p))
+
+    def fp64_cost(self, state) -> float:
+        return fp64_cost(self.graph, *state)
+
+    def is_finite(self, state) -> bool:
+        return bool(np.isfinite(state[0]).all() and np.isfinite(state[1]).all())
+
+    def finish_report(self, report: SolveReport, state) -> None:
+        g = self.file_graph
+        report.file_cost = report.initial_cost if g is None else fp64_cost(g, g.rotations, g.translations)
+
 
 def initial_guess(graph: PoseGraph, init: str) -> PoseGraph:
     """Apply an initialization method and return the graph with the new poses."""
@@ -100,73 +155,42 @@ def initial_guess(graph: PoseGraph, init: str) -> PoseGraph:
     if init == "chordal":
         from .init.chordal import chordal_initialization
         return chordal_initialization(graph)
-    raise ConfigError(f"unknown init {init!r}; expected 'file', 'odometry' or 'chordal'")
+    raise ConfigError(f"unknown init {init!r}; expected one of {list(INITS)}")
 
 
 def optimize_pose_graph(graph: PoseGraph, config: PGOConfig | None = None, **overrides):
     """Optimize ``graph``; returns (graph with optimized poses, :class:`SolveReport`).
 
-    ``overrides`` are PGOConfig fields, e.g. ``optimize_pose_graph(g, precision="mixed", solver="ic")``.
+    ``overrides`` are PGOConfig fields, e.g. ``optimize_pose_graph(g, precision="mixed")``.
     """
-    import dataclasses
     config = dataclasses.replace(config or PGOConfig(), **overrides)
-    policy = PrecisionPolicy.preset(config.precision, problem="pgo")
-    if config.solver not in ("cholesky", "cgnr", "ic"):
-        raise ConfigError(f"unknown solver {config.solver!r}; expected 'cholesky', 'cgnr' or 'ic'")
-    if config.solver == "cholesky" and policy.uses_16bit:
-        raise ConfigError(f"the cholesky solver is fp64 only; policy {policy.name!r} asks for 16-bit storage or "
-                          "arithmetic, which only the CG solvers ('cgnr', 'ic') have")
-    if config.lm.method not in ("lm", "gn"):
-        raise ConfigError(f"unknown LM method {config.lm.method!r}; expected 'lm' or 'gn'")
-    if config.cg.forcing not in ("superlinear", "eisenstat-walker", "fixed"):
-        raise ConfigError(f"unknown forcing {config.cg.forcing!r}; expected 'superlinear', 'eisenstat-walker' or 'fixed'")
-    graph.validate()
-    compile_s = warmup(policy, config.solver, dims=(graph.dim,))
-    t1 = time.perf_counter()
-    start = initial_guess(graph, config.init)
-    if not (np.isfinite(start.rotations).all() and np.isfinite(start.translations).all()):
-        raise NonFiniteError(f"{graph.source}: the initial guess ({config.init}) has NaN/inf poses")
-    t2 = time.perf_counter()
-    try:
-        problem = PoseGraphProblem(start, policy)
-    except np.linalg.LinAlgError as exc:
-        raise InformationMatrixError(f"{graph.source}: an information matrix is not positive definite ({exc})") from None
-    solver = make_linear_solver(config.solver, problem.pattern, policy, config.cg)
-    t3 = time.perf_counter()
-    with single_threaded_blas():  # see _threads.py: spinning BLAS threads steal the numba core
-        (R, t), report = levenberg_marquardt(problem, (start.rotations, start.translations), solver, policy,
-                                             config.lm, config.cg)
-    # The returned poses must be finite whatever the precision did; LM keeps the best finite iterate.
-    if not (np.isfinite(R).all() and np.isfinite(t).all()):
-        raise NonFiniteError("optimization produced non-finite poses")
-    report.final_cost = fp64_cost(start, R, t)
-    report.initial_cost = fp64_cost(start, start.rotations, start.translations)
+
+    def analyze(policy: PrecisionPolicy) -> PoseGraphProblem:
+        t0 = time.perf_counter()
+        start = initial_guess(graph, config.init)
+        if not (np.isfinite(start.rotations).all() and np.isfinite(start.translations).all()):
+            raise NonFiniteError(f"{graph.source}: the initial guess ({config.init}) has NaN/inf poses")
+        init_s = time.perf_counter() - t0
+        try:
+            return PoseGraphProblem(start, policy, None if config.init == "file" else graph, init_s)
+        except np.linalg.LinAlgError as exc:
+            raise InformationMatrixError(f"{graph.source}: an information matrix is not positive definite "
+                                         f"({exc})") from None
+
+    problem, (R, t), report = driver.solve("pgo", config, graph.validate, analyze)
     report.init = config.init
-    report.solver = config.solver
-    report.timing["init"] = t2 - t1
-    report.timing["setup"] = t3 - t2
-    report.timing["total"] += (t3 - t1)
-    report.timing["compile"] = compile_s
-    report.extra["memory"] = dict(getattr(solver, "memory", {}))
-    report.extra["file_cost"] = fp64_cost(graph, graph.rotations, graph.translations) if config.init != "file" else report.initial_cost
-    report.extra["policy"] = policy.as_dict()
-    if getattr(solver, "ic", None) is not None:
-        report.extra["ic"] = {**solver.ic.factor_stats, "factorizations": solver.ic_factorizations}
-    return start.with_poses(R, t), report
+    return problem.graph.with_poses(R, t), report
 
 
-def warmup(policy: "str | PrecisionPolicy | None" = None, solver: str | None = None, dims=(2, 3)) -> float:
-    """Compile (or load from numba's cache) the kernels a pose-graph solve calls; returns the seconds it took.
-
-    With a ``policy`` and ``solver``, only the specializations that solve calls (:mod:`mixslam.kernels.warm`),
-    for the pose dimensions in ``dims`` (2: SE(2), 3: SE(3)); without, every specialization (the benchmarks,
-    which time every policy). Warmed specializations are remembered: a second call costs nothing.
+def warmup(dims=(2, 3)) -> float:
+    """Compile (or load from numba's cache) every kernel specialization a pose-graph solve may call, for the
+    pose dimensions in ``dims`` (2: SE(2), 3: SE(3)); returns the seconds it took. For the benchmarks, which
+    time every policy; a solve compiles only what it calls (:mod:`mixslam.kernels.warm`). Warmed
+    specializations are remembered: a second call costs nothing.
     """
-    from .kernels.warm import ALL, specializations, warm_products
-    specs = ALL if policy is None else specializations(PrecisionPolicy.preset(policy, problem="pgo"),
-                                                        solver or "cholesky")
+    from .kernels.warm import ALL, warm_products
     seconds = 0.0
     for d in dims:
         p = 3 if d == 2 else 6  # the kernels specialize on the block size: SE(2) and SE(3) poses
-        seconds += warm_products(specs, (p, p, p))
+        seconds += warm_products(ALL, (p, p, p))
     return seconds

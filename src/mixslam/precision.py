@@ -1,11 +1,10 @@
-"""Precision as an explicit policy object, and the quantization helpers that make fp16 real.
+"""Precision as an explicit policy object: the formats, the policy, the presets and the thresholds table.
 
 Nothing in mixslam reads a global dtype: every precision decision flows from a :class:`PrecisionPolicy`
 passed down by the caller. The state (poses, points) and the update step are always fp64.
 
-fp16 values are stored as IEEE binary16 bit patterns (``numpy.float16``, or its ``uint16`` view inside the
-compiled kernels), rounded to nearest even exactly as the x86 ``vcvtps2ph`` instruction does. bf16 values are
-stored as the upper 16 bits of an fp32, rounded to nearest even.
+This module is data only (it imports nothing of mixslam but the errors). Rounding values to a format, and
+storing them for the compiled kernels, is :mod:`mixslam.storage`.
 """
 from __future__ import annotations
 
@@ -17,18 +16,8 @@ import numpy as np
 
 from .errors import PrecisionPolicyError
 
-__all__ = [
-    "Precision",
-    "PrecisionPolicy",
-    "QuantizationStats",
-    "quantize",
-    "quantize_with_fallback",
-    "next_wider",
-    "dequantize",
-    "round_to",
-    "EPS",
-    "PRESETS",
-]
+__all__ = ["Precision", "PrecisionPolicy", "QuantizationStats", "Thresholds", "THRESHOLDS", "thresholds",
+           "next_wider", "is_16bit", "PRESETS"]
 
 
 class Precision(str, enum.Enum):
@@ -71,8 +60,7 @@ class Precision(str, enum.Enum):
     @property
     def storage_dtype(self) -> np.dtype:
         """The numpy dtype values in this precision are stored in (bf16 as raw uint16 bits)."""
-        return {"fp64": np.dtype(np.float64), "fp32": np.dtype(np.float32),
-                "fp16": np.dtype(np.float16), "bf16": np.dtype(np.uint16)}[self.value]
+        return np.dtype({"fp64": np.float64, "fp32": np.float32, "fp16": np.float16, "bf16": np.uint16}[self.value])
 
     def contains(self, other: "Precision") -> bool:
         """True if every value of ``other`` is exactly representable in ``self``."""
@@ -92,13 +80,54 @@ class Precision(str, enum.Enum):
                 f"unknown precision {value!r}; expected one of {[p.value for p in cls]}") from None
 
 
-#: Per-precision small-angle / tolerance table (Theseus-style), used instead of magic numbers.
-EPS = {
-    Precision.FP64: {"small_angle": 1e-8, "tiny": 1e-300},
-    Precision.FP32: {"small_angle": 1e-4, "tiny": 1e-30},
-    Precision.FP16: {"small_angle": 1e-2, "tiny": 6e-8},
-    Precision.BF16: {"small_angle": 1e-2, "tiny": 1e-30},
+def is_16bit(p: Precision) -> bool:
+    """True for the 16-bit formats (fp16, bf16): the one test of "is this 16-bit" in mixslam."""
+    return p in (Precision.FP16, Precision.BF16)
+
+
+def next_wider(p: Precision) -> Precision:
+    """The format an overflowing 16-bit (or fp32) store falls back to."""
+    return {Precision.FP16: Precision.FP32, Precision.BF16: Precision.FP32,
+            Precision.FP32: Precision.FP64, Precision.FP64: Precision.FP64}[p]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The per-precision constants of the numerics (Theseus-style), instead of magic numbers in the code."""
+
+    small_angle: float
+    """SO(3)/SE(3) small-angle branch: |θ| below this uses the series forms (:mod:`mixslam.lie.so3`)."""
+    tiny: float
+    """A magnitude treated as zero in divisions."""
+    rodrigues_small_angle2: float
+    """θ² at or below which BAL's Rodrigues uses ``R = I + [w]x``: the machine epsilon of the format
+    (Ceres 2.1: θ² > DBL_EPSILON -> Rodrigues)."""
+    min_depth: float
+    """Default |P.z| below which a reprojection's depth is clamped (absolute, scene units): fp64 1e-6 (real BAL
+    depths are O(0.1 .. 100), |p|⁴ ~ 1e32 at most: far from overflow), fp32 1e-4 (at 1e-6 the distortion
+    term and its Jacobian overflow fp32's 3.4e38; see :mod:`mixslam.problem.camera`)."""
+
+
+#: The one table of per-precision thresholds. Residuals are evaluated in fp32 or fp64 only; the 16-bit rows
+#: exist for completeness (what a kernel computing in that format would need).
+THRESHOLDS = {
+    Precision.FP64: Thresholds(1e-8, 1e-300, float(np.finfo(np.float64).eps), 1e-6),
+    Precision.FP32: Thresholds(1e-4, 1e-30, float(np.finfo(np.float32).eps), 1e-4),
+    Precision.FP16: Thresholds(1e-2, 6e-8, float(np.finfo(np.float16).eps), 1e-2),
+    Precision.BF16: Thresholds(1e-2, 1e-30, 2.0 ** -7, 1e-2),
 }
+
+
+def thresholds(p: "Precision | np.dtype | type") -> Thresholds:
+    """The thresholds of a format, or of the format a numpy dtype computes in (float64 / float32)."""
+    if isinstance(p, Precision):
+        return THRESHOLDS[p]
+    dt = np.dtype(p)
+    if dt == np.float64:
+        return THRESHOLDS[Precision.FP64]
+    if dt == np.float32:
+        return THRESHOLDS[Precision.FP32]
+    raise PrecisionPolicyError(f"no thresholds for dtype {dt}; expected float64 or float32")
 
 
 @dataclass(frozen=True)
@@ -166,7 +195,13 @@ class PrecisionPolicy:
 
     @property
     def uses_16bit(self) -> bool:
-        return any(getattr(self, n) in (Precision.FP16, Precision.BF16) for n in _PRECISION_FIELDS)
+        return any(is_16bit(getattr(self, n)) for n in _PRECISION_FIELDS)
+
+    @property
+    def linear_solve_fp64(self) -> bool:
+        """True when every operation of the linear solve is fp64 (Jacobian, preconditioner, Krylov vectors,
+        right-hand side): the policy an fp64 direct solver serves exactly."""
+        return all(getattr(self, n) is Precision.FP64 for n in _LINEAR_FIELDS)
 
     def replace(self, **changes) -> "PrecisionPolicy":
         return dataclasses.replace(self, **changes)
@@ -196,6 +231,9 @@ class PrecisionPolicy:
 _PRECISION_FIELDS = ("cost", "residual", "jacobian_storage", "jacobian_accumulate", "rhs",
                      "preconditioner_storage", "preconditioner_accumulate", "krylov")
 
+_LINEAR_FIELDS = ("jacobian_storage", "jacobian_accumulate", "rhs", "preconditioner_storage",
+                  "preconditioner_accumulate", "krylov")
+
 _F64, _F32, _F16 = Precision.FP64, Precision.FP32, Precision.FP16
 
 
@@ -219,9 +257,6 @@ def _make_presets() -> dict:
     }
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Quantization
-# ---------------------------------------------------------------------------------------------------------
 @dataclass
 class QuantizationStats:
     """What happened when values were rounded to a narrower format."""
@@ -238,113 +273,17 @@ class QuantizationStats:
     """Inputs that were already NaN or inf."""
     max_abs: float = 0.0
     """Largest finite input magnitude (after scaling)."""
+    fallbacks: int = 0
+    """Stores that overflowed and were redone in the next wider format (``PrecisionPolicy.fallback``)."""
 
     def merge(self, other: "QuantizationStats") -> "QuantizationStats":
         return QuantizationStats(self.count + other.count, self.overflows + other.overflows,
                                  self.underflows + other.underflows, self.subnormals + other.subnormals,
                                  self.nonfinite_inputs + other.nonfinite_inputs,
-                                 max(self.max_abs, other.max_abs))
+                                 max(self.max_abs, other.max_abs), self.fallbacks + other.fallbacks)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def _bf16_bits(x32: np.ndarray) -> np.ndarray:
-    """fp32 -> bf16 bit patterns, rounded to nearest even (NaN stays NaN)."""
-    u = np.ascontiguousarray(x32, dtype=np.float32).view(np.uint32)
-    rounding = np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))
-    out = ((u + rounding) >> np.uint32(16)).astype(np.uint16)
-    nan = np.isnan(x32)
-    if nan.any():
-        out[nan] = np.uint16(0x7FC0)
-    return out
-
-
-def _bf16_to_f32(bits: np.ndarray) -> np.ndarray:
-    return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
-
-
-def quantize(x: np.ndarray, precision: Precision) -> tuple[np.ndarray, QuantizationStats]:
-    """Round ``x`` to ``precision`` and return (stored values, stats).
-
-    fp16 goes through fp32 first (the values the kernels quantize are fp32), then to binary16 with
-    round-to-nearest-even, the same double rounding as fp32 code calling ``vcvtps2ph``. The result is a
-    ``float16`` array for fp16, a ``uint16`` array of bf16 bits for bf16, and a native array otherwise.
-    """
-    precision = Precision.parse(precision)
-    x = np.asarray(x)
-    stats = QuantizationStats(count=int(x.size))
-    if precision is Precision.FP16 and x.dtype in (np.float32, np.float64) and x.size:
-        # Compiled single pass (same rounding and counts as the numpy path below; tested against it).
-        from .kernels.fp16 import quantize16_stats
-        bits = np.empty(x.size, np.uint16)
-        (stats.nonfinite_inputs, stats.max_abs, stats.overflows, stats.underflows,
-         stats.subnormals) = quantize16_stats(np.ascontiguousarray(x).reshape(-1), bits)
-        stats.max_abs = float(stats.max_abs)
-        return bits.view(np.float16).reshape(x.shape), stats
-    if precision is Precision.FP32 and x.dtype == np.float64 and x.size:
-        from .kernels.fp16 import quantize32_stats
-        out32 = np.empty(x.size, np.float32)
-        (stats.nonfinite_inputs, stats.max_abs, stats.overflows, stats.underflows,
-         stats.subnormals) = quantize32_stats(np.ascontiguousarray(x).reshape(-1), out32)
-        stats.max_abs = float(stats.max_abs)
-        return out32.reshape(x.shape), stats
-    finite_in = np.isfinite(x)
-    stats.nonfinite_inputs = int(x.size - np.count_nonzero(finite_in))
-    if x.size:
-        stats.max_abs = float(np.max(np.abs(np.where(finite_in, x, 0.0))))
-    if precision is Precision.FP64:
-        return np.asarray(x, dtype=np.float64), stats
-    x32 = np.asarray(x, dtype=np.float32)
-    if precision is Precision.FP32:
-        out = x32
-        back = out
-    elif precision is Precision.FP16:
-        with np.errstate(over="ignore"):
-            out = x32.astype(np.float16)
-        back = out.astype(np.float32)
-    else:
-        out = _bf16_bits(x32)
-        back = _bf16_to_f32(out)
-    nz = (x32 != 0) & finite_in
-    stats.overflows = int(np.count_nonzero(finite_in & ~np.isfinite(back)))
-    stats.underflows = int(np.count_nonzero(nz & (back == 0)))
-    tiny = precision.min_normal
-    stats.subnormals = int(np.count_nonzero(nz & (back != 0) & (np.abs(back) < tiny)))
-    return out, stats
-
-
-def next_wider(p: Precision) -> Precision:
-    """The format an overflowing 16-bit (or fp32) store falls back to."""
-    return {Precision.FP16: Precision.FP32, Precision.BF16: Precision.FP32,
-            Precision.FP32: Precision.FP64, Precision.FP64: Precision.FP64}[p]
-
-
-def quantize_with_fallback(x: np.ndarray, precision: Precision, fallback: bool = True):
-    """Quantize; if that overflows and ``fallback`` is set, quantize in the next wider format instead.
-
-    Returns (stored, stats of the requested format, format used, True if it fell back).
-    """
-    stored, stats = quantize(x, precision)
-    if stats.overflows and fallback and precision is not Precision.FP64:
-        used = next_wider(precision)
-        return quantize(x, used)[0], stats, used, True
-    return stored, stats, precision, False
-
-
-def dequantize(stored: np.ndarray, precision: Precision, dtype=np.float32) -> np.ndarray:
-    """Stored values back to ``dtype`` (exact: every narrow value is representable in fp32)."""
-    precision = Precision.parse(precision)
-    if precision is Precision.BF16:
-        return _bf16_to_f32(stored).astype(dtype, copy=False)
-    return np.asarray(stored).astype(dtype, copy=False)
-
-
-def round_to(x: np.ndarray, precision: Precision) -> np.ndarray:
-    """Round to ``precision`` and return in its compute dtype (emulates one rounding of that format)."""
-    precision = Precision.parse(precision)
-    stored, _ = quantize(x, precision)
-    return dequantize(stored, precision, precision.compute_dtype)
 
 
 PRESETS = _make_presets()

@@ -1,5 +1,5 @@
 """Figures 4-5 (PGO on a long trajectory) on the quick preset, the long-trajectory graph and its prefixes, and
-``CGConfig.ic_refactor="always"``."""
+``ICConfig(refactor="always")``."""
 import csv
 import math
 
@@ -11,7 +11,7 @@ from mixslam.bench.pgo_figures import (ATE_POLICIES, VARIANTS, _solve_problem, f
                                        long_trajectory_graph, loop_keyframes, prefix_graph, problem_sizes)
 from mixslam.errors import ConfigError
 from mixslam.pgo import PGOConfig, optimize_pose_graph
-from mixslam.solve import CGConfig, LMConfig
+from mixslam.solve import ICConfig, LMConfig
 
 
 @pytest.fixture(scope="module")
@@ -68,17 +68,17 @@ def test_ic_refactor_always_refactors_at_every_linearization(long_graph):
     g = prefix_graph(long_graph[0], 200)
     counts = {}
     for mode in ("never", "always"):
-        cfg = PGOConfig(precision="mixed", solver="ic", init="chordal", cg=CGConfig(ic_refactor=mode),
+        cfg = PGOConfig(precision="mixed", solver="ic", init="chordal", ic=ICConfig(refactor=mode),
                         lm=LMConfig(max_iterations=30))
         _, rep = optimize_pose_graph(g, cfg)
         # a new linearization is solved at the first iteration and after every accepted step
         lins = sum(1 for k, rec in enumerate(rep.history) if k == 0 or rep.history[k - 1].accepted)
-        counts[mode] = (rep.extra["ic"]["factorizations"], lins)
+        counts[mode] = (rep.preconditioner_stats.factorizations, lins)
         assert rep.converged
     assert counts["never"][0] == 1
     assert counts["always"][0] == counts["always"][1] > 1
-    with pytest.raises(ConfigError, match="ic_refactor"):
-        optimize_pose_graph(g, PGOConfig(solver="ic", precision="fp32", cg=CGConfig(ic_refactor="sometimes")))
+    with pytest.raises(ConfigError, match="ICConfig.refactor"):
+        optimize_pose_graph(g, PGOConfig(solver="ic", precision="fp32", ic=ICConfig(refactor="sometimes")))
 
 
 def test_solve_problem_row(long_graph):

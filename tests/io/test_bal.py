@@ -11,7 +11,7 @@ from mixslam.data import data_dir as find_data_dir
 from mixslam.errors import ConfigError, GaugeError, InputFormatError, MixslamError, NonFiniteError
 from mixslam.io import read_bal, write_bal
 from mixslam.io.bal import _fast_parse, _scan
-from mixslam.io.g2o import _read_text
+from mixslam.io.text import read_text
 from mixslam.problem.bundle import BundleData
 
 # ---------------------------------------------------------------------------------------------------------
@@ -381,7 +381,7 @@ def test_data_files_agree_with_scan():
     """The line-by-line scan (the error path) accepts every real file: the two paths apply the same rules."""
     for name in ("dubrovnik-3-7-pre.txt", "bal-ladybug-problem-49-7776-pre-shrink-1800.txt"):
         p = _need(name)
-        shown, text = _read_text(p)
+        shown, text = read_text(p)
         _scan(shown, text)
         assert _fast_parse(text) is not None
 

@@ -6,7 +6,8 @@ import pytest
 
 from mixslam.kernels.ic import (check_lower_bcsr, ic0_factor, ic0_factor_ref, ic_solve, ic_solve_ref,
                                 lower_bcsr_from_dense, lower_bcsr_to_dense, two_block_normal_lower)
-from mixslam.precision import Precision, quantize
+from mixslam.precision import Precision
+from mixslam.storage import quantize
 
 P = 3
 FORMATS = {  # factor storage, vector dtype, acc16

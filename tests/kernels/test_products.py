@@ -14,7 +14,8 @@ import pytest
 from mixslam.kernels.fp16 import round16_ref
 from mixslam.kernels.products import (check_two_block, jac_matvec, jac_matvec_ref, jac_rmatvec, jac_rmatvec_ref,
                                       normal_matvec, normal_matvec_ref)
-from mixslam.precision import Precision, quantize
+from mixslam.precision import Precision
+from mixslam.storage import quantize
 
 U = {"fp64": Precision.FP64.unit_roundoff, "fp32": Precision.FP32.unit_roundoff,
      "mixed": Precision.FP32.unit_roundoff, "fp16": Precision.FP16.unit_roundoff}

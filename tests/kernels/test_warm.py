@@ -1,23 +1,29 @@
 """The warm-up list is what a solve calls: every kernel specialization a real solve uses, and nothing more.
 
-The kernels' compiled entry points are wrapped by a recorder for the duration of one solve, so the check does
-not depend on what numba has already compiled in this process or on disk.
+The driver hands the problem the specializations to compile (``problem.warm(specs)``, from
+:func:`mixslam.linear.choice.solve_kernel_specs`); a spy replaces ``warm`` and records them, and the kernels'
+compiled entry points are wrapped by a recorder for the duration of one solve, so the check does not depend on
+what numba has already compiled in this process or on disk.
 """
 import numpy as np
 import pytest
 
-from mixslam.ba import BAConfig, optimize_bundle
+from mixslam.ba import BAConfig, BundleProblem, optimize_bundle
 from mixslam.kernels import ic as ic_mod
-from mixslam.kernels import products
-from mixslam.kernels import warm
-from mixslam.kernels.warm import ALL, specializations, warm_products
-from mixslam.pgo import PGOConfig, optimize_pose_graph
+from mixslam.kernels import products, warm
+from mixslam.kernels.warm import ALL, warm_products
+from mixslam.linear import LinearStructure, make_linear_solver, resolve_linear_solver, solve_kernel_specs
+from mixslam.linear import schur as schur_mod
+from mixslam.linear.block_pattern import BlockPattern
+from mixslam.linear.schur import SCHUR_KERNELS
+from mixslam.pgo import PGOConfig, PoseGraphProblem, optimize_pose_graph
 from mixslam.precision import PrecisionPolicy
 from mixslam.sim.bundle import WindowConfig, simulate_window
 from mixslam.sim.pose_graph import simulate_pose_graph
 from mixslam.solve.config import LMConfig
 
 SHORT = LMConfig(max_iterations=3)
+PRESET_NAMES = ("fp64", "fp32", "mixed", "mixed16", "fp16")
 
 
 def _store(M):
@@ -28,9 +34,6 @@ def _store(M):
 def calls(monkeypatch):
     """Set of (spec, block shape) the kernels are entered with while the fixture is active."""
     seen = set()
-    # The solves' own warm-up would enter every listed kernel itself: leave it out, so only the solve counts.
-    monkeypatch.setattr("mixslam.pgo.warmup", lambda *a, **k: 0.0)
-    monkeypatch.setattr("mixslam.ba.warmup", lambda *a, **k: 0.0)
 
     def wrap(module, name, spec_of):
         real = getattr(module, name)
@@ -58,52 +61,89 @@ def calls(monkeypatch):
     wrap(ic_mod, "ic0_factor_nb",
          lambda indptr, indices, blocks, shift, L, pos, P:
          (("ic_factor", np.dtype(np.float64), np.dtype(np.float64), False), (len(P),) * 3))
+    # The Schur solver's kernels are one warm-up entry (SCHUR_KERNELS); every Schur solve enters point_blocks.
+    wrap(schur_mod, "point_blocks",
+         lambda A, ia, B, ib, nv, nb, da, db: (SCHUR_KERNELS, (A.shape[1], A.shape[2], B.shape[2])))
     return seen
 
 
-PGO_CASES = [("fp64", "cholesky")] + [(p, s) for p in ("fp64", "fp32", "mixed", "mixed16", "fp16")
-                                      for s in ("cgnr", "ic")]
+@pytest.fixture
+def warmed(monkeypatch):
+    """The ``specs`` the driver passes to ``problem.warm`` (one entry per solve); nothing is compiled ahead, so
+    the solve's own warm-up enters no kernel and only the solve counts."""
+    passed = []
+
+    def spy(self, specs):
+        passed.append(frozenset(specs))
+        return 0.0
+    monkeypatch.setattr(PoseGraphProblem, "warm", spy)
+    monkeypatch.setattr(BundleProblem, "warm", spy)
+    return passed
+
+
+def _specs(precision: str, solver: str, kind: str) -> frozenset:
+    """solve_kernel_specs of the solver object a ``kind`` solve builds for (precision, solver), on a tiny
+    structure (the specs depend on the solver and the policy, not on the sizes)."""
+    policy = PrecisionPolicy.preset(precision, kind)
+    choice = resolve_linear_solver(solver, None, policy, kind)
+    if kind == "pgo":
+        ia, ib = np.arange(4, dtype=np.int64), np.arange(1, 5, dtype=np.int64)
+        structure = LinearStructure(5, 3, pattern=BlockPattern(ia, ib, 5, 3))
+    else:
+        structure = LinearStructure(3, 6, 10, 3)
+    return solve_kernel_specs(make_linear_solver(choice, policy, structure), policy)
+
+
+PGO_CASES = [("fp64", "cholesky")] + [(p, s) for p in PRESET_NAMES for s in ("cgnr", "ic")]
 
 
 @pytest.mark.parametrize("precision,solver", PGO_CASES)
 @pytest.mark.parametrize("kind,dim", [("grid3d", 3), ("manhattan", 2)])
-def test_pose_graph_solve_calls_exactly_the_listed_specializations(calls, precision, solver, kind, dim):
+def test_pose_graph_solve_calls_exactly_the_listed_specializations(calls, warmed, precision, solver, kind, dim):
     sim = simulate_pose_graph(kind, 60, seed=1)
     assert sim.graph.dim == dim
     optimize_pose_graph(sim.graph, PGOConfig(precision=precision, solver=solver, lm=SHORT))
+    assert len(warmed) == 1
+    assert warmed[0] == _specs(precision, solver, "pgo")
     p = 3 if dim == 2 else 6
-    listed = {(s, (p, p, p)) for s in specializations(PrecisionPolicy.preset(precision, "pgo"), solver)}
+    listed = {(s, (p, p, p)) for s in warmed[0]}
     assert calls == listed
 
 
-BA_CASES = [("fp64", "schur")] + [(p, "cgnr") for p in ("fp64", "fp32", "mixed", "mixed16", "fp16")]
+BA_CASES = [("fp64", "schur")] + [(p, "cgnr") for p in PRESET_NAMES]
 
 
 @pytest.mark.parametrize("precision,solver", BA_CASES)
-def test_bundle_solve_calls_exactly_the_listed_specializations(calls, precision, solver):
+def test_bundle_solve_calls_exactly_the_listed_specializations(calls, warmed, precision, solver):
     data, _, _ = simulate_window(WindowConfig(keyframes=8, landmarks_per_frame=30, fixed_frames=2), seed=0)
     optimize_bundle(data, BAConfig(precision=precision, solver=solver, lm=SHORT))
-    listed = {(s, (2, 6, 3)) for s in specializations(PrecisionPolicy.preset(precision, "ba"), solver)}
+    assert len(warmed) == 1
+    assert warmed[0] == _specs(precision, solver, "ba")
+    listed = {(s, (2, 6, 3)) for s in warmed[0]}
     assert calls == listed
 
 
 def test_direct_solvers_need_no_cg_kernels():
-    fp64 = PrecisionPolicy.preset("fp64", "pgo")
-    names = {s[0] for s in specializations(fp64, "cholesky")}
+    names = {s[0] for s in _specs("fp64", "cholesky", "pgo")}
     assert names == {"jac_matvec", "jac_rmatvec"}
-    assert specializations(fp64, "cholesky") < specializations(fp64, "ic")
+    assert _specs("fp64", "cholesky", "pgo") < _specs("fp64", "ic", "pgo")
 
 
 def test_all_covers_every_preset_and_solver():
-    for problem, solvers in (("pgo", ("cholesky", "cgnr", "ic")), ("ba", ("schur", "cgnr"))):
-        for name in ("fp64", "fp32", "mixed", "mixed16", "fp16"):
+    # pgo.warmup() compiles ALL; ba.warmup() compiles ALL but the IC kernels, and the Schur kernels.
+    ba_all = {s for s in ALL if not s[0].startswith("ic_")} | {SCHUR_KERNELS}
+    for problem, solvers, covered in (("pgo", ("cholesky", "cgnr", "ic", "cg"), ALL),
+                                      ("ba", ("schur", "cgnr", "cg"), ba_all)):
+        for name in PRESET_NAMES:
             for solver in solvers:
-                assert specializations(PrecisionPolicy.preset(name, problem), solver) <= ALL
+                if solver in ("cholesky", "schur") and PrecisionPolicy.preset(name, problem).uses_16bit:
+                    continue  # refused: the direct solvers are fp64 only
+                assert _specs(name, solver, problem) <= covered, (problem, name, solver)
 
 
 def test_warm_products_enters_each_listed_kernel_once(calls, monkeypatch):
     monkeypatch.setattr(warm, "_DONE", set())  # as in a fresh process
-    specs = specializations(PrecisionPolicy.preset("fp16", "pgo"), "ic")
+    specs = _specs("fp16", "ic", "pgo")
     assert warm_products(specs, (3, 3, 3)) > 0.0
     assert calls == {(s, (3, 3, 3)) for s in specs}
     calls.clear()

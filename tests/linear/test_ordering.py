@@ -3,13 +3,14 @@ import numpy as np
 import pytest
 
 from mixslam.errors import ConfigError
+from mixslam.linear import (CGConfig, Damping, ICConfig, Linearization, LinearSolverChoice, LinearStatus,
+                            make_linear_solver)
 from mixslam.linear.block_pattern import BlockPattern
 from mixslam.linear.ordering import minimum_degree_order
-from mixslam.linear.solvers import Linearization, make_linear_solver
 from mixslam.pgo import PoseGraphProblem, optimize_pose_graph
 from mixslam.precision import PrecisionPolicy
 from mixslam.sim import simulate_pose_graph
-from mixslam.solve import CGConfig, LMConfig
+from mixslam.solve import LMConfig
 
 
 def _arrow(n):
@@ -70,14 +71,16 @@ def test_complete_min_degree_factor_is_an_exact_preconditioner(dim):
     pol = PrecisionPolicy.preset("fp64", problem="pgo")
     prob = PoseGraphProblem(sim.graph, pol)
     lin: Linearization = prob.linearize((sim.graph.rotations, sim.graph.translations))
-    cg = CGConfig(ic_ordering="min-degree", ic_fill_level="complete", ic_damped=True, max_iterations=50)
-    solver = make_linear_solver("ic", prob.pattern, pol, cg)
-    res = solver.solve(lin, 1e-4, 1e-10, 1e-6, 1e32)
-    assert res.status == "converged"
+    ic = ICConfig(ordering="min-degree", fill_level="complete", damped=True)
+    solver = make_linear_solver(LinearSolverChoice("cg", "ic"), pol, prob.linear_structure(),
+                                CGConfig(max_iterations=50), ic)
+    res = solver.solve(lin, Damping(1e-4, 1e-6, 1e32), 1e-10)
+    assert res.status == "converged" and res.status is LinearStatus.CONVERGED
     assert res.iterations <= 2
-    assert solver.ic.factor_stats["fill_level"] == "complete"
-    assert solver.ic.factor_stats["ordering"] == "min-degree"
-    direct = make_linear_solver("cholesky", prob.pattern, pol).solve(lin, 1e-4, 0.0, 1e-6, 1e32)
+    assert solver.preconditioner.stats().fill_level == "complete"
+    assert solver.preconditioner.stats().ordering == "min-degree"
+    direct = make_linear_solver(LinearSolverChoice("cholesky"), pol, prob.linear_structure()).solve(
+        lin, Damping(1e-4, 1e-6, 1e32), 0.0)
     np.testing.assert_allclose(res.delta, direct.delta, rtol=1e-7, atol=1e-9 * np.abs(direct.delta).max())
 
 
@@ -87,11 +90,11 @@ def test_min_degree_ic_reaches_the_fp64_optimum(precision):
     _, ref = optimize_pose_graph(sim.graph, precision="fp64", solver="cholesky")
     for fill in (2, "complete"):
         _, rep = optimize_pose_graph(sim.graph, precision=precision, solver="ic",
-                                     cg=CGConfig(ic_ordering="min-degree", ic_fill_level=fill))
+                                     ic=ICConfig(ordering="min-degree", fill_level=fill))
         assert rep.converged, rep.reason
         assert rep.fp16_overflows == 0
         assert rep.final_cost <= ref.final_cost * (1 + 1e-6)
-        assert rep.extra["ic"]["ordering"] == "min-degree"
+        assert rep.preconditioner_stats.ordering == "min-degree"
 
 
 def test_escalation_switches_to_the_complete_min_degree_factor():
@@ -99,42 +102,44 @@ def test_escalation_switches_to_the_complete_min_degree_factor():
     # escalate once to the complete min-degree factor, with which 2 iterations suffice, and still converge.
     sim = simulate_pose_graph("manhattan", 300, seed=2)
     _, ref = optimize_pose_graph(sim.graph, precision="fp64", solver="cholesky")
-    cg = CGConfig(max_iterations=2, ic_fill_level=0)
-    _, rep = optimize_pose_graph(sim.graph, precision="mixed", solver="ic", cg=cg, lm=LMConfig(max_iterations=60))
-    assert rep.extra["ic"]["escalated"] is True
-    assert rep.extra["ic"]["fill_level"] == "complete"
+    cg, ic = CGConfig(max_iterations=2), ICConfig(fill_level=0)
+    _, rep = optimize_pose_graph(sim.graph, precision="mixed", solver="ic", cg=cg, ic=ic,
+                                 lm=LMConfig(max_iterations=60))
+    assert rep.preconditioner_stats.escalated is True
+    assert rep.preconditioner_stats.fill_level == "complete"
     assert rep.final_cost <= ref.final_cost * (1 + 1e-6)
-    _, off = optimize_pose_graph(sim.graph, precision="mixed", solver="ic",
-                                 cg=CGConfig(max_iterations=2, ic_fill_level=0, ic_escalate=False),
-                                 lm=LMConfig(max_iterations=5))
-    assert off.extra["ic"]["escalated"] is False
+    _, off = optimize_pose_graph(sim.graph, precision="mixed", solver="ic", cg=CGConfig(max_iterations=2),
+                                 ic=ICConfig(fill_level=0, escalate=False), lm=LMConfig(max_iterations=5))
+    assert off.preconditioner_stats.escalated is False
 
 
 def test_no_escalation_when_the_factor_is_strictly_static_or_already_complete():
     sim = simulate_pose_graph("manhattan", 300, seed=2)
     _, never = optimize_pose_graph(sim.graph, precision="mixed", solver="ic", lm=LMConfig(max_iterations=5),
-                                   cg=CGConfig(max_iterations=2, ic_fill_level=0, ic_refactor="never"))
-    assert never.extra["ic"]["escalated"] is False and never.extra["ic"]["factorizations"] == 1
+                                   cg=CGConfig(max_iterations=2), ic=ICConfig(fill_level=0, refactor="never"))
+    assert never.preconditioner_stats.escalated is False and never.preconditioner_stats.factorizations == 1
     _, md = optimize_pose_graph(sim.graph, precision="mixed", solver="ic", lm=LMConfig(max_iterations=5),
-                                cg=CGConfig(max_iterations=2, ic_ordering="min-degree", ic_fill_level="complete"))
-    assert md.extra["ic"]["escalated"] is False
+                                cg=CGConfig(max_iterations=2),
+                                ic=ICConfig(ordering="min-degree", fill_level="complete"))
+    assert md.preconditioner_stats.escalated is False
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "full", True])
 @pytest.mark.parametrize("solver", ["ic", "cgnr"])
 def test_bad_fill_level_is_refused(bad, solver):
+    # ICConfig validates when built, so a bad value never reaches a solve (whatever the solver).
     sim = simulate_pose_graph("manhattan", 50, seed=0)
-    with pytest.raises(ConfigError, match="ic_fill_level"):
-        optimize_pose_graph(sim.graph, precision="mixed", solver=solver, cg=CGConfig(ic_fill_level=bad))
+    with pytest.raises(ConfigError, match=r"ICConfig\.fill_level"):
+        optimize_pose_graph(sim.graph, precision="mixed", solver=solver, ic=ICConfig(fill_level=bad))
 
 
-@pytest.mark.parametrize("cg, phrase", [(CGConfig(ic_ordering="amd"), "ic_ordering"),
-                                        (CGConfig(ic_escalate_residual=float("nan")), "ic_escalate_residual"),
-                                        (CGConfig(ic_escalate_residual=0.0), "ic_escalate_residual")])
-def test_bad_ordering_and_escalation_settings_are_refused(cg, phrase):
+@pytest.mark.parametrize("fields, phrase", [({"ordering": "amd"}, r"ICConfig\.ordering"),
+                                            ({"escalate_residual": float("nan")}, r"ICConfig\.escalate_residual"),
+                                            ({"escalate_residual": 0.0}, r"ICConfig\.escalate_residual")])
+def test_bad_ordering_and_escalation_settings_are_refused(fields, phrase):
     sim = simulate_pose_graph("manhattan", 50, seed=0)
     with pytest.raises(ConfigError, match=phrase):
-        optimize_pose_graph(sim.graph, precision="mixed", solver="ic", cg=cg)
+        optimize_pose_graph(sim.graph, precision="mixed", solver="ic", ic=ICConfig(**fields))
 
 
 def test_block_pattern_refuses_a_fractional_fill_level():

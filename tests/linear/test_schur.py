@@ -2,10 +2,11 @@
 import numpy as np
 import pytest
 
+from mixslam.linear import CGConfig, Damping, Linearization
+from mixslam.linear.cgnr import CGSolver
+from mixslam.linear.preconditioners import JacobiPreconditioner
 from mixslam.linear.schur import SchurSolver
-from mixslam.linear.solvers import CGNRSolver, Linearization
 from mixslam.precision import PrecisionPolicy
-from mixslam.solve.config import CGConfig
 
 
 def _random_ba(seed, nc=5, npts=30, pc=9, fixed_cam=0, fixed_pt=3):
@@ -47,7 +48,7 @@ def test_schur_matches_dense(pc, lam):
     H = J.T @ J
     D = lam * np.clip(np.diag(H), 1e-6, 1e32)
     expect = np.linalg.solve(H + np.diag(D), -g)
-    res = SchurSolver(lin.nv, lin.p, lin.nb).solve(lin, lam, 0.0, 1e-6, 1e32)
+    res = SchurSolver(lin.nv, lin.p, lin.nb).solve(lin, Damping(lam, 1e-6, 1e32), 0.0)
     np.testing.assert_allclose(res.delta, expect, rtol=1e-8, atol=1e-10 * np.abs(expect).max())
     assert res.relative_residual < 1e-10
     model = -(g @ expect) - 0.5 * np.sum((J @ expect) ** 2)
@@ -64,8 +65,8 @@ def test_two_set_cgnr_matches_dense(precision, rtol):
     lam = 1e-2
     expect = np.linalg.solve(H + np.diag(lam * np.clip(np.diag(H), 1e-6, 1e32)), -g)
     policy = PrecisionPolicy.preset(precision, "ba")
-    solver = CGNRSolver(None, policy, CGConfig(max_iterations=2000), "jacobi")
-    res = solver.solve(lin, lam, 1e-10 if precision == "fp64" else 1e-6, 1e-6, 1e32)
+    solver = CGSolver(policy, JacobiPreconditioner(policy), CGConfig(max_iterations=2000))
+    res = solver.solve(lin, Damping(lam, 1e-6, 1e32), 1e-10 if precision == "fp64" else 1e-6)
     assert res.delta.shape == (lin.size,)
     err = np.linalg.norm(res.delta - expect) / np.linalg.norm(expect)
     assert err < rtol, (precision, err, res.status, res.iterations)

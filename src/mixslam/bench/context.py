@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..jsonable import to_jsonable
+from ..runner import TaskRunner
 from .config import BenchConfig
-from .runner import TaskRunner
 
 
 @dataclass
@@ -65,7 +66,8 @@ class BenchContext:
         return name
 
     def write_json(self, name: str, data) -> str:
-        self.path(name).write_text(json.dumps(data, indent=2, default=_json_default))
+        """Write ``data`` as JSON (through :func:`mixslam.jsonable.to_jsonable`) to ``out/name``; returns ``name``."""
+        self.path(name).write_text(json.dumps(to_jsonable(data), indent=2))
         return name
 
 
@@ -96,26 +98,14 @@ def _cell(v):
     return v
 
 
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
-
-
 def new_figure(figsize=(7.0, 5.0)):
     """A matplotlib Figure on the Agg canvas (no pyplot state, safe in worker processes)."""
-    from ..slam.plots import _figure
-    return _figure(figsize)
+    from ..slam import plots
+    return plots.new_figure(figsize)
 
 
 def save_figure(ctx: BenchContext, fig, name: str) -> str:
     """Save ``fig`` as PNG to ``ctx.out/name``; returns ``name`` for :attr:`FigureResult.files`."""
-    from ..slam.plots import _save
-    _save(fig, ctx.path(name))
+    from ..slam import plots
+    plots.save_png(fig, ctx.path(name))
     return name

@@ -554,8 +554,8 @@ def figure8(ctx: BenchContext) -> FigureResult:
     versions = [peer_version(p) for p in PEERS]
     ctx.log(f"  figure 8: peers: {', '.join(versions)}")
     pgo_warmup()
-    from .work import _warm
-    _warm()
+    from .solves import warm_kernels
+    warm_kernels()
     problems = _problems(ctx, notes)
     rows = []
     with tempfile.TemporaryDirectory(dir=ctx.out) as tmp:

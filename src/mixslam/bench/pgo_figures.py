@@ -8,8 +8,8 @@ of poses 0..N-1 (:func:`prefix_graph`): the graph a SLAM back-end holds when its
 4. **Solve time vs keyframes of the growing graph.** Each prefix size of ``sizes.pgo_keyframes`` is solved
    from the same chordal initial guess (computed once per size and passed as the graph's poses with
    ``init="file"``, so the initialization is not timed) by fp64 + Cholesky, fp64 / fp32 / mixed + IC
-   (static factor, refreshed only when CG stalls: ``ic_refactor="on_stall"``, the default), fp32 / mixed + IC
-   refactored at every linearization (``ic_refactor="always"``) and fp32 / mixed + block-Jacobi CGNR. The
+   (static factor, refreshed only when CG stalls: ``ICConfig.refactor="on_stall"``, the default), fp32 / mixed
+   + IC refactored at every linearization (``ICConfig.refactor="always"``) and fp32 / mixed + block-Jacobi CGNR. The
    time is the minimum over ``sizes.repeats`` runs of ``SolveReport.timing["total"] - timing["init"]``: the
    problem analysis (variable numbering, normal-matrix pattern, symbolic factorization) and the LM loop,
    without numba compilation (done once before by :func:`mixslam.pgo.warmup`) and without the input checks
@@ -33,10 +33,11 @@ import numpy as np
 from ..eval import ate, stats
 from ..pgo import PGOConfig, initial_guess, optimize_pose_graph, warmup
 from ..problem.pose_graph import PoseGraph
-from ..sim.pose_graph import _information, _measure, _odometry_guess
+from ..sim.pose_graph import compose_odometry, edge_information, noisy_measurements
 from ..sim.world import TrajectoryConfig, WorldConfig, _trajectory, make_world
 from ..slam import plots
-from ..solve.config import CGConfig, LMConfig
+from ..linear.config import ICConfig
+from ..solve.config import LMConfig
 from .context import BenchContext, FigureResult, new_figure, save_figure
 from .report import fp16_arithmetic_note
 
@@ -62,7 +63,7 @@ LOOP_MAX_ANGLE = 30.0
 
 # -- figure 4 ----------------------------------------------------------------------------------------------
 VARIANTS = (
-    # label, precision, solver, ic_refactor (None: the CGConfig default, "on_stall")
+    # label, precision, solver, IC refactor rule (None: the ICConfig default, "on_stall")
     ("fp64 cholesky", "fp64", "cholesky", None),
     ("fp64 ic", "fp64", "ic", None),
     ("fp32 ic", "fp32", "ic", None),
@@ -115,11 +116,11 @@ def long_trajectory_graph(keyframes: int, seed: int):
     n = keyframes
     odo = np.arange(n - 1, dtype=np.int64)
     rng = np.random.default_rng([int(seed), 41])
-    Zr_o, Zt_o = _measure(R, t, odo, odo + 1, ODOMETRY_SIGMA[0], ODOMETRY_SIGMA[1], rng)
-    Zr_l, Zt_l = _measure(R, t, loops[:, 0], loops[:, 1], LOOP_SIGMA[0], LOOP_SIGMA[1], rng)
-    info = np.concatenate([_information(3, ODOMETRY_SIGMA[0], ODOMETRY_SIGMA[1], n - 1),
-                           _information(3, LOOP_SIGMA[0], LOOP_SIGMA[1], loops.shape[0])])
-    R0, t0 = _odometry_guess(R[0], t[0], Zr_o, Zt_o)
+    Zr_o, Zt_o = noisy_measurements(R, t, odo, odo + 1, ODOMETRY_SIGMA[0], ODOMETRY_SIGMA[1], rng)
+    Zr_l, Zt_l = noisy_measurements(R, t, loops[:, 0], loops[:, 1], LOOP_SIGMA[0], LOOP_SIGMA[1], rng)
+    info = np.concatenate([edge_information(3, ODOMETRY_SIGMA[0], ODOMETRY_SIGMA[1], n - 1),
+                           edge_information(3, LOOP_SIGMA[0], LOOP_SIGMA[1], loops.shape[0])])
+    R0, t0 = compose_odometry(R[0], t[0], Zr_o, Zt_o)
     fixed = np.zeros(n, dtype=bool)
     fixed[0] = True
     graph = PoseGraph(dim=3, ids=np.arange(n, dtype=np.int64), rotations=R0, translations=t0,
@@ -171,9 +172,9 @@ def loop_keyframes(graph: PoseGraph) -> np.ndarray:
 
 
 def _config(precision: str, solver: str, ic_refactor: str | None = None) -> PGOConfig:
-    cg = CGConfig() if ic_refactor is None else CGConfig(ic_refactor=ic_refactor)
+    ic = ICConfig() if ic_refactor is None else ICConfig(refactor=ic_refactor)
     return PGOConfig(precision=precision, solver=solver, init="file", lm=LMConfig(max_iterations=LM_MAX_ITERATIONS),
-                     cg=cg)
+                     ic=ic)
 
 
 def _solve_seconds(report) -> float:
@@ -189,10 +190,10 @@ def _ratio(a, b) -> float:
 def _escalation_note(ic_rows: list) -> str:
     n = sum(bool(r["ic_escalated"]) for r in ic_rows)
     if not n:
-        return "No IC solve escalated to the complete minimum-degree factor (CGConfig.ic_escalate)."
+        return "No IC solve escalated to the complete minimum-degree factor (ICConfig.escalate)."
     which = sorted({f"{r['variant']} at {r['keyframes']}" for r in ic_rows if r["ic_escalated"]})
     return (f"{n} of {len(ic_rows)} IC solves escalated to the complete minimum-degree factor "
-            f"(CGConfig.ic_escalate: a freshly computed factor still left CG above 10% residual): "
+            f"(ICConfig.escalate: a freshly computed factor still left CG above 10% residual): "
             + ", ".join(which) + ".")
 
 
@@ -208,8 +209,8 @@ def figure4(ctx: BenchContext) -> FigureResult:
     title = "PGO solve time vs keyframes in the growing graph"
     length = sizes[-1]
     warmup()
-    from .work import _warm
-    _warm()  # every kernel a timed solve touches (block-Jacobi, scaling) compiled or loaded before timing
+    from .solves import warm_kernels
+    warm_kernels()  # every kernel a timed solve touches (block-Jacobi, scaling) compiled or loaded before timing
     graph, _, _ = long_trajectory_graph(length, ctx.config.seed)
     ctx.log(f"  figure 4: trajectory of {length} keyframes, {graph.num_edges - (length - 1)} loop closures")
     first_loop = loop_keyframes(graph)
@@ -235,19 +236,20 @@ def figure4(ctx: BenchContext) -> FigureResult:
         base = best["fp64 cholesky"].final_cost
         for label, precision, solver, refactor in VARIANTS:
             rep = best[label]
+            ic = rep.preconditioner_stats  # None: no IC factor (Cholesky, block-Jacobi)
             row = {"keyframes": n, "edges": g.num_edges, "loop_closures": loops, "variant": label,
                    "precision": precision, "solver": solver,
-                   "ic_refactor": (refactor or CGConfig().ic_refactor) if solver == "ic" else "",
+                   "ic_refactor": (refactor or ICConfig().refactor) if solver == "ic" else "",
                    "solve_s": _solve_seconds(rep), "linear_solve_s": float(rep.timing["linear_solve"]),
                    "jacobian_s": float(rep.timing["jacobian"]), "residual_s": float(rep.timing["residual"]),
                    "setup_s": float(rep.timing.get("setup", 0.0)), "lm_iterations": int(rep.iterations),
                    "cg_iterations": int(rep.linear_iterations),
                    "linear_s_per_cg_iteration": _ratio(rep.timing["linear_solve"], rep.linear_iterations),
-                   "ic_factorizations": int(rep.extra.get("ic", {}).get("factorizations", 0)),
-                   "ic_escalated": bool(rep.extra.get("ic", {}).get("escalated", False)),
+                   "ic_factorizations": int(ic.factorizations) if ic is not None else 0,
+                   "ic_escalated": bool(ic.escalated) if ic is not None else False,
                    "initial_cost": float(rep.initial_cost), "final_cost": float(rep.final_cost),
                    "cost_rel_fp64_cholesky": (float(rep.final_cost) - base) / base if base > 0 else float("nan"),
-                   "fp16_overflows": int(rep.quantization.get("overflows", 0)), "status": rep.status.value}
+                   "fp16_overflows": int(rep.quantization.overflows), "status": rep.status.value}
             rows.append(row)
             by[(n, label)] = row
         r = {lab: by[(n, lab)] for lab, *_ in VARIANTS}
@@ -298,8 +300,8 @@ def figure4(ctx: BenchContext) -> FigureResult:
                  "(us_per_cg_iteration, which includes the IC factorizations and the Jacobian quantization) "
                  "separates the two.")
     notes.append("'ic' is the static IC(2) factor computed at the first linearization and refreshed only when CG "
-                 "stalls (ic_refactor='on_stall'); 'ic refactor' recomputes it at every linearization "
-                 "(ic_refactor='always'). "
+                 "stalls (ICConfig.refactor='on_stall'); 'ic refactor' recomputes it at every linearization "
+                 "(ICConfig.refactor='always'). "
                  + _escalation_note([r for r in rows if r["solver"] == "ic"]))
     notes.append(f"The table is the largest graph ({n} keyframes); every size is in the CSV and the plot. There, "
                  f"mixed/fp32 IC took {q('mixed ic', 'fp32 ic'):.2f}x the solve time with "
@@ -308,8 +310,8 @@ def figure4(ctx: BenchContext) -> FigureResult:
                  "time mixed/fp32 IC per size: " + ", ".join(
                      f"{m}: {_ratio(by[(m, 'mixed ic')]['linear_solve_s'], by[(m, 'fp32 ic')]['linear_solve_s']):.2f}"
                      for m in sizes) + ". Differences in iteration counts, not faster kernels, drive the ratios.")
-    from .work import _l3_bytes
-    l3 = _l3_bytes()
+    from .fig7_kernels import l3_cache_bytes
+    l3 = l3_cache_bytes()
     notes.append("The PGO mixed policy stores only the preconditioner (the IC factor) in fp16; the Jacobian stays fp32. "
                  "On this CPU the 16-bit factor is converted to fp32 for every operation "
                  f"({fp16_arithmetic_note()}) and the L3 ({l3 / 2**20:.0f} MiB) holds these factors whole, so "
@@ -394,7 +396,7 @@ def _solve_problem(keyframes: int, seed: int, problem_index: int, n: int) -> dic
         row[f"lm_iterations_{name}"] = int(rep.iterations)
         row[f"cg_iterations_{name}"] = int(rep.linear_iterations)
         row[f"solve_s_{name}"] = _solve_seconds(rep)
-        row[f"fp16_overflows_{name}"] = int(rep.quantization.get("overflows", 0))
+        row[f"fp16_overflows_{name}"] = int(rep.quantization.overflows)
         row[f"status_{name}"] = rep.status.value
     return row
 

@@ -8,15 +8,16 @@ import time
 import traceback
 from pathlib import Path
 
+from ..runner import TaskRunner
 from .config import BenchConfig
-from .context import BenchContext, _json_default
+from ..jsonable import to_jsonable
+from .context import BenchContext
 from .report import machine_info, versions, write_report
-from .runner import TaskRunner
 
 
 FIGURE_FUNCTIONS = {1: ("slam_figures", "figure1"), 2: ("slam_figures", "figure2"), 3: ("slam_figures", "figure3"),
-                    4: ("pgo_figures", "figure4"), 5: ("pgo_figures", "figure5"), 6: ("work", "figure6"),
-                    7: ("work", "figure7"), 8: ("peers", "figure8")}
+                    4: ("pgo_figures", "figure4"), 5: ("pgo_figures", "figure5"), 6: ("fig6_work_shares", "figure6"),
+                    7: ("fig7_speed", "figure7"), 8: ("peers", "figure8")}
 """Figure number -> (module in mixslam.bench, function)."""
 
 
@@ -62,5 +63,5 @@ def run_bench(config: BenchConfig, out, command: str = "", stream=None, strict: 
             "versions": versions(), "config": dataclasses.asdict(config), "failed": failed}
     write_report(out, meta, figures)
     report = {**meta, "figures": [f.to_json() for f in figures], "tracebacks": tracebacks}
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
+    (out / "report.json").write_text(json.dumps(to_jsonable(report), indent=2))
     return report

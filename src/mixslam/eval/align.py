@@ -107,7 +107,7 @@ def _trajectory(name: str, R, t) -> tuple[np.ndarray, np.ndarray]:
     return R, t
 
 
-def _pair(ref_R, ref_t, est_R, est_t):
+def paired_poses(ref_R, ref_t, est_R, est_t):
     ref_R, ref_t = _trajectory("reference", ref_R, ref_t)
     est_R, est_t = _trajectory("estimated", est_R, est_t)
     if ref_R.shape[0] != est_R.shape[0]:
@@ -116,7 +116,7 @@ def _pair(ref_R, ref_t, est_R, est_t):
     return ref_R, ref_t, est_R, est_t
 
 
-def _check_mode(mode: str) -> str:
+def check_align_mode(mode: str) -> str:
     if mode not in ALIGN_MODES:
         raise ConfigError(f"alignment mode must be one of {', '.join(ALIGN_MODES)}; got {mode!r}")
     return mode
@@ -132,8 +132,8 @@ def align_trajectory(ref_R, ref_t, est_R, est_t, mode: str = "se3"):
     ``est_R_aligned[i] = R est_R[i]`` and ``est_t_aligned[i] = s R est_t[i] + t``; ``mode="none"`` returns
     copies of the inputs and the identity.
     """
-    _check_mode(mode)
-    ref_R, ref_t, est_R, est_t = _pair(ref_R, ref_t, est_R, est_t)
+    check_align_mode(mode)
+    ref_R, ref_t, est_R, est_t = paired_poses(ref_R, ref_t, est_R, est_t)
     if mode == "none":
         return est_R.copy(), est_t.copy(), (np.eye(3), np.zeros(3), 1.0)
     R, t, s = umeyama(est_t, ref_t, with_scale=(mode == "sim3"))

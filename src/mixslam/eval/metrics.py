@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import ConfigError, NonFiniteError
 from ..lie import so3
-from .align import EvaluationError, _check_mode, _pair, align_trajectory
+from .align import EvaluationError, align_trajectory, check_align_mode, paired_poses
 
 __all__ = ["ate", "ate_rotation", "rpe", "stats", "associate", "evaluate_files", "STAT_KEYS"]
 
@@ -83,7 +83,7 @@ def rpe(ref_R, ref_t, est_R, est_t, delta: int = 1) -> tuple[np.ndarray, np.ndar
     Raises :class:`~mixslam.errors.ConfigError` if ``delta`` is not a positive integer and
     :class:`~mixslam.eval.align.EvaluationError` if there are not more than ``delta`` poses.
     """
-    ref_R, ref_t, est_R, est_t = _pair(ref_R, ref_t, est_R, est_t)
+    ref_R, ref_t, est_R, est_t = paired_poses(ref_R, ref_t, est_R, est_t)
     delta = _check_delta(delta)
     n = ref_R.shape[0]
     if n <= delta:
@@ -188,7 +188,7 @@ def evaluate_files(ref_path, est_path, align: str = "se3", max_difference: float
     """
     from ..io import read_tum
 
-    _check_mode(align)
+    check_align_mode(align)
     delta = _check_delta(delta)
     ts_ref, ref_R, ref_t = read_tum(ref_path)
     ts_est, est_R, est_t = read_tum(est_path)

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import ConfigError, InputFormatError, MixslamError, NonFiniteError
 from ..problem.bundle import BundleData
-from .g2o import _clip, _fmt, _read_text
+from .text import clip_token, format_floats, read_text
 
 __all__ = ["read_bal", "write_bal"]
 
@@ -93,7 +93,7 @@ def read_bal(path, fixed_cameras=(0,), validate: bool = True) -> BundleData:
     wanted = _fixed_indices(fixed_cameras)
     shown = str(path)
     try:
-        shown, text = _read_text(path)
+        shown, text = read_text(path)
         with np.errstate(all="ignore"):
             data = _parse(shown, text)
     except MixslamError:
@@ -231,7 +231,7 @@ def _as_float(tok: bytes):
 
 
 def _show(tok: bytes) -> str:
-    return _clip(tok.decode("ascii"))
+    return clip_token(tok.decode("ascii"))
 
 
 def _scan(path: str, text: str) -> None:
@@ -370,7 +370,7 @@ def write_bal(path, data: BundleData) -> None:
         if not np.isfinite(arr).all():
             raise NonFiniteError(f"write_bal: the {name} of {data.source} hold NaN/inf values")
     out = [f"{nc} {npt} {m}"]
-    out.extend(f"{a} {b} {_fmt(xy)}" for a, b, xy in zip(ci.tolist(), pj.tolist(), obs.tolist()))
+    out.extend(f"{a} {b} {format_floats(xy)}" for a, b, xy in zip(ci.tolist(), pj.tolist(), obs.tolist()))
     out.extend(map(repr, cams.ravel().tolist()))
     out.extend(map(repr, pts.ravel().tolist()))
     with open(Path(path), "w", encoding="utf-8", newline="\n") as f:

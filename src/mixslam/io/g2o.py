@@ -66,16 +66,16 @@ from __future__ import annotations
 
 import logging
 import operator
-import os
 from collections import Counter
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InformationMatrixError, InputFormatError, MixslamError, NonFiniteError
+from ..init.spanning_tree import spanning_tree_guess
 from ..lie import so2, so3
 from ..problem.pose_graph import PoseGraph, check_information, repair_information
+from .text import check_finite_rows, format_floats, read_text, to_array, unit_quaternions
 
 __all__ = ["read_pose_graph", "write_g2o"]
 
@@ -96,101 +96,6 @@ _SPECS: dict[str, tuple[str, int, list[str], int]] = {
     "EDGE3": ("edge", 3, ["i", "j", "x", "y", "z", "roll", "pitch", "yaw", *_INFO6], 2),
 }
 _EDGE_TAGS = {2: "EDGE_SE2/EDGE2", 3: "EDGE_SE3:QUAT/EDGE3"}
-_QUAT_MIN_NORM = 1e-6
-_QUAT_UNIT_TOL = 1e-3
-
-
-# ------------------------------------------------------------------------------------------------------
-# shared text helpers (also used by mixslam.io.tum)
-# ------------------------------------------------------------------------------------------------------
-def _read_text(path) -> tuple[str, str]:
-    """Return (display path, decoded text); raise :class:`InputFormatError` when the file cannot be read."""
-    try:
-        p = os.fspath(path)
-    except TypeError:
-        raise InputFormatError(repr(path), None, f"not a file path: expected str or os.PathLike, got "
-                               f"{type(path).__name__}") from None
-    shown = p.decode("utf-8", "replace") if isinstance(p, bytes) else str(p)
-    try:
-        with open(p, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise InputFormatError(shown, None, "file not found") from None
-    except IsADirectoryError:
-        raise InputFormatError(shown, None, "is a directory, not a file") from None
-    except PermissionError:
-        raise InputFormatError(shown, None, "file is not readable (permission denied)") from None
-    except (OSError, ValueError) as e:  # ValueError: embedded NUL in the path
-        raise InputFormatError(shown, None, f"file could not be read: {e}") from None
-    if data.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte-order mark
-        data = data[3:]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise InputFormatError(shown, line, f"not UTF-8 text: byte 0x{data[e.start]:02x} at column {col} "
-                               "cannot be decoded (is this a binary file?)") from None
-    return shown, text
-
-
-def _clip(tok: str, n: int = 40) -> str:
-    return repr(tok if len(tok) <= n else tok[:n] + "...")
-
-
-def _to_array(path: str, what: str, lines: list[int], rows: list[list[str]], names: list[str],
-              dtype, kind: str) -> np.ndarray:
-    """Convert ``rows`` (lists of number tokens) to a 2-D array, or raise naming the first bad token.
-
-    ``kind`` is the rule stated in the message: ``"int"`` (non-negative integer id) or ``"float"``.
-    """
-    ncol = len(names)
-    if not rows:
-        return np.zeros((0, ncol), dtype=dtype)
-    conv = int if kind == "int" else float   # Python's parsers: the fast path and the scan agree exactly
-    try:
-        return np.fromiter(map(conv, chain.from_iterable(rows)), dtype=dtype,
-                           count=len(rows) * ncol).reshape(len(rows), ncol)
-    except (ValueError, OverflowError, TypeError):
-        pass
-    for line, row in zip(lines, rows):
-        for name, tok in zip(names, row):
-            try:
-                np.array([conv(tok)], dtype=dtype)
-            except OverflowError:
-                raise InputFormatError(path, line, f"{what}: {name} = {_clip(tok)} is out of range "
-                                       "(ids must be integers below 2**63)") from None
-            except (ValueError, TypeError):
-                rule = "a non-negative integer" if kind == "int" else "a number"
-                raise InputFormatError(path, line, f"{what}: {name} = {_clip(tok)} is not {rule}") from None
-    raise InputFormatError(path, lines[0], f"{what}: could not convert the numbers")  # pragma: no cover
-
-
-def _check_finite(path: str, what: str, lines, values: np.ndarray, names: list[str]) -> None:
-    """Raise at the first row holding a NaN/inf value."""
-    if values.size == 0:
-        return
-    ok = np.isfinite(values)
-    if ok.all():
-        return
-    r = int(np.flatnonzero(~ok.all(axis=1))[0])
-    c = int(np.flatnonzero(~ok[r])[0])
-    raise InputFormatError(path, int(lines[r]), f"{what}: {names[c]} = {float(values[r, c])!r}; every value must "
-                           "be a finite number (no NaN/inf)")
-
-
-def _unit_quaternions(path: str, what: str, lines, q: np.ndarray) -> tuple[np.ndarray, int]:
-    """Normalize (n, 4) quaternions; raise for norm ~0 / not finite. Returns (unit q, number non-unit)."""
-    norm = np.sqrt(np.einsum("ij,ij->i", q, q))
-    bad = ~(np.isfinite(norm) & (norm >= _QUAT_MIN_NORM))
-    if bad.any():
-        r = int(np.flatnonzero(bad)[0])
-        vals = ", ".join(repr(float(v)) for v in q[r])
-        raise InputFormatError(path, int(lines[r]), f"{what}: quaternion (qx, qy, qz, qw) = ({vals}) has "
-                               f"norm {float(norm[r])!r}; a rotation needs a finite quaternion with norm "
-                               f">= {_QUAT_MIN_NORM:g} (unit norm expected)")
-    nonunit = int(np.count_nonzero(np.abs(norm - 1.0) > _QUAT_UNIT_TOL))
-    return q / norm[:, None], nonunit
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -232,7 +137,7 @@ def read_pose_graph(path, *, fixed=None, repair: str | None = None, validate: bo
                                      "'isotropic'")
     shown = str(path)
     try:
-        shown, text = _read_text(path)
+        shown, text = read_text(path)
         with np.errstate(all="ignore"):
             return _parse(shown, text, fixed, repair, validate)
     except MixslamError:
@@ -304,8 +209,8 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
             continue
         try:
             kind, d, names, n_int = _SPECS[tag]
-            I = _to_array(path, tag, lines, [r[:n_int] for r in rows], names[:n_int], np.int64, "int")
-            F = _to_array(path, tag, lines, [r[n_int:] for r in rows], names[n_int:], np.float64, "float")
+            I = to_array(path, tag, lines, [r[:n_int] for r in rows], names[:n_int], np.int64, "int")
+            F = to_array(path, tag, lines, [r[n_int:] for r in rows], names[n_int:], np.float64, "float")
             neg = I < 0
             if neg.any():
                 r = int(np.flatnonzero(neg.any(axis=1))[0])
@@ -315,11 +220,11 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
             larr = np.asarray(lines, dtype=np.int64)
             if kind == "vertex":
                 pose_names = names[1:]
-                _check_finite(path, tag, larr, F, pose_names)
+                check_finite_rows(path, tag, larr, F, pose_names)
                 if tag == "VERTEX_SE2" or tag == "VERTEX2":
                     R, t = so2.exp(F[:, 2]), F[:, :2]
                 elif tag == "VERTEX_SE3:QUAT":
-                    q, nu = _unit_quaternions(path, tag, larr, F[:, 3:7])
+                    q, nu = unit_quaternions(path, tag, larr, F[:, 3:7])
                     nonunit += nu
                     R, t = so3.from_quaternion(q), F[:, :3]
                 else:  # VERTEX3
@@ -332,7 +237,7 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
             # edges
             nmeas = 3 if d == 2 else (7 if tag == "EDGE_SE3:QUAT" else 6)
             meas, raw_info = F[:, :nmeas], F[:, nmeas:]
-            _check_finite(path, tag, larr, meas, names[2:2 + nmeas])
+            check_finite_rows(path, tag, larr, meas, names[2:2 + nmeas])
             loops = I[:, 0] == I[:, 1]
             if loops.any():
                 r = int(np.flatnonzero(loops)[0])
@@ -352,7 +257,7 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
             if d == 2:
                 R, t = so2.exp(meas[:, 2]), meas[:, :2]
             elif tag == "EDGE_SE3:QUAT":
-                q, nu = _unit_quaternions(path, tag, larr, meas[:, 3:7])
+                q, nu = unit_quaternions(path, tag, larr, meas[:, 3:7])
                 nonunit += nu
                 R, t = so3.from_quaternion(q), meas[:, :3]
             else:  # EDGE3: angle-sized rotation information -> quaternion-vector sized (see module docstring)
@@ -420,7 +325,7 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
     # ---- gauge ---------------------------------------------------------------------------------------
     fix_mask = np.zeros(n, dtype=bool)  # from the FIX lines (always checked, even when overridden)
     for ln, toks in fix_lines:
-        F = _to_array(path, "FIX", [ln], [toks], [f"id #{c + 1}" for c in range(len(toks))], np.int64, "int")
+        F = to_array(path, "FIX", [ln], [toks], [f"id #{c + 1}" for c in range(len(toks))], np.int64, "int")
         for v in F[0].tolist():
             pos = int(np.searchsorted(ids, v)) if v >= 0 else n
             if pos >= n or int(ids[pos]) != v:
@@ -467,7 +372,6 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
 
     # ---- initial guess for edge-only files -----------------------------------------------------------
     if not has_vertices:
-        from ..init.spanning_tree import spanning_tree_guess
         guess = spanning_tree_guess(graph)
         if not (np.isfinite(guess.rotations).all() and np.isfinite(guess.translations).all()):
             raise InputFormatError(path, None, "composing the edge measurements into an initial guess "
@@ -486,11 +390,6 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
 # ------------------------------------------------------------------------------------------------------
 # writer
 # ------------------------------------------------------------------------------------------------------
-def _fmt(values) -> str:
-    """Shortest round-trip text of each float (``repr``), space separated: reading it back is exact."""
-    return " ".join(map(repr, values))
-
-
 def write_g2o(graph: PoseGraph, path, *, rotations=None, translations=None) -> None:
     """Write ``graph`` as a g2o file (full float precision, so that reading it back is exact to ~1e-15).
 
@@ -531,9 +430,9 @@ def write_g2o(graph: PoseGraph, path, *, rotations=None, translations=None) -> N
         meas = np.column_stack([graph.meas_translations, so3.to_quaternion(graph.meas_rotations)]).tolist()
         vtag, etag = "VERTEX_SE3:QUAT", "EDGE_SE3:QUAT"
     for v, p in zip(ids, vpose):
-        out.append(f"{vtag} {v} {_fmt(p)}")
+        out.append(f"{vtag} {v} {format_floats(p)}")
     for a, b, m, inf in zip(ii, jj, meas, info):
-        out.append(f"{etag} {a} {b} {_fmt(m)} {_fmt(inf)}")
+        out.append(f"{etag} {a} {b} {format_floats(m)} {format_floats(inf)}")
     for v in graph.ids[np.asarray(graph.fixed, dtype=bool)].tolist():
         out.append(f"FIX {v}")
     with open(Path(path), "w", encoding="utf-8", newline="\n") as f:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InputFormatError, MixslamError, NonFiniteError
 from ..lie import so3
-from .g2o import _check_finite, _fmt, _read_text, _to_array, _unit_quaternions
+from .text import check_finite_rows, format_floats, read_text, to_array, unit_quaternions
 
 __all__ = ["read_tum", "write_tum"]
 
@@ -57,7 +57,7 @@ def write_tum(path, rotations, translations, timestamps=None) -> None:
     if not (np.isfinite(R).all() and np.isfinite(t).all() and np.isfinite(stamps).all()):
         raise NonFiniteError(f"write_tum({path}): poses or timestamps hold NaN/inf values")
     rows = np.column_stack([stamps, t, so3.to_quaternion(R)]).tolist()
-    lines = [HEADER, *(_fmt(r) for r in rows)]
+    lines = [HEADER, *(format_floats(r) for r in rows)]
     with open(Path(path), "w", encoding="utf-8", newline="\n") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -74,7 +74,7 @@ def read_tum(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     shown = str(path)
     try:
-        shown, text = _read_text(path)
+        shown, text = read_text(path)
         with np.errstate(all="ignore"):
             return _parse(shown, text)
     except MixslamError:
@@ -99,8 +99,8 @@ def _parse(path: str, text: str):
     if not rows:
         raise InputFormatError(path, None, "no poses: the file holds no data lines "
                                "(expected 'timestamp tx ty tz qx qy qz qw' per line)")
-    F = _to_array(path, "TUM pose", lines, rows, _NAMES, np.float64, "float")
+    F = to_array(path, "TUM pose", lines, rows, _NAMES, np.float64, "float")
     larr = np.asarray(lines, dtype=np.int64)
-    _check_finite(path, "TUM pose", larr, F, _NAMES)
-    q, _ = _unit_quaternions(path, "TUM pose", larr, F[:, 4:8])
+    check_finite_rows(path, "TUM pose", larr, F, _NAMES)
+    q, _ = unit_quaternions(path, "TUM pose", larr, F[:, 4:8])
     return F[:, 0].copy(), so3.from_quaternion(q), F[:, 1:4].copy()

@@ -4,8 +4,11 @@ numba specializes each product kernel on its argument types and block shape: the
 (float64, float32, or fp16 bits as uint16), the vectors' type (float64, float32), the arithmetic tag (fp32/fp64
 or emulated fp16) and the block shape (k, pa, pb). All 12 type combinations of the four product kernels for
 every block shape cost about a minute of compilation on 2 cores the first time a machine runs mixslam; one
-solve needs at most six specializations (IC factorization included). :func:`specializations` says which
-ones a precision policy and a linear solver call, so a first ``mixslam demo`` compiles only those.
+solve needs at most six specializations (IC factorization included). Which ones is decided where the
+operands are stored: each linear solver and preconditioner lists its own (``kernel_specs``, from
+:func:`mixslam.storage.kernel_types`, the function :func:`mixslam.storage.store` uses) and
+:func:`mixslam.linear.choice.solve_kernel_specs` adds the common ones, so a first ``mixslam demo`` compiles
+only those.
 
 A specialization this does not list is still compiled, on first use, by numba itself: the only cost is that
 its compile time then lands in the solve's timing instead of ``timing["compile"]``. That happens only when a
@@ -18,14 +21,10 @@ import time
 
 import numpy as np
 
-from ..precision import Precision, PrecisionPolicy
 from .ic import ic0_factor, ic_solve
 from .products import jac_matvec, jac_rmatvec, normal_matvec
 
-__all__ = ["ALL", "specializations", "warm_products"]
-
-#: Linear solvers whose inner loop is CG (the others are direct: fp64 Cholesky / Schur).
-CG_SOLVERS = ("cgnr", "ic")
+__all__ = ["ALL", "warm_products"]
 
 _STORE = (np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.float16))
 _VEC = (np.dtype(np.float64), np.dtype(np.float32))
@@ -37,34 +36,6 @@ ALL = frozenset({(kernel, store, vec, acc16)
                  for kernel in ("jac_matvec", "jac_rmatvec", "normal_matvec", "ic_solve")
                  for store, vec, acc16 in itertools.product(_STORE, _VEC, (False, True))}
                 | {("ic_factor", _F64, _F64, False)})
-
-
-def _acc16(p: Precision) -> bool:
-    return p in (Precision.FP16, Precision.BF16)
-
-
-def specializations(policy: PrecisionPolicy, solver: str) -> frozenset:
-    """The (kernel, storage dtype, vector dtype, acc16) combinations one solve in ``policy`` with ``solver`` calls.
-
-    - every solver: the fp64 J·δ of the model decrease and the fp64 Jᵀr of the gradient;
-    - the gradient in the policy's right-hand-side precision (from the unquantized Jacobian);
-    - ``schur``: the fp64 JᵀJ·δ that measures the direct solve's true residual;
-    - CG solvers: the fused JᵀJ·p in the Jacobian's storage and arithmetic, on Krylov vectors;
-    - ``ic``: the fp64 block IC factorization, and the two triangular solves in the preconditioner's
-      storage and arithmetic.
-    """
-    rhs = np.dtype(policy.rhs.compute_dtype)  # fp64 or fp32: the policy refuses a 16-bit rhs
-    out = {("jac_matvec", _F64, _F64, False), ("jac_rmatvec", _F64, _F64, False), ("jac_rmatvec", rhs, rhs, False)}
-    if solver == "schur":
-        out.add(("normal_matvec", _F64, _F64, False))
-    if solver in CG_SOLVERS:
-        out.add(("normal_matvec", policy.jacobian_storage.storage_dtype, np.dtype(policy.krylov.compute_dtype),
-                 _acc16(policy.jacobian_accumulate)))
-    if solver == "ic":
-        out.add(("ic_factor", _F64, _F64, False))
-        out.add(("ic_solve", policy.preconditioner_storage.storage_dtype,
-                 np.dtype(policy.preconditioner_accumulate.compute_dtype), _acc16(policy.preconditioner_accumulate)))
-    return frozenset(out)
 
 
 _DONE: set = set()

@@ -1,17 +1,17 @@
 """Batched SO(3): rotation matrices of shape (..., 3, 3), rotation vectors of shape (..., 3).
 
 All functions work in the dtype of their input (fp64 by default); the small-angle branches use the
-per-precision thresholds of :data:`mixslam.precision.EPS`.
+per-precision thresholds of :data:`mixslam.precision.THRESHOLDS`.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..precision import EPS, Precision
+from ..precision import Precision, THRESHOLDS
 
 
 def _small(dtype) -> float:
-    return EPS[Precision.FP64 if np.dtype(dtype) == np.float64 else Precision.FP32]["small_angle"]
+    return THRESHOLDS[Precision.FP64 if np.dtype(dtype) == np.float64 else Precision.FP32].small_angle
 
 
 def hat(v: np.ndarray) -> np.ndarray:

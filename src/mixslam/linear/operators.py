@@ -15,16 +15,8 @@ import numpy as np
 from ..kernels import jac_matvec, jac_rmatvec, normal_matvec
 from ..kernels.fp16 import axpy16, dot16, round16_count
 from ..kernels.products import scaled_blocks_nb
-from ..precision import Precision, quantize_with_fallback
-
-
-def kernel_storage(stored: np.ndarray, precision: Precision) -> np.ndarray:
-    """The array the kernels read: fp16 as its uint16 bit view, others native."""
-    if precision is Precision.FP16:
-        return stored.view(np.uint16)
-    if precision is Precision.BF16:
-        raise NotImplementedError("bf16 kernels are not implemented; use fp16 storage")
-    return np.ascontiguousarray(stored)
+from ..precision import Precision, is_16bit
+from ..storage import store
 
 
 def split_stacked(x: np.ndarray, nv: int, p: int, nb: int = 0, pb: int = 0):
@@ -34,10 +26,17 @@ def split_stacked(x: np.ndarray, nv: int, p: int, nb: int = 0, pb: int = 0):
     return (xa, xa) if not nb else (xa, x[nv * p:].reshape(nb, pb))
 
 
-def power_of_two(x: np.ndarray) -> np.ndarray:
+def power_of_two(x: "np.ndarray | float") -> np.ndarray:
     """Round positive factors to the nearest power of two (scaling by them is exact in binary floating point)."""
     x = np.asarray(x, dtype=np.float64)
     return np.exp2(np.round(np.log2(x)))
+
+
+def column_scale(colsq: np.ndarray) -> np.ndarray:
+    """The power-of-two Jacobi scaling S of the CG solvers: S JᵀJ S has a diagonal near 1, so 16-bit storage
+    neither overflows nor underflows; a column no residual touches keeps scale 1."""
+    scale = power_of_two(1.0 / np.sqrt(np.maximum(colsq, 1e-300)))
+    return np.where(colsq > 0, scale, 1.0)
 
 
 class JacobianOperator:
@@ -52,20 +51,22 @@ class JacobianOperator:
         both = np.empty(A.size + B.size)
         scaled_blocks_nb(np.ascontiguousarray(A), ia, np.ascontiguousarray(sa), np.ascontiguousarray(B), ib,
                          np.ascontiguousarray(sb), both)
-        As, Bs = A, B  # shapes only
-        stored, self.stats, storage, fell = quantize_with_fallback(both, storage, fallback)
-        self.fallbacks = int(fell)
-        accumulate = accumulate if accumulate.contains(storage) else storage
-        stored_a, stored_b = stored[:As.size].reshape(As.shape), stored[As.size:].reshape(Bs.shape)
-        self.storage, self.accumulate = storage, accumulate
-        self.A = kernel_storage(stored_a, storage)
-        self.B = kernel_storage(stored_b, storage)
-        self.acc16 = accumulate in (Precision.FP16, Precision.BF16)
+        st = store(both, storage, accumulate, fallback)
+        self.stats = st.stats
+        self.storage, self.accumulate = st.storage, st.accumulate
+        self.A = st.values[:A.size].reshape(A.shape)
+        self.B = st.values[A.size:].reshape(B.shape)
+        self.acc16 = st.acc16
         self.k = A.shape[1]
         self.nbytes = self.A.nbytes + self.B.nbytes
 
+    @property
+    def fallbacks(self) -> int:
+        return self.stats.fallbacks
+
     @classmethod
     def from_linearization(cls, lin, scale, storage: Precision, accumulate: Precision, fallback: bool = True):
+        """The column-scaled Jacobian of ``lin`` stored in ``storage`` for ``accumulate`` arithmetic."""
         return cls(lin.A, lin.ia, lin.B, lin.ib, lin.nv, lin.p, scale, storage, accumulate, fallback, lin.nb, lin.pb)
 
     @property
@@ -100,7 +101,7 @@ class KrylovArith:
     def __init__(self, precision: Precision):
         self.precision = precision
         self.dtype = precision.compute_dtype
-        self.r16 = precision in (Precision.FP16, Precision.BF16)
+        self.r16 = is_16bit(precision)
         self.overflows = 0
         """Finite values that became infinite when rounded to fp16 (counted, never hidden)."""
 

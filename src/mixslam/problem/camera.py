@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..lie import so3
+from ..precision import thresholds
 
 __all__ = [
     "MIN_DEPTH", "SMALL_ANGLE2", "FRONT_SIGN", "min_depth_for", "small_angle2_for",
@@ -43,12 +44,12 @@ __all__ = [
     "reference_residuals", "reference_jacobians",
 ]
 
-MIN_DEPTH = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-4}
-"""Default |P.z| below which the depth is clamped, per evaluation dtype (absolute, scene units)."""
+MIN_DEPTH = {np.dtype(dt): thresholds(dt).min_depth for dt in (np.float64, np.float32)}
+"""Default |P.z| below which the depth is clamped, per evaluation dtype (absolute, scene units); from
+:data:`mixslam.precision.THRESHOLDS`."""
 
-SMALL_ANGLE2 = {np.dtype(np.float64): float(np.finfo(np.float64).eps),
-                np.dtype(np.float32): float(np.finfo(np.float32).eps)}
-"""θ² at or below which BAL's Rodrigues uses ``R = I + [w]x`` (Ceres 2.1: θ² > DBL_EPSILON -> Rodrigues)."""
+SMALL_ANGLE2 = {np.dtype(dt): thresholds(dt).rodrigues_small_angle2 for dt in (np.float64, np.float32)}
+"""From :data:`mixslam.precision.THRESHOLDS`: θ² at or below which BAL's Rodrigues uses ``R = I + [w]x`` (Ceres 2.1: θ² > DBL_EPSILON -> Rodrigues)."""
 
 FRONT_SIGN = {"bal": -1.0, "pinhole": 1.0}
 """Sign of P.z for a point in front of the camera."""

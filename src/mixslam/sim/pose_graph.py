@@ -44,7 +44,8 @@ import numpy as np
 from ..lie import so2, so3
 from ..problem.pose_graph import PoseGraph
 
-__all__ = ["simulate_pose_graph", "SimulatedPoseGraph", "KINDS"]
+__all__ = ["simulate_pose_graph", "SimulatedPoseGraph", "KINDS", "noisy_measurements", "edge_information",
+           "compose_odometry"]
 
 KINDS = ("manhattan", "grid3d", "sphere", "circle")
 _DIMS = {"manhattan": (2, 3), "grid3d": (3,), "sphere": (3,), "circle": (2, 3)}
@@ -108,9 +109,9 @@ def simulate_pose_graph(kind: str, num_poses: int, *, seed: int, translation_sig
     ei = np.concatenate([odo, loops[:, 0]])
     ej = np.concatenate([odo + 1, loops[:, 1]])
 
-    Zr, Zt = _measure(R, t, ei, ej, translation_sigma, rotation_sigma, rng)
-    info = _information(dim, translation_sigma, rotation_sigma, ei.size)
-    R0, t0 = _odometry_guess(R[0], t[0], Zr[: n - 1], Zt[: n - 1])
+    Zr, Zt = noisy_measurements(R, t, ei, ej, translation_sigma, rotation_sigma, rng)
+    info = edge_information(dim, translation_sigma, rotation_sigma, ei.size)
+    R0, t0 = compose_odometry(R[0], t[0], Zr[: n - 1], Zt[: n - 1])
 
     fixed = np.zeros(n, dtype=bool)
     fixed[0] = True
@@ -249,7 +250,9 @@ def _lift(R2: np.ndarray, t2: np.ndarray):
 
 
 # -- measurements ----------------------------------------------------------------------------------------
-def _measure(R, t, ei, ej, sigma_t, sigma_r, rng):
+def noisy_measurements(R, t, ei, ej, sigma_t, sigma_r, rng):
+    """Relative poses of edges ``ei -> ej`` with noise: ``Z_R = R_rel Exp(w)``, ``Z_t = t_rel + v``, ``w`` and
+    ``v`` normal with std ``sigma_r`` (rad) and ``sigma_t`` (m) per axis. Returns (Z_R, Z_t)."""
     d = R.shape[-1]
     m = ei.size
     Rit = np.swapaxes(R[ei], 1, 2)
@@ -265,7 +268,9 @@ def _measure(R, t, ei, ej, sigma_t, sigma_r, rng):
     return Zr, Zt
 
 
-def _information(dim, sigma_t, sigma_r, m):
+def edge_information(dim, sigma_t, sigma_r, m):
+    """(m, k, k) information of the noise of :func:`noisy_measurements` in the g2o error convention:
+    ``I / sigma_t^2`` and ``4 I / sigma_r^2`` in 3D (quaternion-vector error), ``1 / sigma_r^2`` in 2D."""
     it = 1.0 / sigma_t ** 2 if sigma_t > 0 else 1.0
     if dim == 3:
         ir = 4.0 / sigma_r ** 2 if sigma_r > 0 else 1.0
@@ -276,7 +281,7 @@ def _information(dim, sigma_t, sigma_r, m):
     return np.broadcast_to(np.diag(diag), (m, diag.size, diag.size)).copy()
 
 
-def _odometry_guess(R0, t0, Zr, Zt):
+def compose_odometry(R0, t0, Zr, Zt):
     """Poses X_0 = (R0, t0), X_{k+1} = X_k Z_k, via a log-depth prefix product of homogeneous matrices."""
     d = R0.shape[-1]
     n = Zr.shape[0] + 1

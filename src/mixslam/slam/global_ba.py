@@ -35,12 +35,12 @@ import numpy as np
 
 from ..ba import BAConfig, optimize_bundle
 from ..errors import ConfigError, MixslamError, check_config_fields
-from ..linear.schur import MAX_DENSE
 from ..problem.bundle import BundleData
 from ..problem.camera import pinhole_project
-from ..solve.config import CGConfig, LMConfig
+from ..linear.config import CGConfig
+from ..solve.config import LMConfig
 from .geometry import triangulate
-from .vo import _tracks
+from .vo import track_ids
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def fuse_tracks(run, window: int, loop_edges) -> tuple[np.ndarray, int]:
     Returns (track ids 0..T-1 per observation, merges made)."""
     frame = np.asarray(run.obs_frame, np.int64)
     landmark = np.asarray(run.obs_landmark, np.int64)
-    track = _tracks(frame, landmark, window)
+    track = track_ids(frame, landmark, window)
     parent = np.arange(int(track.max()) + 1 if track.size else 0)
 
     def find(a):
@@ -177,11 +177,11 @@ def global_bundle_adjustment(run, R_wc: np.ndarray, t_wc: np.ndarray, loop_edges
     pts, tri_ok = triangulate(R_cw, t_cw, track, frame, pixel, K, ntracks, cfg.min_parallax_deg)
     use = tri_ok[track]
     cams = np.concatenate([R_cw.reshape(-1, 9), t_cw], axis=1)
-    # fp64: the direct Schur solver while its dense reduced camera system fits (MAX_DENSE unknowns, about
-    # 1,000 keyframes), else fp64 CGNR; the other policies always run CGNR in their precision.
-    solver = "schur" if precision == "fp64" and 6 * n <= MAX_DENSE else "cgnr"
+    # The policy's default solver (mixslam.linear.choice): for fp64 the direct Schur solver while its dense
+    # reduced camera system fits (MAX_DENSE unknowns, about 1,000 keyframes), else fp64 CGNR; the other
+    # policies always run CGNR in their precision.
     lm = LMConfig(max_iterations=cfg.max_iterations, initial_lambda=1e-4, function_tolerance=cfg.function_tolerance)
-    bcfg = BAConfig(precision=precision, solver=solver, lm=lm, cg=CGConfig(max_iterations=cfg.cg_max_iterations))
+    bcfg = BAConfig(precision=precision, lm=lm, cg=CGConfig(max_iterations=cfg.cg_max_iterations))
     for rnd in range(cfg.rounds):
         sel = np.flatnonzero(use)
         per_frame = np.bincount(frame[sel], minlength=n)
@@ -209,9 +209,9 @@ def global_bundle_adjustment(run, R_wc: np.ndarray, t_wc: np.ndarray, loop_edges
         res.linear_iterations += rep.linear_iterations
         res.overflows += rep.fp16_overflows
         res.statuses[rep.status.value] = res.statuses.get(rep.status.value, 0) + 1
-        if rep.status.value in ("stalled", "hit_iteration_limit", "failed"):
+        if not rep.converged:
             res.not_converged += 1
-        if rep.status.value == "failed" or not np.isfinite(rep.final_cost) or rep.final_cost > rep.initial_cost:
+        if rep.failed or not np.isfinite(rep.final_cost) or rep.final_cost > rep.initial_cost:
             res.reason = f"round {rnd + 1}: solve {rep.status.value} ({rep.reason})"
             res.seconds = time.perf_counter() - t_start
             return res

@@ -142,8 +142,8 @@ def run_pipeline(run, precision: str = "fp64", config: PipelineConfig | None = N
     res = PipelineResult(run.R_wc, run.t_wc, vo_R, vo_t, vo_R.copy(), vo_t.copy(), vo, None, precision=precision)
     res.candidates = len(cands)
     res.true_candidates = int(cands[:, 2].sum()) if len(cands) else 0
-    pgo_cfg = PGOConfig(precision=precision, solver="cholesky" if precision == "fp64" else "ic",
-                        lm=LMConfig(max_iterations=cfg.pgo_max_iterations))
+    # The policy's default solver: fp64 Cholesky for fp64, CG with the static IC preconditioner otherwise.
+    pgo_cfg = PGOConfig(precision=precision, lm=LMConfig(max_iterations=cfg.pgo_max_iterations))
     est_R, est_t = vo_R.copy(), vo_t.copy()  # current best poses (loop-closed up to the last solve)
     solved_upto = 0
 
@@ -163,7 +163,7 @@ def run_pipeline(run, precision: str = "fp64", config: PipelineConfig | None = N
         res.pgo_iterations += rep.iterations
         res.pgo_linear_iterations += rep.linear_iterations
         res.pgo_overflows += rep.fp16_overflows
-        if rep.status.value in ("stalled", "hit_iteration_limit", "failed"):
+        if not rep.converged:
             res.pgo_not_converged += 1
         est_R[:upto + 1], est_t[:upto + 1] = out.rotations, out.translations
         solved_upto = upto

@@ -30,7 +30,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-__all__ = ["DPI", "plot_top_view", "plot_error_over_time", "plot_cumulative_histograms",
+__all__ = ["DPI", "new_figure", "save_png", "plot_top_view", "plot_error_over_time", "plot_cumulative_histograms",
            "write_cumulative_csv", "plot_ate_table"]
 
 DPI = 120
@@ -49,13 +49,14 @@ _NO_DATA = "no data"
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
-def _figure(figsize=(7.0, 5.0)) -> Figure:
+def new_figure(figsize=(7.0, 5.0)) -> Figure:
+    """A Figure with its own Agg canvas (no pyplot state; safe in threads and worker processes)."""
     fig = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig: Figure, path, tight: bool = False) -> Path:
+def save_png(fig: Figure, path, tight: bool = False) -> Path:
     """Write ``fig`` as PNG; ``tight`` crops to the drawn artists (for a legend outside the axes)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +134,7 @@ def plot_top_view(path, truth_t, trajectories: Optional[Mapping[str, np.ndarray]
     are skipped). Rows with NaN are left out (gaps in the line), counted in the legend. Returns
     ``Path(path)``."""
     trajectories = dict(trajectories or {})
-    fig = _figure((7.5, 6.0))
+    fig = new_figure((7.5, 6.0))
     ax = fig.add_subplot()
     drawn = False
 
@@ -195,7 +196,7 @@ def plot_top_view(path, truth_t, trajectories: Optional[Mapping[str, np.ndarray]
         ax.set_title(title)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 # -- error over time -----------------------------------------------------------------------------------------
@@ -205,7 +206,7 @@ def plot_error_over_time(path, errors: Mapping[str, np.ndarray], title: str = ""
     ``log`` the y axis is logarithmic and values <= 0 are clipped to a floor a decade below the smallest
     positive value; NaN/inf values are left out (gaps). Counts of both go into the legend labels."""
     errors = {k: _as_1d(v) for k, v in (errors or {}).items()}
-    fig = _figure((8.0, 4.5))
+    fig = new_figure((8.0, 4.5))
     ax = fig.add_subplot()
     floor = _log_floor(errors.values()) if log else 0.0
     styles = _styles(list(errors))
@@ -236,7 +237,7 @@ def plot_error_over_time(path, errors: Mapping[str, np.ndarray], title: str = ""
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
         else:
             ax.legend(loc="best", fontsize="small")
-    return _save(fig, path, tight=outside)
+    return save_png(fig, path, tight=outside)
 
 
 # -- cumulative histograms -----------------------------------------------------------------------------------
@@ -255,7 +256,7 @@ def plot_cumulative_histograms(path, values: Mapping[str, np.ndarray], title: st
     floor a decade below the smallest positive value). The legend gives each policy's count n and median
     (of the finite values; NaN/inf are skipped and counted)."""
     values = {k: _as_1d(v) for k, v in (values or {}).items()}
-    fig = _figure((7.0, 4.8))
+    fig = new_figure((7.0, 4.8))
     ax = fig.add_subplot()
     floor = _log_floor(values.values()) if log_x else 0.0
     styles = _styles(list(values))
@@ -286,7 +287,7 @@ def plot_cumulative_histograms(path, values: Mapping[str, np.ndarray], title: st
         ax.set_title(title)
     if values:
         ax.legend(loc="lower right", fontsize="small")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def write_cumulative_csv(path, values: Mapping[str, np.ndarray]) -> Path:
@@ -328,7 +329,7 @@ def plot_ate_table(path, table: Mapping[str, Mapping[str, float]], title: str = 
     kinds = [k for k in _TABLE_KINDS if any(k in r for r in rows.values())]
     if any("" in r for r in rows.values()):
         kinds.append("")
-    fig = _figure((3.0 + 2.2 * len(_TABLE_STATS), 4.2))
+    fig = new_figure((3.0 + 2.2 * len(_TABLE_STATS), 4.2))
     axes = fig.subplots(1, len(_TABLE_STATS), sharey=True, squeeze=False)[0]
     heights = [float(r[k][s]) for r in rows.values() for k in r for s in _TABLE_STATS
                if s in r[k] and r[k][s] is not None and np.isfinite(float(r[k][s])) and float(r[k][s]) > 0]
@@ -359,4 +360,4 @@ def plot_ate_table(path, table: Mapping[str, Mapping[str, float]], title: str = 
     axes[0].set_ylabel("ATE [m]")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..eval import ate, stats
+from ..runner import TaskRunner
 from ..sim.world import CameraConfig, TrajectoryConfig, WorldConfig, make_world, simulate_run
 from .pipeline import PipelineConfig, run_pipeline
 from .vo import VOConfig
@@ -102,12 +103,10 @@ def run_study(trajectories: int, seed: int = 0, policies=POLICIES, config: Study
               workers: int = 1, progress: bool = False, stream=None, runner=None) -> dict:
     """Every trajectory with every policy; returns the REPORT.json dictionary (see :func:`summarize`).
 
-    ``runner``: a :class:`mixslam.bench.runner.TaskRunner` (process pool or Dask); by default one is made
+    ``runner``: a :class:`mixslam.runner.TaskRunner` (process pool or Dask); by default one is made
     from ``workers`` (serial for 1). Each trajectory carries its own seed, so the report does not depend on
     the runner or the worker count.
     """
-    from ..bench.runner import TaskRunner
-
     cfg = config or StudyConfig()
     seeds = [trajectory_seed(seed, i) for i in range(trajectories)]
     t0 = time.perf_counter()

@@ -26,7 +26,8 @@ from ..ba import BAConfig, optimize_bundle
 from ..errors import ConfigError, check_config_fields
 from ..problem.bundle import BundleData
 from ..problem.camera import pinhole_project
-from ..solve.config import CGConfig, LMConfig
+from ..linear.config import CGConfig
+from ..solve.config import LMConfig
 from .geometry import triangulate
 
 
@@ -132,7 +133,7 @@ class VOResult:
         return -np.einsum("nji,nj->ni", self.R_cw, self.t_cw)
 
 
-def _tracks(frame: np.ndarray, landmark: np.ndarray, window: int) -> np.ndarray:
+def track_ids(frame: np.ndarray, landmark: np.ndarray, window: int) -> np.ndarray:
     """Track id per observation: a landmark's observations split where it went unseen for a whole window."""
     order = np.lexsort((frame, landmark))
     lm, fr = landmark[order], frame[order]
@@ -159,13 +160,12 @@ def run_vo(run, precision: str = "fp64", solver: str | None = None, config: VOCo
     ``first_pose``: (R_cw, t_cw) of keyframe 0 (default: its ground truth, which defines the world frame).
     """
     cfg = config or VOConfig()
-    solver = solver or ("schur" if precision == "fp64" else "cgnr")
     t_start = time.perf_counter()
     n = len(run.R_wc)
     K = np.asarray(run.intrinsics, dtype=np.float64)
     sigma = float(run.pixel_noise) if run.pixel_noise > 0 else 1.0
     frame = np.asarray(run.obs_frame, np.int64)
-    track = _tracks(frame, np.asarray(run.obs_landmark, np.int64), cfg.window)
+    track = track_ids(frame, np.asarray(run.obs_landmark, np.int64), cfg.window)
     ntracks = int(track.max()) + 1 if track.size else 0
     landmark_of_track = np.zeros(ntracks, np.int64)
     landmark_of_track[track] = run.obs_landmark
@@ -233,9 +233,9 @@ def run_vo(run, precision: str = "fp64", solver: str | None = None, config: VOCo
         res.lm_iterations += rep.iterations
         res.cg_iterations += rep.linear_iterations
         res.overflows += rep.fp16_overflows
-        res.fallbacks += int(rep.quantization.get("fallbacks", 0))
+        res.fallbacks += rep.quantization.fallbacks
         res.statuses[rep.status.value] = res.statuses.get(rep.status.value, 0) + 1
-        if rep.status.value in ("stalled", "hit_iteration_limit", "failed"):
+        if not rep.converged:
             res.not_converged += 1
         R_cw[lo:k + 1] = out.cameras[:, :9].reshape(-1, 3, 3)
         t_cw[lo:k + 1] = out.cameras[:, 9:12]

@@ -13,8 +13,9 @@ from typing import Protocol
 
 import numpy as np
 
-from ..precision import PrecisionPolicy
-from .config import CGConfig, LMConfig
+from ..linear.base import Damping, LinearSolver, LinearStatus
+from ..precision import PrecisionPolicy, QuantizationStats
+from .config import LMConfig
 from .report import IterationRecord, SolveReport, Status
 
 log = logging.getLogger("mixslam")
@@ -38,49 +39,38 @@ class LeastSquaresProblem(Protocol):
     def state_norm(self, state) -> float: ...
 
 
-def _forcing(cg: CGConfig, gnorm: float, prev_gnorm: float | None, prev_eta: float | None,
-             g0norm: float) -> float:
-    if cg.forcing == "superlinear":
-        return float(min(cg.eta_max, max(cg.eta_min, np.sqrt(gnorm / max(g0norm, 1e-300)))))
-    if cg.forcing == "fixed" or prev_gnorm is None or prev_eta is None:
-        return cg.eta_max
-    eta = cg.ew_gamma * (gnorm / max(prev_gnorm, 1e-300)) ** cg.ew_alpha
-    guard = cg.ew_gamma * prev_eta ** cg.ew_alpha
-    if guard > 0.1:
-        eta = max(eta, guard)
-    return float(min(max(eta, cg.eta_min), cg.eta_max))
+def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver: LinearSolver, policy: PrecisionPolicy,
+                        config: LMConfig | None = None):
+    """Minimize ``problem.cost`` from ``state``; returns (best state, :class:`SolveReport`).
 
-
-def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, policy: PrecisionPolicy,
-                        config: LMConfig | None = None, cg: CGConfig | None = None):
-    """Minimize ``problem.cost`` from ``state``; returns (best state, :class:`SolveReport`)."""
+    The linear solver supplies the initial damping (unless ``config.initial_lambda`` is set) and the
+    inexact-Newton tolerance of each linearization (:meth:`LinearSolver.next_tolerance`); the numeric entries
+    of each linear solve's ``times`` are summed into the report's ``timing``.
+    """
     config = config or LMConfig()
-    cg = cg or CGConfig()
     timing = {"residual": 0.0, "jacobian": 0.0, "linear_solve": 0.0, "update": 0.0}
-    quant = {"overflows": 0, "underflows": 0, "subnormals": 0, "fallbacks": 0}
+    quant = QuantizationStats()
     t_start = time.perf_counter()
 
     t0 = time.perf_counter()
     cost = problem.cost(state)
     timing["residual"] += time.perf_counter() - t0
-    report = SolveReport(Status.FAILED, "", cost, cost, 0, 0, precision=policy.name,
-                         solver=getattr(linear_solver, "name", "?"))
+    pre = linear_solver.preconditioner
+    report = SolveReport(Status.FAILED, "", cost, cost, 0, 0, precision=policy.name, solver=linear_solver.name,
+                         preconditioner=None if pre is None else pre.name)
     if not math.isfinite(cost):
         report.reason = "the initial cost is not finite (NaN/inf in poses or measurements)"
         report.timing = {**timing, "total": time.perf_counter() - t_start}
         return state, report
 
-    lam0 = config.initial_lambda
-    if lam0 is None:
-        lam0 = 1e-8 if getattr(linear_solver, "name", "") == "cholesky" else 1e-5
+    lam0 = linear_solver.initial_lambda if config.initial_lambda is None else config.initial_lambda
     lam = lam0 if config.method == "lm" else 0.0
     nu = 2.0
     best_state, best_cost, best_iter = state, cost, 0
-    g0norm = g0norm2 = None
-    eta_cap = cg.eta_max
+    g0norm = g0norm2 = math.nan  # the gradient's max- and 2-norm at the first linearization
     small = 0
-    prev_gnorm = prev_eta = None
     lin = None
+    linear_times: dict = {}
     status, reason = Status.HIT_ITERATION_LIMIT, f"reached max_iterations={config.max_iterations}"
     it = 0
     for it in range(1, config.max_iterations + 1):
@@ -92,7 +82,7 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, poli
             timing["jacobian"] += time.perf_counter() - t0
             gnorm_inf = float(np.max(np.abs(g))) if g.size else 0.0
             gnorm = float(np.linalg.norm(g))
-            if g0norm is None:
+            if math.isnan(g0norm):
                 g0norm = max(gnorm_inf, 1e-300)
                 g0norm2 = max(gnorm, 1e-300)
             if not np.isfinite(gnorm):
@@ -103,19 +93,17 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, poli
                 status, reason = Status.CONVERGED, f"gradient max-norm {gnorm_inf:.3g} below tolerance"
                 it -= 1
                 break
-            eta = min(eta_cap, _forcing(cg, gnorm, prev_gnorm, prev_eta, g0norm2))
-            prev_gnorm, prev_eta = gnorm, eta
+            eta = linear_solver.next_tolerance(gnorm, g0norm2)
         t0 = time.perf_counter()
-        res = linear_solver.solve(lin, lam, eta, config.min_diagonal, config.max_diagonal)
+        res = linear_solver.solve(lin, Damping(lam, config.min_diagonal, config.max_diagonal), eta)
         timing["linear_solve"] += time.perf_counter() - t0
-        quant["overflows"] += res.stats.overflows
-        quant["underflows"] += res.stats.underflows
-        quant["subnormals"] += res.stats.subnormals
-        quant["fallbacks"] += res.fallbacks
+        quant = quant.merge(res.stats)
+        for key, value in res.times.items():
+            linear_times[key] = linear_times.get(key, 0) + value
         report.linear_iterations += res.iterations
         step_norm = float(np.linalg.norm(res.delta))
         new_cost = float("nan")
-        if res.status == "nonfinite" or not np.isfinite(res.model_decrease):
+        if res.status is LinearStatus.NONFINITE or not np.isfinite(res.model_decrease):
             accepted, rho = False, float("nan")
         else:
             t0 = time.perf_counter()
@@ -134,7 +122,7 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, poli
         if config.verbose:
             log.info("[iter %3d] cost %.10g -> %.10g  rel %.2e  |g| %.2e  |dx| %.2e  rho %+.3f  lambda %.1e  "
                      "cg %d (res %.1e, %s)%s", it, cost, new_cost, (cost - new_cost) / cost if cost else 0.0,
-                     gnorm_inf, step_norm, rho, lam, res.iterations, res.relative_residual, res.status,
+                     gnorm_inf, step_norm, rho, lam, res.iterations, res.relative_residual, res.status.value,
                      "" if accepted else "  rejected")
         if config.callback is not None:
             try:
@@ -163,7 +151,7 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, poli
                         + ("" if res.relative_residual <= LOOSE_SOLVE else f" for {small} accepted steps in a row"))
                     break
                 # A small decrease from a loosely solved step proves little: ask the inner solver for more.
-                eta_cap = max(cg.eta_min, min(eta_cap, 0.01 * res.relative_residual))
+                linear_solver.tighten_tolerance(res.relative_residual)
             if (step_norm < config.step_tolerance * (problem.state_norm(state) + config.step_tolerance)
                     and res.relative_residual <= LOOSE_SOLVE):
                 status, reason = Status.CONVERGED, f"step norm {step_norm:.3g} below step_tolerance"
@@ -174,7 +162,7 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, poli
                 status = Status.CONVERGED if rel_g <= STALL_GRADIENT else Status.STALLED
                 reason = f"Gauss-Newton step did not decrease the cost (gradient at {rel_g:.1e} of its start)"
                 break
-            if res.status == "nonfinite":
+            if res.status is LinearStatus.NONFINITE:
                 lam = max(lam, 1e-8) * 10.0
             lam = max(lam, config.min_lambda) * nu
             nu *= 2.0
@@ -188,12 +176,15 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver, poli
                     status, reason = (Status.STALLED,
                                       f"no step decreases the cost (lambda above {config.max_lambda:g}) but the "
                                       f"gradient is still {rel_g:.1e} of its start (last linear solve: "
-                                      f"{res.status}); this precision or solver cannot get closer")
+                                      f"{res.status.value}); this precision or solver cannot get closer")
                 break
     report.status, report.reason = status, reason
     report.iterations = it
     report.final_cost = best_cost
     report.best_iteration = best_iter
     report.quantization = quant
-    report.timing = {**timing, "total": time.perf_counter() - t_start}
+    report.timing = {**timing, **linear_times, "total": time.perf_counter() - t_start}
+    report.memory = linear_solver.memory()
+    if pre is not None:
+        report.preconditioner_stats = pre.stats()
     return best_state, report

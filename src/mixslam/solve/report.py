@@ -1,11 +1,16 @@
-"""One :class:`SolveReport` per solve: status, reason, best iterate, per-iteration history, timings."""
+"""One :class:`SolveReport` per solve: status, reason, best iterate, per-iteration history, timings, and typed
+records of what the linear solver, the preconditioner and the quantizations did."""
 from __future__ import annotations
 
 import dataclasses
 import enum
 from dataclasses import dataclass, field
 
-import numpy as np
+from ..jsonable import to_jsonable
+from ..linear.base import LinearStatus, MemoryUse, PreconditionerStats
+from ..precision import PrecisionPolicy, QuantizationStats
+
+__all__ = ["Status", "IterationRecord", "DepthCounts", "DepthStats", "ProblemInfo", "SolveReport", "SolveCounters"]
 
 
 class Status(str, enum.Enum):
@@ -42,12 +47,41 @@ class IterationRecord:
     linear_iterations: int
     linear_relative_residual: float
     """‖b - A x‖ / ‖b‖ of the (scaled, damped) normal equations as the linear solver reported it."""
-    linear_status: str
-    """How the linear solve ended: converged, max_iterations, stagnated, breakdown, nonfinite, diverged."""
+    linear_status: LinearStatus
+    """How the linear solve ended."""
     time_s: float
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return to_jsonable(dataclasses.asdict(self))
+
+
+@dataclass
+class DepthCounts:
+    """Reprojections behind the camera, and those whose depth was clamped (bundle adjustment)."""
+
+    behind: int = 0
+    clamped: int = 0
+
+
+@dataclass
+class DepthStats:
+    initial: DepthCounts
+    """At the initial state."""
+    final: DepthCounts
+    """At the returned state."""
+
+
+@dataclass
+class ProblemInfo:
+    """Sizes of a bundle-adjustment problem as solved."""
+
+    model: str
+    cameras: int
+    points: int
+    observations: int
+    free_cameras: int
+    free_points: int
+    warnings: list = field(default_factory=list)
 
 
 @dataclass
@@ -63,36 +97,70 @@ class SolveReport:
     best_iteration: int
     history: list = field(default_factory=list)
     timing: dict = field(default_factory=dict)
-    """Seconds per phase: setup, residual, jacobian, linear_solve, update, total; compile (numba JIT) apart."""
+    """Seconds per phase: setup, residual, jacobian, linear_solve, update, total; compile (numba JIT) apart;
+    and the linear solver's own parts summed over the solve (``products_s``, ``preconditioner_s``, ``cg_s``,
+    ``ic_factor``, ..., with ``*_calls`` counts)."""
     linear_iterations: int = 0
     precision: str = "fp64"
+    """Name of the precision policy."""
     solver: str = "cholesky"
+    """Linear solver: ``cholesky``, ``schur`` or ``cg``."""
+    preconditioner: str | None = None
+    """Preconditioner of ``cg`` (``jacobi``, ``ic``, ``none``); None for the direct solvers."""
     init: str = "file"
-    quantization: dict = field(default_factory=dict)
+    quantization: QuantizationStats = field(default_factory=QuantizationStats)
     """Counts summed over every quantization: overflows, underflows, subnormals, fallbacks."""
-    extra: dict = field(default_factory=dict)
+    memory: MemoryUse = field(default_factory=MemoryUse)
+    """Bytes the linear solver held at its last step."""
+    preconditioner_stats: PreconditionerStats | None = None
+    """The incomplete-Cholesky factor's shift, fill, ordering, escalation and factorizations (``ic`` only)."""
+    policy: PrecisionPolicy | None = None
+    """The precision policy of the solve, field by field."""
+    file_cost: float | None = None
+    """Pose graphs: the fp64 cost of the file's own poses (differs from ``initial_cost`` with another init)."""
+    depth: DepthStats | None = None
+    """Bundle adjustment: depth guard counts."""
+    problem: ProblemInfo | None = None
+    """Bundle adjustment: the problem's sizes."""
 
     @property
     def converged(self) -> bool:
         return self.status is Status.CONVERGED
 
     @property
+    def failed(self) -> bool:
+        return self.status is Status.FAILED
+
+    @property
     def fp16_overflows(self) -> int:
-        return int(self.quantization.get("overflows", 0))
+        return int(self.quantization.overflows)
+
+    @property
+    def solver_label(self) -> str:
+        """``cholesky`` or ``cg+ic``."""
+        return self.solver if self.preconditioner is None else f"{self.solver}+{self.preconditioner}"
 
     def as_dict(self) -> dict:
         """JSON-ready dictionary (the REPORT.json of the command line)."""
+        q = self.quantization
         out = {
-            "status": self.status.value, "reason": self.reason, "converged": self.converged,
+            "status": self.status, "reason": self.reason, "converged": self.converged,
             "initial_cost": self.initial_cost, "final_cost": self.final_cost,
             "iterations": self.iterations, "best_iteration": self.best_iteration,
             "linear_iterations": self.linear_iterations, "precision": self.precision, "solver": self.solver,
-            "init": self.init, "time_s": self.timing.get("total", float("nan")), "timing": dict(self.timing),
-            "fp16_overflows": self.fp16_overflows, "quantization": dict(self.quantization),
-            "history": [h.as_dict() for h in self.history],
+            "preconditioner": self.preconditioner, "init": self.init,
+            "time_s": self.timing.get("total", float("nan")), "timing": dict(self.timing),
+            "fp16_overflows": self.fp16_overflows,
+            "quantization": {"overflows": q.overflows, "underflows": q.underflows, "subnormals": q.subnormals,
+                             "fallbacks": q.fallbacks},
+            "memory": self.memory, "history": self.history,
         }
-        out.update(self.extra)
-        return _jsonable(out)
+        for name in ("policy", "file_cost", "depth", "problem"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.preconditioner_stats is not None:
+            out["ic"] = self.preconditioner_stats
+        return to_jsonable(out)
 
     def summary(self) -> str:
         return (f"{self.status.value}: {self.reason}; cost {self.initial_cost:.9g} -> {self.final_cost:.9g} "
@@ -100,19 +168,37 @@ class SolveReport:
                 f"{self.timing.get('total', float('nan')):.3f} s")
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    if isinstance(x, enum.Enum):
-        return x.value
-    if isinstance(x, float) and not np.isfinite(x):
-        return None if np.isnan(x) else (1e308 if x > 0 else -1e308)
-    return x
+@dataclass
+class SolveCounters:
+    """Sums over a series of solves: the VO windows, the pose-graph re-solves and the global-BA rounds of a SLAM
+    run all count their solves with this one type."""
+
+    solves: int = 0
+    iterations: int = 0
+    """LM iterations."""
+    linear_iterations: int = 0
+    """CG iterations (1 per direct solve)."""
+    overflows: int = 0
+    """16-bit overflows (``SolveReport.fp16_overflows``)."""
+    fallbacks: int = 0
+    """Stores redone in a wider format."""
+    not_converged: int = 0
+    """Solves whose status is not ``converged``."""
+    seconds: float = 0.0
+    """Wall time of the solves as the caller measured it (:meth:`add`)."""
+    statuses: dict = field(default_factory=dict)
+    """Status value -> count."""
+
+    def add(self, report: SolveReport, seconds: float = 0.0) -> None:
+        """Count one solve."""
+        self.solves += 1
+        self.iterations += report.iterations
+        self.linear_iterations += report.linear_iterations
+        self.overflows += report.fp16_overflows
+        self.fallbacks += report.quantization.fallbacks
+        self.not_converged += 0 if report.converged else 1
+        self.seconds += seconds
+        self.statuses[report.status.value] = self.statuses.get(report.status.value, 0) + 1
+
+    def as_dict(self) -> dict:
+        return to_jsonable(dataclasses.asdict(self))

@@ -1,4 +1,5 @@
-"""Batch execution for the benchmark: the same ordered ``map`` on a local process pool or on Dask.
+"""Batch execution for studies (:mod:`mixslam.slam.study`) and the benchmark (:mod:`mixslam.bench`): the same
+ordered ``map`` serially, on a local process pool or on Dask.
 
 Every task is a top-level function plus its arguments, and carries its own seed, so the results are the
 same whichever executor runs them and however many workers it has (tested). Results come back in task
@@ -10,7 +11,7 @@ import sys
 import time
 from typing import Callable, Sequence
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 
 def progress_line(label: str, done: int, total: int, t0: float, stream) -> None:

@@ -1,0 +1,186 @@
+"""Which linear solver and preconditioner a solve uses: names, aliases, defaults, construction.
+
+Decisions made here, once for every problem kind and every caller (library, command line, SLAM pipeline,
+benchmarks):
+
+* **Two separate choices**, as Ceres' ``linear_solver_type`` and ``preconditioner_type``: the solver
+  (``cholesky``: fp64 sparse Cholesky of a pose graph; ``schur``: fp64 landmark elimination of a bundle
+  adjustment; ``cg``: CGNR in the policy's precisions) and, for ``cg`` only, the preconditioner (``jacobi``:
+  block-Jacobi; ``ic``: block incomplete Cholesky, pose graphs only; ``none``).
+* **Aliases kept from earlier releases**: ``ic`` = ``cg`` + ``ic``; ``cgnr`` = ``cg`` + ``jacobi`` (unless a
+  preconditioner is named).
+* **Defaults from the policy's fields, never its name** (:func:`default_linear_solver`): a policy whose
+  every linear-solve operation is fp64 gets the direct solver of the problem kind (the accuracy baseline and
+  the fastest on these sizes); any other policy gets CG, whose operations are the ones the policy's
+  fields describe, with incomplete Cholesky for pose graphs (the article's design) and block-Jacobi for
+  bundle adjustment (two variable sets). A bundle adjustment whose reduced camera system is too large for
+  the dense Schur solver gets fp64 CG instead. A custom policy equal to a preset gets what the preset gets.
+* **Validation**: a direct solver refuses a policy with 16-bit storage or arithmetic (it has none) and a
+  preconditioner; ``cholesky`` is for pose graphs, ``schur`` and ``jacobi``-only CG for bundle adjustment
+  ... every refusal a :class:`~mixslam.errors.ConfigError` naming the value and the rule.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..precision import PrecisionPolicy
+from .base import LinearSolver, Preconditioner
+from .block_pattern import BlockPattern
+from .config import CGConfig, ICConfig
+
+__all__ = ["SOLVERS", "PRECONDITIONERS", "SOLVER_ALIASES", "PROBLEM_KINDS", "LinearSolverChoice",
+           "LinearStructure", "default_linear_solver", "resolve_linear_solver", "make_linear_solver",
+           "solve_kernel_specs"]
+
+SOLVERS = ("cholesky", "schur", "cg")
+"""Canonical linear solver names."""
+PRECONDITIONERS = ("jacobi", "ic", "none")
+"""Preconditioner names (``cg`` only)."""
+SOLVER_ALIASES = {"ic": ("cg", "ic"), "cgnr": ("cg", "jacobi")}
+"""Spellings of earlier releases: alias -> (solver, preconditioner it implies)."""
+PROBLEM_KINDS = ("pgo", "ba")
+
+_DIRECT = {"pgo": "cholesky", "ba": "schur"}
+_DEFAULT_PRECONDITIONER = {"pgo": "ic", "ba": "jacobi"}
+_F64 = np.dtype(np.float64)
+
+
+@dataclass(frozen=True)
+class LinearSolverChoice:
+    """A resolved (solver, preconditioner) pair."""
+
+    solver: str
+    """``cholesky``, ``schur`` or ``cg``."""
+    preconditioner: str | None = None
+    """``jacobi``, ``ic`` or ``none`` for ``cg``; None for the direct solvers."""
+
+    @property
+    def label(self) -> str:
+        """``cholesky`` or ``cg+ic``: what reports and progress lines show."""
+        return self.solver if self.preconditioner is None else f"{self.solver}+{self.preconditioner}"
+
+    @property
+    def iterative(self) -> bool:
+        return self.solver == "cg"
+
+
+@dataclass(frozen=True)
+class LinearStructure:
+    """What the solvers need to know of an analyzed problem's unknowns."""
+
+    nv: int
+    """Variables of the first set (poses; BA: cameras)."""
+    p: int
+    """Tangent size of a first-set variable."""
+    nb: int = 0
+    """Variables of a second set (BA: points); 0 for one set."""
+    pb: int = 0
+    """Tangent size of a second-set variable."""
+    pattern: BlockPattern | None = None
+    """The normal matrix's block pattern (one variable set: pose graphs), for ``cholesky`` and ``ic``."""
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in PROBLEM_KINDS:
+        raise ConfigError(f"unknown problem kind {kind!r}; expected one of {list(PROBLEM_KINDS)}")
+
+
+def default_linear_solver(policy: PrecisionPolicy, kind: str, direct_unknowns: int | None = None,
+                          max_direct: int | None = None) -> LinearSolverChoice:
+    """The solver a ``kind`` problem gets in ``policy`` when none is named (see the module docstring).
+
+    ``direct_unknowns`` / ``max_direct``: size of the system the direct solver would factor densely and its
+    limit (bundle adjustment's reduced camera system); above it, CG."""
+    _check_kind(kind)
+    too_big = direct_unknowns is not None and max_direct is not None and direct_unknowns > max_direct
+    if policy.linear_solve_fp64 and not too_big:
+        return LinearSolverChoice(_DIRECT[kind])
+    return LinearSolverChoice("cg", _DEFAULT_PRECONDITIONER[kind])
+
+
+def resolve_linear_solver(solver: str | None, preconditioner: str | None, policy: PrecisionPolicy,
+                          kind: str, direct_unknowns: int | None = None,
+                          max_direct: int | None = None) -> LinearSolverChoice:
+    """The (solver, preconditioner) a solve uses: the named ones (aliases expanded) or the defaults; checked
+    against the policy and the problem kind."""
+    _check_kind(kind)
+    if preconditioner is not None and preconditioner not in PRECONDITIONERS:
+        raise ConfigError(f"unknown preconditioner {preconditioner!r}; expected one of {list(PRECONDITIONERS)}")
+    if solver is None:
+        choice = default_linear_solver(policy, kind, direct_unknowns, max_direct)
+        if preconditioner is not None:
+            if not choice.iterative:
+                raise ConfigError(f"preconditioner {preconditioner!r} given without a solver, and policy "
+                                  f"{policy.name!r} defaults to the direct solver {choice.solver!r}, which takes "
+                                  "none; add solver 'cg'")
+            choice = LinearSolverChoice("cg", preconditioner)
+    elif solver in SOLVER_ALIASES:
+        name, implied = SOLVER_ALIASES[solver]
+        if solver == "ic" and preconditioner not in (None, "ic"):
+            raise ConfigError(f"solver 'ic' is CG with the 'ic' preconditioner; it cannot take preconditioner "
+                              f"{preconditioner!r} (use solver 'cg')")
+        choice = LinearSolverChoice(name, preconditioner or implied)
+    elif solver == "cg":
+        choice = LinearSolverChoice("cg", preconditioner or _DEFAULT_PRECONDITIONER[kind])
+    elif solver in SOLVERS:
+        if preconditioner is not None:
+            raise ConfigError(f"the direct solver {solver!r} takes no preconditioner, got {preconditioner!r}")
+        choice = LinearSolverChoice(solver)
+    else:
+        names = [*SOLVERS, *SOLVER_ALIASES]
+        raise ConfigError(f"unknown solver {solver!r}; expected one of {names}")
+    if not choice.iterative:
+        if choice.solver != _DIRECT[kind]:
+            raise ConfigError(f"the {choice.solver!r} solver is not for {kind} problems; the direct solver of "
+                              f"{kind} is {_DIRECT[kind]!r}")
+        if policy.uses_16bit:
+            raise ConfigError(f"the {choice.solver} solver is fp64 only; policy {policy.name!r} asks for 16-bit "
+                              "storage or arithmetic, which only the CG solver ('cg', aliases 'cgnr', 'ic') has")
+    if choice.preconditioner == "ic" and kind != "pgo":
+        raise ConfigError("the 'ic' preconditioner is for pose graphs (one variable set); bundle adjustment "
+                          "takes 'jacobi' or 'none'")
+    return choice
+
+
+def make_preconditioner(name: str, policy: PrecisionPolicy, structure: LinearStructure,
+                        ic: ICConfig | None = None) -> Preconditioner:
+    from .preconditioners import ICPreconditioner, IdentityPreconditioner, JacobiPreconditioner
+    if name == "jacobi":
+        return JacobiPreconditioner(policy)
+    if name == "none":
+        return IdentityPreconditioner()
+    if name == "ic":
+        if structure.pattern is None:
+            raise ConfigError("the IC preconditioner needs the normal matrix's block pattern")
+        return ICPreconditioner(structure.pattern, policy, ic)
+    raise ConfigError(f"unknown preconditioner {name!r}; expected one of {list(PRECONDITIONERS)}")
+
+
+def make_linear_solver(choice: LinearSolverChoice, policy: PrecisionPolicy, structure: LinearStructure,
+                       cg: CGConfig | None = None, ic: ICConfig | None = None) -> LinearSolver:
+    """The solver object of ``choice`` for a problem of ``structure`` (its symbolic work done here, once)."""
+    if choice.solver == "cholesky":
+        from .cholesky import CholeskySolver
+        if structure.pattern is None:
+            raise ConfigError("the cholesky solver needs the normal matrix's block pattern")
+        return CholeskySolver(structure.pattern, policy)
+    if choice.solver == "schur":
+        from .schur import SchurSolver
+        return SchurSolver(structure.nv, structure.p, structure.nb)
+    if choice.solver == "cg":
+        from .cgnr import CGSolver
+        return CGSolver(policy, make_preconditioner(choice.preconditioner or "jacobi", policy, structure, ic), cg)
+    raise ConfigError(f"unknown linear solver {choice.solver!r}; expected one of {list(SOLVERS)}")
+
+
+def solve_kernel_specs(solver: LinearSolver, policy: PrecisionPolicy) -> frozenset:
+    """The compiled (kernel, storage dtype, vector dtype, acc16) specializations one LM solve with ``solver``
+    calls: the fp64 J·δ of the model decrease, the fp64 Jᵀr of the gradient, the gradient in the policy's
+    right-hand-side precision, and what the solver and its preconditioner list themselves."""
+    rhs = np.dtype(policy.rhs.compute_dtype)  # fp64 or fp32: the policy refuses a 16-bit rhs
+    common = {("jac_matvec", _F64, _F64, False), ("jac_rmatvec", _F64, _F64, False),
+              ("jac_rmatvec", rhs, rhs, False)}
+    return frozenset(common | solver.kernel_specs())

@@ -1,0 +1,131 @@
+"""The one solve sequence of every problem kind (pose graph, bundle adjustment, and the next ones).
+
+:func:`solve` owns what every solve does, in this order: validate the input, pick the precision preset and
+the linear solver (:func:`mixslam.linear.choice.resolve_linear_solver`: defaults from the policy's fields),
+analyze the problem (the kind's own work: numbering, whitening, patterns, initial guess), build the linear
+solver (its symbolic work), compile the kernels that solve calls (timed apart), run Levenberg-Marquardt with
+BLAS held to one thread, refuse a non-finite result, evaluate the initial and final cost in fp64 whatever the
+policy, and fill the report. A problem kind supplies only an :class:`AnalyzedProblem`.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from ..errors import NonFiniteError
+from ..linear.choice import (LinearSolverChoice, LinearStructure, make_linear_solver, resolve_linear_solver,
+                             solve_kernel_specs)
+from ..linear.config import CGConfig, ICConfig
+from ..precision import PrecisionPolicy
+from .config import LMConfig
+from .lm import levenberg_marquardt
+from .report import SolveReport
+
+__all__ = ["SolveSettings", "AnalyzedProblem", "solve", "single_threaded_blas"]
+
+
+class SolveSettings(Protocol):
+    """The fields every problem kind's configuration has (``PGOConfig``, ``BAConfig``)."""
+
+    @property
+    def precision(self) -> "str | PrecisionPolicy": ...
+    @property
+    def solver(self) -> str | None: ...
+    @property
+    def preconditioner(self) -> str | None: ...
+    @property
+    def lm(self) -> LMConfig: ...
+    @property
+    def cg(self) -> CGConfig: ...
+    @property
+    def ic(self) -> ICConfig: ...
+
+
+class AnalyzedProblem(Protocol):
+    """A problem analyzed once (numbering, whitening, patterns): what the driver and the LM loop need."""
+
+    @property
+    def initial_state(self) -> Any:
+        """The state LM starts from (after the kind's initialization)."""
+
+    @property
+    def init_seconds(self) -> float:
+        """Time the kind's initialization took (part of the analysis; reported as ``timing["init"]``)."""
+
+    def cost(self, state) -> float: ...
+    def linearize(self, state): ...
+    def retract(self, state, delta: np.ndarray): ...
+    def state_norm(self, state) -> float: ...
+
+    def linear_structure(self) -> LinearStructure:
+        """The unknowns (and, for one variable set, the normal matrix's block pattern)."""
+
+    def direct_size(self) -> "tuple[int, int] | None":
+        """(unknowns the direct solver factors densely, its limit), or None when it has no such limit."""
+
+    def warm(self, specs: frozenset) -> float:
+        """Compile the kernels a solve calls (the problem's own and ``specs``); returns the seconds."""
+
+    def fp64_cost(self, state) -> float:
+        """The cost 0.5 Σ eᵀΩe of ``state`` in fp64 (what the report gives, whatever the policy)."""
+
+    def is_finite(self, state) -> bool: ...
+
+    def finish_report(self, report: SolveReport, state) -> None:
+        """Add the kind's own report fields."""
+
+
+def single_threaded_blas():
+    """Context manager: BLAS limited to one thread inside (no-op if threadpoolctl is missing).
+
+    The compiled kernels are single-threaded; BLAS (OpenBLAS in numpy/scipy wheels) is called in between for
+    small dense work. OpenBLAS worker threads busy-wait after each call, and on a 2-core machine they take
+    the core the next numba kernel needs: measured on problem-16-22106 (fp64 Schur), the whole BA solve takes
+    0.76 s with the default BLAS threads and about 0.5 s with one.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a core dependency
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def solve(kind: str, settings: SolveSettings, validate: Callable[[], object],
+          analyze: Callable[[PrecisionPolicy], AnalyzedProblem]):
+    """Run the solve sequence for a ``kind`` problem; returns (analyzed problem, best state, report).
+
+    ``validate`` checks the input data (raising the library's errors); ``analyze(policy)`` builds the
+    :class:`AnalyzedProblem`.
+    """
+    policy = PrecisionPolicy.preset(settings.precision, problem=kind)
+    # Resolved before the analysis so a bad choice fails at once; again after it when the default depends
+    # on the problem's size.
+    choice: LinearSolverChoice = resolve_linear_solver(settings.solver, settings.preconditioner, policy, kind)
+    validate()
+    t0 = time.perf_counter()
+    problem = analyze(policy)
+    size = problem.direct_size()
+    if settings.solver is None and size is not None:
+        unknowns, limit = size
+        choice = resolve_linear_solver(None, settings.preconditioner, policy, kind, unknowns, limit)
+    solver = make_linear_solver(choice, policy, problem.linear_structure(), settings.cg, settings.ic)
+    t1 = time.perf_counter()
+    compile_s = problem.warm(solve_kernel_specs(solver, policy))
+    state0 = problem.initial_state
+    with single_threaded_blas():  # spinning BLAS threads steal the numba core (see single_threaded_blas)
+        state, report = levenberg_marquardt(problem, state0, solver, policy, settings.lm)
+    # The returned state must be finite whatever the precision did; LM keeps the best finite iterate.
+    if not problem.is_finite(state):
+        raise NonFiniteError(f"{kind}: the optimization produced non-finite values in the state")
+    report.initial_cost = problem.fp64_cost(state0)
+    report.final_cost = problem.fp64_cost(state)
+    report.policy = policy
+    report.timing["init"] = problem.init_seconds
+    report.timing["setup"] = (t1 - t0) - problem.init_seconds
+    report.timing["total"] += t1 - t0
+    report.timing["compile"] = compile_s
+    problem.finish_report(report, state)
+    return problem, state, report

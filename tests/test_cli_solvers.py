@@ -1,0 +1,107 @@
+"""The command line's solver choice: the policy's default without --solver, the old aliases, and refusals."""
+import json
+
+import numpy as np
+import pytest
+
+from mixslam.cli import main
+from mixslam.io import write_g2o
+from mixslam.sim import simulate_pose_graph
+
+
+@pytest.fixture(scope="module")
+def g2o_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli_solvers") / "sim.g2o"
+    write_g2o(simulate_pose_graph("manhattan", 80, seed=2).graph, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bal_file(tmp_path_factory):
+    """A small synthetic BAL problem (3 cameras, 30 points, noisy pixels, perturbed start)."""
+    from mixslam.io.bal import write_bal
+    from mixslam.problem.bundle import BundleData
+    from mixslam.problem.camera import bal_project
+    rng = np.random.default_rng(4)
+    nc, npts = 3, 30
+    cams = np.zeros((nc, 9))
+    cams[:, :3] = rng.normal(scale=0.1, size=(nc, 3))
+    cams[:, 3:6] = rng.normal(scale=0.3, size=(nc, 3))
+    cams[:, 6] = 600.0
+    pts = rng.normal(size=(npts, 3)) + np.array([0.0, 0.0, -6.0])
+    ci, pi = np.repeat(np.arange(nc), npts), np.tile(np.arange(npts), nc)
+    obs = bal_project(cams[ci], pts[pi])[0] + rng.normal(scale=0.5, size=(ci.size, 2))
+    start = BundleData("bal", cams + rng.normal(scale=1e-3, size=cams.shape) * [1, 1, 1, 1, 1, 1, 0, 0, 0],
+                       pts + rng.normal(scale=0.02, size=pts.shape), obs, ci, pi)
+    path = tmp_path_factory.mktemp("cli_solvers") / "problem-3-30.txt"
+    write_bal(path, start)
+    return path
+
+
+def _run(args, tmp_path):
+    rep = tmp_path / "r.json"
+    rc = main([*args, "--report", str(rep), "-q"])
+    return rc, (json.loads(rep.read_text()) if rep.exists() else None)
+
+
+@pytest.mark.parametrize("precision", ["mixed", "fp32"])
+def test_pgo_without_solver_uses_cg_with_ic(g2o_file, tmp_path, precision):
+    rc, data = _run(["pgo", str(g2o_file), "--precision", precision], tmp_path)
+    assert rc == 0
+    assert data["solver"] == "cg" and data["preconditioner"] == "ic" and data["precision"] == precision
+    assert data["converged"] is True and data["final_cost"] < data["initial_cost"]
+    assert data["ic"]["factorizations"] >= 1 and data["policy"]["name"] == precision
+
+
+def test_pgo_fp64_default_is_cholesky(g2o_file, tmp_path):
+    rc, data = _run(["pgo", str(g2o_file)], tmp_path)
+    assert rc == 0 and data["solver"] == "cholesky" and data["preconditioner"] is None and "ic" not in data
+
+
+@pytest.mark.parametrize("solver,preconditioner,expect", [("ic", None, "ic"), ("cgnr", None, "jacobi"),
+                                                          ("cg", None, "ic"), ("cg", "none", "none"),
+                                                          ("cgnr", "none", "none"), (None, "jacobi", "jacobi")])
+def test_pgo_solver_aliases_still_work(g2o_file, tmp_path, solver, preconditioner, expect):
+    args = ["pgo", str(g2o_file), "--precision", "mixed"]
+    args += ["--solver", solver] if solver else []
+    args += ["--preconditioner", preconditioner] if preconditioner else []
+    rc, data = _run(args, tmp_path)
+    assert rc == 0 and data["converged"] is True
+    assert data["solver"] == "cg" and data["preconditioner"] == expect
+    assert ("ic" in data) == (expect == "ic")
+
+
+@pytest.mark.parametrize("args,phrase", [
+    (["--solver", "cholesky", "--precision", "mixed"], "cholesky solver is fp64 only"),
+    (["--solver", "cholesky", "--preconditioner", "jacobi"], "takes no preconditioner"),
+    (["--preconditioner", "ic"], "defaults to the direct solver 'cholesky'"),
+    (["--solver", "ic", "--preconditioner", "jacobi", "--precision", "mixed"], "solver 'ic'"),
+])
+def test_pgo_refusals_exit_2_with_one_line(g2o_file, tmp_path, capsys, args, phrase):
+    rc, data = _run(["pgo", str(g2o_file), *args], tmp_path)
+    assert rc == 2 and data is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mixslam: error:") and phrase in err
+
+
+@pytest.mark.parametrize("precision", ["mixed", "fp32"])
+def test_ba_without_solver_uses_cg_with_jacobi(bal_file, tmp_path, precision):
+    rc, data = _run(["ba", str(bal_file), "--precision", precision], tmp_path)
+    assert rc == 0
+    assert data["solver"] == "cg" and data["preconditioner"] == "jacobi" and data["precision"] == precision
+    assert data["final_cost"] < data["initial_cost"] and data["fp16_overflows"] == 0
+    assert data["memory"]["jacobian_bytes"] > 0
+
+
+@pytest.mark.parametrize("args,solver,preconditioner", [([], "schur", None), (["--solver", "cgnr"], "cg", "jacobi"),
+                                                        (["--solver", "cg", "--preconditioner", "none"], "cg", "none")])
+def test_ba_solver_choices(bal_file, tmp_path, args, solver, preconditioner):
+    rc, data = _run(["ba", str(bal_file), *args], tmp_path)
+    assert rc == 0 and data["solver"] == solver and data["preconditioner"] == preconditioner
+
+
+def test_ba_schur_with_a_16bit_policy_exits_2(bal_file, tmp_path, capsys):
+    rc, data = _run(["ba", str(bal_file), "--solver", "schur", "--precision", "mixed"], tmp_path)
+    assert rc == 2 and data is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "schur solver is fp64 only" in err
