@@ -131,3 +131,72 @@ def test_ba_bad_input_exits_2(tmp_path, capsys):
     assert "bad.txt:2" in err and "point" in err
     assert main(["ba", str(tmp_path / "missing.txt")]) == 2
     assert main(["ba", str(bad), "--fix", "x"]) == 2
+
+
+# -- sim / demo / bench / eval: bad option values exit 2 with one line, no traceback ---------------------------
+# (the configuration validation; the pgo/ba tests are above)
+BAD_OPTIONS = [
+    (["sim", "--keyframes", "1"], "TrajectoryConfig.keyframes"),
+    (["sim", "--keyframes", "-5"], "--keyframes -5"),
+    (["sim", "--keyframes", "2"], "StudyConfig.trajectory.keyframes"),
+    (["sim", "--seed", "-1"], "--seed"),
+    (["sim", "--trajectories", "0"], "--trajectories"),
+    (["sim", "--workers", "0"], "--workers"),
+    (["sim", "--window", "1"], "VOConfig.window"),
+    (["sim", "--window", "1", "--workers", "2"], "--window 1"),
+    (["sim", "--seed", "-1", "--workers", "2"], "--seed"),
+    (["sim", "--precision", "fp64,fp8"], "--precision"),
+    (["demo", "--seed", "-1"], "--seed"),
+    (["bench", "--quick", "--workers", "0"], "--workers"),
+    (["bench", "--quick", "--seed", "-1"], "--seed"),
+    (["bench", "--quick", "--figures", "9"], "--figures"),
+    (["bench", "--quick", "--figures", "x"], "--figures"),
+    (["bench", "--quick", "--scheduler", "tcp://localhost:8786"], "scheduler"),
+]
+
+
+@pytest.mark.parametrize("argv,phrase", BAD_OPTIONS, ids=[" ".join(a) for a, _ in BAD_OPTIONS])
+def test_bad_option_exits_2_with_one_line(argv, phrase, tmp_path, capsys):
+    out = ["--out", str(tmp_path / "out")] if argv[0] in ("demo", "bench") else []
+    assert main(argv + out + ["-q"]) == 2
+    cap = capsys.readouterr()
+    lines = cap.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mixslam: error: ") and phrase in lines[0], cap.err
+    assert "Traceback" not in cap.err and cap.out == ""
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_bad_max_difference_exits_2(tmp_path, capsys):
+    tum = tmp_path / "t.tum"
+    tum.write_text("".join(f"{k} {k} 0 0 0 0 0 1\n" for k in range(4)))
+    for value in ("-1", "nan"):
+        assert main(["eval", str(tum), str(tum), "--max-difference", value]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--max-difference" in err
+
+
+def test_library_error_is_one_line_and_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    import mixslam.cli as cli
+    from mixslam.errors import ConfigError
+
+    def boom(args):
+        raise ConfigError("first line\nsecond line")
+    monkeypatch.setattr(cli, "cmd_demo", boom)
+    assert main(["demo"]) == 2
+    assert capsys.readouterr().err == "mixslam: error: first line second line\n"
+
+    def bug(args):
+        raise ValueError("not a library error: a bug, which must not pass for bad input")
+    monkeypatch.setattr(cli, "cmd_demo", bug)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["demo"])
+
+
+def test_no_traceback_from_worker_processes():
+    # the real console script, two workers: the error is found before any worker starts
+    import subprocess
+    import sys
+    for argv in (["sim", "--keyframes", "1", "--workers", "2"], ["sim", "--seed", "-1", "--workers", "2"]):
+        p = subprocess.run([sys.executable, "-m", "mixslam", *argv], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2, p.stderr
+        assert "Traceback" not in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr

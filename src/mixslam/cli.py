@@ -134,14 +134,18 @@ def _add_bench_parser(sub) -> None:
 
 
 def cmd_bench(args) -> int:
-    from .bench.config import bench_config
+    from .bench.config import FIGURES, bench_config
     from .bench.run import run_bench
     from .errors import ConfigError
 
     try:
         figures = tuple(int(x) for x in args.figures.split(",") if x.strip())
     except ValueError:
-        raise ConfigError(f"--figures must be comma-separated numbers 1-8, got {args.figures!r}") from None
+        figures = ()
+    if not figures or any(f not in FIGURES for f in figures):
+        raise ConfigError(f"--figures must be comma-separated numbers 1-8, got {args.figures!r}")
+    _check_int_option("--workers", args.workers, 1)
+    _check_int_option("--seed", args.seed, 0)
     cfg = bench_config(args.scale, seed=args.seed, workers=args.workers, executor=args.executor,
                        scheduler=args.scheduler, figures=figures, progress=not args.quiet)
     import shlex
@@ -231,8 +235,16 @@ def cmd_ba(args) -> int:
     return 1 if report.failed else 0
 
 
+def _check_int_option(option: str, value: int, least: int) -> None:
+    """Options checked before any work starts (and before any worker process): one ConfigError naming them."""
+    from .errors import ConfigError
+    if value < least:
+        raise ConfigError(f"{option} must be an integer >= {least}, got {value}")
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
+    _check_int_option("--seed", args.seed, 0)
     return run_demo(out=args.out, seed=args.seed, quiet=args.quiet, verbose=args.verbose)
 
 
@@ -240,17 +252,23 @@ def cmd_sim(args) -> int:
     from .demo import format_ate_table
     from .errors import ConfigError
     from .precision import PRESETS
-    from .slam.study import run_study, StudyConfig, with_overrides
+    from .slam.study import StudyConfig, run_study, with_overrides
 
     policies = tuple(p.strip() for p in args.precision.split(",") if p.strip())
     bad = [p for p in policies if p not in PRESETS["ba"]]
     if bad or not policies:
-        raise ConfigError(f"unknown precision(s) {bad or args.precision!r}; expected a comma-separated list of "
-                          f"{sorted(PRESETS['ba'])}")
-    if args.trajectories < 1 or args.workers < 1:
-        raise ConfigError("--trajectories and --workers must be at least 1")
-    cfg = with_overrides(StudyConfig(), keyframes=args.keyframes, window=args.window,
-                         wheel_odometry=args.wheel_odometry, global_ba=args.global_ba)
+        raise ConfigError(f"--precision: unknown precision(s) {bad or args.precision!r}; expected a comma-separated "
+                          f"list of {sorted(PRESETS['ba'])}")
+    _check_int_option("--trajectories", args.trajectories, 1)
+    _check_int_option("--workers", args.workers, 1)
+    _check_int_option("--seed", args.seed, 0)
+    cfg = with_overrides(StudyConfig(), wheel_odometry=args.wheel_odometry, global_ba=args.global_ba)
+    for option, name in (("--keyframes", "keyframes"), ("--window", "window")):
+        value = getattr(args, name)
+        try:
+            cfg = with_overrides(cfg, **{name: value})
+        except ConfigError as exc:  # the config's rule, prefixed with the option that broke it
+            raise ConfigError(f"{option} {value}: {exc}") from None
     if not args.quiet:
         print(f"mixslam sim: {args.trajectories} trajectories x {len(policies)} policies, "
               f"{cfg.trajectory.keyframes} keyframes, window {cfg.pipeline.vo.window}, seed {args.seed}, "
@@ -298,8 +316,13 @@ def _add_eval_parser(sub) -> None:
 
 
 def cmd_eval(args) -> int:
+    import math
+
+    from .errors import ConfigError
     from .eval import STAT_KEYS, evaluate_files
 
+    if not (math.isfinite(args.max_difference) and args.max_difference >= 0):
+        raise ConfigError(f"--max-difference must be a finite number >= 0 (seconds), got {args.max_difference}")
     res = evaluate_files(args.reference, args.estimate, align=args.align, max_difference=args.max_difference)
     a = res["alignment"]
     print(f"{args.estimate} vs {args.reference}: {res['matched']} matched poses (reference "
@@ -333,13 +356,20 @@ def main(argv=None) -> int:
             return cmd_eval(args)
         if args.command == "bench":
             return cmd_bench(args)
-    except MixslamError as exc:
-        print(f"mixslam: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"mixslam: error: {exc}", file=sys.stderr)
+    except (MixslamError, OSError) as exc:
+        # Bad input (every library error is a MixslamError; a file that cannot be read or written): exit 2
+        # with one line, never a traceback (also for errors re-raised from worker processes, whose remote
+        # traceback rides along as the cause). Anything else is a bug and keeps its traceback.
+        log.debug("mixslam: error", exc_info=True)
+        print(f"mixslam: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's message on one line (its class name when it has none)."""
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    return text or type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -35,11 +35,14 @@ def run_demo(out: str = "mixslam-demo", seed: int = 0, quiet: bool = False, verb
     import logging
     import time
 
+    from .errors import check_seed
     from .eval import ate
     from .io import write_g2o, write_tum
     from .slam import plots
-    from .slam.study import demo_config, run_trajectory, summarize
+    from .slam.study import check_policies, demo_config, run_trajectory, summarize
 
+    seed = check_seed(seed, "run_demo: seed")  # before anything is written
+    policies = check_policies(policies, "run_demo")
     log = logging.getLogger("mixslam")
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -73,8 +76,8 @@ def run_demo(out: str = "mixslam-demo", seed: int = 0, quiet: bool = False, verb
             errors[f"{p} PGO"] = ate(run.R_wc, run.t_wc, res.pgo_R, res.pgo_t, mode=cfg.align)
         errors[f"{p} LC"] = ate(run.R_wc, run.t_wc, res.lc_R, res.lc_t, mode=cfg.align)
         log.info("%s: VO %.1f s (BA %d solves, %d CG it), PGO %.2f s (%d solves), loops %d/%d accepted, "
-                 "global BA %s", p, res.vo.seconds, res.vo.solves, res.vo.cg_iterations, res.pgo_seconds,
-                 res.pgo_solves, res.accepted, res.candidates,
+                 "global BA %s", p, res.vo.seconds, res.vo.ba.solves, res.vo.ba.linear_iterations,
+                 res.pgo.seconds, res.pgo.solves, res.accepted, res.candidates,
                  f"{res.gba.seconds:.2f} s ({res.gba.reason})" if res.gba else "not run")
     plots.plot_error_over_time(outdir / "error_over_time.png", errors, title="ATE per keyframe (SE(3)-aligned)")
     plots.plot_ate_table(outdir / "ate_table.png", {f"{p} {s}": report["policies"][p][f"ate_{s.lower()}"]

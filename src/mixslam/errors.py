@@ -86,3 +86,13 @@ def check_config_fields(config, ints: dict | None = None, nonnegative: tuple = (
         v = getattr(config, name)
         if v not in allowed:
             raise ConfigError(f"{cls}.{name} must be one of {list(allowed)}, got {v!r}")
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """``seed`` as an int, or :class:`ConfigError` naming ``name``: seeds are integers >= 0 (not bools), the
+    values numpy's ``SeedSequence`` and ``default_rng`` accept."""
+    from numbers import Integral
+
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+        raise ConfigError(f"{name} must be an integer >= 0 (numpy seeds cannot be negative), got {seed!r}")
+    return int(seed)

@@ -30,8 +30,8 @@ def test_bootstrap_windows_converge_and_mixed_matches_fp64(seed):
     out = {p: run_vo(run, p, config=vo) for p in ("fp64", "mixed")}
     err = {}
     for p, r in out.items():
-        assert r.not_converged == 0, (p, r.statuses)
-        assert r.overflows == 0
+        assert r.ba.not_converged == 0, (p, r.ba.statuses)
+        assert r.ba.overflows == 0
         err[p] = float(np.sqrt(np.mean(ate(run.R_wc, run.t_wc, r.R_wc, r.t_wc, mode="se3") ** 2)))
         # A map at the right scale: every landmark snapshot is within the camera's range (8 m), not inflated.
         depth = np.concatenate([s[1][:, 2] for s in r.snapshots if len(s[0])])
@@ -50,7 +50,7 @@ def test_hard_windows_run_to_convergence_and_mixed_matches_fp64():
     err = {}
     for p in ("fp64", "mixed"):
         r = run_vo(run, p, config=cfg.pipeline.vo)
-        assert r.not_converged == 0, (p, r.statuses)
+        assert r.ba.not_converged == 0, (p, r.ba.statuses)
         assert r.gated == 0, p
         err[p] = float(np.sqrt(np.mean(ate(run.R_wc, run.t_wc, r.R_wc, r.t_wc, mode="se3") ** 2)))
     assert abs(err["mixed"] / err["fp64"] - 1) < 0.01, err

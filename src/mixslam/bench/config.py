@@ -15,8 +15,10 @@ Three presets (:func:`bench_config`):
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from numbers import Integral
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_config_fields
+from ..slam.study import MIN_KEYFRAMES
 
 FIGURES = (1, 2, 3, 4, 5, 6, 7, 8)
 SCALES = ("quick", "default", "full")
@@ -53,6 +55,25 @@ class BenchSizes:
     """Figures 7-8: pose-graph data files (names in the data folder's ``pgo/``)."""
     ba_files: tuple = ("problem-16-22106-pre.txt",)
     """Figures 7-8: BAL data files (names in the data folder's ``ba/``)."""
+
+    def __post_init__(self):
+        check_config_fields(self, ints={"vo_trajectories": 1, "vo_keyframes": MIN_KEYFRAMES, "vo_window": 2,
+                                        "pgo_problems": 1, "pgo_trajectory_keyframes": 2, "repeats": 1,
+                                        "kernel_repeats": 1, "ba_window_seeds": 0},
+                            choices={"use_data": (True, False)})
+        r = self.vo_rooms
+        if (not isinstance(r, (tuple, list)) or len(r) != 2
+                or any(isinstance(v, bool) or not isinstance(v, Integral) for v in r)
+                or not (tuple(r) == (1, 1) or min(r) >= 2)):
+            raise ConfigError(f"BenchSizes.vo_rooms must be (nx, ny) integers, both >= 2, or (1, 1), got {r!r}")
+        k = self.pgo_keyframes
+        if (not isinstance(k, (tuple, list))
+                or any(isinstance(v, bool) or not isinstance(v, Integral) or v < 2 for v in k)):
+            raise ConfigError(f"BenchSizes.pgo_keyframes must be a tuple of integers >= 2, got {k!r}")
+        for name in ("pgo_files", "ba_files"):
+            v = getattr(self, name)
+            if not isinstance(v, (tuple, list)) or not all(isinstance(f, str) and f for f in v):
+                raise ConfigError(f"BenchSizes.{name} must be a tuple of file names, got {v!r}")
 
 
 _PRESETS = {
@@ -92,23 +113,24 @@ class BenchConfig:
     """Print a progress bar for batch work and a line per figure (stderr)."""
 
     def __post_init__(self):
-        if self.scale not in SCALES:
-            raise ConfigError(f"unknown bench scale {self.scale!r}; expected one of {SCALES}")
-        if self.executor not in EXECUTORS:
-            raise ConfigError(f"unknown executor {self.executor!r}; expected one of {EXECUTORS}")
-        if int(self.workers) < 1:
-            raise ConfigError(f"workers must be at least 1, got {self.workers}")
-        bad = [f for f in self.figures if f not in FIGURES]
-        if bad or not self.figures:
-            raise ConfigError(f"unknown figure number(s) {bad or list(self.figures)}; expected some of {FIGURES}")
-        if self.scheduler is not None and self.executor != "dask":
-            raise ConfigError("a scheduler address needs --executor dask")
+        if not isinstance(self.sizes, BenchSizes):
+            raise ConfigError(f"BenchConfig.sizes must be a BenchSizes, got {self.sizes!r}")
+        check_config_fields(self, ints={"seed": 0, "workers": 1},
+                            choices={"scale": SCALES, "executor": EXECUTORS, "progress": (True, False)})
+        f = self.figures
+        if (not isinstance(f, (tuple, list)) or not f
+                or any(isinstance(v, bool) or not isinstance(v, Integral) or v not in FIGURES for v in f)):
+            raise ConfigError(f"BenchConfig.figures must be a non-empty tuple of figure numbers from {FIGURES}, "
+                              f"got {f!r}")
+        if self.scheduler is not None and (self.executor != "dask" or not isinstance(self.scheduler, str)):
+            raise ConfigError(f"BenchConfig.scheduler (a Dask address) needs executor 'dask' (--executor dask), got "
+                              f"scheduler {self.scheduler!r} with executor {self.executor!r}")
 
 
 def bench_config(scale: str = "default", **overrides) -> BenchConfig:
     """The preset ``scale`` with its sizes, and any :class:`BenchConfig` field overridden."""
     if scale not in _PRESETS:
-        raise ConfigError(f"unknown bench scale {scale!r}; expected one of {SCALES}")
+        raise ConfigError(f"bench scale must be one of {list(SCALES)}, got {scale!r}")
     sizes = overrides.pop("sizes", None) or _PRESETS[scale]
     return BenchConfig(scale=scale, sizes=sizes, **overrides)
 

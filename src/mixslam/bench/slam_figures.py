@@ -50,8 +50,8 @@ def figure1(ctx: BenchContext) -> FigureResult:
         est[name] = (ta, e, vo)
         st = stats(e)
         table.append({"policy": name, "ate_rmse_m": st["rmse"], "ate_max_m": st["max"],
-                      "windows_not_converged": int(vo.not_converged), "window_solves": int(vo.solves),
-                      "fp16_overflows": int(vo.overflows)})
+                      "windows_not_converged": int(vo.ba.not_converged), "window_solves": int(vo.ba.solves),
+                      "fp16_overflows": int(vo.ba.overflows)})
     for k in range(len(run.R_wc)):
         row = {"keyframe": k, "truth_x": run.t_wc[k, 0], "truth_y": run.t_wc[k, 1], "truth_z": run.t_wc[k, 2]}
         for name, (ta, e, _) in est.items():

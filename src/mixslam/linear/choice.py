@@ -16,8 +16,9 @@ benchmarks):
   bundle adjustment (two variable sets). A bundle adjustment whose reduced camera system is too large for
   the dense Schur solver gets fp64 CG instead. A custom policy equal to a preset gets what the preset gets.
 * **Validation**: a direct solver refuses a policy with 16-bit storage or arithmetic (it has none) and a
-  preconditioner; ``cholesky`` is for pose graphs, ``schur`` and ``jacobi``-only CG for bundle adjustment
-  ... every refusal a :class:`~mixslam.errors.ConfigError` naming the value and the rule.
+  preconditioner; ``cholesky`` is for pose graphs and ``schur`` for bundle adjustment; ``ic`` needs one
+  variable set (pose graphs). Every refusal is a :class:`~mixslam.errors.ConfigError` naming the value and
+  the rule.
 """
 from __future__ import annotations
 

@@ -39,10 +39,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import NamedTuple
 
 import numpy as np
 
+from ..errors import ConfigError, check_config_fields, check_seed
 from ..lie import so3
 from ..problem.bundle import BundleData
 from ..problem.camera import pinhole_project
@@ -64,6 +66,13 @@ _GRID_STEP = 0.01         # m, arc-length step of the path's tabulation
 _POOL = 1.25              # draw candidates supplying this many times the target observations, then thin
 _YIELD = 0.2              # first-round guess of candidates needed per wanted observation
 _MAX_ROUNDS = 8           # rounds of drawing more candidates before giving up
+
+
+def _numbers(v, n: int) -> bool:
+    """``v`` is a tuple or list of ``n`` finite real numbers (not bools)."""
+    return (isinstance(v, (tuple, list)) and len(v) == n
+            and all(isinstance(x, Real) and not isinstance(x, bool) and math.isfinite(x) for x in v))
+
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,32 @@ class WindowConfig:
     random run of a..b consecutive keyframes (uniform) overlapping those that see it, and
     ``landmarks_per_frame`` counts the landmarks observed per keyframe."""
 
+    def __post_init__(self):
+        check_config_fields(self, ints={"keyframes": 2, "landmarks_per_frame": 1, "min_observations": 1,
+                                        "fixed_frames": 0},
+                            nonnegative=("pixel_noise", "point_noise"), positive=("speed", "fx"))
+        if self.fy is not None:
+            check_config_fields(self, positive=("fy",))
+        for name in ("cx", "cy"):
+            v = getattr(self, name)
+            if v is not None and not _numbers((v,), 1):
+                raise ConfigError(f"WindowConfig.{name} must be None or a finite number, got {v!r}")
+        if self.fixed_frames > self.keyframes:
+            raise ConfigError(f"WindowConfig.fixed_frames must be at most keyframes ({self.keyframes}), got "
+                              f"{self.fixed_frames}")
+        if self.min_observations > self.keyframes:
+            raise ConfigError(f"WindowConfig.min_observations must be at most keyframes ({self.keyframes}), got "
+                              f"{self.min_observations}")
+        if not _numbers(self.image_size, 2) or min(self.image_size) <= 0:
+            raise ConfigError(f"WindowConfig.image_size must be (width, height), both > 0, got {self.image_size!r}")
+        tl = self.track_length
+        if tl is not None and (not _numbers(tl, 2) or any(not isinstance(v, Integral) for v in tl)
+                               or not 1 <= tl[0] <= tl[1]):
+            raise ConfigError(f"WindowConfig.track_length must be None or integers (a, b) with 1 <= a <= b, got {tl!r}")
+        if not _numbers(self.pose_noise, 2) or min(self.pose_noise) < 0:
+            raise ConfigError(f"WindowConfig.pose_noise must be (translation std, rotation std), both finite and "
+                              f">= 0, got {self.pose_noise!r}")
+
     def intrinsics(self) -> np.ndarray:
         """(fx, fy, cx, cy) with the defaults filled in."""
         w, h = self.image_size
@@ -135,6 +170,7 @@ def simulate_window(config: WindowConfig = WindowConfig(), seed: int = 0) -> Sim
     keyframes. See the module docstring for the world and the noise.
     """
     cfg = _check(config)
+    seed = check_seed(seed, "simulate_window: seed")
     K = cfg.intrinsics()
     width, height = cfg.image_size
     nc = int(cfg.keyframes)
@@ -225,44 +261,7 @@ def simulate_window(config: WindowConfig = WindowConfig(), seed: int = 0) -> Sim
 def _check(cfg: WindowConfig) -> WindowConfig:
     if not isinstance(cfg, WindowConfig):
         raise TypeError(f"config must be a WindowConfig, got {type(cfg).__name__}")
-
-    def integer(name, lo):
-        v = getattr(cfg, name)
-        if isinstance(v, bool) or int(v) != v or v < lo:
-            raise ValueError(f"WindowConfig.{name} must be an integer >= {lo}, got {v!r}")
-
-    def number(name, v, positive):
-        if not (np.isfinite(v) and (v > 0 if positive else v >= 0)):
-            raise ValueError(f"WindowConfig.{name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
-
-    integer("keyframes", 2)
-    integer("landmarks_per_frame", 1)
-    integer("min_observations", 1)
-    integer("fixed_frames", 0)
-    if cfg.fixed_frames > cfg.keyframes:
-        raise ValueError(f"WindowConfig.fixed_frames ({cfg.fixed_frames}) exceeds keyframes ({cfg.keyframes})")
-    if cfg.min_observations > cfg.keyframes:
-        raise ValueError(f"WindowConfig.min_observations ({cfg.min_observations}) exceeds keyframes "
-                         f"({cfg.keyframes})")
-    if len(cfg.image_size) != 2 or any(not (np.isfinite(v) and v > 0) for v in cfg.image_size):
-        raise ValueError(f"WindowConfig.image_size must be (width, height) > 0, got {cfg.image_size!r}")
-    if cfg.track_length is not None:
-        tl = cfg.track_length
-        if (len(tl) != 2 or any(isinstance(v, bool) or int(v) != v for v in tl) or not 1 <= tl[0] <= tl[1]):
-            raise ValueError(f"WindowConfig.track_length must be None or integers (a, b) with 1 <= a <= b, got {tl!r}")
-    if len(cfg.pose_noise) != 2:
-        raise ValueError(f"WindowConfig.pose_noise must be (translation std, rotation std), got {cfg.pose_noise!r}")
-    number("pixel_noise", cfg.pixel_noise, False)
-    number("speed", cfg.speed, True)
-    number("point_noise", cfg.point_noise, False)
-    number("pose_noise[0]", cfg.pose_noise[0], False)
-    number("pose_noise[1]", cfg.pose_noise[1], False)
-    K = cfg.intrinsics()
-    number("fx", K[0], True)
-    number("fy", K[1], True)
-    if not np.isfinite(K[2:]).all():
-        raise ValueError(f"WindowConfig.cx/cy must be finite, got {K[2:]}")
-    return cfg
+    return cfg  # the values were validated when it was constructed (WindowConfig.__post_init__)
 
 
 def _source(cfg: WindowConfig, seed) -> str:

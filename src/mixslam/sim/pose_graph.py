@@ -37,10 +37,12 @@ manhattan/grid3d/circle, 1.0 for sphere as in g2o). For manhattan/grid3d at most
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 from typing import NamedTuple
 
 import numpy as np
 
+from ..errors import ConfigError, check_seed
 from ..lie import so2, so3
 from ..problem.pose_graph import PoseGraph
 
@@ -73,22 +75,25 @@ def simulate_pose_graph(kind: str, num_poses: int, *, seed: int, translation_sig
     ``kind`` is one of :data:`KINDS`; ``dim`` defaults to the kind's natural dimension (2 for manhattan and
     circle, 3 for grid3d and sphere). Sigmas are in metres and radians.
     """
+    where = "simulate_pose_graph"
     if kind not in KINDS:
-        raise ValueError(f"unknown pose-graph kind {kind!r}; expected one of {', '.join(KINDS)}")
+        raise ConfigError(f"{where}: unknown pose-graph kind {kind!r}; expected one of {', '.join(KINDS)}")
     if dim is None:
         dim = _DIMS[kind][0]
     if dim not in _DIMS[kind]:
-        raise ValueError(f"kind {kind!r} supports dim in {_DIMS[kind]}, got dim={dim!r}")
-    if isinstance(num_poses, bool) or int(num_poses) != num_poses or num_poses < 2:
-        raise ValueError(f"num_poses must be an integer >= 2, got {num_poses!r}")
+        raise ConfigError(f"{where}: kind {kind!r} supports dim in {_DIMS[kind]}, got dim={dim!r}")
+    if isinstance(num_poses, bool) or not isinstance(num_poses, Integral) or num_poses < 2:
+        raise ConfigError(f"{where}: num_poses must be an integer >= 2, got {num_poses!r}")
     num_poses = int(num_poses)
+    seed = check_seed(seed, f"{where}: seed")
     for name, val in (("translation_sigma", translation_sigma), ("rotation_sigma", rotation_sigma)):
-        if not (np.isfinite(val) and val >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {val!r}")
+        if isinstance(val, bool) or not isinstance(val, Real) or not math.isfinite(val) or val < 0:
+            raise ConfigError(f"{where}: {name} must be a finite number >= 0, got {val!r}")
     if loop_closure_prob is None:
         loop_closure_prob = _DEFAULT_LOOP_PROB[kind]
-    if not (0.0 <= loop_closure_prob <= 1.0):
-        raise ValueError(f"loop_closure_prob must be in [0, 1], got {loop_closure_prob!r}")
+    p = loop_closure_prob
+    if isinstance(p, bool) or not isinstance(p, Real) or not 0 <= p <= 1:
+        raise ConfigError(f"{where}: loop_closure_prob must be a number in [0, 1], got {loop_closure_prob!r}")
 
     rng = np.random.default_rng(seed)
     n = num_poses

@@ -54,10 +54,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import Optional
 
 import numpy as np
 
+from ..errors import ConfigError, check_config_fields, check_seed
 from ..lie import so3
 from ..problem.camera import pinhole_project
 
@@ -115,6 +117,24 @@ class WorldConfig:
     """Least distance (m) from the tour to any wall (the trajectory's lateral wobble comes on top: keep
     ``route_clearance - lateral_wobble >= 0.4``)."""
 
+    def __post_init__(self):
+        r = self.rooms
+        if (not isinstance(r, (tuple, list)) or len(r) != 2
+                or any(isinstance(v, bool) or not isinstance(v, Integral) for v in r)
+                or not (tuple(r) == (1, 1) or min(r) >= 2)):
+            _fail(self, "rooms", "(nx, ny) integers, both >= 2, or (1, 1)", r)
+        _check_range(self, "room_size", 0.0)
+        _check_range(self, "door_width", 0.0)
+        check_config_fields(self, ints={"furniture_per_room": 0},
+                            nonnegative=("wall_density", "furniture_density", "floor_density", "ceiling_density",
+                                         "route_clearance"),
+                            positive=("wall_height",), fractions=("extra_door_prob",))
+        need = 2.0 * (_DOOR_APPROACH + self.route_clearance)
+        if self.room_size[0] < need or self.door_width[1] + 1.2 > self.room_size[0]:
+            raise ConfigError(f"WorldConfig.room_size {self.room_size!r} is too small for doors {self.door_width!r} "
+                              f"and a route clearance of {self.route_clearance} m (need >= {need:.2f} m and >= the "
+                              "widest door + 1.2 m)")
+
 
 @dataclass(frozen=True)
 class CameraConfig:
@@ -141,6 +161,15 @@ class CameraConfig:
     outlier_fraction: float = 0.0
     """Fraction of the observations (rounded to a count) whose pixel is replaced by one uniform over the
     image; they are flagged in ``Run.obs_outlier`` and keep their landmark id."""
+
+    def __post_init__(self):
+        check_config_fields(self, positive=("fx", "fy", "width", "height", "max_range", "min_depth"),
+                            nonnegative=("pixel_noise",), fractions=("outlier_fraction",))
+        _check_finite(self, "cx")
+        _check_finite(self, "cy")
+        if self.max_range <= self.min_depth:
+            raise ConfigError(f"CameraConfig.max_range must exceed min_depth ({self.min_depth}), "
+                              f"got {self.max_range!r}")
 
     def intrinsics(self) -> np.ndarray:
         """(fx, fy, cx, cy) as a float64 array."""
@@ -172,6 +201,16 @@ class TrajectoryConfig:
     3 deg of heading error per metre). With (0.02, 0.01) the raw odometry was about as good as our monocular
     VO, so a non-converging solver (naive fp16) that leaves the odometry prediction looked *better*."""
 
+    def __post_init__(self):
+        # 2 keyframes: one odometry step, the least the simulator needs (the SLAM study needs 3, see StudyConfig)
+        check_config_fields(self, ints={} if self.keyframes is None else {"keyframes": 2},
+                            positive=("laps", "speed"), nonnegative=("lateral_wobble",),
+                            choices={"planar": (True, False)})
+        v = self.odometry_noise
+        if not _pair(v) or min(v) < 0:
+            _fail(self, "odometry_noise", "a pair (a, b) of finite numbers >= 0 (translation fraction, rotation "
+                  "rad per m)", v)
+
 
 @dataclass(frozen=True)
 class LoopConfig:
@@ -187,6 +226,12 @@ class LoopConfig:
     """A true revisit's camera centres are at most this far apart (m)."""
     max_angle: float = 30.0
     """... and its camera orientations differ by at most this angle (deg)."""
+
+    def __post_init__(self):
+        check_config_fields(self, ints={"min_separation": 0}, nonnegative=("max_distance", "max_angle"),
+                            fractions=("recall", "false_positive_rate"))
+        if self.max_angle > 180.0:
+            _fail(self, "max_angle", "a number of degrees in [0, 180]", self.max_angle)
 
 
 # -- results -------------------------------------------------------------------------------------------------
@@ -317,100 +362,56 @@ class Run:
 
 
 # -- validation ------------------------------------------------------------------------------------------
-def _fail(cls, name, what, v):
-    raise ValueError(f"{cls}.{name} must be {what}, got {v!r}")
+# The scalar rules are checked by ``check_config_fields`` in each config's ``__post_init__``; these helpers
+# add the pair and cross-field rules, with the same ``Class.field must be ..., got ...`` message.
+def _fail(cfg, name, what, v):
+    raise ConfigError(f"{type(cfg).__name__}.{name} must be {what}, got {v!r}")
 
 
-def _number(cls, name, v, lo=0.0, strict=False, hi=None):
-    ok = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and np.isfinite(v)
-    ok = ok and (v > lo if strict else v >= lo) and (hi is None or v <= hi)
-    if not ok:
-        _fail(cls, name, f"a finite number {'>' if strict else '>='} {lo}" + (f" and <= {hi}" if hi else ""), v)
+def _pair(v) -> bool:
+    return (isinstance(v, (tuple, list)) and len(v) == 2
+            and all(isinstance(x, Real) and not isinstance(x, bool) and math.isfinite(x) for x in v))
 
 
-def _integer(cls, name, v, lo):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        _fail(cls, name, f"an integer >= {lo}", v)
+def _check_range(cfg, name, lo):
+    """``name`` is a pair (a, b) of finite numbers with lo < a <= b."""
+    v = getattr(cfg, name)
+    if not _pair(v) or not lo < v[0] <= v[1]:
+        _fail(cfg, name, f"a pair (lo, hi) of finite numbers with {lo} < lo <= hi", v)
 
 
-def _range(cls, name, v, lo, strict=True):
-    if (not isinstance(v, (tuple, list)) or len(v) != 2 or any(isinstance(x, bool) for x in v)
-            or not all(np.isfinite(x) for x in v) or not ((v[0] > lo) if strict else (v[0] >= lo))
-            or v[1] < v[0]):
-        _fail(cls, name, f"a pair (lo, hi) with {lo} {'<' if strict else '<='} lo <= hi", v)
+def _check_finite(cfg, name):
+    v = getattr(cfg, name)
+    if not (isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)):
+        _fail(cfg, name, "a finite number", v)
 
 
 def _check_world(c: WorldConfig) -> WorldConfig:
     if not isinstance(c, WorldConfig):
         raise TypeError(f"config must be a WorldConfig, got {type(c).__name__}")
-    n = "WorldConfig"
-    if (not isinstance(c.rooms, (tuple, list)) or len(c.rooms) != 2
-            or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in c.rooms)
-            or not (tuple(c.rooms) == (1, 1) or min(c.rooms) >= 2)):
-        _fail(n, "rooms", "(nx, ny) integers, both >= 2, or (1, 1)", c.rooms)
-    _range(n, "room_size", c.room_size, 0.0)
-    _range(n, "door_width", c.door_width, 0.0)
-    _number(n, "wall_height", c.wall_height, 0.0, strict=True)
-    _number(n, "extra_door_prob", c.extra_door_prob, 0.0, hi=1.0)
-    for name in ("wall_density", "furniture_density", "floor_density", "ceiling_density", "route_clearance"):
-        _number(n, name, getattr(c, name))
-    _integer(n, "furniture_per_room", c.furniture_per_room, 0)
-    need = 2.0 * (_DOOR_APPROACH + c.route_clearance)
-    if c.room_size[0] < need or c.door_width[1] + 1.2 > c.room_size[0]:
-        raise ValueError(f"WorldConfig.room_size {c.room_size!r} too small for doors {c.door_width!r} and a "
-                         f"route clearance of {c.route_clearance} m (need >= {need:.2f} m)")
     return c
 
 
 def _check_camera(c: CameraConfig) -> CameraConfig:
     if not isinstance(c, CameraConfig):
         raise TypeError(f"camera must be a CameraConfig, got {type(c).__name__}")
-    n = "CameraConfig"
-    for name in ("fx", "fy", "width", "height", "max_range", "min_depth"):
-        _number(n, name, getattr(c, name), 0.0, strict=True)
-    for name in ("cx", "cy"):
-        _number(n, name, getattr(c, name), -np.inf)
-    _number(n, "pixel_noise", c.pixel_noise)
-    _number(n, "outlier_fraction", c.outlier_fraction, hi=1.0)
-    if c.max_range <= c.min_depth:
-        raise ValueError(f"CameraConfig.max_range ({c.max_range}) must exceed min_depth ({c.min_depth})")
     return c
 
 
 def _check_trajectory(c: TrajectoryConfig) -> TrajectoryConfig:
     if not isinstance(c, TrajectoryConfig):
         raise TypeError(f"traj must be a TrajectoryConfig, got {type(c).__name__}")
-    n = "TrajectoryConfig"
-    if c.keyframes is not None:
-        _integer(n, "keyframes", c.keyframes, 2)
-    _number(n, "laps", c.laps, 0.0, strict=True)
-    _number(n, "speed", c.speed, 0.0, strict=True)
-    _number(n, "lateral_wobble", c.lateral_wobble)
-    if not isinstance(c.planar, (bool, np.bool_)):
-        _fail(n, "planar", "a bool", c.planar)
-    if not isinstance(c.odometry_noise, (tuple, list)) or len(c.odometry_noise) != 2:
-        _fail(n, "odometry_noise", "(translation fraction, rotation rad per m)", c.odometry_noise)
-    _number(n, "odometry_noise[0]", c.odometry_noise[0])
-    _number(n, "odometry_noise[1]", c.odometry_noise[1])
     return c
 
 
 def _check_loop(c: LoopConfig) -> LoopConfig:
     if not isinstance(c, LoopConfig):
         raise TypeError(f"config must be a LoopConfig, got {type(c).__name__}")
-    n = "LoopConfig"
-    _number(n, "recall", c.recall, hi=1.0)
-    _number(n, "false_positive_rate", c.false_positive_rate, hi=1.0)
-    _integer(n, "min_separation", c.min_separation, 0)
-    _number(n, "max_distance", c.max_distance)
-    _number(n, "max_angle", c.max_angle, hi=180.0)
     return c
 
 
-def _seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    return int(seed)
+def _seed(seed, where: str) -> int:
+    return check_seed(seed, f"{where}: seed")
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -421,7 +422,7 @@ def _rng(seed: int, stream: int) -> np.random.Generator:
 def make_world(config: WorldConfig = WorldConfig(), seed: int = 0) -> World:
     """Draw a household world (see the module docstring): rooms, doors, furniture, landmarks and the tour."""
     cfg = _check_world(config)
-    seed = _seed(seed)
+    seed = _seed(seed, "make_world")
     rng = _rng(seed, 0)
     nx, ny = (int(v) for v in cfg.rooms)
     lo, hi = cfg.room_size
@@ -742,7 +743,7 @@ def simulate_run(world: World, traj: TrajectoryConfig = TrajectoryConfig(), came
         raise TypeError(f"world must be a World, got {type(world).__name__}")
     traj = _check_trajectory(traj)
     cam = _check_camera(camera)
-    seed = _seed(seed)
+    seed = _seed(seed, "simulate_run")
     R_wc, t_wc, dist = _trajectory(world, traj, seed)
     n = R_wc.shape[0]
 
@@ -923,7 +924,7 @@ def loop_candidates(run: Run, config: LoopConfig = LoopConfig(), seed: int = 0) 
     that are not its true partners.
     """
     cfg = _check_loop(config)
-    rng = _rng(_seed(seed), 20)
+    rng = _rng(_seed(seed, "loop_candidates"), 20)
     n = run.num_frames
     pairs = revisit_pairs(run, cfg)
     js, start, count = np.unique(pairs[:, 1], return_index=True, return_counts=True)

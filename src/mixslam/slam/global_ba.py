@@ -34,11 +34,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..ba import BAConfig, optimize_bundle
-from ..errors import ConfigError, MixslamError, check_config_fields
+from ..errors import MixslamError, check_config_fields
 from ..problem.bundle import BundleData
 from ..problem.camera import pinhole_project
 from ..linear.config import CGConfig
 from ..solve.config import LMConfig
+from ..solve.report import SolveCounters
 from .geometry import triangulate
 from .vo import track_ids
 
@@ -69,10 +70,10 @@ class GlobalBAConfig:
     analysis (``benchmarks/loop_closure_floor.py``), never the pipeline's default."""
 
     def __post_init__(self):
-        check_config_fields(self, {"max_iterations": 1, "cg_max_iterations": 1, "rounds": 1, "min_observations": 0},
-                            ("function_tolerance", "gate", "min_parallax_deg"))
-        if self.association not in ("loops", "truth"):
-            raise ConfigError(f"GlobalBAConfig.association must be 'loops' or 'truth', got {self.association!r}")
+        check_config_fields(self, ints={"max_iterations": 1, "cg_max_iterations": 1, "rounds": 1,
+                                        "min_observations": 0},
+                            nonnegative=("function_tolerance", "min_parallax_deg"), positive=("gate",),
+                            choices={"enabled": (True, False), "association": ("loops", "truth")})
 
 
 @dataclass
@@ -94,12 +95,10 @@ class GlobalBAResult:
     gated: int = 0
     scale: float = 1.0
     """Scale applied after the solve (wheel-odometry path length / BA path length)."""
-    iterations: int = 0
-    linear_iterations: int = 0
-    overflows: int = 0
-    not_converged: int = 0
+    solves: SolveCounters = field(default_factory=SolveCounters)
+    """The bundle-adjustment rounds: LM and CG iterations, fp16 overflows, unconverged solves, statuses."""
     seconds: float = 0.0
-    statuses: dict = field(default_factory=dict)
+    """The whole global BA (triangulation and gating included)."""
 
 
 def fuse_tracks(run, window: int, loop_edges) -> tuple[np.ndarray, int]:
@@ -199,18 +198,14 @@ def global_bundle_adjustment(run, R_wc: np.ndarray, t_wc: np.ndarray, loop_edges
         # A keyframe whose observations all went can still be in the problem: hold it.
         seen = np.bincount(frame[sel], minlength=n) > 0
         data.fixed_cameras |= ~seen
+        t0 = time.perf_counter()
         try:
             out, rep = optimize_bundle(data, bcfg)
         except MixslamError as exc:
             res.reason = f"round {rnd + 1}: {exc}"
             res.seconds = time.perf_counter() - t_start
             return res
-        res.iterations += rep.iterations
-        res.linear_iterations += rep.linear_iterations
-        res.overflows += rep.fp16_overflows
-        res.statuses[rep.status.value] = res.statuses.get(rep.status.value, 0) + 1
-        if not rep.converged:
-            res.not_converged += 1
+        res.solves.add(rep, time.perf_counter() - t0)
         if rep.failed or not np.isfinite(rep.final_cost) or rep.final_cost > rep.initial_cost:
             res.reason = f"round {rnd + 1}: solve {rep.status.value} ({rep.reason})"
             res.seconds = time.perf_counter() - t_start
@@ -237,8 +232,8 @@ def global_bundle_adjustment(run, R_wc: np.ndarray, t_wc: np.ndarray, loop_edges
     res.R_wc = out_R
     res.t_wc = c[0] + res.scale * (c - c[0])
     res.ok = True
-    res.reason = ("converged" if not res.not_converged else
-                  f"{res.not_converged} of {cfg.rounds} solves stopped unconverged (their best iterate is kept, "
+    res.reason = ("converged" if not res.solves.not_converged else
+                  f"{res.solves.not_converged} of {cfg.rounds} solves stopped unconverged (their best iterate is kept, "
                   "as for a VO window)")
     res.seconds = time.perf_counter() - t_start
     return res

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import check_config_fields
 from ..eval import umeyama
 from ..lie import so3
 from .geometry import refine_pose
@@ -35,6 +36,11 @@ class LoopVerifyConfig:
     """Inlier threshold in pixel sigmas."""
     information_inflation: float = 10.0
     """The PnP information is divided by this (keyframe i's landmarks are not exact)."""
+
+    def __post_init__(self):
+        # 3 inliers at least: the PnP's 6-DoF Gauss-Newton Hessian needs 3 points (2 equations each)
+        check_config_fields(self, ints={"min_inliers": 3}, fractions=("min_inlier_ratio",),
+                            positive=("inlier_px", "information_inflation"))
 
 
 @dataclass

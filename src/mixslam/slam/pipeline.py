@@ -28,15 +28,19 @@ Decisions (see docs/ARCHITECTURE.md):
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
+from numbers import Real
 
 import numpy as np
 
+from ..errors import ConfigError, check_config_fields
 from ..pgo import PGOConfig, optimize_pose_graph
 from ..problem.pose_graph import PoseGraph
 from ..sim.world import LoopConfig, loop_candidates
 from ..solve.config import LMConfig
+from ..solve.report import SolveCounters
 from .global_ba import GlobalBAConfig, GlobalBAResult, global_bundle_adjustment
 from .loop_closure import LoopVerifyConfig, verify
 from .vo import VOConfig, VOResult, run_vo
@@ -68,6 +72,19 @@ class PipelineConfig:
     global_ba: GlobalBAConfig = field(default_factory=GlobalBAConfig)
     """Global bundle adjustment after the final pose-graph solve (runs only when loops were accepted)."""
 
+    def __post_init__(self):
+        for name, cls in (("vo", VOConfig), ("loops", LoopConfig), ("verify", LoopVerifyConfig),
+                          ("global_ba", GlobalBAConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"PipelineConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
+        check_config_fields(self, ints={"pgo_max_iterations": 1, "pgo_min_gap": 0},
+                            choices={"wheel_odometry": (True, False)})
+        v = self.odometry_sigma
+        if (not isinstance(v, (tuple, list)) or len(v) != 2
+                or any(isinstance(x, bool) or not isinstance(x, Real) or not math.isfinite(x) or x <= 0 for x in v)):
+            raise ConfigError("PipelineConfig.odometry_sigma must be a pair (translation m, rotation rad) of finite "
+                              f"numbers > 0, got {v!r}")
+
 
 @dataclass
 class PipelineResult:
@@ -88,12 +105,8 @@ class PipelineResult:
     accepted: int = 0
     accepted_false: int = 0
     """Accepted candidates that were not true revisits (should be 0)."""
-    pgo_solves: int = 0
-    pgo_iterations: int = 0
-    pgo_linear_iterations: int = 0
-    pgo_overflows: int = 0
-    pgo_not_converged: int = 0
-    pgo_seconds: float = 0.0
+    pgo: SolveCounters = field(default_factory=SolveCounters)
+    """The pose-graph re-solves (one per accepted loop batch): iterations, overflows, statuses, seconds."""
     seconds: float = 0.0
     precision: str = "fp64"
     pgo_R: np.ndarray | None = None
@@ -158,13 +171,7 @@ def run_pipeline(run, precision: str = "fp64", config: PipelineConfig | None = N
                    [M_t[e] for e in keep], [info[e] for e in keep], upto + 1)
         t0 = time.perf_counter()
         out, rep = optimize_pose_graph(g, pgo_cfg)
-        res.pgo_seconds += time.perf_counter() - t0
-        res.pgo_solves += 1
-        res.pgo_iterations += rep.iterations
-        res.pgo_linear_iterations += rep.linear_iterations
-        res.pgo_overflows += rep.fp16_overflows
-        if not rep.converged:
-            res.pgo_not_converged += 1
+        res.pgo.add(rep, time.perf_counter() - t0)
         est_R[:upto + 1], est_t[:upto + 1] = out.rotations, out.translations
         solved_upto = upto
         return out

@@ -15,16 +15,21 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field, replace
+from numbers import Integral
 
 import numpy as np
 
-from ..eval import ate, stats
+from ..errors import ConfigError, check_config_fields, check_seed
+from ..eval import ALIGN_MODES, ate, stats
 from ..runner import TaskRunner
 from ..sim.world import CameraConfig, TrajectoryConfig, WorldConfig, make_world, simulate_run
+from ..solve.report import SolveCounters
 from .pipeline import PipelineConfig, run_pipeline
 from .vo import VOConfig
 
 POLICIES = ("fp64", "fp32", "mixed", "fp16")
+MIN_KEYFRAMES = 3
+"""Fewest keyframes of a study run: the se3/sim3 alignment before the ATE needs 3 poses."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,18 @@ class StudyConfig:
     align: str = "se3"
     """Alignment before ATE: ``se3``, ``sim3`` or ``none``."""
 
+    def __post_init__(self):
+        for name, cls in (("world", WorldConfig), ("trajectory", TrajectoryConfig), ("camera", CameraConfig),
+                          ("pipeline", PipelineConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"StudyConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
+        check_config_fields(self, choices={"align": ALIGN_MODES})
+        kf = self.trajectory.keyframes
+        least = MIN_KEYFRAMES if self.align != "none" else 2
+        if kf is not None and kf < least:
+            raise ConfigError(f"StudyConfig.trajectory.keyframes must be an integer >= {least} (the {self.align!r} "
+                              f"alignment of the ATE needs {least} poses), got {kf!r}")
+
 
 def demo_config() -> StudyConfig:
     """The embedded default of ``mixslam demo``: a smaller run (150 keyframes, about one and a half laps of
@@ -53,13 +70,31 @@ def demo_config() -> StudyConfig:
 
 def trajectory_seed(seed: int, i: int) -> int:
     """The seed of trajectory ``i`` in a study seeded with ``seed`` (independent streams per i)."""
-    return int(np.random.SeedSequence([int(seed), int(i)]).generate_state(1)[0])
+    seed = check_seed(seed, "trajectory_seed: seed")
+    i = check_seed(i, "trajectory_seed: i")
+    return int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+
+
+def check_policies(policies, where: str) -> tuple:
+    """``policies`` as a tuple of known precision policy names, or :class:`ConfigError` naming ``where``."""
+    from ..precision import PRESETS
+
+    known = sorted(PRESETS["ba"])
+    if isinstance(policies, str):
+        policies = (policies,)
+    policies = tuple(policies)
+    bad = [p for p in policies if p not in known]
+    if bad or not policies:
+        raise ConfigError(f"{where}: policies must be a non-empty list of {known}, got {list(policies)!r}")
+    return policies
 
 
 def run_trajectory(seed: int, policies=POLICIES, config: StudyConfig | None = None, keep: bool = False) -> dict:
     """World, run and every policy's pipeline for one seed. Returns a JSON-ready dict (and, with ``keep``,
     the run and the pipeline results under ``"_objects"``)."""
-    cfg = config or StudyConfig()
+    cfg = _check_study(config)
+    seed = check_seed(seed, "run_trajectory: seed")
+    policies = check_policies(policies, "run_trajectory")
     world = make_world(cfg.world, seed)
     run = simulate_run(world, cfg.trajectory, cfg.camera, seed)
     out = {"seed": int(seed), "keyframes": int(len(run.R_wc)), "observations": int(run.num_observations),
@@ -72,23 +107,25 @@ def run_trajectory(seed: int, policies=POLICIES, config: StudyConfig | None = No
         e_lc = ate(run.R_wc, run.t_wc, res.lc_R, res.lc_t, mode=cfg.align)
         e_pgo = ate(run.R_wc, run.t_wc, res.pgo_R, res.pgo_t, mode=cfg.align)
         g = res.gba
+        ba, pg = res.vo.ba, res.pgo
+        gs = g.solves if g else SolveCounters()
         out["policies"][name] = {
             "ate_vo_rmse": float(np.sqrt(np.mean(e_vo ** 2))), "ate_lc_rmse": float(np.sqrt(np.mean(e_lc ** 2))),
             "ate_pgo_rmse": float(np.sqrt(np.mean(e_pgo ** 2))),
             "ate_vo": stats(e_vo), "ate_lc": stats(e_lc), "ate_pgo": stats(e_pgo),
             "errors_vo": e_vo.tolist(), "errors_lc": e_lc.tolist(), "errors_pgo": e_pgo.tolist(),
-            "seconds": time.perf_counter() - t0, "vo_seconds": res.vo.seconds, "vo_ba_seconds": res.vo.ba_seconds,
-            "pgo_seconds": res.pgo_seconds, "ba_solves": res.vo.solves, "ba_lm_iterations": res.vo.lm_iterations,
-            "ba_cg_iterations": res.vo.cg_iterations, "ba_not_converged": res.vo.not_converged,
-            "pgo_solves": res.pgo_solves, "pgo_iterations": res.pgo_iterations,
-            "pgo_cg_iterations": res.pgo_linear_iterations, "pgo_not_converged": res.pgo_not_converged,
+            "seconds": time.perf_counter() - t0, "vo_seconds": res.vo.seconds, "vo_ba_seconds": ba.seconds,
+            "pgo_seconds": pg.seconds, "ba_solves": ba.solves, "ba_lm_iterations": ba.iterations,
+            "ba_cg_iterations": ba.linear_iterations, "ba_not_converged": ba.not_converged,
+            "pgo_solves": pg.solves, "pgo_iterations": pg.iterations,
+            "pgo_cg_iterations": pg.linear_iterations, "pgo_not_converged": pg.not_converged,
             "gba_ran": g is not None, "gba_ok": bool(g.ok) if g else False, "gba_reason": g.reason if g else "",
-            "gba_seconds": g.seconds if g else 0.0, "gba_iterations": g.iterations if g else 0,
-            "gba_cg_iterations": g.linear_iterations if g else 0, "gba_not_converged": g.not_converged if g else 0,
+            "gba_seconds": g.seconds if g else 0.0, "gba_iterations": gs.iterations,
+            "gba_cg_iterations": gs.linear_iterations, "gba_not_converged": gs.not_converged,
             "gba_fused_tracks": g.fused if g else 0, "gba_points": g.points if g else 0,
             "gba_observations": g.observations if g else 0, "gba_gated": g.gated if g else 0,
-            "fp16_overflows": res.vo.overflows + res.pgo_overflows + (g.overflows if g else 0),
-            "fallbacks": res.vo.fallbacks,
+            "fp16_overflows": ba.overflows + pg.overflows + gs.overflows,
+            "fallbacks": ba.fallbacks + pg.fallbacks + gs.fallbacks,
             "loop_candidates": res.candidates, "loop_candidates_true": res.true_candidates,
             "loops_accepted": res.accepted, "loops_accepted_false": res.accepted_false,
             "observations_gated": res.vo.gated,
@@ -107,7 +144,14 @@ def run_study(trajectories: int, seed: int = 0, policies=POLICIES, config: Study
     from ``workers`` (serial for 1). Each trajectory carries its own seed, so the report does not depend on
     the runner or the worker count.
     """
-    cfg = config or StudyConfig()
+    # Everything checked here, before any worker starts: a bad value is one ConfigError, not a worker traceback.
+    cfg = _check_study(config)
+    seed = check_seed(seed, "run_study: seed")
+    policies = check_policies(policies, "run_study")
+    if isinstance(trajectories, bool) or not isinstance(trajectories, Integral) or trajectories < 1:
+        raise ConfigError(f"run_study: trajectories must be an integer >= 1, got {trajectories!r}")
+    if runner is None and (isinstance(workers, bool) or not isinstance(workers, Integral) or workers < 1):
+        raise ConfigError(f"run_study: workers must be an integer >= 1, got {workers!r}")
     seeds = [trajectory_seed(seed, i) for i in range(trajectories)]
     t0 = time.perf_counter()
     own = runner is None
@@ -122,6 +166,14 @@ def run_study(trajectories: int, seed: int = 0, policies=POLICIES, config: Study
                    "executor": runner.describe(), "seconds": time.perf_counter() - t0, "align": cfg.align,
                    "config": _config_dict(cfg)})
     return report
+
+
+def _check_study(config) -> StudyConfig:
+    if config is None:
+        return StudyConfig()
+    if not isinstance(config, StudyConfig):
+        raise ConfigError(f"config must be a StudyConfig, got {type(config).__name__}")
+    return config
 
 
 def summarize(results: list, policies) -> dict:

@@ -28,6 +28,7 @@ from ..problem.bundle import BundleData
 from ..problem.camera import pinhole_project
 from ..linear.config import CGConfig
 from ..solve.config import LMConfig
+from ..solve.report import SolveCounters
 from .geometry import triangulate
 
 
@@ -91,12 +92,14 @@ class VOConfig:
     scale error); later windows inherit it from their fixed frames."""
 
     def __post_init__(self):
-        check_config_fields(self, {"window": 2, "fixed": 1, "ba_every": 1, "max_iterations": 1,
-                                   "bootstrap_baseline": 1, "bootstrap_max_iterations": 1, "cg_max_iterations": 1},
-                            ("function_tolerance", "min_parallax_deg", "gate"))
+        check_config_fields(self, ints={"window": 2, "fixed": 1, "ba_every": 1, "max_iterations": 1,
+                                        "bootstrap_baseline": 1, "bootstrap_max_iterations": 1,
+                                        "cg_max_iterations": 1},
+                            nonnegative=("function_tolerance", "min_parallax_deg"), positive=("gate",),
+                            choices={"odometry_scale": (True, False)})
         if self.fixed >= self.window:
-            raise ConfigError(f"VOConfig.fixed ({self.fixed}) must be below the window ({self.window}): "
-                              "a window needs free frames")
+            raise ConfigError(f"VOConfig.fixed must be below the window ({self.window}): a window needs free "
+                              f"frames, got {self.fixed}")
 
 
 @dataclass
@@ -109,20 +112,13 @@ class VOResult:
     """(n, 3) world -> camera translations."""
     snapshots: list
     """Per keyframe: (landmark ids (q,), points in that camera's frame (q, 3)) from its last window."""
-    solves: int = 0
-    """Window bundle adjustments run."""
-    lm_iterations: int = 0
-    cg_iterations: int = 0
-    overflows: int = 0
-    """fp16 overflows summed over every window solve."""
-    fallbacks: int = 0
-    not_converged: int = 0
-    """Window solves that ended stalled or at the iteration limit."""
+    ba: SolveCounters = field(default_factory=SolveCounters)
+    """The window bundle adjustments: solves, LM and CG iterations, fp16 overflows, fallbacks, unconverged
+    solves, statuses and their seconds."""
     gated: int = 0
     """Observations dropped by the reprojection gate."""
     seconds: float = 0.0
-    ba_seconds: float = 0.0
-    statuses: dict = field(default_factory=dict)
+    """The whole VO run."""
 
     @property
     def R_wc(self) -> np.ndarray:
@@ -228,15 +224,7 @@ def run_vo(run, precision: str = "fp64", solver: str | None = None, config: VOCo
         t0 = time.perf_counter()
         lm_w = replace(lm, max_iterations=cfg.bootstrap_max_iterations) if lo == 0 else lm
         out, rep = optimize_bundle(data, BAConfig(precision=precision, solver=solver, lm=lm_w, cg=cg))
-        res.ba_seconds += time.perf_counter() - t0
-        res.solves += 1
-        res.lm_iterations += rep.iterations
-        res.cg_iterations += rep.linear_iterations
-        res.overflows += rep.fp16_overflows
-        res.fallbacks += rep.quantization.fallbacks
-        res.statuses[rep.status.value] = res.statuses.get(rep.status.value, 0) + 1
-        if not rep.converged:
-            res.not_converged += 1
+        res.ba.add(rep, time.perf_counter() - t0)
         R_cw[lo:k + 1] = out.cameras[:, :9].reshape(-1, 3, 3)
         t_cw[lo:k + 1] = out.cameras[:, 9:12]
         pts[uniq] = out.points
