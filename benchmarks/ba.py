@@ -25,6 +25,7 @@ import math
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +153,7 @@ def _measure_products(data, policies, repeats, cg_iterations):
         rng = np.random.default_rng(0)
         p = rng.standard_normal(lin.size).astype(vdt)
         q = np.empty(lin.size, vdt)
-        t_mv = tmin(lambda: op.normal_matvec(p, q), repeats)
+        t_mv = tmin(partial(op.normal_matvec, p, q), repeats)
         best = dict(cg=math.inf, quantize=math.inf, preconditioner=math.inf, rest=math.inf)
         its = 0
         for _ in range(max(1, min(repeats, 3))):
@@ -228,7 +229,8 @@ def main(argv=None) -> int:
     machine_header()
     print(f"command: {' '.join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:]))}")
     print(f"LM: initial_lambda 1e-4, function_tolerance {args.function_tolerance:g}, max_iterations "
-          f"{args.max_iterations}; CG: defaults (block-Jacobi, max 500 per solve); times: min over {args.repeat} run(s)")
+          f"{args.max_iterations}; CG: defaults (block-Jacobi, max 500 per solve); "
+          f"times: min over {args.repeat} run(s)")
     problems = load_problems(args.files or DEFAULT_FILES, not args.no_window)
     if not problems:
         print("no problem to run", file=sys.stderr)
@@ -266,7 +268,8 @@ def main(argv=None) -> int:
             rel = (rep.final_cost - base.final_cost) / base.final_cost if base else float("nan")
             f32 = results.get(("fp32", solver))
             r32 = t["linear_solve"] / f32.timing["linear_solve"] if f32 and solver == "cgnr" else float("nan")
-            per_cg = t["linear_solve"] / rep.linear_iterations if solver == "cgnr" and rep.linear_iterations else float("nan")
+            per_cg = (t["linear_solve"] / rep.linear_iterations if solver == "cgnr" and rep.linear_iterations
+                      else float("nan"))
             q = rep.quantization
             qs = f"{q.overflows}/{q.underflows}/{q.subnormals}/{q.fallbacks}"
             print(f"{precision:>9} {solver:>6} {rep.final_cost:14.6f} {rel:11.2e} {rep.iterations:4d} "
@@ -293,7 +296,8 @@ def main(argv=None) -> int:
             per_r = ((mx.timing["linear_solve"] / max(mx.linear_iterations, 1))
                      / (f32.timing["linear_solve"] / max(f32.linear_iterations, 1)))
             print(f"mixed/fp32 (cgnr): linear-solve time {lin_r:.2f}, per CG iteration {per_r:.2f} "
-                  f"(CG iterations {mx.linear_iterations} vs {f32.linear_iterations}), total {mx.timing['total'] / f32.timing['total']:.2f}")
+                  f"(CG iterations {mx.linear_iterations} vs {f32.linear_iterations}), "
+                  f"total {mx.timing['total'] / f32.timing['total']:.2f}")
             rows.append({"problem": name, "row": "mixed_vs_fp32_cgnr", "linear_vs_fp32": lin_r,
                          "per_cg_iteration_vs_fp32": per_r,
                          "total_vs_fp32": mx.timing["total"] / f32.timing["total"]})
@@ -316,7 +320,8 @@ def main(argv=None) -> int:
             a = analytic_counts(dims, BYTES.get(st, 4), vb, pb)
             mv, cgit = meas[pname]["normal_matvec_s"], meas[pname]["cg_iter_s"]
             rep = results.get((pname, "cgnr"))
-            rep_it = rep.timing["linear_solve"] / rep.linear_iterations if rep and rep.linear_iterations else float("nan")
+            rep_it = (rep.timing["linear_solve"] / rep.linear_iterations if rep and rep.linear_iterations
+                      else float("nan"))
             other_macs = a["jacobi_macs"] + a["vector_macs"]
             other_bytes = a["jacobi_bytes"] + a["vector_bytes"]
             print(f"{pname:>7} {st:>7} {a['prod_macs'] / 1e6:9.3f} {other_macs / 1e6:10.3f} {a['macs_share']:9.1%} "
@@ -344,13 +349,15 @@ def main(argv=None) -> int:
             b_r = a16["prod_bytes"] / a32["prod_bytes"]
             e_r = meas["mixed"]["jacobian_bytes"] / meas["fp32"]["jacobian_bytes"]
             print(f"fp16-storage vs fp32 normal_matvec (fp32 arithmetic): time {t_r:.2f}, bytes of the pass {b_r:.2f} "
-                  f"(Jacobian alone {e_r:.2f}); CG iteration time mixed/fp32 {meas['mixed']['cg_iter_s'] / meas['fp32']['cg_iter_s']:.2f}")
+                  f"(Jacobian alone {e_r:.2f}); CG iteration time mixed/fp32 "
+                  f"{meas['mixed']['cg_iter_s'] / meas['fp32']['cg_iter_s']:.2f}")
             rows.append({"problem": name, "row": "fp16_vs_fp32_matvec", "normal_matvec_time_ratio": t_r,
                          "products_bytes_ratio": b_r, "jacobian_bytes_ratio": e_r,
                          "cg_iteration_time_ratio": meas["mixed"]["cg_iter_s"] / meas["fp32"]["cg_iter_s"]})
         its_timed = sorted({meas[p]["cg_its"] for p in pols})
         print("   (matvec ms: one fused normal_matvec at the initial state, the solver's column scaling; CG it ms: the "
-              f"solver's CG loop alone ({'/'.join(map(str, its_timed))} iterations timed); rep ms/CG: linear_solve / CG iterations of the run "
+              f"solver's CG loop alone ({'/'.join(map(str, its_timed))} iterations timed); "
+              "rep ms/CG: linear_solve / CG iterations of the run "
               "above, which also carries the per-linear-solve work; quant/prec/rest ms: that work, once per linear "
               "solve: column norms + scaling + Jᵀr + storing J, block-Jacobi build, the rest (fp64 model decrease))")
 

@@ -25,6 +25,7 @@ import argparse
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -210,9 +211,9 @@ def main(argv=None) -> int:
                 c.analyze(H)
                 ta = time.perf_counter() - t
                 c.factorize(H)
-                tf = best(lambda: c.factorize(H), args.repeats)
+                tf = best(partial(c.factorize, H), args.repeats)
                 x = c.solve(b)
-                ts = best(lambda: c.solve(b), args.repeats)
+                ts = best(partial(c.solve, b), args.repeats)
                 res = float(np.linalg.norm(H @ x - b) / np.linalg.norm(b))
                 rows.append((c.name, ta, tf, ts, res))
             except Exception as e:  # report and go on

@@ -16,12 +16,12 @@ and the bytes saved by narrower storage barely show.
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 import numpy as np
 
 from mixslam.bench.fig7_kernels import tmin
-from mixslam.kernels import (ic0_factor, ic_solve, jac_matvec, jac_rmatvec, normal_matvec,
-                             two_block_normal_lower)
+from mixslam.kernels import ic0_factor, ic_solve, jac_matvec, jac_rmatvec, normal_matvec, two_block_normal_lower
 from mixslam.precision import Precision
 from mixslam.storage import kernel_array, quantize
 
@@ -87,11 +87,11 @@ def bench_problem(name, P, repeats, acc16, rng, with_ic):
         vec_in = xa.nbytes + (0 if P["alias"] else xb.nbytes)
         vec_g = ga.nbytes + (0 if P["alias"] else gb.nbytes)
         r = {}
-        r["matvec"] = (tmin(lambda: jac_matvec(A, ia, B, ib, xa, xb, yo, a16), repeats),
+        r["matvec"] = (tmin(partial(jac_matvec, A, ia, B, ib, xa, xb, yo, a16), repeats),
                        mbytes + vec_in + R * k * vb)
-        r["rmatvec"] = (tmin(lambda: jac_rmatvec(A, ia, B, ib, y, ga, gb, a16), repeats),
+        r["rmatvec"] = (tmin(partial(jac_rmatvec, A, ia, B, ib, y, ga, gb, a16), repeats),
                         mbytes + R * k * vb + 2 * vec_g)
-        r["normal"] = (tmin(lambda: normal_matvec(A, ia, B, ib, xa, xb, ga, gb, a16), repeats),
+        r["normal"] = (tmin(partial(normal_matvec, A, ia, B, ib, xa, xb, ga, gb, a16), repeats),
                        mbytes + vec_in + 2 * vec_g)
         if ic_pat is not None:
             indptr, indices, L = ic_pat
@@ -99,7 +99,7 @@ def bench_problem(name, P, repeats, acc16, rng, with_ic):
             b = rng.standard_normal((na, pa)).astype(vd)
             x = np.empty_like(b)
             # the factor is read twice (forward and backward); x is read/written ~3 times
-            r["ic_solve"] = (tmin(lambda: ic_solve(indptr, indices, Ls, b, x, a16), repeats),
+            r["ic_solve"] = (tmin(partial(ic_solve, indptr, indices, Ls, b, x, a16), repeats),
                              2 * (Ls.nbytes + indices.nbytes + indptr.nbytes) + b.nbytes + 3 * x.nbytes)
         res[fmt] = r
     print(f"\n{name}: R={R} k={k} pa={pa} pb={pb} na={na} nb={nb}"

@@ -103,9 +103,11 @@ def main(argv=None) -> int:
             r64 = lin / base.timing["linear_solve"] if base else float("nan")
             t64 = rep.timing["total"] / base.timing["total"] if base else float("nan")
             rep.timing["solve"] = rep.timing["total"] - rep.timing.get("init", 0.0)
-            print(f"{precision:>9} {solver:>8} {2 * rep.final_cost:16.9f} {rep.iterations:4d} {rep.linear_iterations:6d} "
+            print(f"{precision:>9} {solver:>8} {2 * rep.final_cost:16.9f} {rep.iterations:4d} "
+                  f"{rep.linear_iterations:6d} "
                   f"{rep.timing['jacobian']:7.3f} {lin:7.3f} {rep.timing['total']:8.3f} {r32:8.2f} {r64:10.2f} "
-                  f"{t64:10.2f} {rep.fp16_overflows:4d}  {rep.status.value} (init {rep.timing.get('init', 0):.2f} s incl.)")
+                  f"{t64:10.2f} {rep.fp16_overflows:4d}  {rep.status.value} "
+                  f"(init {rep.timing.get('init', 0):.2f} s incl.)")
             rows.append({"file": name, "precision": precision, "solver": solver, "chi2": 2 * rep.final_cost,
                          "lm_iterations": rep.iterations, "cg_iterations": rep.linear_iterations,
                          "residual_s": rep.timing["residual"], "jacobian_s": rep.timing["jacobian"],

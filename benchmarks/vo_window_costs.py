@@ -48,7 +48,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     cfg = demo_config() if a.world == "demo" else StudyConfig()
     ref, other = a.policies.split(",")
-    print(f"{'traj':>4} {'ATE ' + ref:>10} {'ATE ' + other:>10} {'ratio':>6} {'cost above ' + ref + ' (median/max)':>30} "
+    print(f"{'traj':>4} {'ATE ' + ref:>10} {'ATE ' + other:>10} {'ratio':>6} "
+          f"{'cost above ' + ref + ' (median/max)':>30} "
           f"{'decrease / ' + ref + ' (median/min)':>28} {'LM it ' + ref:>9} {'LM it ' + other:>9} "
           f"{'unconv ' + other:>10}")
     for i in (int(x) for x in a.seeds.split(",")):

@@ -85,6 +85,7 @@ def test_missing_file_exits_2(tmp_path, capsys):
 def bal_file(tmp_path_factory):
     """A small synthetic BAL problem (4 cameras, 60 points, noisy pixels, perturbed start)."""
     import numpy as np
+
     from mixslam.io.bal import write_bal
     from mixslam.problem.bundle import BundleData
     from mixslam.problem.camera import bal_project
@@ -200,3 +201,13 @@ def test_no_traceback_from_worker_processes():
         p = subprocess.run([sys.executable, "-m", "mixslam", *argv], capture_output=True, text=True, timeout=60)
         assert p.returncode == 2, p.stderr
         assert "Traceback" not in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+
+
+@pytest.mark.parametrize("argv", [["pgo", "x.g2o", "--ic-fill", "-1"], ["pgo"], ["sim", "--keyframes", "x"],
+                                  ["frob"], ["ba", "x.txt", "--solver", "ic"]])
+def test_argument_errors_are_one_line_with_status_2(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error: " in err and "--help" in err and "Traceback" not in err, err

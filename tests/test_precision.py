@@ -71,6 +71,7 @@ def test_round_to_is_idempotent(precision):
 def test_compiled_fp16_quantization_matches_numpy():
     """The compiled fp16 path of quantize() gives numpy's bits (fp64 -> fp32 -> fp16) and the same counts."""
     import numpy as np
+
     from mixslam.precision import Precision
     from mixslam.storage import quantize
     rng = np.random.default_rng(0)
@@ -94,6 +95,7 @@ def test_compiled_fp16_quantization_matches_numpy():
 
 def test_compiled_fp32_quantization_matches_numpy():
     import numpy as np
+
     from mixslam.precision import Precision
     from mixslam.storage import quantize
     rng = np.random.default_rng(1)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from helpers import tol_for
-
 from mixslam.errors import PrecisionPolicyError
 from mixslam.precision import THRESHOLDS, Precision, QuantizationStats, is_16bit, next_wider, thresholds
 from mixslam.storage import Stored, dequantize, kernel_array, kernel_types, quantize, quantize_with_fallback, store

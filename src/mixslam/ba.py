@@ -16,6 +16,7 @@ problem; :class:`BundleProblem` numbers the free cameras and points once; the LM
 The solve sequence itself (validation, compilation, threads, the finiteness guard, the fp64 costs, the
 report) is :func:`mixslam.solve.driver.solve`, shared with the pose graphs.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -74,8 +75,7 @@ class BAConfig:
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"BAConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
         if not isinstance(self.precision, (str, PrecisionPolicy)):
-            raise ConfigError(f"BAConfig.precision must be a preset name or a PrecisionPolicy, got "
-                              f"{self.precision!r}")
+            raise ConfigError(f"BAConfig.precision must be a preset name or a PrecisionPolicy, got {self.precision!r}")
         for name in ("solver", "preconditioner"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ConfigError(f"BAConfig.{name} must be a name or None, got {getattr(self, name)!r}")
@@ -98,11 +98,13 @@ class BundleProblem:
         # BAL cameras carry their intrinsics, which are not part of the gauge: a "fixed" BAL camera keeps its
         # pose (w, t) but its f, k1, k2 are still estimated (fixing them too moves the optimum: 16-22106 then
         # stops at 59100 instead of Ceres' 18033.9). Its pose columns are zeroed in every linearization.
-        self.frozen_pose = data.fixed_cameras.copy() if data.model == "bal" else np.zeros(data.num_cameras, bool)
-        free_c = ~data.fixed_cameras | self.frozen_pose
+        fixed_c, fixed_p = data.fixed_cameras, data.fixed_points
+        assert fixed_c is not None and fixed_p is not None  # arrays since BundleData.__post_init__
+        self.frozen_pose = fixed_c.copy() if data.model == "bal" else np.zeros(data.num_cameras, bool)
+        free_c = ~fixed_c | self.frozen_pose
         self.var_of_cam[free_c] = np.arange(int(free_c.sum()))
         self.var_of_pt = np.full(data.num_points, -1, dtype=np.int64)
-        free_p = ~data.fixed_points
+        free_p = ~fixed_p
         self.var_of_pt[free_p] = np.arange(int(free_p.sum()))
         self.nc, self.npts = int(free_c.sum()), int(free_p.sum())
         self.ia = self.var_of_cam[data.cam_idx]
@@ -111,7 +113,8 @@ class BundleProblem:
         self._res_dtype = policy.residual.compute_dtype
         self.depth = {"behind": 0, "clamped": 0}
 
-    def _args(self, state):
+    def _args(self, state) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        """The eight positional arguments of :func:`reprojection.residuals` / ``linearize`` for ``state``."""
         cams, pts = state
         d = self.data
         return (d.model, cams, pts, d.cam_idx, d.pt_idx, d.observations, d.intrinsics, d.sigma)
@@ -130,8 +133,8 @@ class BundleProblem:
 
     def retract(self, state, delta: np.ndarray):
         cams, pts = state
-        dc = delta[:self.nc * self.pc].reshape(self.nc, self.pc)
-        dp = delta[self.nc * self.pc:].reshape(self.npts, 3)
+        dc = delta[: self.nc * self.pc].reshape(self.nc, self.pc)
+        dp = delta[self.nc * self.pc :].reshape(self.npts, 3)
         fc, fp = self.var_of_cam >= 0, self.var_of_pt >= 0
         cams = cams.copy()
         if self.data.model == "bal":
@@ -175,8 +178,9 @@ class BundleProblem:
         d = self.data
         report.init = "file"
         report.depth = DepthStats(self.fp64_depths[-2], self.fp64_depths[-1])
-        report.problem = ProblemInfo(d.model, d.num_cameras, d.num_points, d.num_observations, self.nc, self.npts,
-                                     list(d.warnings))
+        report.problem = ProblemInfo(
+            d.model, d.num_cameras, d.num_points, d.num_observations, self.nc, self.npts, list(d.warnings)
+        )
 
 
 def optimize_bundle(data: BundleData, config: BAConfig | None = None, **overrides):
@@ -185,8 +189,9 @@ def optimize_bundle(data: BundleData, config: BAConfig | None = None, **override
     ``overrides`` are BAConfig fields, e.g. ``optimize_bundle(d, precision="mixed")``.
     """
     config = dataclasses.replace(config or BAConfig(), **overrides)
-    _, (cams, pts), report = driver.solve("ba", config, data.validate,
-                                          lambda policy: BundleProblem(data, policy, config.min_depth))
+    _, (cams, pts), report = driver.solve(
+        "ba", config, data.validate, lambda policy: BundleProblem(data, policy, config.min_depth)
+    )
     return data.with_state(cams, pts), report
 
 
@@ -200,6 +205,7 @@ def warmup(model: str = "bal") -> float:
     (:meth:`BundleProblem.warm`). Warmed kernels are remembered: a second call costs nothing.
     """
     from .kernels.warm import ALL
+
     specs = {s for s in ALL if not s[0].startswith("ic_")} | {SCHUR_KERNELS}  # BA has no IC preconditioner
     return _warm(model, specs, (np.dtype(np.float64), np.dtype(np.float32)))
 
@@ -210,6 +216,7 @@ def _warm(model: str, specs, residual_dtypes) -> float:
     from .kernels.schur import back_substitute, point_blocks, reduce_cameras
     from .kernels.warm import warm_products
     from .linear.schur import group_by_point
+
     residual_dtypes = tuple(dict.fromkeys(residual_dtypes))
     schur = SCHUR_KERNELS in specs
     pc = 9 if model == "bal" else 6

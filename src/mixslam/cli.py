@@ -3,6 +3,7 @@
 A thin layer over the library: parse arguments, call the library, print, write files. Bad input exits with
 status 2 and the library's message on stderr; an optimization that fails exits with status 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,31 +46,62 @@ def _fill_level(text: str):
     return level
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``mixslam pgo: error: argument --ic-fill: ... (see mixslam pgo --help)``
+    and exit status 2, like every other bad input (argparse prints its whole usage block otherwise)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="mixslam", description="Mixed-precision SLAM back-end optimization.")
+    ap = _Parser(prog="mixslam", description="Mixed-precision SLAM back-end optimization.")
     ap.add_argument("--version", action="version", version=f"mixslam {__version__}")
-    sub = ap.add_subparsers(dest="command", required=True)
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("pgo", help="optimize a pose graph (g2o or TORO file)")
     p.add_argument("input", help="pose graph file (.g2o, TORO .graph)")
     p.add_argument("-o", "--output", help="write the optimized graph (g2o format)")
     p.add_argument("--tum", help="write the optimized trajectory (TUM format, vertex index as time)")
     p.add_argument("--precision", default="fp64", choices=["fp64", "fp32", "mixed", "mixed16", "fp16"])
-    p.add_argument("--solver", default=None, choices=["cholesky", "cg", "ic", "cgnr"],
-                   help="linear solver (default: cholesky for fp64, CG with IC for the other precisions); "
-                        "'ic' = cg + ic, 'cgnr' = cg + jacobi (earlier spellings)")
-    p.add_argument("--preconditioner", default=None, choices=["ic", "jacobi", "none"],
-                   help="preconditioner of the CG solver (default ic)")
+    p.add_argument(
+        "--solver",
+        default=None,
+        choices=["cholesky", "cg", "ic", "cgnr"],
+        help="linear solver (default: cholesky for fp64, CG with IC for the other precisions); "
+        "'ic' = cg + ic, 'cgnr' = cg + jacobi (earlier spellings)",
+    )
+    p.add_argument(
+        "--preconditioner",
+        default=None,
+        choices=["ic", "jacobi", "none"],
+        help="preconditioner of the CG solver (default ic)",
+    )
     p.add_argument("--init", default="file", choices=["file", "odometry", "chordal"])
     p.add_argument("--max-iterations", type=int, default=100)
-    p.add_argument("--ic-fill", type=_fill_level, default=2,
-                   help="fill levels of the incomplete Cholesky factor (0 = IC(0)), or 'complete'")
-    p.add_argument("--ic-ordering", default="natural", choices=["natural", "min-degree"],
-                   help="elimination order of the IC factor (min-degree: the direct solver's ordering)")
-    p.add_argument("--ic-refactor", default="on_stall", choices=["never", "on_stall", "always"],
-                   help="when the static IC factor is recomputed")
-    p.add_argument("--repair-information", choices=["nearest", "isotropic"],
-                   help="repair non-positive-definite information matrices instead of refusing the file")
+    p.add_argument(
+        "--ic-fill",
+        type=_fill_level,
+        default=2,
+        help="fill levels of the incomplete Cholesky factor (0 = IC(0)), or 'complete'",
+    )
+    p.add_argument(
+        "--ic-ordering",
+        default="natural",
+        choices=["natural", "min-degree"],
+        help="elimination order of the IC factor (min-degree: the direct solver's ordering)",
+    )
+    p.add_argument(
+        "--ic-refactor",
+        default="on_stall",
+        choices=["never", "on_stall", "always"],
+        help="when the static IC factor is recomputed",
+    )
+    p.add_argument(
+        "--repair-information",
+        choices=["nearest", "isotropic"],
+        help="repair non-positive-definite information matrices instead of refusing the file",
+    )
     p.add_argument("--report", help="write a JSON report")
     _add_verbosity(p)
 
@@ -77,16 +109,29 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("input", help="BAL problem file (problem-*-pre.txt)")
     b.add_argument("-o", "--output", help="write the optimized problem (BAL format)")
     b.add_argument("--precision", default="fp64", choices=["fp64", "fp32", "mixed", "mixed16", "fp16"])
-    b.add_argument("--solver", default=None, choices=["schur", "cg", "cgnr"],
-                   help="linear solver (default: schur for fp64, CG with block-Jacobi for the other precisions); "
-                        "'cgnr' = cg (earlier spelling)")
-    b.add_argument("--preconditioner", default=None, choices=["jacobi", "none"],
-                   help="preconditioner of the CG solver (default jacobi)")
+    b.add_argument(
+        "--solver",
+        default=None,
+        choices=["schur", "cg", "cgnr"],
+        help="linear solver (default: schur for fp64, CG with block-Jacobi for the other precisions); "
+        "'cgnr' = cg (earlier spelling)",
+    )
+    b.add_argument(
+        "--preconditioner",
+        default=None,
+        choices=["jacobi", "none"],
+        help="preconditioner of the CG solver (default jacobi)",
+    )
     b.add_argument("--max-iterations", type=int, default=100)
-    b.add_argument("--function-tolerance", type=float, default=1e-6,
-                   help="stop when a step lowers the cost by less than this fraction (Ceres' default)")
-    b.add_argument("--fix", default="0",
-                   help="comma-separated camera indices held constant (gauge); 'none' for none (default: 0)")
+    b.add_argument(
+        "--function-tolerance",
+        type=float,
+        default=1e-6,
+        help="stop when a step lowers the cost by less than this fraction (Ceres' default)",
+    )
+    b.add_argument(
+        "--fix", default="0", help="comma-separated camera indices held constant (gauge); 'none' for none (default: 0)"
+    )
     b.add_argument("--report", help="write a JSON report")
     _add_verbosity(b)
 
@@ -104,11 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", help="folder for the cumulative histograms (PNG + CSV)")
     m.add_argument("--report", help="write the JSON report")
     m.add_argument("--workers", type=int, default=1, help="parallel processes")
-    m.add_argument("--no-wheel-odometry", dest="wheel_odometry", action="store_false",
-                   help="leave the wheel odometry out of the pose graph (VO odometry and loop edges only)")
-    m.add_argument("--no-global-ba", dest="global_ba", action="store_false",
-                   help="skip the global bundle adjustment after loop closure (the loop-closed trajectory is "
-                        "then the pose graph's)")
+    m.add_argument(
+        "--no-wheel-odometry",
+        dest="wheel_odometry",
+        action="store_false",
+        help="leave the wheel odometry out of the pose graph (VO odometry and loop edges only)",
+    )
+    m.add_argument(
+        "--no-global-ba",
+        dest="global_ba",
+        action="store_false",
+        help="skip the global bundle adjustment after loop closure (the loop-closed trajectory is "
+        "then the pose graph's)",
+    )
     _add_verbosity(m)
     _add_eval_parser(sub)
     _add_bench_parser(sub)
@@ -118,15 +171,29 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_bench_parser(sub) -> None:
     b = sub.add_parser("bench", help="regenerate every figure of the mixed-precision claim (PNG + CSV + REPORT.md)")
     size = b.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_const", dest="scale", const="quick",
-                      help="test-sized run of every figure (about a minute; checks the plumbing, not evidence)")
-    size.add_argument("--full", action="store_const", dest="scale", const="full",
-                      help="the claim's sizes (1,703 VO trajectories, 800 PGO problems): hours on 2 cores")
+    size.add_argument(
+        "--quick",
+        action="store_const",
+        dest="scale",
+        const="quick",
+        help="test-sized run of every figure (about a minute; checks the plumbing, not evidence)",
+    )
+    size.add_argument(
+        "--full",
+        action="store_const",
+        dest="scale",
+        const="full",
+        help="the claim's sizes (1,703 VO trajectories, 800 PGO problems): hours on 2 cores",
+    )
     b.set_defaults(scale="default")
     b.add_argument("--out", default="mixslam-bench", help="output folder (default mixslam-bench)")
     b.add_argument("--workers", type=int, default=1, help="parallel worker processes for batch figures (2, 3, 5)")
-    b.add_argument("--executor", default="process", choices=["process", "dask"],
-                   help="local process pool (default) or Dask distributed (pip install 'mixslam[distributed]')")
+    b.add_argument(
+        "--executor",
+        default="process",
+        choices=["process", "dask"],
+        help="local process pool (default) or Dask distributed (pip install 'mixslam[distributed]')",
+    )
     b.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: a local Dask cluster)")
     b.add_argument("--figures", default="1,2,3,4,5,6,7,8", help="comma-separated figure numbers (default all)")
     b.add_argument("--seed", type=int, default=0, help="master seed; every task derives its own from it")
@@ -146,18 +213,32 @@ def cmd_bench(args) -> int:
         raise ConfigError(f"--figures must be comma-separated numbers 1-8, got {args.figures!r}")
     _check_int_option("--workers", args.workers, 1)
     _check_int_option("--seed", args.seed, 0)
-    cfg = bench_config(args.scale, seed=args.seed, workers=args.workers, executor=args.executor,
-                       scheduler=args.scheduler, figures=figures, progress=not args.quiet)
+    cfg = bench_config(
+        args.scale,
+        seed=args.seed,
+        workers=args.workers,
+        executor=args.executor,
+        scheduler=args.scheduler,
+        figures=figures,
+        progress=not args.quiet,
+    )
     import shlex
+
     command = "mixslam " + shlex.join(getattr(args, "argv", None) or ["bench"])
     report = run_bench(cfg, args.out, command=command)
     if not args.quiet:
         done = [f["number"] for f in report["figures"]]
-        print(f"mixslam bench ({args.scale}): figures {done} in {report['seconds']:.0f} s; report: "
-              f"{Path(args.out) / 'REPORT.md'}")
+        print(
+            f"mixslam bench ({args.scale}): figures {done} in {report['seconds']:.0f} s; report: "
+            f"{Path(args.out) / 'REPORT.md'}"
+        )
         for f in report["figures"]:
-            print(f"  {f['number']}. {f['title']}: " + ", ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(f["summary"].items())[:6]))
+            print(
+                f"  {f['number']}. {f['title']}: "
+                + ", ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(f["summary"].items())[:6]
+                )
+            )
     if report["failed"]:
         for k, e in report["failed"].items():
             print(f"mixslam bench: figure {k} failed: {e}", file=sys.stderr)
@@ -173,30 +254,46 @@ def cmd_pgo(args) -> int:
 
     graph = read_pose_graph(args.input, repair=args.repair_information)
     if not args.quiet:
-        print(f"{args.input}: {graph.num_poses} poses, {graph.num_edges} edges, {graph.dim}D"
-              + ("" if graph.has_initial_guess else " (no vertices: spanning-tree guess)"))
-    config = PGOConfig(precision=args.precision, solver=args.solver, preconditioner=args.preconditioner,
-                       init=args.init, lm=LMConfig(max_iterations=args.max_iterations, verbose=args.verbose),
-                       ic=ICConfig(fill_level=args.ic_fill, ordering=args.ic_ordering, refactor=args.ic_refactor))
+        print(
+            f"{args.input}: {graph.num_poses} poses, {graph.num_edges} edges, {graph.dim}D"
+            + ("" if graph.has_initial_guess else " (no vertices: spanning-tree guess)")
+        )
+    config = PGOConfig(
+        precision=args.precision,
+        solver=args.solver,
+        preconditioner=args.preconditioner,
+        init=args.init,
+        lm=LMConfig(max_iterations=args.max_iterations, verbose=args.verbose),
+        ic=ICConfig(fill_level=args.ic_fill, ordering=args.ic_ordering, refactor=args.ic_refactor),
+    )
     result, report = optimize_pose_graph(graph, config)
     if not args.quiet:
         print(report.summary())
-        print(f"chi2 (g2o) {2 * report.initial_cost:.10g} -> {2 * report.final_cost:.10g}; "
-              f"fp16 overflows {report.fp16_overflows}; compile {report.timing.get('compile', 0):.2f} s (not in total)")
+        print(
+            f"chi2 (g2o) {2 * report.initial_cost:.10g} -> {2 * report.final_cost:.10g}; "
+            f"fp16 overflows {report.fp16_overflows}; compile {report.timing.get('compile', 0):.2f} s (not in total)"
+        )
     if args.output:
         write_g2o(result, args.output)
     if args.tum:
         write_tum(args.tum, result.rotations, result.translations, timestamps=result.ids.astype(float))
     if args.report:
         data = report.as_dict()
-        data.update({"input": str(args.input), "num_poses": graph.num_poses, "num_edges": graph.num_edges,
-                     "warnings": graph.warnings})
+        data.update(
+            {
+                "input": str(args.input),
+                "num_poses": graph.num_poses,
+                "num_edges": graph.num_edges,
+                "warnings": graph.warnings,
+            }
+        )
         Path(args.report).write_text(json.dumps(data, indent=2))
     return 1 if report.failed else 0
 
 
 def _parse_fix(text: str) -> tuple:
     from .errors import ConfigError
+
     if text.strip().lower() in ("none", ""):
         return ()
     try:
@@ -212,25 +309,45 @@ def cmd_ba(args) -> int:
 
     data = read_bal(args.input, fixed_cameras=_parse_fix(args.fix))
     if not args.quiet:
-        print(f"{args.input}: {data.num_cameras} cameras, {data.num_points} points, "
-              f"{data.num_observations} observations; {int(data.fixed_cameras.sum())} camera(s) fixed")
+        assert data.fixed_cameras is not None  # an array since BundleData.__post_init__
+        print(
+            f"{args.input}: {data.num_cameras} cameras, {data.num_points} points, "
+            f"{data.num_observations} observations; {int(data.fixed_cameras.sum())} camera(s) fixed"
+        )
         for w in data.warnings:
             print(f"warning: {w}")
-    config = BAConfig(precision=args.precision, solver=args.solver, preconditioner=args.preconditioner,
-                      lm=LMConfig(max_iterations=args.max_iterations, initial_lambda=1e-4,
-                                  function_tolerance=args.function_tolerance, verbose=args.verbose))
+    config = BAConfig(
+        precision=args.precision,
+        solver=args.solver,
+        preconditioner=args.preconditioner,
+        lm=LMConfig(
+            max_iterations=args.max_iterations,
+            initial_lambda=1e-4,
+            function_tolerance=args.function_tolerance,
+            verbose=args.verbose,
+        ),
+    )
     result, report = optimize_bundle(data, config)
     if not args.quiet:
         print(report.summary())
         depth = report.depth.final
-        print(f"fp16 overflows {report.fp16_overflows}; observations behind the camera {depth.behind} "
-              f"(depth-clamped {depth.clamped}); compile {report.timing.get('compile', 0):.2f} s (not in total)")
+        print(
+            f"fp16 overflows {report.fp16_overflows}; observations behind the camera {depth.behind} "
+            f"(depth-clamped {depth.clamped}); compile {report.timing.get('compile', 0):.2f} s (not in total)"
+        )
     if args.output:
         write_bal(args.output, result)
     if args.report:
         out = report.as_dict()
-        out.update({"input": str(args.input), "num_cameras": data.num_cameras, "num_points": data.num_points,
-                    "num_observations": data.num_observations, "warnings": data.warnings})
+        out.update(
+            {
+                "input": str(args.input),
+                "num_cameras": data.num_cameras,
+                "num_points": data.num_points,
+                "num_observations": data.num_observations,
+                "warnings": data.warnings,
+            }
+        )
         Path(args.report).write_text(json.dumps(out, indent=2))
     return 1 if report.failed else 0
 
@@ -238,12 +355,14 @@ def cmd_ba(args) -> int:
 def _check_int_option(option: str, value: int, least: int) -> None:
     """Options checked before any work starts (and before any worker process): one ConfigError naming them."""
     from .errors import ConfigError
+
     if value < least:
         raise ConfigError(f"{option} must be an integer >= {least}, got {value}")
 
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
+
     _check_int_option("--seed", args.seed, 0)
     return run_demo(out=args.out, seed=args.seed, quiet=args.quiet, verbose=args.verbose)
 
@@ -257,8 +376,10 @@ def cmd_sim(args) -> int:
     policies = tuple(p.strip() for p in args.precision.split(",") if p.strip())
     bad = [p for p in policies if p not in PRESETS["ba"]]
     if bad or not policies:
-        raise ConfigError(f"--precision: unknown precision(s) {bad or args.precision!r}; expected a comma-separated "
-                          f"list of {sorted(PRESETS['ba'])}")
+        raise ConfigError(
+            f"--precision: unknown precision(s) {bad or args.precision!r}; expected a comma-separated "
+            f"list of {sorted(PRESETS['ba'])}"
+        )
     _check_int_option("--trajectories", args.trajectories, 1)
     _check_int_option("--workers", args.workers, 1)
     _check_int_option("--seed", args.seed, 0)
@@ -270,20 +391,25 @@ def cmd_sim(args) -> int:
         except ConfigError as exc:  # the config's rule, prefixed with the option that broke it
             raise ConfigError(f"{option} {value}: {exc}") from None
     if not args.quiet:
-        print(f"mixslam sim: {args.trajectories} trajectories x {len(policies)} policies, "
-              f"{cfg.trajectory.keyframes} keyframes, window {cfg.pipeline.vo.window}, seed {args.seed}, "
-              f"{args.workers} worker(s)")
+        print(
+            f"mixslam sim: {args.trajectories} trajectories x {len(policies)} policies, "
+            f"{cfg.trajectory.keyframes} keyframes, window {cfg.pipeline.vo.window}, seed {args.seed}, "
+            f"{args.workers} worker(s)"
+        )
     report = run_study(args.trajectories, args.seed, policies, cfg, args.workers, progress=not args.quiet)
     out = Path(args.out) if args.out else None
     if out is not None:
         from .slam import plots
+
         out.mkdir(parents=True, exist_ok=True)
-        for stage, label in (("vo", "VO (no loop closure)"), ("pgo", "pose graph only"),
-                             ("lc", "after loop closure")):
+        for stage, label in (("vo", "VO (no loop closure)"), ("pgo", "pose graph only"), ("lc", "after loop closure")):
             values = {p: [t[f"ate_{stage}_rmse"] for t in report["policies"][p]["trajectories"]] for p in policies}
-            plots.plot_cumulative_histograms(out / f"ate_{stage}_cdf.png", values, xlabel="ATE RMSE [m]",
-                                             title=f"Cumulative ATE histogram, {label}, "
-                                                   f"{args.trajectories} trajectories")
+            plots.plot_cumulative_histograms(
+                out / f"ate_{stage}_cdf.png",
+                values,
+                xlabel="ATE RMSE [m]",
+                title=f"Cumulative ATE histogram, {label}, {args.trajectories} trajectories",
+            )
             plots.write_cumulative_csv(out / f"ate_{stage}_cdf.csv", values)
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2))
@@ -292,13 +418,17 @@ def cmd_sim(args) -> int:
         for p in policies:
             d = report["policies"][p]
             vo, pg, lc = (d[f"ate_{s}"]["mean"] for s in ("vo", "pgo", "lc"))
-            print(f"  {p}: mean ATE VO {vo:.3e} -> pose graph {pg:.3e} -> global BA {lc:.3e} m "
-                  f"(loop closure lowers it {vo / lc:.1f}x)")
+            print(
+                f"  {p}: mean ATE VO {vo:.3e} -> pose graph {pg:.3e} -> global BA {lc:.3e} m "
+                f"(loop closure lowers it {vo / lc:.1f}x)"
+            )
             for stage in ("vo", "pgo", "lc"):
                 r = d.get(f"ratio_to_fp64_{stage}")
                 if r:
-                    print(f"  {p} / fp64 ATE RMSE ({stage.upper()}): median {r['median']:.4f}, max {r['max']:.4f}, "
-                          f"trajectories worse by > 5%: {r['worse_than_5pct']}")
+                    print(
+                        f"  {p} / fp64 ATE RMSE ({stage.upper()}): median {r['median']:.4f}, max {r['max']:.4f}, "
+                        f"trajectories worse by > 5%: {r['worse_than_5pct']}"
+                    )
         if out is not None:
             print(f"histograms (PNG + CSV) written to {out}/")
     return 0
@@ -308,10 +438,18 @@ def _add_eval_parser(sub) -> None:
     e = sub.add_parser("eval", help="ATE / RPE of an estimated TUM trajectory against a reference TUM trajectory")
     e.add_argument("reference", help="reference (ground truth) trajectory, TUM format")
     e.add_argument("estimate", help="estimated trajectory, TUM format")
-    e.add_argument("--align", default="se3", choices=["se3", "sim3", "none"],
-                   help="align the estimate onto the reference first: rigid, rigid + scale, or not (default se3)")
-    e.add_argument("--max-difference", type=float, default=0.02,
-                   help="largest timestamp difference (s) for two poses to be matched (default 0.02)")
+    e.add_argument(
+        "--align",
+        default="se3",
+        choices=["se3", "sim3", "none"],
+        help="align the estimate onto the reference first: rigid, rigid + scale, or not (default se3)",
+    )
+    e.add_argument(
+        "--max-difference",
+        type=float,
+        default=0.02,
+        help="largest timestamp difference (s) for two poses to be matched (default 0.02)",
+    )
     e.add_argument("--json", help="write the statistics as JSON")
 
 
@@ -325,11 +463,17 @@ def cmd_eval(args) -> int:
         raise ConfigError(f"--max-difference must be a finite number >= 0 (seconds), got {args.max_difference}")
     res = evaluate_files(args.reference, args.estimate, align=args.align, max_difference=args.max_difference)
     a = res["alignment"]
-    print(f"{args.estimate} vs {args.reference}: {res['matched']} matched poses (reference "
-          f"{res['reference_poses']}, estimate {res['estimated_poses']}); alignment {a['mode']}, "
-          f"scale {a['scale']:.6g}")
-    cols = [("ATE [m]", "ate"), ("ATE [deg]", "ate_rot_deg"), (f"RPE [m] (d={res['delta']})", "rpe_trans"),
-            (f"RPE [deg] (d={res['delta']})", "rpe_rot_deg")]
+    print(
+        f"{args.estimate} vs {args.reference}: {res['matched']} matched poses (reference "
+        f"{res['reference_poses']}, estimate {res['estimated_poses']}); alignment {a['mode']}, "
+        f"scale {a['scale']:.6g}"
+    )
+    cols = [
+        ("ATE [m]", "ate"),
+        ("ATE [deg]", "ate_rot_deg"),
+        (f"RPE [m] (d={res['delta']})", "rpe_trans"),
+        (f"RPE [deg] (d={res['delta']})", "rpe_rot_deg"),
+    ]
     print(f"{'':8}" + "".join(f"{name:>20}" for name, _ in cols))
     for k in STAT_KEYS:
         cells = (f"{res[key][k]:>20d}" if k == "n" else f"{res[key][k]:>20.6g}" for _, key in cols)

@@ -4,6 +4,7 @@ The data (pose graphs in ``pgo/``, bundle-adjustment problems in ``ba/``) is nev
 repository; it sits in a shared folder next to it (``<repo>/../shared/data``). :func:`data_dir` finds it so
 that tests, benchmarks and examples can skip cleanly when it is absent.
 """
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Every error raised on bad input is a :class:`MixslamError`; each message states the value, the rule that
 it breaks and, where there is one, the fix.
 """
+
 from __future__ import annotations
 
 
@@ -48,9 +49,19 @@ class ConfigError(MixslamError, ValueError):
 class SolverError(MixslamError, RuntimeError):
     """A linear or nonlinear solver could not produce a valid answer."""
 
+    column: int | None
+    """Set (only) by :class:`~mixslam.linear.direct.SparseCholesky` on a not-positive-definite matrix: the
+    column where the factorization broke down, or None when the backend does not tell."""
 
-def check_config_fields(config, ints: dict | None = None, nonnegative: tuple = (), positive: tuple = (),
-                        choices: dict | None = None, fractions: tuple = ()) -> None:
+
+def check_config_fields(
+    config,
+    ints: dict | None = None,
+    nonnegative: tuple = (),
+    positive: tuple = (),
+    choices: dict | None = None,
+    fractions: tuple = (),
+) -> None:
     """The one validation of every configuration dataclass (called from its ``__post_init__``).
 
     Raises :class:`ConfigError` naming ``Class.field``, the value and the rule, unless:

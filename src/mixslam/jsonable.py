@@ -1,4 +1,5 @@
 """The one conversion of mixslam's results to JSON-ready values (reports, benchmark files)."""
+
 from __future__ import annotations
 
 import dataclasses

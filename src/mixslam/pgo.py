@@ -4,6 +4,7 @@ Describe -> analyze -> solve: the graph describes the problem; :class:`PoseGraph
 (variable numbering, square-root information, the block pattern of JᵀJ, the solver's symbolic work); the
 LM loop then only does numeric work per iteration.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,8 +63,7 @@ class PGOConfig:
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"PGOConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
         if not isinstance(self.precision, (str, PrecisionPolicy)):
-            raise ConfigError(f"PGOConfig.precision must be a preset name or a PrecisionPolicy, got "
-                              f"{self.precision!r}")
+            raise ConfigError(f"PGOConfig.precision must be a preset name or a PrecisionPolicy, got {self.precision!r}")
         for name in ("solver", "preconditioner"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ConfigError(f"PGOConfig.{name} must be a name or None, got {getattr(self, name)!r}")
@@ -72,8 +72,9 @@ class PGOConfig:
 class PoseGraphProblem:
     """The analyzed pose graph: variable numbering, whitening and the normal-matrix pattern."""
 
-    def __init__(self, graph: PoseGraph, policy: PrecisionPolicy, file_graph: PoseGraph | None = None,
-                 init_seconds: float = 0.0):
+    def __init__(
+        self, graph: PoseGraph, policy: PrecisionPolicy, file_graph: PoseGraph | None = None, init_seconds: float = 0.0
+    ):
         """``graph``: the graph with the initial guess; ``file_graph``: the graph as read (for the report's
         ``file_cost``), if another initialization produced ``graph``."""
         self.graph = graph
@@ -127,11 +128,12 @@ class PoseGraphProblem:
     def linear_structure(self) -> LinearStructure:
         return LinearStructure(self.nv, self.p, pattern=self.pattern)
 
-    def direct_size(self) -> "tuple[int, int] | None":
+    def direct_size(self) -> tuple[int, int] | None:
         return None  # the sparse Cholesky has no size limit
 
     def warm(self, specs: frozenset) -> float:
         from .kernels.warm import warm_products
+
         return warm_products(specs, (self.p, self.p, self.p))
 
     def fp64_cost(self, state) -> float:
@@ -151,9 +153,11 @@ def initial_guess(graph: PoseGraph, init: str) -> PoseGraph:
         return graph
     if init == "odometry":
         from .init.spanning_tree import spanning_tree_guess
+
         return spanning_tree_guess(graph)
     if init == "chordal":
         from .init.chordal import chordal_initialization
+
         return chordal_initialization(graph)
     raise ConfigError(f"unknown init {init!r}; expected one of {list(INITS)}")
 
@@ -174,8 +178,9 @@ def optimize_pose_graph(graph: PoseGraph, config: PGOConfig | None = None, **ove
         try:
             return PoseGraphProblem(start, policy, None if config.init == "file" else graph, init_s)
         except np.linalg.LinAlgError as exc:
-            raise InformationMatrixError(f"{graph.source}: an information matrix is not positive definite "
-                                         f"({exc})") from None
+            raise InformationMatrixError(
+                f"{graph.source}: an information matrix is not positive definite ({exc})"
+            ) from None
 
     problem, (R, t), report = driver.solve("pgo", config, graph.validate, analyze)
     report.init = config.init
@@ -189,6 +194,7 @@ def warmup(dims=(2, 3)) -> float:
     specializations are remembered: a second call costs nothing.
     """
     from .kernels.warm import ALL, warm_products
+
     seconds = 0.0
     for d in dims:
         p = 3 if d == 2 else 6  # the kernels specialize on the block size: SE(2) and SE(3) poses

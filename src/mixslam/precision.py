@@ -6,6 +6,7 @@ passed down by the caller. The state (poses, points) and the update step are alw
 This module is data only (it imports nothing of mixslam but the errors). Rounding values to a format, and
 storing them for the compiled kernels, is :mod:`mixslam.storage`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,8 +17,17 @@ import numpy as np
 
 from .errors import PrecisionPolicyError
 
-__all__ = ["Precision", "PrecisionPolicy", "QuantizationStats", "Thresholds", "THRESHOLDS", "thresholds",
-           "next_wider", "is_16bit", "PRESETS"]
+__all__ = [
+    "Precision",
+    "PrecisionPolicy",
+    "QuantizationStats",
+    "Thresholds",
+    "THRESHOLDS",
+    "thresholds",
+    "next_wider",
+    "is_16bit",
+    "PRESETS",
+]
 
 
 class Precision(str, enum.Enum):
@@ -44,13 +54,21 @@ class Precision(str, enum.Enum):
 
     @property
     def max_finite(self) -> float:
-        return {"fp64": float(np.finfo(np.float64).max), "fp32": float(np.finfo(np.float32).max),
-                "fp16": 65504.0, "bf16": 3.3895313892515355e38}[self.value]
+        return {
+            "fp64": float(np.finfo(np.float64).max),
+            "fp32": float(np.finfo(np.float32).max),
+            "fp16": 65504.0,
+            "bf16": 3.3895313892515355e38,
+        }[self.value]
 
     @property
     def min_normal(self) -> float:
-        return {"fp64": float(np.finfo(np.float64).tiny), "fp32": float(np.finfo(np.float32).tiny),
-                "fp16": 2.0 ** -14, "bf16": float(np.finfo(np.float32).tiny)}[self.value]
+        return {
+            "fp64": float(np.finfo(np.float64).tiny),
+            "fp32": float(np.finfo(np.float32).tiny),
+            "fp16": 2.0**-14,
+            "bf16": float(np.finfo(np.float32).tiny),
+        }[self.value]
 
     @property
     def compute_dtype(self) -> np.dtype:
@@ -62,7 +80,7 @@ class Precision(str, enum.Enum):
         """The numpy dtype values in this precision are stored in (bf16 as raw uint16 bits)."""
         return np.dtype({"fp64": np.float64, "fp32": np.float32, "fp16": np.float16, "bf16": np.uint16}[self.value])
 
-    def contains(self, other: "Precision") -> bool:
+    def contains(self, other: Precision) -> bool:
         """True if every value of ``other`` is exactly representable in ``self``."""
         if self is other:
             return True
@@ -70,14 +88,15 @@ class Precision(str, enum.Enum):
         return order[self] > order[other]
 
     @classmethod
-    def parse(cls, value: "str | Precision") -> "Precision":
+    def parse(cls, value: str | Precision) -> Precision:
         if isinstance(value, Precision):
             return value
         try:
             return cls(str(value).lower())
         except ValueError:
             raise PrecisionPolicyError(
-                f"unknown precision {value!r}; expected one of {[p.value for p in cls]}") from None
+                f"unknown precision {value!r}; expected one of {[p.value for p in cls]}"
+            ) from None
 
 
 def is_16bit(p: Precision) -> bool:
@@ -87,8 +106,12 @@ def is_16bit(p: Precision) -> bool:
 
 def next_wider(p: Precision) -> Precision:
     """The format an overflowing 16-bit (or fp32) store falls back to."""
-    return {Precision.FP16: Precision.FP32, Precision.BF16: Precision.FP32,
-            Precision.FP32: Precision.FP64, Precision.FP64: Precision.FP64}[p]
+    return {
+        Precision.FP16: Precision.FP32,
+        Precision.BF16: Precision.FP32,
+        Precision.FP32: Precision.FP64,
+        Precision.FP64: Precision.FP64,
+    }[p]
 
 
 @dataclass(frozen=True)
@@ -114,11 +137,11 @@ THRESHOLDS = {
     Precision.FP64: Thresholds(1e-8, 1e-300, float(np.finfo(np.float64).eps), 1e-6),
     Precision.FP32: Thresholds(1e-4, 1e-30, float(np.finfo(np.float32).eps), 1e-4),
     Precision.FP16: Thresholds(1e-2, 6e-8, float(np.finfo(np.float16).eps), 1e-2),
-    Precision.BF16: Thresholds(1e-2, 1e-30, 2.0 ** -7, 1e-2),
+    Precision.BF16: Thresholds(1e-2, 1e-30, 2.0**-7, 1e-2),
 }
 
 
-def thresholds(p: "Precision | np.dtype | type") -> Thresholds:
+def thresholds(p: Precision | np.dtype | type) -> Thresholds:
     """The thresholds of a format, or of the format a numpy dtype computes in (float64 / float32)."""
     if isinstance(p, Precision):
         return THRESHOLDS[p]
@@ -171,27 +194,34 @@ class PrecisionPolicy:
         if self.cost not in (Precision.FP64, Precision.FP32):
             raise PrecisionPolicyError(
                 f"policy {self.name!r}: cost precision {self.cost.value} is below fp32; the cost decides "
-                "whether LM accepts a step and must be fp32 or fp64")
+                "whether LM accepts a step and must be fp32 or fp64"
+            )
         if self.residual not in (Precision.FP64, Precision.FP32):
             raise PrecisionPolicyError(
                 f"policy {self.name!r}: residual precision {self.residual.value} is below fp32; residuals "
-                "are differences of nearby poses and lose all digits in 16 bits. Use fp32 or fp64")
+                "are differences of nearby poses and lose all digits in 16 bits. Use fp32 or fp64"
+            )
         used_bf16 = [n for n in _PRECISION_FIELDS if getattr(self, n) is Precision.BF16]
         if used_bf16:
             raise PrecisionPolicyError(
                 f"policy {self.name!r}: bf16 is not available in the solvers yet ({', '.join(used_bf16)}); "
-                "quantize()/dequantize() support it, the kernels do not. Use fp16")
-        for store, acc in (("jacobian_storage", "jacobian_accumulate"),
-                           ("preconditioner_storage", "preconditioner_accumulate")):
+                "quantize()/dequantize() support it, the kernels do not. Use fp16"
+            )
+        for store, acc in (
+            ("jacobian_storage", "jacobian_accumulate"),
+            ("preconditioner_storage", "preconditioner_accumulate"),
+        ):
             s, a = getattr(self, store), getattr(self, acc)
             if not a.contains(s):
                 raise PrecisionPolicyError(
                     f"policy {self.name!r}: {acc}={a.value} is narrower than {store}={s.value}; "
-                    "accumulating in a narrower type than the storage throws digits away for nothing")
+                    "accumulating in a narrower type than the storage throws digits away for nothing"
+                )
         if self.rhs in (Precision.FP16, Precision.BF16):
             raise PrecisionPolicyError(
                 f"policy {self.name!r}: rhs={self.rhs.value}; the gradient Jᵀr must be fp32 or wider "
-                "(from a 16-bit Jacobian LM stalls)")
+                "(from a 16-bit Jacobian LM stalls)"
+            )
 
     @property
     def uses_16bit(self) -> bool:
@@ -203,7 +233,7 @@ class PrecisionPolicy:
         right-hand side): the policy an fp64 direct solver serves exactly."""
         return all(getattr(self, n) is Precision.FP64 for n in _LINEAR_FIELDS)
 
-    def replace(self, **changes) -> "PrecisionPolicy":
+    def replace(self, **changes) -> PrecisionPolicy:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict:
@@ -214,7 +244,7 @@ class PrecisionPolicy:
         return out
 
     @classmethod
-    def preset(cls, name: "str | PrecisionPolicy", problem: str = "pgo") -> "PrecisionPolicy":
+    def preset(cls, name: str | PrecisionPolicy, problem: str = "pgo") -> PrecisionPolicy:
         """The named preset for a problem kind (``"pgo"`` or ``"ba"``); see the README's policy table."""
         if isinstance(name, PrecisionPolicy):
             return name
@@ -223,32 +253,63 @@ class PrecisionPolicy:
         if table is None:
             raise PrecisionPolicyError(f"unknown problem kind {problem!r}; expected 'pgo' or 'ba'")
         if key not in table:
-            raise PrecisionPolicyError(
-                f"unknown precision preset {name!r}; expected one of {sorted(table)}")
+            raise PrecisionPolicyError(f"unknown precision preset {name!r}; expected one of {sorted(table)}")
         return table[key]
 
 
-_PRECISION_FIELDS = ("cost", "residual", "jacobian_storage", "jacobian_accumulate", "rhs",
-                     "preconditioner_storage", "preconditioner_accumulate", "krylov")
+_PRECISION_FIELDS = (
+    "cost",
+    "residual",
+    "jacobian_storage",
+    "jacobian_accumulate",
+    "rhs",
+    "preconditioner_storage",
+    "preconditioner_accumulate",
+    "krylov",
+)
 
-_LINEAR_FIELDS = ("jacobian_storage", "jacobian_accumulate", "rhs", "preconditioner_storage",
-                  "preconditioner_accumulate", "krylov")
+_LINEAR_FIELDS = (
+    "jacobian_storage",
+    "jacobian_accumulate",
+    "rhs",
+    "preconditioner_storage",
+    "preconditioner_accumulate",
+    "krylov",
+)
 
 _F64, _F32, _F16 = Precision.FP64, Precision.FP32, Precision.FP16
 
 
 def _make_presets() -> dict:
     fp64 = PrecisionPolicy("fp64")
-    fp32 = PrecisionPolicy("fp32", cost=_F64, residual=_F32, jacobian_storage=_F32, jacobian_accumulate=_F32,
-                           rhs=_F32, preconditioner_storage=_F32, preconditioner_accumulate=_F32, krylov=_F32)
+    fp32 = PrecisionPolicy(
+        "fp32",
+        cost=_F64,
+        residual=_F32,
+        jacobian_storage=_F32,
+        jacobian_accumulate=_F32,
+        rhs=_F32,
+        preconditioner_storage=_F32,
+        preconditioner_accumulate=_F32,
+        krylov=_F32,
+    )
     # PGO: the paper's design: IC triangular solves read a 16-bit factor, everything else fp32.
     mixed_pgo = fp32.replace(name="mixed", preconditioner_storage=_F16)
     # BA: the Jacobian products read a 16-bit Jacobian (fp32 accumulation), everything else fp32.
     mixed_ba = fp32.replace(name="mixed", jacobian_storage=_F16)
     # Naive: every operation that can be 16-bit is, including the arithmetic (no fp32 accumulation).
-    fp16 = PrecisionPolicy("fp16", cost=_F32, residual=_F32, jacobian_storage=_F16, jacobian_accumulate=_F16,
-                           rhs=_F32, preconditioner_storage=_F16, preconditioner_accumulate=_F16, krylov=_F16,
-                           fallback=False)
+    fp16 = PrecisionPolicy(
+        "fp16",
+        cost=_F32,
+        residual=_F32,
+        jacobian_storage=_F16,
+        jacobian_accumulate=_F16,
+        rhs=_F32,
+        preconditioner_storage=_F16,
+        preconditioner_accumulate=_F16,
+        krylov=_F16,
+        fallback=False,
+    )
     # Both 16-bit stores with fp32 arithmetic, for studies.
     mixed16 = fp32.replace(name="mixed16", jacobian_storage=_F16, preconditioner_storage=_F16)
     return {
@@ -276,11 +337,16 @@ class QuantizationStats:
     fallbacks: int = 0
     """Stores that overflowed and were redone in the next wider format (``PrecisionPolicy.fallback``)."""
 
-    def merge(self, other: "QuantizationStats") -> "QuantizationStats":
-        return QuantizationStats(self.count + other.count, self.overflows + other.overflows,
-                                 self.underflows + other.underflows, self.subnormals + other.subnormals,
-                                 self.nonfinite_inputs + other.nonfinite_inputs,
-                                 max(self.max_abs, other.max_abs), self.fallbacks + other.fallbacks)
+    def merge(self, other: QuantizationStats) -> QuantizationStats:
+        return QuantizationStats(
+            self.count + other.count,
+            self.overflows + other.overflows,
+            self.underflows + other.underflows,
+            self.subnormals + other.subnormals,
+            self.nonfinite_inputs + other.nonfinite_inputs,
+            max(self.max_abs, other.max_abs),
+            self.fallbacks + other.fallbacks,
+        )
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -5,11 +5,12 @@ Every task is a top-level function plus its arguments, and carries its own seed,
 same whichever executor runs them and however many workers it has (tested). Results come back in task
 order; a progress bar on stderr counts finished tasks.
 """
+
 from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from .errors import ConfigError
 
@@ -39,6 +40,7 @@ def _needs_shipping(fn) -> bool:
 def _call_shipped(payload: bytes, *args):
     """Run a function that travelled by value (see :func:`_needs_shipping`)."""
     import cloudpickle
+
     return cloudpickle.loads(payload)(*args)
 
 
@@ -50,8 +52,9 @@ class TaskRunner:
     ``workers`` single-threaded worker processes, started on first use and closed by :meth:`close`).
     """
 
-    def __init__(self, kind: str = "process", workers: int = 1, scheduler: str | None = None,
-                 progress: bool = False, stream=None):
+    def __init__(
+        self, kind: str = "process", workers: int = 1, scheduler: str | None = None, progress: bool = False, stream=None
+    ):
         if kind not in ("process", "dask"):
             raise ConfigError(f"unknown executor {kind!r}; expected 'process' or 'dask'")
         if int(workers) < 1:
@@ -87,6 +90,7 @@ class TaskRunner:
             return results
         if self.kind == "process":
             from concurrent.futures import ProcessPoolExecutor, as_completed
+
             with ProcessPoolExecutor(max_workers=min(self.workers, n)) as pool:
                 futures = {pool.submit(fn, *args): i for i, args in enumerate(tasks)}
                 for done, fut in enumerate(as_completed(futures), 1):
@@ -95,17 +99,19 @@ class TaskRunner:
                         progress_line(label, done, n, t0, self.stream)
             return results
         from dask.distributed import as_completed as dask_completed
+
         client = self._dask_client()
         if _needs_shipping(fn):
             import cloudpickle
+
             if fn.__module__ != "__main__":  # cloudpickle already ships __main__ by value
                 cloudpickle.register_pickle_by_value(sys.modules[fn.__module__])
             payload = cloudpickle.dumps(fn)
-            futures = [client.submit(_call_shipped, payload, *args, pure=False) for args in tasks]
+            submitted = [client.submit(_call_shipped, payload, *args, pure=False) for args in tasks]
         else:
-            futures = [client.submit(fn, *args, pure=False) for args in tasks]
-        index = {f.key: i for i, f in enumerate(futures)}
-        for done, fut in enumerate(dask_completed(futures), 1):
+            submitted = [client.submit(fn, *args, pure=False) for args in tasks]
+        index = {f.key: i for i, f in enumerate(submitted)}
+        for done, fut in enumerate(dask_completed(submitted), 1):
             results[index[fut.key]] = fut.result()
             if self.progress:
                 progress_line(label, done, n, t0, self.stream)
@@ -114,11 +120,13 @@ class TaskRunner:
     def _dask_client(self):
         if self._client is None:
             from dask.distributed import Client, LocalCluster
+
             if self.scheduler:
                 self._client = Client(self.scheduler)
             else:
-                self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                             dashboard_address=None)
+                self._cluster = LocalCluster(
+                    n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None
+                )
                 self._client = Client(self._cluster)
         return self._client
 

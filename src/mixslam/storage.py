@@ -10,6 +10,7 @@ format on overflow when the policy allows it (widening the arithmetic with it, f
 returns the array in the layout the kernels take. :func:`kernel_types` is the same decision without the data:
 the compiled specialization a (storage, arithmetic) pair selects, which the warm-up compiles ahead of a solve.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,8 +20,16 @@ import numpy as np
 from .kernels.fp16 import quantize16_stats, quantize32_stats
 from .precision import Precision, QuantizationStats, is_16bit, next_wider
 
-__all__ = ["quantize", "quantize_with_fallback", "dequantize", "round_to", "Stored", "store", "kernel_types",
-           "kernel_array"]
+__all__ = [
+    "quantize",
+    "quantize_with_fallback",
+    "dequantize",
+    "round_to",
+    "Stored",
+    "store",
+    "kernel_types",
+    "kernel_array",
+]
 
 
 def _bf16_bits(x32: np.ndarray) -> np.ndarray:
@@ -51,14 +60,16 @@ def quantize(x: np.ndarray, precision: Precision) -> tuple[np.ndarray, Quantizat
     if precision is Precision.FP16 and x.dtype in (np.float32, np.float64) and x.size:
         # Compiled single pass (same rounding and counts as the numpy path below; tested against it).
         bits = np.empty(x.size, np.uint16)
-        (stats.nonfinite_inputs, stats.max_abs, stats.overflows, stats.underflows,
-         stats.subnormals) = quantize16_stats(np.ascontiguousarray(x).reshape(-1), bits)
+        (stats.nonfinite_inputs, stats.max_abs, stats.overflows, stats.underflows, stats.subnormals) = quantize16_stats(
+            np.ascontiguousarray(x).reshape(-1), bits
+        )
         stats.max_abs = float(stats.max_abs)
         return bits.view(np.float16).reshape(x.shape), stats
     if precision is Precision.FP32 and x.dtype == np.float64 and x.size:
         out32 = np.empty(x.size, np.float32)
-        (stats.nonfinite_inputs, stats.max_abs, stats.overflows, stats.underflows,
-         stats.subnormals) = quantize32_stats(np.ascontiguousarray(x).reshape(-1), out32)
+        (stats.nonfinite_inputs, stats.max_abs, stats.overflows, stats.underflows, stats.subnormals) = quantize32_stats(
+            np.ascontiguousarray(x).reshape(-1), out32
+        )
         stats.max_abs = float(stats.max_abs)
         return out32.reshape(x.shape), stats
     finite_in = np.isfinite(x)

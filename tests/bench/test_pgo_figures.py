@@ -7,8 +7,17 @@ import numpy as np
 import pytest
 
 from mixslam.bench import BenchContext, TaskRunner, bench_config
-from mixslam.bench.pgo_figures import (ATE_POLICIES, VARIANTS, _solve_problem, figure4, figure5,
-                                       long_trajectory_graph, loop_keyframes, prefix_graph, problem_sizes)
+from mixslam.bench.pgo_figures import (
+    ATE_POLICIES,
+    VARIANTS,
+    _solve_problem,
+    figure4,
+    figure5,
+    long_trajectory_graph,
+    loop_keyframes,
+    prefix_graph,
+    problem_sizes,
+)
 from mixslam.errors import ConfigError
 from mixslam.pgo import PGOConfig, optimize_pose_graph
 from mixslam.solve import ICConfig, LMConfig

@@ -4,7 +4,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from mixslam.bench import bench_config, TaskRunner
+from mixslam.bench import TaskRunner, bench_config
 from mixslam.errors import ConfigError
 from mixslam.sim.world import TrajectoryConfig
 from mixslam.slam.study import demo_config, run_study, trajectory_seed
@@ -75,7 +75,10 @@ def test_dask_executor_gives_identical_results():
         assert "dask" in runner.describe()
         by_dask = run_study(2, 4, ("fp64",), SHORT, runner=runner)
     serial = run_study(2, 4, ("fp64",), SHORT, workers=1)
-    key = lambda r: [(t["seed"], t["ate_vo_rmse"], t["ate_lc_rmse"]) for t in r["policies"]["fp64"]["trajectories"]]
+
+    def key(r):
+        return [(t["seed"], t["ate_vo_rmse"], t["ate_lc_rmse"]) for t in r["policies"]["fp64"]["trajectories"]]
+
     assert key(by_dask) == key(serial)
     assert by_dask["policies"]["fp64"]["ate_vo"] == serial["policies"]["fp64"]["ate_vo"]
 

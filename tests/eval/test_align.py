@@ -63,7 +63,7 @@ def test_noisy_points_close_and_optimal(with_scale):
     assert abs(s - s0) < 1e-4
     # A local optimum: small perturbations of (R, t, s) only increase the cost.
     c = _cost(src, dst, R, t, s)
-    for k in range(20):
+    for _ in range(20):
         dR = so3.exp(rng.normal(scale=1e-5, size=3))
         ds = 1 + rng.normal(scale=1e-5) if with_scale else 1.0
         assert _cost(src, dst, dR @ R, t + rng.normal(scale=1e-5, size=3), s * ds) >= c

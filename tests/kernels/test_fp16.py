@@ -7,8 +7,19 @@ import numpy as np
 import pytest
 from numba import njit
 
-from mixslam.kernels.fp16 import (f2h, f2h_array, f2h_ref, h2f, h2f_array, h2f_ref, load, round16,
-                                  round16_array, round16_ref, to_bits)
+from mixslam.kernels.fp16 import (
+    f2h,
+    f2h_array,
+    f2h_ref,
+    h2f,
+    h2f_array,
+    h2f_ref,
+    load,
+    round16,
+    round16_array,
+    round16_ref,
+    to_bits,
+)
 from mixslam.precision import Precision
 from mixslam.storage import quantize
 

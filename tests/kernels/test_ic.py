@@ -4,8 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mixslam.kernels.ic import (check_lower_bcsr, ic0_factor, ic0_factor_ref, ic_solve, ic_solve_ref,
-                                lower_bcsr_from_dense, lower_bcsr_to_dense, two_block_normal_lower)
+from mixslam.kernels.ic import (
+    check_lower_bcsr,
+    ic0_factor,
+    ic0_factor_ref,
+    ic_solve,
+    ic_solve_ref,
+    lower_bcsr_from_dense,
+    lower_bcsr_to_dense,
+    two_block_normal_lower,
+)
 from mixslam.precision import Precision
 from mixslam.storage import quantize
 

@@ -12,8 +12,15 @@ import numpy as np
 import pytest
 
 from mixslam.kernels.fp16 import round16_ref
-from mixslam.kernels.products import (check_two_block, jac_matvec, jac_matvec_ref, jac_rmatvec, jac_rmatvec_ref,
-                                      normal_matvec, normal_matvec_ref)
+from mixslam.kernels.products import (
+    check_two_block,
+    jac_matvec,
+    jac_matvec_ref,
+    jac_rmatvec,
+    jac_rmatvec_ref,
+    normal_matvec,
+    normal_matvec_ref,
+)
 from mixslam.precision import Precision
 from mixslam.storage import quantize
 

@@ -3,8 +3,15 @@ import numpy as np
 import pytest
 
 from mixslam.errors import ConfigError
-from mixslam.linear import (CGConfig, Damping, ICConfig, Linearization, LinearSolverChoice, LinearStatus,
-                            make_linear_solver)
+from mixslam.linear import (
+    CGConfig,
+    Damping,
+    ICConfig,
+    Linearization,
+    LinearSolverChoice,
+    LinearStatus,
+    make_linear_solver,
+)
 from mixslam.linear.block_pattern import BlockPattern
 from mixslam.linear.ordering import minimum_degree_order
 from mixslam.pgo import PoseGraphProblem, optimize_pose_graph

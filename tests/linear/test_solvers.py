@@ -11,10 +11,19 @@ import numpy as np
 import pytest
 
 from helpers import tol_for, unit_roundoff
-
 from mixslam.errors import ConfigError
-from mixslam.linear import (CGConfig, Damping, ICConfig, Linearization, LinearSolverChoice, LinearStatus,
-                            LinearStructure, default_linear_solver, make_linear_solver, resolve_linear_solver)
+from mixslam.linear import (
+    CGConfig,
+    Damping,
+    ICConfig,
+    Linearization,
+    LinearSolverChoice,
+    LinearStatus,
+    LinearStructure,
+    default_linear_solver,
+    make_linear_solver,
+    resolve_linear_solver,
+)
 from mixslam.linear.block_pattern import BlockPattern
 from mixslam.linear.cgnr import CGSolver, pcg
 from mixslam.linear.cholesky import CholeskySolver

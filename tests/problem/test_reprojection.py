@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -11,8 +12,14 @@ import pytest
 from mixslam.lie import se3, so3
 from mixslam.problem import reprojection as rp
 from mixslam.problem.bundle import BundleData
-from mixslam.problem.camera import (MIN_DEPTH, bal_project, depth_status, pinhole_project, reference_jacobians,
-                                    reference_residuals)
+from mixslam.problem.camera import (
+    MIN_DEPTH,
+    bal_project,
+    depth_status,
+    pinhole_project,
+    reference_jacobians,
+    reference_residuals,
+)
 
 F32_EPS = float(np.finfo(np.float32).eps)
 
@@ -359,7 +366,7 @@ def test_linearize_speed_16_22106(data_dir):
     args = rp.bundle_arrays(data)
     for dtype in (np.float64, np.float32):
         rp.linearize(*args, dtype=dtype)
-        best = min(_timed(lambda: rp.linearize(*args, dtype=dtype)) for _ in range(7))
+        best = min(_timed(partial(rp.linearize, *args, dtype=dtype)) for _ in range(7))
         assert best < 0.05, f"linearize {np.dtype(dtype)}: {1e3 * best:.1f} ms"
 
 

@@ -1,7 +1,6 @@
 """Tests of mixslam.sim.simulate_pose_graph."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 

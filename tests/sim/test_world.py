@@ -10,9 +10,23 @@ import pytest
 
 from mixslam.lie import so3
 from mixslam.problem.camera import pinhole_project
-from mixslam.sim.world import (SURFACE_CEILING, SURFACE_FLOOR, SURFACE_FURNITURE, SURFACE_WALL, CameraConfig,
-                               LoopConfig, Run, TrajectoryConfig, World, WorldConfig, loop_candidates,
-                               make_world, revisit_pairs, simulate_run, tour)
+from mixslam.sim.world import (
+    SURFACE_CEILING,
+    SURFACE_FLOOR,
+    SURFACE_FURNITURE,
+    SURFACE_WALL,
+    CameraConfig,
+    LoopConfig,
+    Run,
+    TrajectoryConfig,
+    World,
+    WorldConfig,
+    loop_candidates,
+    make_world,
+    revisit_pairs,
+    simulate_run,
+    tour,
+)
 
 RUN_ARRAYS = ("R_wc", "t_wc", "obs_frame", "obs_landmark", "obs_pixel", "obs_outlier", "odom_R", "odom_t",
               "intrinsics", "distance")

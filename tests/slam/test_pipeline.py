@@ -50,7 +50,10 @@ def test_trajectory_is_deterministic_per_seed():
 def test_study_does_not_depend_on_workers():
     one = run_study(2, 3, ("fp64",), SHORT, workers=1)
     two = run_study(2, 3, ("fp64",), SHORT, workers=2)
-    key = lambda r: [(t["seed"], t["ate_vo_rmse"], t["ate_lc_rmse"]) for t in r["policies"]["fp64"]["trajectories"]]
+
+    def key(r):
+        return [(t["seed"], t["ate_vo_rmse"], t["ate_lc_rmse"]) for t in r["policies"]["fp64"]["trajectories"]]
+
     assert key(one) == key(two)
     for stage in ("ate_vo", "ate_lc"):
         assert set(one["policies"]["fp64"][stage]) >= {"max", "p99", "p90", "mean", "median", "rmse"}

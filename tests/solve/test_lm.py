@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from helpers import tol_for
-
 from mixslam.errors import ConfigError
 from mixslam.linear import CGConfig, ICConfig, Linearization, LinearStatus, MemoryUse
 from mixslam.linear.block_pattern import BlockPattern

@@ -12,6 +12,7 @@ Three presets (:func:`bench_config`):
     the sizes of the original claim (1,703 VO trajectory estimations, 800 PGO problems): hours on 2 cores,
     meant for a bigger machine or a Dask cluster (``--executor dask``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -57,18 +58,32 @@ class BenchSizes:
     """Figures 7-8: BAL data files (names in the data folder's ``ba/``)."""
 
     def __post_init__(self):
-        check_config_fields(self, ints={"vo_trajectories": 1, "vo_keyframes": MIN_KEYFRAMES, "vo_window": 2,
-                                        "pgo_problems": 1, "pgo_trajectory_keyframes": 2, "repeats": 1,
-                                        "kernel_repeats": 1, "ba_window_seeds": 0},
-                            choices={"use_data": (True, False)})
+        check_config_fields(
+            self,
+            ints={
+                "vo_trajectories": 1,
+                "vo_keyframes": MIN_KEYFRAMES,
+                "vo_window": 2,
+                "pgo_problems": 1,
+                "pgo_trajectory_keyframes": 2,
+                "repeats": 1,
+                "kernel_repeats": 1,
+                "ba_window_seeds": 0,
+            },
+            choices={"use_data": (True, False)},
+        )
         r = self.vo_rooms
-        if (not isinstance(r, (tuple, list)) or len(r) != 2
-                or any(isinstance(v, bool) or not isinstance(v, Integral) for v in r)
-                or not (tuple(r) == (1, 1) or min(r) >= 2)):
+        if (
+            not isinstance(r, (tuple, list))
+            or len(r) != 2
+            or any(isinstance(v, bool) or not isinstance(v, Integral) for v in r)
+            or not (tuple(r) == (1, 1) or min(r) >= 2)
+        ):
             raise ConfigError(f"BenchSizes.vo_rooms must be (nx, ny) integers, both >= 2, or (1, 1), got {r!r}")
         k = self.pgo_keyframes
-        if (not isinstance(k, (tuple, list))
-                or any(isinstance(v, bool) or not isinstance(v, Integral) or v < 2 for v in k)):
+        if not isinstance(k, (tuple, list)) or any(
+            isinstance(v, bool) or not isinstance(v, Integral) or v < 2 for v in k
+        ):
             raise ConfigError(f"BenchSizes.pgo_keyframes must be a tuple of integers >= 2, got {k!r}")
         for name in ("pgo_files", "ba_files"):
             v = getattr(self, name)
@@ -77,16 +92,42 @@ class BenchSizes:
 
 
 _PRESETS = {
-    "quick": BenchSizes(vo_trajectories=2, vo_keyframes=100, vo_window=15, vo_rooms=(1, 1),
-                        pgo_keyframes=(100, 150), pgo_problems=4, pgo_trajectory_keyframes=150, repeats=1,
-                        kernel_repeats=2, ba_window_seeds=1, use_data=False),
+    "quick": BenchSizes(
+        vo_trajectories=2,
+        vo_keyframes=100,
+        vo_window=15,
+        vo_rooms=(1, 1),
+        pgo_keyframes=(100, 150),
+        pgo_problems=4,
+        pgo_trajectory_keyframes=150,
+        repeats=1,
+        kernel_repeats=2,
+        ba_window_seeds=1,
+        use_data=False,
+    ),
     "default": BenchSizes(),
-    "full": BenchSizes(vo_trajectories=1703, pgo_keyframes=(250, 500, 1000, 2000, 4000, 8000), pgo_problems=800,
-                       pgo_trajectory_keyframes=10000, repeats=5, ba_window_seeds=10,
-                       pgo_files=("intel.g2o", "MIT.g2o", "CSAIL.g2o", "input_M3500_g2o.g2o", "kitti_00.g2o",
-                                  "city10000.g2o", "ais2klinik.g2o", "smallGrid3D.g2o", "parking-garage.g2o",
-                                  "sphere2500.g2o", "torus3D.g2o"),
-                       ba_files=("problem-16-22106-pre.txt", "problem-49-7776-pre.txt")),
+    "full": BenchSizes(
+        vo_trajectories=1703,
+        pgo_keyframes=(250, 500, 1000, 2000, 4000, 8000),
+        pgo_problems=800,
+        pgo_trajectory_keyframes=10000,
+        repeats=5,
+        ba_window_seeds=10,
+        pgo_files=(
+            "intel.g2o",
+            "MIT.g2o",
+            "CSAIL.g2o",
+            "input_M3500_g2o.g2o",
+            "kitti_00.g2o",
+            "city10000.g2o",
+            "ais2klinik.g2o",
+            "smallGrid3D.g2o",
+            "parking-garage.g2o",
+            "sphere2500.g2o",
+            "torus3D.g2o",
+        ),
+        ba_files=("problem-16-22106-pre.txt", "problem-49-7776-pre.txt"),
+    ),
 }
 
 
@@ -115,16 +156,25 @@ class BenchConfig:
     def __post_init__(self):
         if not isinstance(self.sizes, BenchSizes):
             raise ConfigError(f"BenchConfig.sizes must be a BenchSizes, got {self.sizes!r}")
-        check_config_fields(self, ints={"seed": 0, "workers": 1},
-                            choices={"scale": SCALES, "executor": EXECUTORS, "progress": (True, False)})
+        check_config_fields(
+            self,
+            ints={"seed": 0, "workers": 1},
+            choices={"scale": SCALES, "executor": EXECUTORS, "progress": (True, False)},
+        )
         f = self.figures
-        if (not isinstance(f, (tuple, list)) or not f
-                or any(isinstance(v, bool) or not isinstance(v, Integral) or v not in FIGURES for v in f)):
-            raise ConfigError(f"BenchConfig.figures must be a non-empty tuple of figure numbers from {FIGURES}, "
-                              f"got {f!r}")
+        if (
+            not isinstance(f, (tuple, list))
+            or not f
+            or any(isinstance(v, bool) or not isinstance(v, Integral) or v not in FIGURES for v in f)
+        ):
+            raise ConfigError(
+                f"BenchConfig.figures must be a non-empty tuple of figure numbers from {FIGURES}, got {f!r}"
+            )
         if self.scheduler is not None and (self.executor != "dask" or not isinstance(self.scheduler, str)):
-            raise ConfigError(f"BenchConfig.scheduler (a Dask address) needs executor 'dask' (--executor dask), got "
-                              f"scheduler {self.scheduler!r} with executor {self.executor!r}")
+            raise ConfigError(
+                f"BenchConfig.scheduler (a Dask address) needs executor 'dask' (--executor dask), got "
+                f"scheduler {self.scheduler!r} with executor {self.executor!r}"
+            )
 
 
 def bench_config(scale: str = "default", **overrides) -> BenchConfig:

@@ -1,4 +1,5 @@
 """What every figure gets (:class:`BenchContext`) and returns (:class:`FigureResult`)."""
+
 from __future__ import annotations
 
 import csv
@@ -7,6 +8,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -35,8 +37,15 @@ class FigureResult:
     """Wall time of the figure (filled in by the runner)."""
 
     def to_json(self) -> dict:
-        return {"number": self.number, "title": self.title, "files": list(self.files), "table": self.table,
-                "summary": self.summary, "notes": list(self.notes), "seconds": self.seconds}
+        return {
+            "number": self.number,
+            "title": self.title,
+            "files": list(self.files),
+            "table": self.table,
+            "summary": self.summary,
+            "notes": list(self.notes),
+            "seconds": self.seconds,
+        }
 
 
 @dataclass
@@ -46,7 +55,7 @@ class BenchContext:
     config: BenchConfig
     out: Path
     runner: TaskRunner
-    stream: object = None
+    stream: TextIO | None = None
     shared: dict = field(default_factory=dict)
     """Results one figure computes and another reuses (figures 2 and 3 share one study)."""
 
@@ -101,11 +110,13 @@ def _cell(v):
 def new_figure(figsize=(7.0, 5.0)):
     """A matplotlib Figure on the Agg canvas (no pyplot state, safe in worker processes)."""
     from ..slam import plots
+
     return plots.new_figure(figsize)
 
 
 def save_figure(ctx: BenchContext, fig, name: str) -> str:
     """Save ``fig`` as PNG to ``ctx.out/name``; returns ``name`` for :attr:`FigureResult.files`."""
     from ..slam import plots
+
     plots.save_png(fig, ctx.path(name))
     return name

@@ -24,6 +24,7 @@ window is used only if the simulator produces BAL cameras (:func:`mixslam.io.wri
 model); the sliding-window simulator's cameras are ``pinhole``, so it is skipped and the notes say so. Ceres'
 published result on problem-16-22106 is shown as a reference row marked ``published``.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,13 +54,26 @@ BA_FUNCTION_TOLERANCE = 1e-6
 SAME_COST_RTOL = 1e-6
 #: Ceres simple_bundle_adjuster (DENSE_SCHUR, LM, v2.2.0) on problem-16-22106, from Ceres' docs
 #: (installation.rst; see data/ba/SOURCES.md): initial cost, final cost, iterations, seconds (hardware not named).
-CERES_PUBLISHED = {"problem-16-22106-pre.txt": (4.185660e+06, 1.803390e+04, 7, 0.384)}
+CERES_PUBLISHED = {"problem-16-22106-pre.txt": (4.185660e06, 1.803390e04, 7, 0.384)}
 #: Our two solvers per problem kind: (label, precision, solver).
-OURS = {"pgo": (("ours fp64 cholesky", "fp64", "cholesky"), ("ours mixed ic", "mixed", "ic")),
-        "ba": (("ours fp64 schur", "fp64", "schur"), ("ours mixed cgnr", "mixed", "cgnr"))}
+OURS = {
+    "pgo": (("ours fp64 cholesky", "fp64", "cholesky"), ("ours mixed ic", "mixed", "ic")),
+    "ba": (("ours fp64 schur", "fp64", "schur"), ("ours mixed cgnr", "mixed", "cgnr")),
+}
 PEERS = ("gtsam", "g2o", "pyceres")
-COLUMNS = ["problem", "solver", "installed", "seconds", "iterations", "our_cost", "g2o_chi2", "relative_to_best",
-           "time_ratio_to_ours_fp64", "runs", "note"]
+COLUMNS = [
+    "problem",
+    "solver",
+    "installed",
+    "seconds",
+    "iterations",
+    "our_cost",
+    "g2o_chi2",
+    "relative_to_best",
+    "time_ratio_to_ours_fp64",
+    "runs",
+    "note",
+]
 NAN = float("nan")
 
 
@@ -71,6 +85,7 @@ def _import_peer(name: str):
     try:
         if name == "gtsam":
             import gtsam
+
             return gtsam
         if name == "g2o":
             try:
@@ -80,6 +95,7 @@ def _import_peer(name: str):
             return g2o if hasattr(g2o, "SparseOptimizer") else None
         if name == "pyceres":
             import pyceres
+
             return pyceres
     except ImportError:
         return None
@@ -91,6 +107,7 @@ def peer_version(name: str) -> str:
     if _import_peer(name) is None:
         return f"{name} not installed"
     from importlib import metadata
+
     for dist in {"gtsam": ("gtsam",), "g2o": ("g2opy", "g2o-python"), "pyceres": ("pyceres",)}[name]:
         try:
             return f"{name} {metadata.version(dist)}"
@@ -167,6 +184,7 @@ def g2o_pgo(graph, init_graph, workdir: Path, max_iterations: int = PGO_MAX_ITER
         return "not installed (pip install 'mixslam[peers]')"
     try:
         from ..io import write_g2o
+
         path = Path(workdir) / "g2o_init.g2o"
         write_g2o(init_graph, path)
         opt = _g2o_optimizer(g2o, path)
@@ -202,6 +220,7 @@ def g2o_chi2(graph, R, t, workdir: Path) -> float:
         return NAN
     try:
         from ..io import write_g2o
+
         path = Path(workdir) / "g2o_score.g2o"
         write_g2o(graph, path, rotations=R, translations=t)
         opt = _g2o_optimizer(g2o, path)
@@ -215,8 +234,9 @@ def g2o_chi2(graph, R, t, workdir: Path) -> float:
 # ---------------------------------------------------------------------------------------------------------
 # bundle adjustment: GTSAM (adapted from benchmarks/ba.py)
 # ---------------------------------------------------------------------------------------------------------
-def gtsam_ba(path: Path, data, max_iterations: int = BA_MAX_ITERATIONS,
-             function_tolerance: float = BA_FUNCTION_TOLERANCE):
+def gtsam_ba(
+    path: Path, data, max_iterations: int = BA_MAX_ITERATIONS, function_tolerance: float = BA_FUNCTION_TOLERANCE
+):
     """GTSAM LM on the BAL file, same gauge as ours (camera 0's pose held, its f, k1, k2 free);
     (seconds, iterations, our fp64 cost of its answer, our cost of its converted start, description) or a
     reason string.
@@ -228,9 +248,11 @@ def gtsam_ba(path: Path, data, max_iterations: int = BA_MAX_ITERATIONS,
         return "not installed (pip install 'mixslam[peers]')"
     from ..lie import so3
     from ..problem import reprojection
+
     try:
-        sfm = (gtsam.SfmData.FromBalFile(str(path)) if hasattr(gtsam.SfmData, "FromBalFile")
-               else gtsam.readBal(str(path)))
+        sfm = (
+            gtsam.SfmData.FromBalFile(str(path)) if hasattr(gtsam.SfmData, "FromBalFile") else gtsam.readBal(str(path))
+        )
         graph = sfm.generalSfmFactors(gtsam.noiseModel.Isotropic.Sigma(2, 1.0))  # keys: camera i, P(j)
         P = gtsam.symbol_shorthand.P
         initial = gtsam.Values()
@@ -274,14 +296,19 @@ def gtsam_ba(path: Path, data, max_iterations: int = BA_MAX_ITERATIONS,
         result = opt.optimize()
         dt = time.perf_counter() - t0
         final = reprojection.cost(*reprojection.bundle_arrays(data, *to_bal(result)))
-        how += f", diagonal damping, lambda0 1e-4; its own objective {graph.error(initial):.6e} -> {graph.error(result):.6e}"
+        how += (
+            f", diagonal damping, lambda0 1e-4; its own objective {graph.error(initial):.6e}"
+            f" -> {graph.error(result):.6e}"
+        )
         return dt, int(opt.iterations()), final, start, how
     except Exception as e:
         return f"failed ({type(e).__name__}: {e})"
 
 
-PYCERES_SKIP = ("installed, not run: pyceres ships no pose-graph or BAL reprojection factor, and a per-residual "
-                "Python CostFunction would time the Python interpreter, not Ceres")
+PYCERES_SKIP = (
+    "installed, not run: pyceres ships no pose-graph or BAL reprojection factor, and a per-residual "
+    "Python CostFunction would time the Python interpreter, not Ceres"
+)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -292,6 +319,7 @@ def _problems(ctx: BenchContext, notes: list) -> list:
     from ..data import data_dir
     from ..io import write_g2o
     from ..sim.pose_graph import simulate_pose_graph
+
     s = ctx.config.sizes
     kind, n = SIM_POSES.get(ctx.config.scale, SIM_POSES["default"])
     sim = simulate_pose_graph(kind, n, seed=ctx.config.seed).graph
@@ -301,17 +329,21 @@ def _problems(ctx: BenchContext, notes: list) -> list:
     out = [(name, "pgo", path, "simulated")]
 
     from ..sim.bundle import WindowConfig, simulate_window
+
     window = simulate_window(WindowConfig(), seed=ctx.config.seed).data
     if window.model == "bal":
         from ..io import write_bal
+
         wname = f"sim-window-seed{ctx.config.seed}.txt"
         wpath = ctx.path(f"fig8_inputs/{wname}")
         write_bal(wpath, window)
         out.append((wname, "ba", wpath, "simulated"))
     else:
-        notes.append(f"No simulated BA problem: the sliding-window simulator's cameras are {window.model!r} "
-                     "(known intrinsics, 12-number poses), which the BAL format and GTSAM's BAL reader cannot hold; "
-                     "BA peers run only on the BAL data files.")
+        notes.append(
+            f"No simulated BA problem: the sliding-window simulator's cameras are {window.model!r} "
+            "(known intrinsics, 12-number poses), which the BAL format and GTSAM's BAL reader cannot hold; "
+            "BA peers run only on the BAL data files."
+        )
     if not s.use_data:
         notes.append(f"Data files not used in the {ctx.config.scale!r} preset (sizes.use_data is False).")
         return out
@@ -330,10 +362,19 @@ def _problems(ctx: BenchContext, notes: list) -> list:
 
 
 def _row(problem, solver, installed, seconds=NAN, iterations=None, our_cost=NAN, chi2=NAN, runs=0, note=""):
-    return {"problem": problem, "solver": solver, "installed": installed, "seconds": float(seconds),
-            "iterations": "" if iterations is None else int(iterations), "our_cost": float(our_cost),
-            "g2o_chi2": float(chi2), "relative_to_best": NAN, "time_ratio_to_ours_fp64": NAN, "runs": int(runs),
-            "note": note}
+    return {
+        "problem": problem,
+        "solver": solver,
+        "installed": installed,
+        "seconds": float(seconds),
+        "iterations": "" if iterations is None else int(iterations),
+        "our_cost": float(our_cost),
+        "g2o_chi2": float(chi2),
+        "relative_to_best": NAN,
+        "time_ratio_to_ours_fp64": NAN,
+        "runs": int(runs),
+        "note": note,
+    }
 
 
 def _timed_peer(fn, repeats: int):
@@ -356,24 +397,40 @@ def _pgo_rows(ctx: BenchContext, name: str, path: Path, workdir: Path) -> list:
     from ..pgo import PGOConfig, initial_guess, optimize_pose_graph
     from ..problem.between import cost as our_cost
     from ..solve import LMConfig
+
     reps = ctx.config.sizes.repeats
     graph = read_pose_graph(path, repair=REPAIR.get(name))
     init_graph = initial_guess(graph, PGO_INIT)
     ctx.log(f"  figure 8: {name}: {graph.num_poses} poses, {graph.num_edges} edges, {graph.dim}D")
     rows = []
     for label, precision, solver in OURS["pgo"]:
-        best = None
+        best: tuple | None = None
         for _ in range(max(1, reps)):
-            res, rep = optimize_pose_graph(init_graph, PGOConfig(precision=precision, solver=solver, init="file",
-                                                                 lm=LMConfig(max_iterations=PGO_MAX_ITERATIONS)))
+            res, rep = optimize_pose_graph(
+                init_graph,
+                PGOConfig(
+                    precision=precision, solver=solver, init="file", lm=LMConfig(max_iterations=PGO_MAX_ITERATIONS)
+                ),
+            )
             if best is None or rep.timing["total"] < best[1].timing["total"]:
                 best = (res, rep)
+        assert best is not None  # at least one repetition
         res, rep = best
-        rows.append(_row(name, label, "yes", rep.timing["total"], rep.iterations,
-                         our_cost(graph, res.rotations, res.translations),
-                         g2o_chi2(graph, res.rotations, res.translations, workdir), max(1, reps),
-                         f"{rep.status.value}; {rep.linear_iterations} CG iterations" if solver != "cholesky"
-                         else rep.status.value))
+        rows.append(
+            _row(
+                name,
+                label,
+                "yes",
+                rep.timing["total"],
+                rep.iterations,
+                our_cost(graph, res.rotations, res.translations),
+                g2o_chi2(graph, res.rotations, res.translations, workdir),
+                max(1, reps),
+                f"{rep.status.value}; {rep.linear_iterations} CG iterations"
+                if solver != "cholesky"
+                else rep.status.value,
+            )
+        )
         ctx.log(f"    {label}: {rep.timing['total']:.3f} s, {rep.iterations} LM iterations")
     peer, runs = _timed_peer(lambda: gtsam_pgo(path, graph, init_graph), reps)
     if isinstance(peer, str):
@@ -382,18 +439,38 @@ def _pgo_rows(ctx: BenchContext, name: str, path: Path, workdir: Path) -> list:
         dt, its, R, t = peer
         note = "readG2o + LevenbergMarquardtOptimizer, same start" + (
             "; minimises its own 3D objective (g2o's rotation information on a full-angle error), scored with ours"
-            if graph.dim == 3 else "; Pose2 error is the SE(2) logarithm, g2o's (translation, angle): close, not equal")
-        rows.append(_row(name, "gtsam LM", "yes", dt, its, our_cost(graph, R, t), g2o_chi2(graph, R, t, workdir),
-                         runs, note))
+            if graph.dim == 3
+            else "; Pose2 error is the SE(2) logarithm, g2o's (translation, angle): close, not equal"
+        )
+        rows.append(
+            _row(name, "gtsam LM", "yes", dt, its, our_cost(graph, R, t), g2o_chi2(graph, R, t, workdir), runs, note)
+        )
     peer, runs = _timed_peer(lambda: g2o_pgo(graph, init_graph, workdir), reps)
     if isinstance(peer, str):
         rows.append(_row(name, "g2o LM", "no" if peer.startswith("not installed") else "yes", note=peer))
     else:
         dt, its, R, t, chi2 = peer
-        rows.append(_row(name, "g2o LM", "yes", dt, its, our_cost(graph, R, t), chi2, runs,
-                         "LM, Eigen sparse Cholesky, same start; g2o_chi2 is its own final chi2"))
-    rows.append(_row(name, "pyceres", "yes" if _import_peer("pyceres") is not None else "no",
-                     note=PYCERES_SKIP if _import_peer("pyceres") is not None else "not installed"))
+        rows.append(
+            _row(
+                name,
+                "g2o LM",
+                "yes",
+                dt,
+                its,
+                our_cost(graph, R, t),
+                chi2,
+                runs,
+                "LM, Eigen sparse Cholesky, same start; g2o_chi2 is its own final chi2",
+            )
+        )
+    rows.append(
+        _row(
+            name,
+            "pyceres",
+            "yes" if _import_peer("pyceres") is not None else "no",
+            note=PYCERES_SKIP if _import_peer("pyceres") is not None else "not installed",
+        )
+    )
     return rows
 
 
@@ -402,23 +479,38 @@ def _ba_rows(ctx: BenchContext, name: str, path: Path) -> list:
     from ..io.bal import read_bal
     from ..problem import reprojection
     from ..solve import LMConfig
+
     reps = ctx.config.sizes.repeats
     data = read_bal(path)
-    ctx.log(f"  figure 8: {name}: {data.num_cameras} cameras, {data.num_points} points, "
-            f"{data.num_observations} observations")
+    ctx.log(
+        f"  figure 8: {name}: {data.num_cameras} cameras, {data.num_points} points, "
+        f"{data.num_observations} observations"
+    )
     lm = LMConfig(initial_lambda=1e-4, function_tolerance=BA_FUNCTION_TOLERANCE, max_iterations=BA_MAX_ITERATIONS)
     rows = []
     for label, precision, solver in OURS["ba"]:
-        best = None
+        best: tuple | None = None
         for _ in range(max(1, reps)):
             res, rep = optimize_bundle(data, BAConfig(precision=precision, solver=solver, lm=lm))
             if best is None or rep.timing["total"] < best[1].timing["total"]:
                 best = (res, rep)
+        assert best is not None  # at least one repetition
         res, rep = best
         c = reprojection.cost(*reprojection.bundle_arrays(data, res.cameras, res.points))
-        rows.append(_row(name, label, "yes", rep.timing["total"], rep.iterations, c, runs=max(1, reps),
-                         note=f"{rep.status.value}; {rep.linear_iterations} CG iterations" if solver == "cgnr"
-                         else rep.status.value))
+        rows.append(
+            _row(
+                name,
+                label,
+                "yes",
+                rep.timing["total"],
+                rep.iterations,
+                c,
+                runs=max(1, reps),
+                note=f"{rep.status.value}; {rep.linear_iterations} CG iterations"
+                if solver == "cgnr"
+                else rep.status.value,
+            )
+        )
         ctx.log(f"    {label}: {rep.timing['total']:.3f} s, {rep.iterations} LM iterations")
     if data.model == "bal":
         peer, runs = _timed_peer(lambda: gtsam_ba(path, data), reps)
@@ -426,19 +518,51 @@ def _ba_rows(ctx: BenchContext, name: str, path: Path) -> list:
             rows.append(_row(name, "gtsam LM", "no" if peer.startswith("not installed") else "yes", note=peer))
         else:
             dt, its, c, c0, how = peer
-            rows.append(_row(name, "gtsam LM", "yes", dt, its, c, runs=runs,
-                             note=f"{how}; same gauge; graph building excluded; start (our cost) {c0:.6e}"))
+            rows.append(
+                _row(
+                    name,
+                    "gtsam LM",
+                    "yes",
+                    dt,
+                    its,
+                    c,
+                    runs=runs,
+                    note=f"{how}; same gauge; graph building excluded; start (our cost) {c0:.6e}",
+                )
+            )
     g2o_installed = _import_peer("g2o") is not None
-    rows.append(_row(name, "g2o LM", "yes" if g2o_installed else "no",
-                     note="installed, not run: g2opy has no BAL camera (radial distortion, free focal length)"
-                     if g2o_installed else "not installed"))
-    rows.append(_row(name, "pyceres", "yes" if _import_peer("pyceres") is not None else "no",
-                     note=PYCERES_SKIP if _import_peer("pyceres") is not None else "not installed"))
+    rows.append(
+        _row(
+            name,
+            "g2o LM",
+            "yes" if g2o_installed else "no",
+            note="installed, not run: g2opy has no BAL camera (radial distortion, free focal length)"
+            if g2o_installed
+            else "not installed",
+        )
+    )
+    rows.append(
+        _row(
+            name,
+            "pyceres",
+            "yes" if _import_peer("pyceres") is not None else "no",
+            note=PYCERES_SKIP if _import_peer("pyceres") is not None else "not installed",
+        )
+    )
     if name in CERES_PUBLISHED:
         c0, c1, its, secs = CERES_PUBLISHED[name]
-        rows.append(_row(name, "ceres (published)", "published", secs, its, c1,
-                         note=f"Ceres docs: simple_bundle_adjuster, DENSE_SCHUR, v2.2.0, {c0:.6e} -> {c1:.6e}; "
-                              "Ceres' own cost (same 0.5 Σ r² convention, 7 digits); hardware not named"))
+        rows.append(
+            _row(
+                name,
+                "ceres (published)",
+                "published",
+                secs,
+                its,
+                c1,
+                note=f"Ceres docs: simple_bundle_adjuster, DENSE_SCHUR, v2.2.0, {c0:.6e} -> {c1:.6e}; "
+                "Ceres' own cost (same 0.5 Σ r² convention, 7 digits); hardware not named",
+            )
+        )
     return rows
 
 
@@ -465,8 +589,11 @@ def _verdict(ours: float, peer: float) -> str:
 
 
 def _summary(rows: list, versions: list) -> dict:
-    summary = {"peers": ", ".join(versions), "problems": len(dict.fromkeys(r["problem"] for r in rows)),
-               "same_cost_rtol": SAME_COST_RTOL}
+    summary = {
+        "peers": ", ".join(versions),
+        "problems": len(dict.fromkeys(r["problem"] for r in rows)),
+        "same_cost_rtol": SAME_COST_RTOL,
+    }
     worst = []
     for prob in dict.fromkeys(r["problem"] for r in rows):
         rs = [r for r in rows if r["problem"] == prob]
@@ -482,8 +609,9 @@ def _summary(rows: list, versions: list) -> dict:
                 summary[f"{prob} ours_{which} cost vs {tag}"] = v
                 if p["installed"] == "yes":
                     worst.append(v)
-    summary["ours_same_or_lower_cost_everywhere"] = ("n/a (no peer ran)" if not worst
-                                                     else str(all(v in ("same", "lower") for v in worst)).lower())
+    summary["ours_same_or_lower_cost_everywhere"] = (
+        "n/a (no peer ran)" if not worst else str(all(v in ("same", "lower") for v in worst)).lower()
+    )
     return summary
 
 
@@ -507,8 +635,10 @@ def _plot(ctx: BenchContext, rows: list) -> str:
     floor = 1e-16
 
     def get(p, role, col):
-        return next((r[col] for r in rows if r["problem"] == p and _role(r["solver"]) == role
-                     and math.isfinite(r["seconds"])), NAN)
+        return next(
+            (r[col] for r in rows if r["problem"] == p and _role(r["solver"]) == role and math.isfinite(r["seconds"])),
+            NAN,
+        )
 
     for k, role in enumerate(roles):
         sec = [get(p, role, "seconds") for p in probs]
@@ -550,11 +680,13 @@ def figure8(ctx: BenchContext) -> FigureResult:
     """
     from ..ba import warmup as ba_warmup
     from ..pgo import warmup as pgo_warmup
+
     notes: list = []
     versions = [peer_version(p) for p in PEERS]
     ctx.log(f"  figure 8: peers: {', '.join(versions)}")
     pgo_warmup()
     from .solves import warm_kernels
+
     warm_kernels()
     problems = _problems(ctx, notes)
     rows = []
@@ -567,14 +699,25 @@ def figure8(ctx: BenchContext) -> FigureResult:
                 rows += _ba_rows(ctx, name, Path(path))
     _finish(rows)
     files = [_plot(ctx, rows), ctx.write_csv("fig8_peers.csv", rows, COLUMNS)]
-    table = [{"problem": r["problem"], "solver": r["solver"], "seconds": r["seconds"],
-              "iterations": r["iterations"], "our_cost": r["our_cost"], "relative_to_best": r["relative_to_best"],
-              "time_vs_ours_fp64": r["time_ratio_to_ours_fp64"]}
-             for r in rows if r["installed"] != "no" and math.isfinite(r["seconds"])]
+    table = [
+        {
+            "problem": r["problem"],
+            "solver": r["solver"],
+            "seconds": r["seconds"],
+            "iterations": r["iterations"],
+            "our_cost": r["our_cost"],
+            "relative_to_best": r["relative_to_best"],
+            "time_vs_ours_fp64": r["time_ratio_to_ours_fp64"],
+        }
+        for r in rows
+        if r["installed"] != "no" and math.isfinite(r["seconds"])
+    ]
     absent = sorted({r["solver"] for r in rows if r["installed"] == "no"})
     if absent:
-        notes.append(f"Not installed (rows in the CSV say so): {', '.join(absent)}. Install the extra "
-                     "`mixslam[peers]` to compare against them.")
+        notes.append(
+            f"Not installed (rows in the CSV say so): {', '.join(absent)}. Install the extra "
+            "`mixslam[peers]` to compare against them."
+        )
     if _import_peer("pyceres") is not None:
         notes.append("pyceres: " + PYCERES_SKIP + ".")
     notes += [
@@ -601,7 +744,9 @@ def figure8(ctx: BenchContext) -> FigureResult:
         "CPU cost of that storage, not a GPU speed-up.",
     ]
     if any(r["solver"] == "ceres (published)" for r in rows):
-        notes.append("The Ceres row is the published result (Ceres docs, simple_bundle_adjuster, DENSE_SCHUR, "
-                     "v2.2.0) on unknown hardware, not a run here; its cost is Ceres' own to 7 digits.")
+        notes.append(
+            "The Ceres row is the published result (Ceres docs, simple_bundle_adjuster, DENSE_SCHUR, "
+            "v2.2.0) on unknown hardware, not a run here; its cost is Ceres' own to 7 digits."
+        )
     summary = _summary(rows, versions)
     return FigureResult(8, "Peers on the same files in the same run", files, table, summary, notes)

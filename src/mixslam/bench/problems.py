@@ -8,11 +8,17 @@ with the data, the g2o files of ``sizes.pgo_files``. Every PGO problem holds the
 guess, computed once per graph, so that the solves (``init="file"``, :mod:`mixslam.bench.solves`) do not time
 the initialization.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .context import BenchContext
+
+if TYPE_CHECKING:
+    from ..problem.bundle import BundleData
+    from ..problem.pose_graph import PoseGraph
 
 PGO_SIM_POSES = {"quick": 400, "default": 2500, "full": 2500}
 """Poses of the simulated sphere graph, per bench scale."""
@@ -23,7 +29,7 @@ class Problem:
     kind: str
     """``ba`` or ``pgo``."""
     name: str
-    data: object
+    data: BundleData | PoseGraph
     """BundleData (BA) or the PoseGraph at its chordal initial guess (PGO)."""
     simulated: bool
 
@@ -49,20 +55,24 @@ def problems(ctx: BenchContext, kind: str) -> list:
     out = []
     if kind == "ba":
         from ..sim.bundle import WindowConfig, simulate_window
+
         for i in range(int(sizes.ba_window_seeds)):
             seed = ctx.config.seed + i
             out.append(Problem("ba", f"ba-window-seed{seed}", simulate_window(WindowConfig(), seed=seed).data, True))
         for path in _data_files(ctx, "ba", sizes.ba_files):
             from ..io.bal import read_bal
+
             out.append(Problem("ba", path.name, read_bal(path), False))
     else:
         from ..pgo import initial_guess
         from ..sim.pose_graph import simulate_pose_graph
+
         n = PGO_SIM_POSES.get(ctx.config.scale, 2500)
         g = simulate_pose_graph("sphere", n, seed=ctx.config.seed).graph
         out.append(Problem("pgo", f"sphere{n}-sim", initial_guess(g, "chordal"), True))
         for path in _data_files(ctx, "pgo", sizes.pgo_files):
             from ..io import read_pose_graph
+
             out.append(Problem("pgo", path.name, initial_guess(read_pose_graph(path), "chordal"), False))
     cache["problems"][kind] = out
     return out
@@ -70,6 +80,7 @@ def problems(ctx: BenchContext, kind: str) -> list:
 
 def _data_files(ctx: BenchContext, sub: str, names) -> list:
     from ..data import data_dir
+
     if not ctx.config.sizes.use_data or not names:
         return []
     root = data_dir()

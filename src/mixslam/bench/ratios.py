@@ -1,5 +1,6 @@
 """NaN-safe ratios, means and rounding for the tables of figures 6 and 7: a missing or non-finite value gives
 NaN, never an exception."""
+
 from __future__ import annotations
 
 import math

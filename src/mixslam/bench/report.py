@@ -1,4 +1,5 @@
 """The bench's Markdown report: machine, versions, seeds, command, then one section per figure."""
+
 from __future__ import annotations
 
 import functools
@@ -10,25 +11,46 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("mixslam", "numpy", "scipy", "numba", "matplotlib", "cvxopt", "gtsam", "g2opy", "pyceres", "dask",
-            "distributed")
+PACKAGES = (
+    "mixslam",
+    "numpy",
+    "scipy",
+    "numba",
+    "matplotlib",
+    "cvxopt",
+    "gtsam",
+    "g2opy",
+    "pyceres",
+    "dask",
+    "distributed",
+)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fp16_arithmetic_note() -> str:
     """What this CPU's fp16 support means for the kernels: they convert binary16 to fp32 on load (F16C's
     ``vcvtph2ps``, or AVX-512 FP16's ``vcvtsh2ss`` where LLVM picks it) and compute in fp32 either way."""
     have = machine_info().get("avx512fp16")
     if have:
-        return ("this CPU has AVX-512 FP16 arithmetic, but the kernels do not use it: they convert each fp16 value "
-                "to fp32 on load and compute in fp32, as the mixed policies prescribe")
+        return (
+            "this CPU has AVX-512 FP16 arithmetic, but the kernels do not use it: they convert each fp16 value "
+            "to fp32 on load and compute in fp32, as the mixed policies prescribe"
+        )
     return "this CPU has no fp16 arithmetic (no AVX-512 FP16): each fp16 value is converted to fp32 on load (F16C)"
 
 
 def machine_info() -> dict:
     """CPU model, core count, the SIMD features that matter for fp16 (F16C, AVX-512 FP16), memory, OS."""
-    info = {"platform": platform.platform(), "python": sys.version.split()[0], "cpu": platform.processor() or "?",
-            "logical_cpus": os.cpu_count(), "f16c": None, "avx512fp16": None, "avx2": None, "memory_gib": None}
+    info: dict[str, object] = {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu": platform.processor() or "?",
+        "logical_cpus": os.cpu_count(),
+        "f16c": None,
+        "avx512fp16": None,
+        "avx2": None,
+        "memory_gib": None,
+    }
     try:
         text = Path("/proc/cpuinfo").read_text()
         for line in text.splitlines():
@@ -43,19 +65,21 @@ def machine_info() -> dict:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
-                info["memory_gib"] = round(int(line.split()[1]) / 2 ** 20, 1)
+                info["memory_gib"] = round(int(line.split()[1]) / 2**20, 1)
     except (OSError, ValueError, IndexError):
         pass
     try:
         import numba
-        info["numba_threads"] = numba.config.NUMBA_NUM_THREADS
+
+        # numba.config fills its settings in at import (globals().update), which a type checker cannot see
+        info["numba_threads"] = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
     except Exception:  # pragma: no cover - numba is a core dependency
         pass
     return info
 
 
 def versions() -> dict:
-    out = {}
+    out: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             out[name] = metadata.version(name)
@@ -63,8 +87,9 @@ def versions() -> dict:
             out[name] = None
     try:
         root = Path(__file__).resolve().parents[3]
-        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=5)
+        rev = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         if rev.returncode == 0:
             out["mixslam_git"] = rev.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -104,21 +129,29 @@ def markdown_table(rows: list) -> str:
 def write_report(out: Path, meta: dict, figures: list) -> Path:
     """Write ``out/REPORT.md`` from the run's metadata and the :class:`FigureResult` list."""
     m, v, c = meta["machine"], meta["versions"], meta["config"]
-    lines = [f"# mixslam bench report ({c['scale']})", "",
-             f"Command: `{meta['command']}`  ", f"Date: {meta['date']}; wall time {meta['seconds']:.0f} s; "
-             f"executor: {meta['executor']}; master seed {c['seed']} (every task derives its own seed from it).",
-             "", "## Machine and versions", "",
-             f"- CPU: {m['cpu']}, {m['logical_cpus']} logical CPUs, {m.get('memory_gib')} GiB; AVX2 {m['avx2']}, "
-             f"F16C {m['f16c']}, AVX-512 FP16 {m['avx512fp16']}",
-             f"- {m['platform']}, Python {m['python']}",
-             "- " + ", ".join(f"{k} {val}" for k, val in v.items() if val is not None),
-             "- not installed: " + (", ".join(k for k, val in v.items() if val is None) or "none"), "",
-             "fp16 here is storage: values are rounded to IEEE binary16 (round to nearest even, as the hardware "
-             "does), stored in 16 bits and converted exactly to fp32 (F16C `vcvtph2ps`, or AVX-512 FP16 "
-             "`vcvtsh2ss` where LLVM picks it, in the compiled kernels) for arithmetic, except in the naive "
-             "`fp16` policy, whose arithmetic is emulated by rounding to fp16 "
-             "after every numpy operation. The original claims were measured on GPUs, where these kernels are "
-             "memory-bandwidth bound; see each figure's notes.", ""]
+    lines = [
+        f"# mixslam bench report ({c['scale']})",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Date: {meta['date']}; wall time {meta['seconds']:.0f} s; "
+        f"executor: {meta['executor']}; master seed {c['seed']} (every task derives its own seed from it).",
+        "",
+        "## Machine and versions",
+        "",
+        f"- CPU: {m['cpu']}, {m['logical_cpus']} logical CPUs, {m.get('memory_gib')} GiB; AVX2 {m['avx2']}, "
+        f"F16C {m['f16c']}, AVX-512 FP16 {m['avx512fp16']}",
+        f"- {m['platform']}, Python {m['python']}",
+        "- " + ", ".join(f"{k} {val}" for k, val in v.items() if val is not None),
+        "- not installed: " + (", ".join(k for k, val in v.items() if val is None) or "none"),
+        "",
+        "fp16 here is storage: values are rounded to IEEE binary16 (round to nearest even, as the hardware "
+        "does), stored in 16 bits and converted exactly to fp32 (F16C `vcvtph2ps`, or AVX-512 FP16 "
+        "`vcvtsh2ss` where LLVM picks it, in the compiled kernels) for arithmetic, except in the naive "
+        "`fp16` policy, whose arithmetic is emulated by rounding to fp16 "
+        "after every numpy operation. The original claims were measured on GPUs, where these kernels are "
+        "memory-bandwidth bound; see each figure's notes.",
+        "",
+    ]
     if meta.get("failed"):
         lines += ["**Figures that failed:** " + "; ".join(f"{k}: {e}" for k, e in meta["failed"].items()), ""]
     for f in figures:

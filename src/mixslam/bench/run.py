@@ -1,4 +1,5 @@
 """``run_bench``: make the figures, then the report (``REPORT.md`` + ``report.json``) in one folder."""
+
 from __future__ import annotations
 
 import datetime
@@ -8,21 +9,28 @@ import time
 import traceback
 from pathlib import Path
 
+from ..jsonable import to_jsonable
 from ..runner import TaskRunner
 from .config import BenchConfig
-from ..jsonable import to_jsonable
 from .context import BenchContext
 from .report import machine_info, versions, write_report
 
-
-FIGURE_FUNCTIONS = {1: ("slam_figures", "figure1"), 2: ("slam_figures", "figure2"), 3: ("slam_figures", "figure3"),
-                    4: ("pgo_figures", "figure4"), 5: ("pgo_figures", "figure5"), 6: ("fig6_work_shares", "figure6"),
-                    7: ("fig7_speed", "figure7"), 8: ("peers", "figure8")}
+FIGURE_FUNCTIONS = {
+    1: ("slam_figures", "figure1"),
+    2: ("slam_figures", "figure2"),
+    3: ("slam_figures", "figure3"),
+    4: ("pgo_figures", "figure4"),
+    5: ("pgo_figures", "figure5"),
+    6: ("fig6_work_shares", "figure6"),
+    7: ("fig7_speed", "figure7"),
+    8: ("peers", "figure8"),
+}
 """Figure number -> (module in mixslam.bench, function)."""
 
 
 def figure_function(number: int):
     import importlib
+
     module, name = FIGURE_FUNCTIONS[number]
     return getattr(importlib.import_module(f"{__package__}.{module}"), name)
 
@@ -38,8 +46,9 @@ def run_bench(config: BenchConfig, out, command: str = "", stream=None, strict: 
     stream = stream or sys.stderr
     t0 = time.perf_counter()
     figures, failed, tracebacks = [], {}, {}
-    with TaskRunner(config.executor, config.workers, config.scheduler, progress=config.progress,
-                    stream=stream) as runner:
+    with TaskRunner(
+        config.executor, config.workers, config.scheduler, progress=config.progress, stream=stream
+    ) as runner:
         ctx = BenchContext(config, out, runner, stream)
         for number in sorted(config.figures):
             ctx.log(f"figure {number} ...")
@@ -58,9 +67,17 @@ def run_bench(config: BenchConfig, out, command: str = "", stream=None, strict: 
             figures.append(res)
         executor = runner.describe()
     import dataclasses
-    meta = {"command": command or "run_bench(...)", "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "seconds": time.perf_counter() - t0, "executor": executor, "machine": machine_info(),
-            "versions": versions(), "config": dataclasses.asdict(config), "failed": failed}
+
+    meta = {
+        "command": command or "run_bench(...)",
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "seconds": time.perf_counter() - t0,
+        "executor": executor,
+        "machine": machine_info(),
+        "versions": versions(),
+        "config": dataclasses.asdict(config),
+        "failed": failed,
+    }
     write_report(out, meta, figures)
     report = {**meta, "figures": [f.to_json() for f in figures], "tracebacks": tracebacks}
     (out / "report.json").write_text(json.dumps(to_jsonable(report), indent=2))

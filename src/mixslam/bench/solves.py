@@ -6,6 +6,7 @@ from the problem's chordal guess (``init="file"``). A whole solve's time is the 
 ``sizes.repeats`` runs (these machines are noisy); numba compilation is done before anything is timed
 (:func:`warm_kernels`). Everything runs sequentially in the main process.
 """
+
 from __future__ import annotations
 
 from .context import BenchContext
@@ -32,6 +33,7 @@ def warm_kernels() -> None:
     from ..sim.bundle import WindowConfig, simulate_window
     from ..sim.pose_graph import simulate_pose_graph
     from ..solve.config import LMConfig
+
     ba_warmup("pinhole")
     ba_warmup("bal")
     pgo_warmup()
@@ -48,10 +50,17 @@ def warm_kernels() -> None:
 
 def run_once(prob: Problem, precision: str, solver: str):
     """One whole solve of ``prob``; returns its :class:`~mixslam.solve.report.SolveReport`."""
+    from ..problem.bundle import BundleData
+    from ..problem.pose_graph import PoseGraph
+
     if prob.kind == "ba":
         from ..ba import optimize_bundle
+
+        assert isinstance(prob.data, BundleData)
         return optimize_bundle(prob.data, precision=precision, solver=solver)[1]
     from ..pgo import PGOConfig, optimize_pose_graph
+
+    assert isinstance(prob.data, PoseGraph)
     return optimize_pose_graph(prob.data, PGOConfig(precision=precision, solver=solver, init="file"))[1]
 
 

@@ -2,6 +2,7 @@
 *counted flops* and *counted bytes* (and ``benchmarks/ba.py``), evaluated with the block sizes, counts and
 storage formats a real solve used.
 """
+
 from __future__ import annotations
 
 from .problems import Problem
@@ -15,18 +16,42 @@ def problem_dims(prob: Problem) -> dict:
     fixed variables are skipped by the kernels), stored entries Et, unknowns n; BA: the block-Jacobi
     entries; PGO: nv, p and the ia/ib arrays (for the IC pattern)."""
     from ..precision import PrecisionPolicy
+    from ..problem.bundle import BundleData
+    from ..problem.pose_graph import PoseGraph
+
     if prob.kind == "ba":
         from ..ba import BundleProblem
+
+        assert isinstance(prob.data, BundleData)
         bp = BundleProblem(prob.data, PrecisionPolicy.preset("fp64", "ba"))
         m, k, pc = int(bp.ia.size), 2, bp.pc
         E = k * (pc * int((bp.ia >= 0).sum()) + 3 * int((bp.ib >= 0).sum()))
-        return dict(m=m, k=k, E=E, Et=m * k * (pc + 3), n=bp.nc * pc + 3 * bp.npts,
-                    jacobi_entries=bp.nc * pc * pc + 9 * bp.npts, pre="jacobi")
+        return {
+            "m": m,
+            "k": k,
+            "E": E,
+            "Et": m * k * (pc + 3),
+            "n": bp.nc * pc + 3 * bp.npts,
+            "jacobi_entries": bp.nc * pc * pc + 9 * bp.npts,
+            "pre": "jacobi",
+        }
     from ..pgo import PoseGraphProblem
+
+    assert isinstance(prob.data, PoseGraph)
     pp = PoseGraphProblem(prob.data, PrecisionPolicy.preset("fp64", "pgo"))
     m, p = int(pp.ia.size), pp.p
     E = p * p * (int((pp.ia >= 0).sum()) + int((pp.ib >= 0).sum()))
-    return dict(m=m, k=p, E=E, Et=2 * m * p * p, n=pp.nv * p, nv=pp.nv, p=p, pre="ic", pattern=pp.pattern)
+    return {
+        "m": m,
+        "k": p,
+        "E": E,
+        "Et": 2 * m * p * p,
+        "n": pp.nv * p,
+        "nv": pp.nv,
+        "p": p,
+        "pre": "ic",
+        "pattern": pp.pattern,
+    }
 
 
 def iteration_work(d: dict, sj: float, vb: float, sp: float, nnzb: int = 0) -> dict:
@@ -56,8 +81,12 @@ def iteration_work(d: dict, sj: float, vb: float, sp: float, nnzb: int = 0) -> d
     else:
         nv, p = d["nv"], d["p"]
         flops = 2.0 * (2 * p * p * (nnzb - nv) + p * (p + 1) * nv) + 2.0 * n
-        nbytes = (2.0 * (nnzb * p * p * sp + nnzb * INDEX_BYTES + (nv + 1) * INDEX_BYTES) + 4.0 * n * vb
-                  + 8.0 * n + 7.0 * n * vb)
+        nbytes = (
+            2.0 * (nnzb * p * p * sp + nnzb * INDEX_BYTES + (nv + 1) * INDEX_BYTES)
+            + 4.0 * n * vb
+            + 8.0 * n
+            + 7.0 * n * vb
+        )
         pre = (flops, nbytes)
     vec = (15.0 * n, 20.0 * n * vb)
     return {"products": prod, "preconditioner": pre, "vectors": vec}
@@ -75,9 +104,16 @@ def ic_setup_work(d: dict, rb: float, sj: float, rhs32: bool) -> tuple:
     """
     E, Et, m, k, n = d["E"], d["Et"], d["m"], d["k"], d["n"]
     flops = 2.0 * E + (2.0 * E if rhs32 else 0.0) + Et + n + 2.0 * E + 2.0 * m * k + 2.0 * n
-    nbytes = (E * rb + 8.0 * n
-              + ((E * rb + m * k * rb + 4.0 * n) if rhs32 else 0.0)
-              + Et * (rb + 8.0) + (Et * (8.0 + sj) if sj < 8 else 0.0)
-              + 3.0 * 8.0 * n
-              + (Et * (rb + 8.0) if rb < 8 else 0.0) + E * 8.0 + 2.0 * m * k * 8.0 + 8.0 * n)
+    nbytes = (
+        E * rb
+        + 8.0 * n
+        + ((E * rb + m * k * rb + 4.0 * n) if rhs32 else 0.0)
+        + Et * (rb + 8.0)
+        + (Et * (8.0 + sj) if sj < 8 else 0.0)
+        + 3.0 * 8.0 * n
+        + (Et * (rb + 8.0) if rb < 8 else 0.0)
+        + E * 8.0
+        + 2.0 * m * k * 8.0
+        + 8.0 * n
+    )
     return flops, nbytes

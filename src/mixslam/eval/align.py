@@ -28,6 +28,7 @@ Decisions
 :class:`EvaluationError` lives here (rather than in :mod:`mixslam.errors`) so the evaluation package is
 self-contained; it is re-exported from :mod:`mixslam.eval`.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -82,7 +83,8 @@ def umeyama(src, dst, with_scale: bool = False) -> tuple[np.ndarray, np.ndarray,
         raise EvaluationError(
             f"degenerate alignment: the {n} points are collinear or coincident (cross-covariance singular "
             f"values {d[0]:.3g}, {d[1]:.3g}, {d[2]:.3g}), so the rotation about their line is undetermined; "
-            "use mode 'none' or a trajectory that is not a straight line")
+            "use mode 'none' or a trajectory that is not a straight line"
+        )
     S = np.ones(3)
     if np.linalg.det(U) * np.linalg.det(Vt) < 0:
         S[2] = -1.0
@@ -100,8 +102,9 @@ def _trajectory(name: str, R, t) -> tuple[np.ndarray, np.ndarray]:
     R = np.asarray(R, dtype=np.float64)
     t = np.asarray(t, dtype=np.float64)
     if R.ndim != 3 or R.shape[1:] != (3, 3) or t.shape != (R.shape[0], 3):
-        raise ValueError(f"{name} trajectory must be rotations (n, 3, 3) and translations (n, 3); "
-                         f"got {R.shape} and {t.shape}")
+        raise ValueError(
+            f"{name} trajectory must be rotations (n, 3, 3) and translations (n, 3); got {R.shape} and {t.shape}"
+        )
     if not (np.isfinite(R).all() and np.isfinite(t).all()):
         raise NonFiniteError(f"the {name} trajectory holds NaN/inf values")
     return R, t
@@ -111,8 +114,10 @@ def paired_poses(ref_R, ref_t, est_R, est_t):
     ref_R, ref_t = _trajectory("reference", ref_R, ref_t)
     est_R, est_t = _trajectory("estimated", est_R, est_t)
     if ref_R.shape[0] != est_R.shape[0]:
-        raise ValueError(f"the trajectories must have the same number of poses (associate them first), got "
-                         f"{ref_R.shape[0]} (reference) and {est_R.shape[0]} (estimated)")
+        raise ValueError(
+            f"the trajectories must have the same number of poses (associate them first), got "
+            f"{ref_R.shape[0]} (reference) and {est_R.shape[0]} (estimated)"
+        )
     return ref_R, ref_t, est_R, est_t
 
 

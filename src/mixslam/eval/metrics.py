@@ -34,6 +34,7 @@ stamp can be matched to two reference stamps when these are less than ``2 max_di
 reference stamps spaced more than that, the usual case, both give the same pairs, as the cross-check test
 verifies.)
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -113,8 +114,15 @@ def stats(errors) -> dict:
     if not np.isfinite(e).all():
         raise NonFiniteError("errors hold NaN/inf values")
     p99, p90 = np.percentile(e, [99.0, 90.0])
-    return {"max": float(e.max()), "p99": float(p99), "p90": float(p90), "mean": float(e.mean()),
-            "median": float(np.median(e)), "rmse": float(np.sqrt(np.mean(e * e))), "n": int(e.size)}
+    return {
+        "max": float(e.max()),
+        "p99": float(p99),
+        "p90": float(p90),
+        "mean": float(e.mean()),
+        "median": float(np.median(e)),
+        "rmse": float(np.sqrt(np.mean(e * e))),
+        "n": int(e.size),
+    }
 
 
 def _stamps(name: str, a) -> np.ndarray:
@@ -198,7 +206,8 @@ def evaluate_files(ref_path, est_path, align: str = "se3", max_difference: float
         raise EvaluationError(
             f"no timestamps of {est_path} (t in [{ts_est.min():.6f}, {ts_est.max():.6f}]) match those of "
             f"{ref_path} (t in [{ts_ref.min():.6f}, {ts_ref.max():.6f}]) within {max_difference} s; "
-            "raise --max-difference or check the time bases")
+            "raise --max-difference or check the time bases"
+        )
     if m < 3 and align != "none":
         raise EvaluationError(f"only {m} matched pose(s): {align} alignment needs at least 3")
     if m <= delta:
@@ -209,9 +218,14 @@ def evaluate_files(ref_path, est_path, align: str = "se3", max_difference: float
     e_rot = _angles_deg(np.swapaxes(ref_R, -1, -2) @ est_R_al)
     r_trans, r_rot = rpe(ref_R, ref_t, est_R_al, est_t_al, delta)
     return {
-        "ate": stats(e_ate), "ate_rot_deg": stats(e_rot),
-        "rpe_trans": stats(r_trans), "rpe_rot_deg": stats(r_rot),
-        "matched": m, "reference_poses": int(ts_ref.size), "estimated_poses": int(ts_est.size),
-        "delta": int(delta), "max_difference": float(max_difference),
+        "ate": stats(e_ate),
+        "ate_rot_deg": stats(e_rot),
+        "rpe_trans": stats(r_trans),
+        "rpe_rot_deg": stats(r_rot),
+        "matched": m,
+        "reference_poses": int(ts_ref.size),
+        "estimated_poses": int(ts_est.size),
+        "delta": int(delta),
+        "max_difference": float(max_difference),
         "alignment": {"mode": align, "rotation": R.tolist(), "translation": t.tolist(), "scale": float(s)},
     }

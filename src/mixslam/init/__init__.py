@@ -1,4 +1,5 @@
 """Initial guesses for pose graphs."""
+
 from .chordal import chordal_initialization
 
 __all__ = ["chordal_initialization"]

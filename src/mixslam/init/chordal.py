@@ -18,6 +18,7 @@ Weights (``weighted=True``): the isotropic rotation weight of SE-Sync,
 information), and the translation block Omega_tt itself (the translation-rotation cross terms are ignored).
 With ``weighted=False`` every ``kappa_e = 1`` and every ``Omega_tt = I``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -93,8 +94,15 @@ def _translation_weights(graph: PoseGraph, weighted: bool) -> np.ndarray:
     return omega
 
 
-def _solve_reduced(H: sp.csr_matrix, rhs: np.ndarray, free_cols: np.ndarray, fixed_vals: np.ndarray,
-                   fixed_cols: np.ndarray, what: str, source: str) -> np.ndarray:
+def _solve_reduced(
+    H: sp.csr_matrix,
+    rhs: np.ndarray,
+    free_cols: np.ndarray,
+    fixed_vals: np.ndarray,
+    fixed_cols: np.ndarray,
+    what: str,
+    source: str,
+) -> np.ndarray:
     """Solve H x = rhs with the entries ``fixed_cols`` of x held at ``fixed_vals``; returns the free part."""
     Hr = H.tocsr()[free_cols].tocsc()
     Hff = Hr[:, free_cols]
@@ -104,15 +112,17 @@ def _solve_reduced(H: sp.csr_matrix, rhs: np.ndarray, free_cols: np.ndarray, fix
     if Hff.shape[0] == 0:
         return np.zeros((0,) + rhs.shape[1:])
     try:
-        lu = spla.splu(Hff.tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-                       options={"SymmetricMode": True})
+        lu = spla.splu(Hff.tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
         x = lu.solve(np.asarray(b, dtype=np.float64))
     except RuntimeError as exc:  # "Factor is exactly singular"
-        raise SolverError(f"{source}: chordal initialization: the {what} system is singular ({exc}); "
-                          "check that every pose is tied to a fixed pose by edges") from exc
+        raise SolverError(
+            f"{source}: chordal initialization: the {what} system is singular ({exc}); "
+            "check that every pose is tied to a fixed pose by edges"
+        ) from exc
     if not np.all(np.isfinite(x)):
-        raise SolverError(f"{source}: chordal initialization: the {what} solve produced NaN/inf "
-                          "(singular or badly scaled system)")
+        raise SolverError(
+            f"{source}: chordal initialization: the {what} solve produced NaN/inf (singular or badly scaled system)"
+        )
     return x
 
 
@@ -131,10 +141,14 @@ def chordal_rotations(graph: PoseGraph, *, weighted: bool = True) -> np.ndarray:
     #   H_jj += kappa I, H_ii += kappa Z Z^T, H_ij += -kappa Z, H_ji += -kappa Z^T.
     eye = np.broadcast_to(np.eye(d), (m, d, d))
     Zt = np.swapaxes(Z, 1, 2)
-    blocks = np.concatenate([kappa[:, None, None] * eye,
-                             kappa[:, None, None] * (Z @ Zt),
-                             -kappa[:, None, None] * Z,
-                             -kappa[:, None, None] * Zt])
+    blocks = np.concatenate(
+        [
+            kappa[:, None, None] * eye,
+            kappa[:, None, None] * (Z @ Zt),
+            -kappa[:, None, None] * Z,
+            -kappa[:, None, None] * Zt,
+        ]
+    )
     brow = np.concatenate([ej, ei, ei, ej])
     bcol = np.concatenate([ej, ei, ej, ei])
     a = np.arange(d)
@@ -195,8 +209,7 @@ def chordal_translations(graph: PoseGraph, rotations: np.ndarray, *, weighted: b
     free_cols = (d * np.where(~fixed)[0][:, None] + a).ravel()
     fixed_cols = (d * np.where(fixed)[0][:, None] + a).ravel()
     t0 = np.asarray(graph.translations, dtype=np.float64)
-    x = _solve_reduced(H, g.reshape(-1), free_cols, t0[fixed].reshape(-1), fixed_cols, "translation",
-                       graph.source)
+    x = _solve_reduced(H, g.reshape(-1), free_cols, t0[fixed].reshape(-1), fixed_cols, "translation", graph.source)
     out = t0.copy()
     out[~fixed] = x.reshape(-1, d)
     return out

@@ -5,6 +5,7 @@ algorithm from the root, ties broken by edge order in the file). For the usual S
 consecutive ids are joined by odometry edges, this tree *is* the odometry chain, so the guess is the dead-
 reckoning trajectory; loop closures are used only where odometry is missing.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -43,8 +44,10 @@ def spanning_tree_guess(graph: PoseGraph, root: int | None = None) -> PoseGraph:
     else:
         pos = int(np.searchsorted(g.ids, root))
         if pos >= n or int(g.ids[pos]) != int(root):
-            raise GaugeError(f"{g.source}: spanning-tree root {root!r} is not a vertex id of this graph "
-                             f"(ids run from {int(g.ids[0])} to {int(g.ids[-1])})")
+            raise GaugeError(
+                f"{g.source}: spanning-tree root {root!r} is not a vertex id of this graph "
+                f"(ids run from {int(g.ids[0])} to {int(g.ids[-1])})"
+            )
         root_idx = pos
 
     R = np.array(g.rotations, dtype=np.float64)
@@ -78,13 +81,13 @@ def spanning_tree_guess(graph: PoseGraph, root: int | None = None) -> PoseGraph:
             if visited[v]:
                 continue
             visited[v] = 1
-            if fwd:   # X_v = X_u * Z
+            if fwd:  # X_v = X_u * Z
                 R[v] = R[u] @ ZR[k]
                 t[v] = t[u] + R[u] @ Zt[k]
-            else:     # X_v = X_u * Z^-1 = (R_u Z_R^T, t_u - R_v Z_t)
+            else:  # X_v = X_u * Z^-1 = (R_u Z_R^T, t_u - R_v Z_t)
                 R[v] = R[u] @ ZR[k].T
                 t[v] = t[u] - R[v] @ Zt[k]
-            for (w, k2, x, f2) in adj[v]:
+            for w, k2, x, f2 in adj[v]:
                 if not visited[x]:
                     heapq.heappush(heap, (w, k2, v, x, f2))
     g.rotations = R

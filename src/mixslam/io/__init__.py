@@ -1,4 +1,5 @@
 """File input/output: g2o / TORO pose graphs, TUM trajectories and BAL bundle-adjustment problems."""
+
 from .bal import read_bal, write_bal
 from .g2o import read_pose_graph, write_g2o
 from .tum import read_tum, write_tum

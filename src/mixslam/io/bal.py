@@ -33,6 +33,7 @@ numpy pass over the bytes that gives every token its line number, used to check 
 problem-16-22106 (4.8 MB) in about 0.2 s. Only when it finds a problem does a line-by-line scan run, to
 name the first broken rule in file order with its line; the scan applies exactly the same rules.
 """
+
 from __future__ import annotations
 
 import operator
@@ -99,18 +100,31 @@ def read_bal(path, fixed_cameras=(0,), validate: bool = True) -> BundleData:
     except MixslamError:
         raise
     except Exception as e:  # a bug: never let it escape as a non-mixslam error
-        raise InputFormatError(shown, None, f"unexpected error while reading ({type(e).__name__}: {e}); "
-                               "please report this as a mixslam bug") from e
+        raise InputFormatError(
+            shown,
+            None,
+            f"unexpected error while reading ({type(e).__name__}: {e}); please report this as a mixslam bug",
+        ) from e
     cameras, points, obs, cam, pt = data
     nc = cameras.shape[0]
     mask = np.zeros(nc, dtype=bool)
     for i in wanted:
         if i >= nc:
-            raise ConfigError(f"fixed_cameras={list(wanted)!r}: camera {i} does not exist; {shown} has {nc} "
-                              f"camera(s) (indices 0..{nc - 1})")
+            raise ConfigError(
+                f"fixed_cameras={list(wanted)!r}: camera {i} does not exist; {shown} has {nc} "
+                f"camera(s) (indices 0..{nc - 1})"
+            )
         mask[i] = True
-    bundle = BundleData(model="bal", cameras=cameras, points=points, observations=obs, cam_idx=cam,
-                        pt_idx=pt, fixed_cameras=mask, source=shown)
+    bundle = BundleData(
+        model="bal",
+        cameras=cameras,
+        points=points,
+        observations=obs,
+        cam_idx=cam,
+        pt_idx=pt,
+        fixed_cameras=mask,
+        source=shown,
+    )
     npt = points.shape[0]
     dups = obs.shape[0] - np.unique(cam * npt + pt).size
     if dups:
@@ -126,7 +140,7 @@ def _fixed_indices(fixed) -> tuple[int, ...]:
     if isinstance(fixed, (bool, np.bool_)):
         raise ConfigError(f"fixed_cameras={fixed!r}: expected camera indices, got a bool")
     try:
-        items = [operator.index(fixed)]          # a single index
+        items = [operator.index(fixed)]  # a single index
     except TypeError:
         try:
             items = list(fixed)
@@ -135,13 +149,16 @@ def _fixed_indices(fixed) -> tuple[int, ...]:
     out = []
     for v in items:
         if isinstance(v, (bool, np.bool_)):
-            raise ConfigError(f"fixed_cameras={fixed!r}: expected camera indices, got a bool; pass the indices "
-                              "(e.g. np.flatnonzero(mask)), not a mask")
+            raise ConfigError(
+                f"fixed_cameras={fixed!r}: expected camera indices, got a bool; pass the indices "
+                "(e.g. np.flatnonzero(mask)), not a mask"
+            )
         try:
             i = operator.index(v)
         except TypeError:
-            raise ConfigError(f"fixed_cameras={fixed!r}: expected a sequence of integer camera indices, got "
-                              f"{type(v).__name__} {v!r}") from None
+            raise ConfigError(
+                f"fixed_cameras={fixed!r}: expected a sequence of integer camera indices, got {type(v).__name__} {v!r}"
+            ) from None
         if i < 0:
             raise ConfigError(f"fixed_cameras={fixed!r}: camera index {i} is negative; indices start at 0")
         out.append(i)
@@ -155,8 +172,9 @@ def _parse(path: str, text: str):
         return fast
     _scan(path, text)  # raises at the first problem, in file order
     # the scan found nothing the fast path objected to: a mismatch between the two (a bug)
-    raise InputFormatError(path, None, "the file was rejected but no broken rule could be located; please "
-                           "report this as a mixslam bug")
+    raise InputFormatError(
+        path, None, "the file was rejected but no broken rule could be located; please report this as a mixslam bug"
+    )
 
 
 def _fast_parse(text: str):
@@ -189,8 +207,13 @@ def _fast_parse(text: str):
     tline = np.searchsorted(np.flatnonzero(buf == 10), starts)
     # header alone on its line; each observation alone on its own line; parameters on later lines
     ob = tline[3:p0].reshape(nobs, 4)
-    if not (tline[0] == tline[2] and tline[2] < ob[0, 0] and (ob[:, 0] == ob[:, 3]).all()
-            and (ob[1:, 0] > ob[:-1, 3]).all() and ob[-1, 3] < tline[p0]):
+    if not (
+        tline[0] == tline[2]
+        and tline[2] < ob[0, 0]
+        and (ob[:, 0] == ob[:, 3]).all()
+        and (ob[1:, 0] > ob[:-1, 3]).all()
+        and ob[-1, 3] < tline[p0]
+    ):
         return None
     try:
         otok = toks[3:p0]
@@ -206,7 +229,7 @@ def _fast_parse(text: str):
         return None
     if cam.min() < 0 or cam.max() >= nc or pt.min() < 0 or pt.max() >= npt:
         return None
-    return par[:9 * nc].reshape(nc, 9), par[9 * nc:].reshape(npt, 3), obs, cam, pt
+    return par[: 9 * nc].reshape(nc, 9), par[9 * nc :].reshape(npt, 3), obs, cam, pt
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -241,20 +264,29 @@ def _scan(path: str, text: str) -> None:
     for ln, raw in enumerate(lines, 1):
         if not raw.isascii():
             col = next(c for c, ch in enumerate(raw) if ord(ch) > 127)
-            raise InputFormatError(path, ln, f"non-ASCII character U+{ord(raw[col]):04X} at column {col + 1}; a "
-                                   "BAL file holds only ASCII numbers separated by spaces and newlines")
+            raise InputFormatError(
+                path,
+                ln,
+                f"non-ASCII character U+{ord(raw[col]):04X} at column {col + 1}; a "
+                "BAL file holds only ASCII numbers separated by spaces and newlines",
+            )
     rows = [(ln, toks) for ln, toks in enumerate((r.encode("ascii").split() for r in lines), 1) if toks]
     total = sum(len(t) for _, t in rows)
     if not rows:
-        raise InputFormatError(path, None, "file is empty: expected a header line "
-                               "'<num_cameras> <num_points> <num_observations>'")
+        raise InputFormatError(
+            path, None, "file is empty: expected a header line '<num_cameras> <num_points> <num_observations>'"
+        )
     last_line = rows[-1][0]
 
     # ---- header --------------------------------------------------------------------------------------
     ln, toks = rows[0]
     if len(toks) != 3:
-        raise InputFormatError(path, ln, f"the header needs 3 integers (num_cameras num_points "
-                               f"num_observations) alone on the first line, got {len(toks)} field(s)")
+        raise InputFormatError(
+            path,
+            ln,
+            f"the header needs 3 integers (num_cameras num_points "
+            f"num_observations) alone on the first line, got {len(toks)} field(s)",
+        )
     counts = []
     for name, tok in zip(_HEADER_FIELDS, toks):
         v = _as_int(tok)
@@ -263,32 +295,43 @@ def _scan(path: str, text: str) -> None:
         if v < 0:
             raise InputFormatError(path, ln, f"header: {name} = {v} is negative; counts must be positive")
         if v == 0:
-            raise InputFormatError(path, ln, f"header: {name} = 0; a BAL problem needs at least one camera, "
-                                   "one point and one observation")
+            raise InputFormatError(
+                path, ln, f"header: {name} = 0; a BAL problem needs at least one camera, one point and one observation"
+            )
         counts.append(v)
     nc, npt, nobs = counts
     need = 3 + 4 * nobs + 9 * nc + 3 * npt
 
     def truncated(where: str) -> InputFormatError:
-        return InputFormatError(path, last_line, f"file is truncated: it ends {where}; the header "
-                                f"({nc} cameras, {npt} points, {nobs} observations) calls for {need} numbers "
-                                f"(3 + 4*{nobs} + 9*{nc} + 3*{npt}), the file holds {total}")
+        return InputFormatError(
+            path,
+            last_line,
+            f"file is truncated: it ends {where}; the header "
+            f"({nc} cameras, {npt} points, {nobs} observations) calls for {need} numbers "
+            f"(3 + 4*{nobs} + 9*{nc} + 3*{npt}), the file holds {total}",
+        )
 
     # ---- observations: one line of 4 fields each -----------------------------------------------------
     for k in range(nobs):
         if k + 1 >= len(rows):
-            raise truncated(f"after {k} of the {nobs} observation lines" if k else
-                            "after the header, before the first observation line")
+            raise truncated(
+                f"after {k} of the {nobs} observation lines"
+                if k
+                else "after the header, before the first observation line"
+            )
         ln, toks = rows[k + 1]
         if len(toks) != 4:
-            msg = (f"observation {k}: an observation line needs 4 fields (camera_index point_index x y), "
-                   f"got {len(toks)}")
+            msg = f"observation {k}: an observation line needs 4 fields (camera_index point_index x y), got {len(toks)}"
             if k + 2 == len(rows) and len(toks) < 4:
-                msg += (f"; this is the file's last line, so it looks truncated: the header calls for {need} "
-                        f"numbers, the file holds {total}")
+                msg += (
+                    f"; this is the file's last line, so it looks truncated: the header calls for {need} "
+                    f"numbers, the file holds {total}"
+                )
             elif len(toks) < 4 and k > 0:
-                msg += (f"; the header says num_observations = {nobs} but only {k} observation line(s) come "
-                        "before this one: do the header's counts match the body?")
+                msg += (
+                    f"; the header says num_observations = {nobs} but only {k} observation line(s) come "
+                    "before this one: do the header's counts match the body?"
+                )
             raise InputFormatError(path, ln, msg)
         ci, pj = _as_int(toks[0]), _as_int(toks[1])
         for name, tok, v in (("camera index", toks[0], ci), ("point index", toks[1], pj)):
@@ -297,38 +340,56 @@ def _scan(path: str, text: str) -> None:
         for name, v, cnt, what in (("camera index", ci, nc, "camera"), ("point index", pj, npt, "point")):
             if not 0 <= v < cnt:
                 shown_v = str(v) if len(str(v)) <= 40 else str(v)[:40] + "..."
-                raise InputFormatError(path, ln, f"observation {k}: {name} {shown_v} is out of range: the "
-                                       f"header declares {cnt} {what}(s), so valid indices are 0..{cnt - 1}")
+                raise InputFormatError(
+                    path,
+                    ln,
+                    f"observation {k}: {name} {shown_v} is out of range: the "
+                    f"header declares {cnt} {what}(s), so valid indices are 0..{cnt - 1}",
+                )
         for name, tok in (("x", toks[2]), ("y", toks[3])):
             v = _as_float(tok)
             if v is None:
                 raise InputFormatError(path, ln, f"observation {k}: {name} = {_show(tok)} is not a number")
             if not np.isfinite(v):
-                raise InputFormatError(path, ln, f"observation {k}: {name} = {_show(tok)} ({v!r}); every value "
-                                       "must be a finite number (no NaN/inf)")
+                raise InputFormatError(
+                    path,
+                    ln,
+                    f"observation {k}: {name} = {_show(tok)} ({v!r}); every value must be a finite number (no NaN/inf)",
+                )
 
     # ---- camera parameters then points: a stream of numbers --------------------------------------------
     npar = 9 * nc + 3 * npt
     q = 0
-    for ln, toks in rows[nobs + 1:]:
+    for ln, toks in rows[nobs + 1 :]:
         for tok in toks:
             if q >= npar:
-                raise InputFormatError(path, ln, f"extra numbers after the last point: the header ({nc} "
-                                       f"cameras, {npt} points, {nobs} observations) calls for {need} numbers "
-                                       f"(3 + 4*{nobs} + 9*{nc} + 3*{npt}), the file holds {total}; the first "
-                                       f"extra one is {_show(tok)} (do the header's counts match the body?)")
-            name = (f"camera {q // 9} {CAMERA_FIELDS[q % 9]}" if q < 9 * nc
-                    else f"point {(q - 9 * nc) // 3} {POINT_FIELDS[(q - 9 * nc) % 3]}")
+                raise InputFormatError(
+                    path,
+                    ln,
+                    f"extra numbers after the last point: the header ({nc} "
+                    f"cameras, {npt} points, {nobs} observations) calls for {need} numbers "
+                    f"(3 + 4*{nobs} + 9*{nc} + 3*{npt}), the file holds {total}; the first "
+                    f"extra one is {_show(tok)} (do the header's counts match the body?)",
+                )
+            name = (
+                f"camera {q // 9} {CAMERA_FIELDS[q % 9]}"
+                if q < 9 * nc
+                else f"point {(q - 9 * nc) // 3} {POINT_FIELDS[(q - 9 * nc) % 3]}"
+            )
             v = _as_float(tok)
             if v is None:
                 raise InputFormatError(path, ln, f"{name} = {_show(tok)} is not a number")
             if not np.isfinite(v):
-                raise InputFormatError(path, ln, f"{name} = {_show(tok)} ({v!r}); every value must be a finite "
-                                       "number (no NaN/inf)")
+                raise InputFormatError(
+                    path, ln, f"{name} = {_show(tok)} ({v!r}); every value must be a finite number (no NaN/inf)"
+                )
             q += 1
     if q < npar:
-        where = (f"in the camera parameters (camera {q // 9} {CAMERA_FIELDS[q % 9]} is missing)" if q < 9 * nc
-                 else f"in the points (point {(q - 9 * nc) // 3} {POINT_FIELDS[(q - 9 * nc) % 3]} is missing)")
+        where = (
+            f"in the camera parameters (camera {q // 9} {CAMERA_FIELDS[q % 9]} is missing)"
+            if q < 9 * nc
+            else f"in the points (point {(q - 9 * nc) // 3} {POINT_FIELDS[(q - 9 * nc) % 3]} is missing)"
+        )
         raise truncated(where)
 
 
@@ -354,18 +415,30 @@ def write_bal(path, data: BundleData) -> None:
     ci = np.asarray(data.cam_idx)
     pj = np.asarray(data.pt_idx)
     nc, npt, m = cams.shape[0], pts.shape[0], obs.shape[0]
-    if (cams.ndim != 2 or cams.shape[1] != 9 or pts.ndim != 2 or pts.shape[1] != 3 or obs.shape != (m, 2)
-            or ci.shape != (m,) or pj.shape != (m,)):
-        raise ValueError(f"write_bal: expected cameras (nc, 9), points (np, 3), observations (m, 2), cam_idx and "
-                         f"pt_idx (m,); got {cams.shape}, {pts.shape}, {obs.shape}, {ci.shape}, {pj.shape}")
+    if (
+        cams.ndim != 2
+        or cams.shape[1] != 9
+        or pts.ndim != 2
+        or pts.shape[1] != 3
+        or obs.shape != (m, 2)
+        or ci.shape != (m,)
+        or pj.shape != (m,)
+    ):
+        raise ValueError(
+            f"write_bal: expected cameras (nc, 9), points (np, 3), observations (m, 2), cam_idx and "
+            f"pt_idx (m,); got {cams.shape}, {pts.shape}, {obs.shape}, {ci.shape}, {pj.shape}"
+        )
     if nc == 0 or npt == 0 or m == 0:
-        raise ValueError(f"write_bal: a BAL file needs at least one camera, point and observation; got {nc}, "
-                         f"{npt}, {m}")
+        raise ValueError(
+            f"write_bal: a BAL file needs at least one camera, point and observation; got {nc}, {npt}, {m}"
+        )
     if not (np.issubdtype(ci.dtype, np.integer) and np.issubdtype(pj.dtype, np.integer)):
         raise ValueError("write_bal: cam_idx and pt_idx must be integer arrays")
     if ci.min() < 0 or ci.max() >= nc or pj.min() < 0 or pj.max() >= npt:
-        raise ValueError(f"write_bal: observation indices out of range (cameras 0..{nc - 1}, points "
-                         f"0..{npt - 1}); the file would not be readable")
+        raise ValueError(
+            f"write_bal: observation indices out of range (cameras 0..{nc - 1}, points "
+            f"0..{npt - 1}); the file would not be readable"
+        )
     for name, arr in (("cameras", cams), ("points", pts), ("observations", obs)):
         if not np.isfinite(arr).all():
             raise NonFiniteError(f"write_bal: the {name} of {data.source} hold NaN/inf values")

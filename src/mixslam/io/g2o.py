@@ -62,6 +62,7 @@ Speed: lines are split once in Python and the numbers of each tag are converted 
 ``np.fromiter(map(float, ...))`` pass; a per-token scan only runs to locate a bad token. A 20k-line file
 reads in about 0.1-0.2 s.
 """
+
 from __future__ import annotations
 
 import logging
@@ -133,8 +134,7 @@ def read_pose_graph(path, *, fixed=None, repair: str | None = None, validate: bo
     No other exception escapes, whatever the file holds.
     """
     if repair not in (None, "nearest", "isotropic"):
-        raise InformationMatrixError(f"repair={repair!r} is not a repair method; use None, 'nearest' or "
-                                     "'isotropic'")
+        raise InformationMatrixError(f"repair={repair!r} is not a repair method; use None, 'nearest' or 'isotropic'")
     shown = str(path)
     try:
         shown, text = read_text(path)
@@ -143,11 +143,15 @@ def read_pose_graph(path, *, fixed=None, repair: str | None = None, validate: bo
     except MixslamError:
         raise
     except np.linalg.LinAlgError as e:
-        raise InformationMatrixError(f"{shown}: the information matrices could not be decomposed ({e}); "
-                                     "check them for absurdly large values") from e
+        raise InformationMatrixError(
+            f"{shown}: the information matrices could not be decomposed ({e}); check them for absurdly large values"
+        ) from e
     except Exception as e:  # a bug: never let it escape as a non-mixslam error
-        raise InputFormatError(shown, None, f"unexpected error while reading ({type(e).__name__}: {e}); "
-                               "please report this as a mixslam bug") from e
+        raise InputFormatError(
+            shown,
+            None,
+            f"unexpected error while reading ({type(e).__name__}: {e}); please report this as a mixslam bug",
+        ) from e
 
 
 def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
@@ -177,14 +181,22 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
             continue
         _, d, names, _ = spec
         if len(toks) - 1 != len(names):
-            raise InputFormatError(path, ln, f"{tag} needs {len(names)} fields after the tag "
-                                   f"({' '.join(names[:9])}{' + information' if len(names) > 9 else ''}), "
-                                   f"got {len(toks) - 1}")
+            raise InputFormatError(
+                path,
+                ln,
+                f"{tag} needs {len(names)} fields after the tag "
+                f"({' '.join(names[:9])}{' + information' if len(names) > 9 else ''}), "
+                f"got {len(toks) - 1}",
+            )
         if dim is None:
             dim, dim_line, dim_tag = d, ln, tag
         elif d != dim:
-            raise InputFormatError(path, ln, f"{d}D tag {tag} in a {dim}D file (line {dim_line} has {dim_tag}); "
-                                   "a file must hold only 2D or only 3D poses and edges")
+            raise InputFormatError(
+                path,
+                ln,
+                f"{d}D tag {tag} in a {dim}D file (line {dim_line} has {dim_tag}); "
+                "a file must hold only 2D or only 3D poses and edges",
+            )
         lines, rows = groups[tag]
         lines.append(ln)
         rows.append(toks[1:])
@@ -196,14 +208,18 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
         raise InputFormatError(path, None, "file is empty: no vertex or edge lines")
     if dim is None:
         extra = f" (only unknown tags: {', '.join(unknown)})" if unknown else ""
-        raise InputFormatError(path, None, f"no edges: found no EDGE_SE2, EDGE2, EDGE_SE3:QUAT or EDGE3 "
-                               f"lines{extra}; a pose graph needs at least one edge")
+        raise InputFormatError(
+            path,
+            None,
+            f"no edges: found no EDGE_SE2, EDGE2, EDGE_SE3:QUAT or EDGE3 "
+            f"lines{extra}; a pose graph needs at least one edge",
+        )
 
     # ---- pass 2: numbers, per tag, in one numpy call each --------------------------------------------
     v_ids, v_lines, v_R, v_t = [], [], [], []
     e_i, e_j, e_lines, e_R, e_t, e_info = [], [], [], [], [], []
     nonunit = 0
-    errors: list[InputFormatError] = []   # one per tag group; the earliest line is reported
+    errors: list[InputFormatError] = []  # one per tag group; the earliest line is reported
     for tag, (lines, rows) in groups.items():
         if not rows:
             continue
@@ -215,8 +231,11 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
             if neg.any():
                 r = int(np.flatnonzero(neg.any(axis=1))[0])
                 c = int(np.flatnonzero(neg[r])[0])
-                raise InputFormatError(path, lines[r], f"{tag}: {names[c]} = {int(I[r, c])} is not a non-negative "
-                                       "integer (vertex ids must be >= 0)")
+                raise InputFormatError(
+                    path,
+                    lines[r],
+                    f"{tag}: {names[c]} = {int(I[r, c])} is not a non-negative integer (vertex ids must be >= 0)",
+                )
             larr = np.asarray(lines, dtype=np.int64)
             if kind == "vertex":
                 pose_names = names[1:]
@@ -237,12 +256,15 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
             # edges
             nmeas = 3 if d == 2 else (7 if tag == "EDGE_SE3:QUAT" else 6)
             meas, raw_info = F[:, :nmeas], F[:, nmeas:]
-            check_finite_rows(path, tag, larr, meas, names[2:2 + nmeas])
+            check_finite_rows(path, tag, larr, meas, names[2 : 2 + nmeas])
             loops = I[:, 0] == I[:, 1]
             if loops.any():
                 r = int(np.flatnonzero(loops)[0])
-                raise InputFormatError(path, lines[r], f"{tag}: self-loop edge {int(I[r, 0])}->{int(I[r, 1])}; an "
-                                       "edge must join two different vertices")
+                raise InputFormatError(
+                    path,
+                    lines[r],
+                    f"{tag}: self-loop edge {int(I[r, 0])}->{int(I[r, 1])}; an edge must join two different vertices",
+                )
             k = 3 if d == 2 else 6
             info = np.zeros((len(rows), k, k))
             if tag == "EDGE2":
@@ -286,12 +308,20 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
         dup = np.flatnonzero(vid[1:] == vid[:-1]) + 1
         if dup.size:
             kk = int(dup[np.argmin(vl[dup])])
-            raise InputFormatError(path, int(vl[kk]), f"duplicate vertex id {int(vid[kk])}: already defined on "
-                                   f"line {int(vl[kk - 1])}; vertex ids must be unique")
+            raise InputFormatError(
+                path,
+                int(vl[kk]),
+                f"duplicate vertex id {int(vid[kk])}: already defined on "
+                f"line {int(vl[kk - 1])}; vertex ids must be unique",
+            )
     if not e_i:
         nv = sum(len(x) for x in v_ids)
-        raise InputFormatError(path, None, f"no edges: the file has {nv} vertex line(s) but no "
-                               f"{_EDGE_TAGS[dim]} lines; a pose graph needs at least one edge")
+        raise InputFormatError(
+            path,
+            None,
+            f"no edges: the file has {nv} vertex line(s) but no "
+            f"{_EDGE_TAGS[dim]} lines; a pose graph needs at least one edge",
+        )
 
     # edges in file order (several edge tags may be interleaved)
     el = np.concatenate(e_lines)
@@ -311,8 +341,12 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
         if (miss_i | miss_j).any():
             r = int(np.flatnonzero(miss_i | miss_j)[0])
             v = int(ei_id[r]) if miss_i[r] else int(ej_id[r])
-            raise InputFormatError(path, int(el[r]), f"edge {int(ei_id[r])}->{int(ej_id[r])} refers to vertex "
-                                   f"{v}, which no vertex line defines (the file defines {ids.size} vertices)")
+            raise InputFormatError(
+                path,
+                int(el[r]),
+                f"edge {int(ei_id[r])}->{int(ej_id[r])} refers to vertex "
+                f"{v}, which no vertex line defines (the file defines {ids.size} vertices)",
+            )
         rotations, translations = vR, vt
     else:
         ids = np.unique(np.concatenate([ei_id, ej_id]))
@@ -339,7 +373,7 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
         except TypeError:
             raise InputFormatError(path, None, f"fixed={fixed!r}: expected a list of integer vertex ids") from None
         for v in wanted:
-            pos = int(np.searchsorted(ids, v)) if 0 <= v < 2 ** 63 else n
+            pos = int(np.searchsorted(ids, v)) if 0 <= v < 2**63 else n
             if pos >= n or int(ids[pos]) != v:
                 raise InputFormatError(path, None, f"fixed={wanted!r}: vertex id {v} is not in the file")
             fixed_mask[pos] = True
@@ -349,10 +383,21 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
         fixed_mask = np.zeros(n, dtype=bool)
         fixed_mask[0] = True
 
-    graph = PoseGraph(dim=dim, ids=ids.astype(np.int64), rotations=rotations, translations=translations,
-                      edge_i=edge_i, edge_j=edge_j, meas_rotations=eR, meas_translations=et,
-                      information=einfo, fixed=fixed_mask, has_initial_guess=has_vertices, source=path,
-                      edge_lines=el.astype(np.int64))
+    graph = PoseGraph(
+        dim=dim,
+        ids=ids.astype(np.int64),
+        rotations=rotations,
+        translations=translations,
+        edge_i=edge_i,
+        edge_j=edge_j,
+        meas_rotations=eR,
+        meas_translations=et,
+        information=einfo,
+        fixed=fixed_mask,
+        has_initial_guess=has_vertices,
+        source=path,
+        edge_lines=el.astype(np.int64),
+    )
     if unknown:
         graph.warnings["unknown_tags"] = dict(unknown)
     if nonunit:
@@ -366,16 +411,22 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
         graph.warnings["repaired_information"] = changed
         bad = ~np.isfinite(graph.information).all(axis=(1, 2))
         if bad.any():
-            raise InformationMatrixError(f"{path}: repair={repair!r} overflowed to inf/NaN on "
-                                         f"{graph.edge_label(int(np.flatnonzero(bad)[0]))}: its information "
-                                         "entries are too large (near the float64 limit)")
+            raise InformationMatrixError(
+                f"{path}: repair={repair!r} overflowed to inf/NaN on "
+                f"{graph.edge_label(int(np.flatnonzero(bad)[0]))}: its information "
+                "entries are too large (near the float64 limit)"
+            )
 
     # ---- initial guess for edge-only files -----------------------------------------------------------
     if not has_vertices:
         guess = spanning_tree_guess(graph)
         if not (np.isfinite(guess.rotations).all() and np.isfinite(guess.translations).all()):
-            raise InputFormatError(path, None, "composing the edge measurements into an initial guess "
-                                   "overflowed to inf/NaN: the measured translations are too large")
+            raise InputFormatError(
+                path,
+                None,
+                "composing the edge measurements into an initial guess "
+                "overflowed to inf/NaN: the measured translations are too large",
+            )
         graph.rotations, graph.translations = guess.rotations, guess.translations
         if "spanning_tree_components" in guess.warnings:
             graph.warnings["spanning_tree_components"] = guess.warnings["spanning_tree_components"]
@@ -410,8 +461,13 @@ def write_g2o(graph: PoseGraph, path, *, rotations=None, translations=None) -> N
     n = graph.num_poses
     if R.shape != (n, d, d) or t.shape != (n, d):
         raise ValueError(f"poses must have shapes ({n}, {d}, {d}) and ({n}, {d}), got {R.shape} and {t.shape}")
-    for name, arr in (("rotations", R), ("translations", t), ("measured rotations", graph.meas_rotations),
-                      ("measured translations", graph.meas_translations), ("information", graph.information)):
+    for name, arr in (
+        ("rotations", R),
+        ("translations", t),
+        ("measured rotations", graph.meas_rotations),
+        ("measured translations", graph.meas_translations),
+        ("information", graph.information),
+    ):
         if not np.isfinite(arr).all():
             raise NonFiniteError(f"write_g2o: the {name} of {graph.source} hold NaN/inf values")
     ids = graph.ids.tolist()

@@ -5,6 +5,7 @@ Reading: :func:`read_text` (decoded text or an :class:`~mixslam.errors.InputForm
 line), :func:`check_finite_rows`, :func:`unit_quaternions`, :func:`clip_token` (a token shown in a message).
 Writing: :func:`format_floats` (shortest round-trip text, so reading back is exact).
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,16 @@ import numpy as np
 
 from ..errors import InputFormatError
 
-__all__ = ["QUAT_MIN_NORM", "QUAT_UNIT_TOL", "read_text", "clip_token", "to_array", "check_finite_rows",
-           "unit_quaternions", "format_floats"]
+__all__ = [
+    "QUAT_MIN_NORM",
+    "QUAT_UNIT_TOL",
+    "read_text",
+    "clip_token",
+    "to_array",
+    "check_finite_rows",
+    "unit_quaternions",
+    "format_floats",
+]
 
 QUAT_MIN_NORM = 1e-6
 """Quaternions with a smaller norm (or not finite) are rejected."""
@@ -28,8 +37,9 @@ def read_text(path) -> tuple[str, str]:
     try:
         p = os.fspath(path)
     except TypeError:
-        raise InputFormatError(repr(path), None, f"not a file path: expected str or os.PathLike, got "
-                               f"{type(path).__name__}") from None
+        raise InputFormatError(
+            repr(path), None, f"not a file path: expected str or os.PathLike, got {type(path).__name__}"
+        ) from None
     shown = p.decode("utf-8", "replace") if isinstance(p, bytes) else str(p)
     try:
         with open(p, "rb") as f:
@@ -49,8 +59,11 @@ def read_text(path) -> tuple[str, str]:
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        raise InputFormatError(shown, line, f"not UTF-8 text: byte 0x{data[e.start]:02x} at column {col} "
-                               "cannot be decoded (is this a binary file?)") from None
+        raise InputFormatError(
+            shown,
+            line,
+            f"not UTF-8 text: byte 0x{data[e.start]:02x} at column {col} cannot be decoded (is this a binary file?)",
+        ) from None
     return shown, text
 
 
@@ -59,8 +72,9 @@ def clip_token(tok: str, n: int = 40) -> str:
     return repr(tok if len(tok) <= n else tok[:n] + "...")
 
 
-def to_array(path: str, what: str, lines: list[int], rows: list[list[str]], names: list[str],
-              dtype, kind: str) -> np.ndarray:
+def to_array(
+    path: str, what: str, lines: list[int], rows: list[list[str]], names: list[str], dtype, kind: str
+) -> np.ndarray:
     """Convert ``rows`` (lists of number tokens) to a 2-D array, or raise naming the first bad token.
 
     ``kind`` is the rule stated in the message: ``"int"`` (non-negative integer id) or ``"float"``.
@@ -68,10 +82,11 @@ def to_array(path: str, what: str, lines: list[int], rows: list[list[str]], name
     ncol = len(names)
     if not rows:
         return np.zeros((0, ncol), dtype=dtype)
-    conv = int if kind == "int" else float   # Python's parsers: the fast path and the scan agree exactly
+    conv = int if kind == "int" else float  # Python's parsers: the fast path and the scan agree exactly
     try:
-        return np.fromiter(map(conv, chain.from_iterable(rows)), dtype=dtype,
-                           count=len(rows) * ncol).reshape(len(rows), ncol)
+        return np.fromiter(map(conv, chain.from_iterable(rows)), dtype=dtype, count=len(rows) * ncol).reshape(
+            len(rows), ncol
+        )
     except (ValueError, OverflowError, TypeError):
         pass
     for line, row in zip(lines, rows):
@@ -79,8 +94,9 @@ def to_array(path: str, what: str, lines: list[int], rows: list[list[str]], name
             try:
                 np.array([conv(tok)], dtype=dtype)
             except OverflowError:
-                raise InputFormatError(path, line, f"{what}: {name} = {clip_token(tok)} is out of range "
-                                       "(ids must be integers below 2**63)") from None
+                raise InputFormatError(
+                    path, line, f"{what}: {name} = {clip_token(tok)} is out of range (ids must be integers below 2**63)"
+                ) from None
             except (ValueError, TypeError):
                 rule = "a non-negative integer" if kind == "int" else "a number"
                 raise InputFormatError(path, line, f"{what}: {name} = {clip_token(tok)} is not {rule}") from None
@@ -96,8 +112,11 @@ def check_finite_rows(path: str, what: str, lines, values: np.ndarray, names: li
         return
     r = int(np.flatnonzero(~ok.all(axis=1))[0])
     c = int(np.flatnonzero(~ok[r])[0])
-    raise InputFormatError(path, int(lines[r]), f"{what}: {names[c]} = {float(values[r, c])!r}; every value must "
-                           "be a finite number (no NaN/inf)")
+    raise InputFormatError(
+        path,
+        int(lines[r]),
+        f"{what}: {names[c]} = {float(values[r, c])!r}; every value must be a finite number (no NaN/inf)",
+    )
 
 
 def unit_quaternions(path: str, what: str, lines, q: np.ndarray) -> tuple[np.ndarray, int]:
@@ -107,9 +126,13 @@ def unit_quaternions(path: str, what: str, lines, q: np.ndarray) -> tuple[np.nda
     if bad.any():
         r = int(np.flatnonzero(bad)[0])
         vals = ", ".join(repr(float(v)) for v in q[r])
-        raise InputFormatError(path, int(lines[r]), f"{what}: quaternion (qx, qy, qz, qw) = ({vals}) has "
-                               f"norm {float(norm[r])!r}; a rotation needs a finite quaternion with norm "
-                               f">= {QUAT_MIN_NORM:g} (unit norm expected)")
+        raise InputFormatError(
+            path,
+            int(lines[r]),
+            f"{what}: quaternion (qx, qy, qz, qw) = ({vals}) has "
+            f"norm {float(norm[r])!r}; a rotation needs a finite quaternion with norm "
+            f">= {QUAT_MIN_NORM:g} (unit norm expected)",
+        )
     nonunit = int(np.count_nonzero(np.abs(norm - 1.0) > QUAT_UNIT_TOL))
     return q / norm[:, None], nonunit
 

@@ -8,6 +8,7 @@ The reader is more lenient about spacing (any whitespace) but strict about conte
 rules as :func:`mixslam.io.read_pose_graph`: any problem raises :class:`~mixslam.errors.InputFormatError`
 (path, 1-based line, reason), and nothing but :class:`~mixslam.errors.MixslamError` subclasses escapes.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,8 +42,10 @@ def write_tum(path, rotations, translations, timestamps=None) -> None:
     R = np.asarray(rotations, dtype=np.float64)
     t = np.asarray(translations, dtype=np.float64)
     if R.ndim != 3 or R.shape[1:] not in ((2, 2), (3, 3)) or t.shape != (R.shape[0], R.shape[1]):
-        raise ValueError(f"rotations must be (n, 3, 3) or (n, 2, 2) and translations (n, 3) or (n, 2) to "
-                         f"match; got {R.shape} and {t.shape}")
+        raise ValueError(
+            f"rotations must be (n, 3, 3) or (n, 2, 2) and translations (n, 3) or (n, 2) to "
+            f"match; got {R.shape} and {t.shape}"
+        )
     n = R.shape[0]
     if R.shape[1] == 2:
         R3 = np.zeros((n, 3, 3))
@@ -80,8 +83,11 @@ def read_tum(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     except MixslamError:
         raise
     except Exception as e:  # a bug: never let it escape as a non-mixslam error
-        raise InputFormatError(shown, None, f"unexpected error while reading ({type(e).__name__}: {e}); "
-                               "please report this as a mixslam bug") from e
+        raise InputFormatError(
+            shown,
+            None,
+            f"unexpected error while reading ({type(e).__name__}: {e}); please report this as a mixslam bug",
+        ) from e
 
 
 def _parse(path: str, text: str):
@@ -92,13 +98,15 @@ def _parse(path: str, text: str):
         if not toks or toks[0][0] == "#":
             continue
         if len(toks) != 8:
-            raise InputFormatError(path, ln, f"a TUM line needs 8 fields (timestamp tx ty tz qx qy qz qw), "
-                                   f"got {len(toks)}")
+            raise InputFormatError(
+                path, ln, f"a TUM line needs 8 fields (timestamp tx ty tz qx qy qz qw), got {len(toks)}"
+            )
         lines.append(ln)
         rows.append(toks)
     if not rows:
-        raise InputFormatError(path, None, "no poses: the file holds no data lines "
-                               "(expected 'timestamp tx ty tz qx qy qz qw' per line)")
+        raise InputFormatError(
+            path, None, "no poses: the file holds no data lines (expected 'timestamp tx ty tz qx qy qz qw' per line)"
+        )
     F = to_array(path, "TUM pose", lines, rows, _NAMES, np.float64, "float")
     larr = np.asarray(lines, dtype=np.int64)
     check_finite_rows(path, "TUM pose", larr, F, _NAMES)

@@ -35,6 +35,7 @@ Emulated fp16 arithmetic
 All compiled functions use ``cache=True`` and no ``fastmath``. Note that numba's cache is keyed on the source file
 of the cached function only: after editing this module, clear ``__pycache__`` of the modules that use it.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,10 +44,22 @@ from numba import njit, types
 from numba.extending import intrinsic, overload
 
 __all__ = [
-    "h2f", "f2h", "round16", "load",
-    "arith_tag", "arith_zero", "arith_in", "arith_rnd",
-    "h2f_array", "f2h_array", "round16_array",
-    "h2f_ref", "f2h_ref", "round16_ref", "to_bits", "from_bits",
+    "h2f",
+    "f2h",
+    "round16",
+    "load",
+    "arith_tag",
+    "arith_zero",
+    "arith_in",
+    "arith_rnd",
+    "h2f_array",
+    "f2h_array",
+    "round16_array",
+    "h2f_ref",
+    "f2h_ref",
+    "round16_ref",
+    "to_bits",
+    "from_bits",
 ]
 
 _HALF = ir.HalfType()
@@ -123,12 +136,16 @@ def _ov_load(arr, i):
     if not isinstance(arr, types.Array):
         return None
     if isinstance(arr.dtype, types.Integer) and arr.dtype.bitwidth == 16:
+
         def impl(arr, i):
             return h2f(arr[i])
+
         return impl
     if arr.dtype in (types.float32, types.float64):
+
         def impl(arr, i):
             return arr[i]
+
         return impl
     return None
 
@@ -136,7 +153,7 @@ def _ov_load(arr, i):
 # ---------------------------------------------------------------------------------------------------------
 # Arithmetic selected by a tag (a zero-size array whose dtype names the arithmetic)
 # ---------------------------------------------------------------------------------------------------------
-_TAGS = {
+_TAGS: dict[str, np.ndarray] = {
     "fp16": np.empty(0, np.uint16),
     "fp32": np.empty(0, np.float32),
     "fp64": np.empty(0, np.float64),
@@ -156,7 +173,10 @@ def arith_tag(dtype, acc16: bool = False) -> np.ndarray:
 
 
 def _is16(tag) -> bool:
-    return isinstance(tag, types.Array) and isinstance(tag.dtype, types.Integer) and tag.dtype.bitwidth == 16
+    if not (isinstance(tag, types.Array) and isinstance(tag.dtype, types.Integer)):
+        return False
+    # numba's stubs (scalars.pyi) leave out Integer.bitwidth, which every Integer has (set in __init__)
+    return tag.dtype.bitwidth == 16  # type: ignore[attr-defined]
 
 
 def arith_zero(tag):

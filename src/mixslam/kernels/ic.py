@@ -18,6 +18,7 @@ IC(0)
     ``L_ii = chol(A_ii (1+shift on its diagonal) - Σ_k L_ik L_ikᵀ)``. A non-positive (or NaN) pivot stops the
     factorization with ``ok = False`` and the block row; the caller retries with a larger shift.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,9 +27,16 @@ from numba import njit
 from .fp16 import arith_in, arith_rnd, arith_tag, arith_zero, load, round16_ref
 
 __all__ = [
-    "ic0_factor", "ic_solve", "ic0_factor_nb", "ic_solve_nb",
-    "ic0_factor_ref", "ic_solve_ref",
-    "check_lower_bcsr", "lower_bcsr_to_dense", "lower_bcsr_from_dense", "two_block_normal_lower",
+    "ic0_factor",
+    "ic_solve",
+    "ic0_factor_nb",
+    "ic_solve_nb",
+    "ic0_factor_ref",
+    "ic_solve_ref",
+    "check_lower_bcsr",
+    "lower_bcsr_to_dense",
+    "lower_bcsr_from_dense",
+    "two_block_normal_lower",
 ]
 
 
@@ -117,8 +125,12 @@ def check_lower_bcsr(indptr, indices, blocks=None) -> int:
     """Validate a lower block-CSR pattern (diagonal last, strictly ascending columns); returns n."""
     indptr = np.asarray(indptr)
     indices = np.asarray(indices)
-    if indptr.ndim != 1 or indptr.size < 1 or not np.issubdtype(indptr.dtype, np.integer) \
-            or not np.issubdtype(indices.dtype, np.integer):
+    if (
+        indptr.ndim != 1
+        or indptr.size < 1
+        or not np.issubdtype(indptr.dtype, np.integer)
+        or not np.issubdtype(indices.dtype, np.integer)
+    ):
         raise ValueError("indptr and indices must be 1-D integer arrays")
     n = indptr.size - 1
     if indptr[0] != 0 or indptr[-1] != indices.size or np.any(np.diff(indptr) < 1):
@@ -126,8 +138,10 @@ def check_lower_bcsr(indptr, indices, blocks=None) -> int:
     last = indptr[1:] - 1
     if n and not np.array_equal(indices[last], np.arange(n)):
         bad = int(np.flatnonzero(indices[last] != np.arange(n))[0])
-        raise ValueError(f"block row {bad}: the last stored block must be the diagonal one (column {bad}), "
-                         f"got column {int(indices[last[bad]])}")
+        raise ValueError(
+            f"block row {bad}: the last stored block must be the diagonal one (column {bad}), "
+            f"got column {int(indices[last[bad]])}"
+        )
     rows = np.repeat(np.arange(n), np.diff(indptr))
     inc = np.diff(indices)
     same_row = rows[1:] == rows[:-1]
@@ -180,8 +194,7 @@ def ic_solve_nb(indptr, indices, L, b, x, w, tag, P):
             for a in range(p):
                 s = w[a]
                 for c in range(p):
-                    s = arith_rnd(s - arith_rnd(arith_in(load(L, (q, a, c)), tag) * arith_in(x[k, c], tag), tag),
-                                  tag)
+                    s = arith_rnd(s - arith_rnd(arith_in(load(L, (q, a, c)), tag) * arith_in(x[k, c], tag), tag), tag)
                 w[a] = s
         for a in range(p):
             s = arith_zero(tag)
@@ -202,8 +215,7 @@ def ic_solve_nb(indptr, indices, L, b, x, w, tag, P):
             for c in range(p):
                 s = arith_in(x[k, c], tag)
                 for a in range(p):
-                    s = arith_rnd(s - arith_rnd(arith_in(load(L, (q, a, c)), tag) * arith_in(x[i, a], tag), tag),
-                                  tag)
+                    s = arith_rnd(s - arith_rnd(arith_in(load(L, (q, a, c)), tag) * arith_in(x[i, a], tag), tag), tag)
                 x[k, c] = s
 
 
@@ -214,8 +226,12 @@ def ic_solve(indptr, indices, L, b, x, acc16=False):
     Arithmetic in ``x``'s dtype, or emulated fp16 when ``acc16``. The pattern is assumed valid (see
     :func:`check_lower_bcsr`; call it once per pattern, it is not re-checked here).
     """
-    if not (isinstance(indptr, np.ndarray) and isinstance(indices, np.ndarray)
-            and np.issubdtype(indptr.dtype, np.integer) and np.issubdtype(indices.dtype, np.integer)):
+    if not (
+        isinstance(indptr, np.ndarray)
+        and isinstance(indices, np.ndarray)
+        and np.issubdtype(indptr.dtype, np.integer)
+        and np.issubdtype(indices.dtype, np.integer)
+    ):
         raise TypeError("indptr and indices must be integer numpy arrays")
     L = np.asarray(L)
     if L.ndim != 3 or L.shape[1] != L.shape[2] or L.shape[0] != indices.shape[0]:
@@ -227,8 +243,10 @@ def ic_solve(indptr, indices, L, b, x, acc16=False):
     n, p = indptr.shape[0] - 1, L.shape[1]
     for name, v in (("b", b), ("x", x)):
         if not isinstance(v, np.ndarray) or v.shape != (n, p) or v.dtype not in (np.float64, np.float32):
-            raise ValueError(f"{name} must be a float32/float64 array of shape ({n}, {p}), "
-                             f"got {getattr(v, 'dtype', None)} {getattr(v, 'shape', type(v))}")
+            raise ValueError(
+                f"{name} must be a float32/float64 array of shape ({n}, {p}), "
+                f"got {getattr(v, 'dtype', None)} {getattr(v, 'shape', type(v))}"
+            )
     tag = arith_tag(x.dtype, acc16)
     w = np.empty(p, np.float32 if acc16 else x.dtype)
     ic_solve_nb(indptr, indices, L, b, x, w, tag, (0,) * p)
@@ -253,9 +271,9 @@ def lower_bcsr_to_dense(indptr, indices, blocks, symmetric=True) -> np.ndarray:
     for i in range(n):
         for q in range(indptr[i], indptr[i + 1]):
             k = indices[q]
-            M[i * p:(i + 1) * p, k * p:(k + 1) * p] = blocks[q]
+            M[i * p : (i + 1) * p, k * p : (k + 1) * p] = blocks[q]
             if symmetric and k != i:
-                M[k * p:(k + 1) * p, i * p:(i + 1) * p] = blocks[q].T
+                M[k * p : (k + 1) * p, i * p : (i + 1) * p] = blocks[q].T
     return M
 
 
@@ -267,9 +285,9 @@ def lower_bcsr_from_dense(M, p, mask):
     indptr = np.zeros(n + 1, np.int64)
     indices, blocks = [], []
     for i in range(n):
-        cols = np.flatnonzero(mask[i, :i + 1])
+        cols = np.flatnonzero(mask[i, : i + 1])
         indices.extend(cols)
-        blocks.extend(M[i * p:(i + 1) * p, c * p:(c + 1) * p] for c in cols)
+        blocks.extend(M[i * p : (i + 1) * p, c * p : (c + 1) * p] for c in cols)
         indptr[i + 1] = len(indices)
     return indptr, np.asarray(indices, np.int64), np.ascontiguousarray(np.array(blocks, np.float64))
 

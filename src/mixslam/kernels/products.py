@@ -26,6 +26,7 @@ part of its numba type, so each block shape gets its own, fully unrolled, specia
 from other njit code. Variable indices are NOT range-checked by the kernels (call :func:`check_two_block` once per
 structure).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,10 +35,20 @@ from numba import njit
 from .fp16 import arith_in, arith_rnd, arith_tag, arith_zero, load, round16_ref
 
 __all__ = [
-    "jac_matvec", "jac_rmatvec", "normal_matvec", "column_sq_norms_nb", "diag_blocks_nb", "block_diag_apply_nb",
-    "scaled_blocks_nb", "spd_block_inverse_nb",
-    "jac_matvec_nb", "jac_rmatvec_nb", "normal_matvec_nb",
-    "jac_matvec_ref", "jac_rmatvec_ref", "normal_matvec_ref",
+    "jac_matvec",
+    "jac_rmatvec",
+    "normal_matvec",
+    "column_sq_norms_nb",
+    "diag_blocks_nb",
+    "block_diag_apply_nb",
+    "scaled_blocks_nb",
+    "spd_block_inverse_nb",
+    "jac_matvec_nb",
+    "jac_rmatvec_nb",
+    "normal_matvec_nb",
+    "jac_matvec_ref",
+    "jac_rmatvec_ref",
+    "normal_matvec_ref",
     "check_two_block",
 ]
 
@@ -66,12 +77,10 @@ def jac_matvec_nb(A, ia, B, ib, xa, xb, y, tag, K, PA, PB):
             s = arith_zero(tag)
             if ja >= 0:
                 for c in range(pa):
-                    s = arith_rnd(s + arith_rnd(arith_in(load(A, (e, r, c)), tag) * arith_in(xa[ja, c], tag),
-                                                tag), tag)
+                    s = arith_rnd(s + arith_rnd(arith_in(load(A, (e, r, c)), tag) * arith_in(xa[ja, c], tag), tag), tag)
             if jb >= 0:
                 for c in range(pb):
-                    s = arith_rnd(s + arith_rnd(arith_in(load(B, (e, r, c)), tag) * arith_in(xb[jb, c], tag),
-                                                tag), tag)
+                    s = arith_rnd(s + arith_rnd(arith_in(load(B, (e, r, c)), tag) * arith_in(xb[jb, c], tag), tag), tag)
             y[e, r] = s
 
 
@@ -262,12 +271,10 @@ def normal_matvec_nb(A, ia, B, ib, pa, pb, ga, gb, t, tag, K, PA, PB):
             s = arith_zero(tag)
             if ja >= 0:
                 for c in range(na_):
-                    s = arith_rnd(s + arith_rnd(arith_in(load(A, (e, r, c)), tag) * arith_in(pa[ja, c], tag),
-                                                tag), tag)
+                    s = arith_rnd(s + arith_rnd(arith_in(load(A, (e, r, c)), tag) * arith_in(pa[ja, c], tag), tag), tag)
             if jb >= 0:
                 for c in range(nb_):
-                    s = arith_rnd(s + arith_rnd(arith_in(load(B, (e, r, c)), tag) * arith_in(pb[jb, c], tag),
-                                                tag), tag)
+                    s = arith_rnd(s + arith_rnd(arith_in(load(B, (e, r, c)), tag) * arith_in(pb[jb, c], tag), tag), tag)
             t[r] = s
             nrm = arith_rnd(nrm + arith_rnd(s * s, tag), tag)
         if ja >= 0:
@@ -285,7 +292,7 @@ def normal_matvec_nb(A, ia, B, ib, pa, pb, ga, gb, t, tag, K, PA, PB):
     return nrm
 
 
-_SIZES = {}
+_SIZES: dict[int, tuple[int, ...]] = {}
 
 
 def _sz(n: int) -> tuple:
@@ -304,16 +311,22 @@ def _check_jac(A, ia, B, ib):
         if not isinstance(M, np.ndarray) or M.ndim != 3:
             raise ValueError(f"{name} must be a 3-D array (R, k, p), got {getattr(M, 'shape', type(M))}")
         if M.dtype not in _STORAGE:
-            raise TypeError(f"{name} has dtype {M.dtype}; expected float64, float32 or uint16 (fp16 bits). "
-                            "Pass a float16 array as .view(np.uint16)")
+            raise TypeError(
+                f"{name} has dtype {M.dtype}; expected float64, float32 or uint16 (fp16 bits). "
+                "Pass a float16 array as .view(np.uint16)"
+            )
         if not M.flags.c_contiguous:
             raise ValueError(f"{name} must be C-contiguous")
     if A.shape[:2] != B.shape[:2]:
         raise ValueError(f"A {A.shape} and B {B.shape} must have the same (R, k)")
     R = A.shape[0]
     for name, idx in (("ia", ia), ("ib", ib)):
-        if not isinstance(idx, np.ndarray) or idx.ndim != 1 or idx.shape[0] != R \
-                or not np.issubdtype(idx.dtype, np.integer):
+        if (
+            not isinstance(idx, np.ndarray)
+            or idx.ndim != 1
+            or idx.shape[0] != R
+            or not np.issubdtype(idx.dtype, np.integer)
+        ):
             raise ValueError(f"{name} must be a 1-D integer array of length R={R}")
 
 

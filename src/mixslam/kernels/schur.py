@@ -8,6 +8,7 @@ V = diag blocks of BᵀB (both damped by the caller) and W_e = A[e]ᵀB[e]:
     b = -g_c + Σ_j Σ_{e ∈ obs(j)} W_e V_j⁻¹ g_p[j]
     δp_j = V_j⁻¹ (-g_p[j] - Σ_{e ∈ obs(j)} W_eᵀ δc[ia[e]])
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -14,6 +14,7 @@ A specialization this does not list is still compiled, on first use, by numba it
 its compile time then lands in the solve's timing instead of ``timing["compile"]``. That happens only when a
 16-bit store overflows and falls back to fp32 (``PrecisionPolicy.fallback``).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -32,10 +33,14 @@ _VEC = (np.dtype(np.float64), np.dtype(np.float32))
 _F64 = np.dtype(np.float64)
 #: Every (kernel, storage, vector, acc16) combination the kernels accept: what ``warmup()`` without a policy
 #: compiles (the benchmarks, which time every policy).
-ALL = frozenset({(kernel, store, vec, acc16)
-                 for kernel in ("jac_matvec", "jac_rmatvec", "normal_matvec", "ic_solve")
-                 for store, vec, acc16 in itertools.product(_STORE, _VEC, (False, True))}
-                | {("ic_factor", _F64, _F64, False)})
+ALL = frozenset(
+    {
+        (kernel, store, vec, acc16)
+        for kernel in ("jac_matvec", "jac_rmatvec", "normal_matvec", "ic_solve")
+        for store, vec, acc16 in itertools.product(_STORE, _VEC, (False, True))
+    }
+    | {("ic_factor", _F64, _F64, False)}
+)
 
 
 _DONE: set = set()

@@ -1,4 +1,5 @@
 """Operations shared by SE(2) and SE(3) in (R, t) form: they depend only on matrix shapes."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Batched SE(2) as (R (...,2,2), t (...,2)) pairs; tangent order (x, y, theta) as g2o's EDGE_SE2."""
+
 from __future__ import annotations
 
 import numpy as np

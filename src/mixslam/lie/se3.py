@@ -4,6 +4,7 @@ The tangent vector is ordered (translation rho, rotation phi), as g2o orders its
 used by every optimizer in mixslam, is the decoupled right update
 ``t <- t + R rho, R <- R Exp(phi)``, which has the same optima as SE(3)'s exponential map.
 """
+
 from __future__ import annotations
 
 import numpy as np

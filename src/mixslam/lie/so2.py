@@ -1,4 +1,5 @@
 """Batched SO(2): angles (...,) and rotation matrices (..., 2, 2)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -3,11 +3,12 @@
 All functions work in the dtype of their input (fp64 by default); the small-angle branches use the
 per-precision thresholds of :data:`mixslam.precision.THRESHOLDS`.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from ..precision import Precision, THRESHOLDS
+from ..precision import THRESHOLDS, Precision
 
 
 def _small(dtype) -> float:
@@ -29,8 +30,9 @@ def hat(v: np.ndarray) -> np.ndarray:
 
 def vee(m: np.ndarray) -> np.ndarray:
     """Inverse of :func:`hat` (reads the antisymmetric part)."""
-    return 0.5 * np.stack([m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
-                           m[..., 1, 0] - m[..., 0, 1]], axis=-1)
+    return 0.5 * np.stack(
+        [m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], axis=-1
+    )
 
 
 def exp(w: np.ndarray) -> np.ndarray:
@@ -152,7 +154,7 @@ def right_jacobian(w: np.ndarray) -> np.ndarray:
     small = theta < 1e-6
     safe = np.where(small, 1.0, theta)
     a = np.where(small, 0.5 - theta2 / 24.0, (1.0 - np.cos(safe)) / (safe * safe))
-    b = np.where(small, 1.0 / 6.0 - theta2 / 120.0, (safe - np.sin(safe)) / (safe ** 3))
+    b = np.where(small, 1.0 / 6.0 - theta2 / 120.0, (safe - np.sin(safe)) / (safe**3))
     K = hat(w)
     eye = np.broadcast_to(np.eye(3), K.shape)
     return eye - a[..., None, None] * K + b[..., None, None] * (K @ K)

@@ -4,13 +4,40 @@ Solvers (:class:`~.base.LinearSolver`): ``cholesky`` (fp64 sparse Cholesky, pose
 landmark elimination, bundle adjustment), ``cg`` (CGNR in the policy's precisions). Preconditioners of ``cg``
 (:class:`~.base.Preconditioner`): ``jacobi``, ``ic`` (block incomplete Cholesky, pose graphs), ``none``.
 """
+
 from .base import Damping, LinearResult, LinearSolver, LinearStatus, MemoryUse, Preconditioner, PreconditionerStats
-from .choice import (PRECONDITIONERS, SOLVER_ALIASES, SOLVERS, LinearSolverChoice, LinearStructure,
-                     default_linear_solver, make_linear_solver, resolve_linear_solver, solve_kernel_specs)
+from .choice import (
+    PRECONDITIONERS,
+    SOLVER_ALIASES,
+    SOLVERS,
+    LinearSolverChoice,
+    LinearStructure,
+    default_linear_solver,
+    make_linear_solver,
+    resolve_linear_solver,
+    solve_kernel_specs,
+)
 from .config import CGConfig, ICConfig
 from .linearization import Linearization
 
-__all__ = ["Damping", "LinearResult", "LinearSolver", "LinearStatus", "MemoryUse", "Preconditioner",
-           "PreconditionerStats", "PRECONDITIONERS", "SOLVER_ALIASES", "SOLVERS", "LinearSolverChoice",
-           "LinearStructure", "default_linear_solver", "make_linear_solver", "resolve_linear_solver",
-           "solve_kernel_specs", "CGConfig", "ICConfig", "Linearization"]
+__all__ = [
+    "Damping",
+    "LinearResult",
+    "LinearSolver",
+    "LinearStatus",
+    "MemoryUse",
+    "Preconditioner",
+    "PreconditionerStats",
+    "PRECONDITIONERS",
+    "SOLVER_ALIASES",
+    "SOLVERS",
+    "LinearSolverChoice",
+    "LinearStructure",
+    "default_linear_solver",
+    "make_linear_solver",
+    "resolve_linear_solver",
+    "solve_kernel_specs",
+    "CGConfig",
+    "ICConfig",
+    "Linearization",
+]

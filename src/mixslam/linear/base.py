@@ -8,6 +8,7 @@ statistics.
 
 The damped system of one step is (JᵀJ + λ·D) δ = -Jᵀr with D = clamp(diag(JᵀJ)) (:class:`Damping`).
 """
+
 from __future__ import annotations
 
 import enum
@@ -19,8 +20,16 @@ import numpy as np
 
 from ..precision import QuantizationStats
 
-__all__ = ["Damping", "LinearStatus", "LinearResult", "MemoryUse", "PreconditionerStats", "LinearSolver",
-           "Preconditioner", "KernelSpec"]
+__all__ = [
+    "Damping",
+    "LinearStatus",
+    "LinearResult",
+    "MemoryUse",
+    "PreconditionerStats",
+    "LinearSolver",
+    "Preconditioner",
+    "KernelSpec",
+]
 
 KernelSpec = tuple
 """(kernel name, storage dtype, vector dtype, emulated 16-bit arithmetic): one compiled specialization
@@ -131,8 +140,9 @@ class Preconditioner(ABC):
     is_identity: ClassVar[bool] = False
 
     @abstractmethod
-    def prepare(self, lin, scale: np.ndarray, damping: np.ndarray, new_linearization: bool,
-                times: dict) -> QuantizationStats:
+    def prepare(
+        self, lin, scale: np.ndarray, damping: np.ndarray, new_linearization: bool, times: dict
+    ) -> QuantizationStats:
         """Make the preconditioner for the scaled system with column scale ``scale`` and scaled damping
         ``damping`` (both (size,), variables' order); returns the quantization statistics of what it stored."""
 
@@ -145,7 +155,7 @@ class Preconditioner(ABC):
         preconditioner to redo the solve with."""
         return None
 
-    def end_solve(self) -> None:
+    def end_solve(self) -> None:  # noqa: B027 (an optional hook: the default does nothing)
         """The step of this linear solve is final."""
 
     @property
@@ -177,7 +187,7 @@ class LinearSolver(ABC):
         """The tolerance for the solves of a new linearization (0: exact, the direct solvers)."""
         return 0.0
 
-    def tighten_tolerance(self, relative_residual: float) -> None:
+    def tighten_tolerance(self, relative_residual: float) -> None:  # noqa: B027 (optional hook, no-op default)
         """Ask later solves to go below ``relative_residual`` (direct solvers: nothing to do)."""
 
     @property

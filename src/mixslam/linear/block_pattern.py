@@ -7,6 +7,7 @@ block last in each row: the layout the IC(0) kernel takes), the scatter position
 contributions, and the permutation to a full symmetric scipy CSC matrix for the direct solver. All of it
 once (the "analyze" step); per linearization only the numeric values are recomputed.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,9 @@ class BlockPattern:
     Without it the variables keep their own order (the identity).
     """
 
-    def __init__(self, ia: np.ndarray, ib: np.ndarray, nv: int, p: int, fill_level: int = 0,
-                 order: np.ndarray | None = None):
+    def __init__(
+        self, ia: np.ndarray, ib: np.ndarray, nv: int, p: int, fill_level: int = 0, order: np.ndarray | None = None
+    ):
         ia = np.asarray(ia, dtype=np.int64)
         ib = np.asarray(ib, dtype=np.int64)
         self.nv, self.p = int(nv), int(p)
@@ -75,8 +77,8 @@ class BlockPattern:
         self.pos_ab = np.where(both, np.searchsorted(keys, off_keys), -1)
         # Block at (max, min): AᵀB when ia > ib, else BᵀA.
         self.ab_is_upper = ia < ib
-        self._csc_perm = None
-        self._csc_template = None
+        self._csc_perm: np.ndarray | None = None
+        self._csc_template: sp.csc_matrix | None = None
 
     # -- numeric assembly --------------------------------------------------------------------------------
     def assemble(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -97,17 +99,17 @@ class BlockPattern:
             out[:, c] = np.bincount(pos, weights=vals[:, c], minlength=self.nnzb)
         return out.reshape(self.nnzb, p, p)
 
-    def with_fill(self, level: int) -> "BlockPattern":
+    def with_fill(self, level: int) -> BlockPattern:
         """The same Jacobian structure with ``level`` levels of fill (the pattern of an IC(level) factor)."""
         if level == self.fill_level:
             return self
         return BlockPattern(self.ia, self.ib, self.nv, self.p, level, self.order)
 
-    def with_order(self, order: np.ndarray | None) -> "BlockPattern":
+    def with_order(self, order: np.ndarray | None) -> BlockPattern:
         """The same Jacobian structure and fill level in another elimination order (None: the variables')."""
         return BlockPattern(self.ia, self.ib, self.nv, self.p, self.fill_level, order)
 
-    def with_min_degree_order(self) -> "BlockPattern":
+    def with_min_degree_order(self) -> BlockPattern:
         """The same structure and fill level in the minimum-degree order of its own graph."""
         return self.with_order(minimum_degree_order(self.block_rows, self.indices, self.nv))
 
@@ -131,7 +133,7 @@ class BlockPattern:
         return out.reshape(v.shape)
 
     # -- scipy CSC (full symmetric) for the direct solver ------------------------------------------------
-    def _build_csc(self):
+    def _build_csc(self) -> tuple[np.ndarray, sp.csc_matrix]:
         p, nnzb = self.p, self.nnzb
         r = self.block_rows[:, None, None] * p + np.arange(p)[None, :, None]
         c = self.indices[:, None, None] * p + np.arange(p)[None, None, :]
@@ -145,23 +147,25 @@ class BlockPattern:
         n = self.nv * p
         M = sp.csc_matrix((srcs.astype(np.float64) + 1.0, (rows, cols)), shape=(n, n))
         M.sort_indices()
-        self._csc_perm = M.data.astype(np.int64) - 1
-        self._csc_template = M
+        return M.data.astype(np.int64) - 1, M
+
+    def _csc(self) -> tuple[np.ndarray, sp.csc_matrix]:
+        """(data permutation, template) of the full symmetric CSC, built on the first call."""
+        if self._csc_perm is None or self._csc_template is None:
+            self._csc_perm, self._csc_template = self._build_csc()
+        return self._csc_perm, self._csc_template
 
     def to_csc(self, blocks: np.ndarray, diag_add: np.ndarray | None = None) -> sp.csc_matrix:
         """Full symmetric CSC of the blocks, plus ``diag_add`` (n,) on the scalar diagonal, same pattern every call."""
-        if self._csc_perm is None:
-            self._build_csc()
+        perm, template = self._csc()
         b = blocks
         if diag_add is not None:
             b = blocks.copy()
             idx = np.arange(self.p)
             b[self.diag_pos[:, None], idx[None, :], idx[None, :]] += diag_add.reshape(self.nv, self.p)
-        M = self._csc_template.copy()
-        M.data = b.ravel()[self._csc_perm]
+        M = template.copy()
+        M.data = b.ravel()[perm]
         return M
 
     def csc_pattern(self) -> sp.csc_matrix:
-        if self._csc_perm is None:
-            self._build_csc()
-        return self._csc_template
+        return self._csc()[1]

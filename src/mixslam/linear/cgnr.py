@@ -6,6 +6,7 @@ stored Jacobian. Vectors and scalars live in the Krylov precision of the policy 
 cap, a periodic true-residual refresh, and a safeguard that stops on non-finite or growing values and
 returns the best iterate seen.
 """
+
 from __future__ import annotations
 
 import time
@@ -42,8 +43,18 @@ class _Timed:
         self.seconds, self.calls = 0.0, 0
 
 
-def pcg(op: JacobianOperator, damping: np.ndarray, b: np.ndarray, precond, arith: KrylovArith, *,
-        tol: float, max_iterations: int, refresh_every: int = 50, stagnation_window: int = 20) -> CGResult:
+def pcg(
+    op: JacobianOperator,
+    damping: np.ndarray,
+    b: np.ndarray,
+    precond,
+    arith: KrylovArith,
+    *,
+    tol: float,
+    max_iterations: int,
+    refresh_every: int = 50,
+    stagnation_window: int = 20,
+) -> CGResult:
     """Preconditioned CG on (JᵀJ + diag(damping)) x = b, everything in ``arith``'s precision.
 
     ``precond`` has an ``apply(r)`` method, or is None (no preconditioning).
@@ -57,12 +68,21 @@ def pcg(op: JacobianOperator, damping: np.ndarray, b: np.ndarray, precond, arith
     products, applies = _Timed(), _Timed()
 
     def record() -> dict:
-        return {"products_s": products.seconds, "products_calls": products.calls,
-                "preconditioner_s": applies.seconds, "preconditioner_calls": applies.calls}
+        return {
+            "products_s": products.seconds,
+            "products_calls": products.calls,
+            "preconditioner_s": applies.seconds,
+            "preconditioner_calls": applies.calls,
+        }
 
     if not np.isfinite(bnorm) or bnorm == 0.0:
-        return CGResult(x, 0, 0.0 if bnorm == 0.0 else float("nan"),
-                        LinearStatus.CONVERGED if bnorm == 0.0 else LinearStatus.NONFINITE, record())
+        return CGResult(
+            x,
+            0,
+            0.0 if bnorm == 0.0 else float("nan"),
+            LinearStatus.CONVERGED if bnorm == 0.0 else LinearStatus.NONFINITE,
+            record(),
+        )
     q = np.empty(n, dt)
 
     def apply_A(v):
@@ -92,8 +112,7 @@ def pcg(op: JacobianOperator, damping: np.ndarray, b: np.ndarray, precond, arith
         Ap = apply_A(p)
         pAp = arith.dot(p, Ap)
         if not np.isfinite(pAp) or pAp <= 0.0 or not np.isfinite(rz):
-            status = (LinearStatus.NONFINITE if not np.isfinite(pAp) or not np.isfinite(rz)
-                      else LinearStatus.BREAKDOWN)
+            status = LinearStatus.NONFINITE if not np.isfinite(pAp) or not np.isfinite(rz) else LinearStatus.BREAKDOWN
             it -= 1
             break
         alpha = rz / pAp
@@ -167,8 +186,17 @@ class CGSolver(LinearSolver):
     def _pcg(self, op, damping, b, rtol) -> CGResult:
         pre = None if self._pre.is_identity else self._pre
         cfg = self.config
-        return pcg(op, damping, b, pre, self.arith, tol=rtol, max_iterations=cfg.max_iterations,
-                   refresh_every=cfg.refresh_every, stagnation_window=cfg.stagnation_window)
+        return pcg(
+            op,
+            damping,
+            b,
+            pre,
+            self.arith,
+            tol=rtol,
+            max_iterations=cfg.max_iterations,
+            refresh_every=cfg.refresh_every,
+            stagnation_window=cfg.stagnation_window,
+        )
 
     def solve(self, lin: Linearization, damping: Damping, rtol: float) -> LinearResult:
         pol = self.policy
@@ -187,8 +215,9 @@ class CGSolver(LinearSolver):
             # quantization is not counted twice.
             op, stats = self._op, QuantizationStats()
         else:
-            op = JacobianOperator.from_linearization(lin, scale, pol.jacobian_storage, pol.jacobian_accumulate,
-                                                     pol.fallback)
+            op = JacobianOperator.from_linearization(
+                lin, scale, pol.jacobian_storage, pol.jacobian_accumulate, pol.fallback
+            )
             self._op, self._op_for = op, lin
             stats = op.stats
         t1 = time.perf_counter()
@@ -222,10 +251,12 @@ class CGSolver(LinearSolver):
         delta = scale * res.x.astype(np.float64) / rhs_scale
         self._memory = MemoryUse(jacobian_bytes=op.nbytes, preconditioner_bytes=pre.nbytes)
         if not np.all(np.isfinite(delta)):
-            return LinearResult(np.zeros_like(delta), res.iterations, float("nan"), LinearStatus.NONFINITE,
-                                float("nan"), stats, times)
-        return LinearResult(delta, res.iterations, res.relative_residual, res.status,
-                            model_decrease(lin, g, delta), stats, times)
+            return LinearResult(
+                np.zeros_like(delta), res.iterations, float("nan"), LinearStatus.NONFINITE, float("nan"), stats, times
+            )
+        return LinearResult(
+            delta, res.iterations, res.relative_residual, res.status, model_decrease(lin, g, delta), stats, times
+        )
 
     def memory(self) -> MemoryUse:
         return self._memory

@@ -20,6 +20,7 @@ benchmarks):
   variable set (pose graphs). Every refusal is a :class:`~mixslam.errors.ConfigError` naming the value and
   the rule.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,9 +33,18 @@ from .base import LinearSolver, Preconditioner
 from .block_pattern import BlockPattern
 from .config import CGConfig, ICConfig
 
-__all__ = ["SOLVERS", "PRECONDITIONERS", "SOLVER_ALIASES", "PROBLEM_KINDS", "LinearSolverChoice",
-           "LinearStructure", "default_linear_solver", "resolve_linear_solver", "make_linear_solver",
-           "solve_kernel_specs"]
+__all__ = [
+    "SOLVERS",
+    "PRECONDITIONERS",
+    "SOLVER_ALIASES",
+    "PROBLEM_KINDS",
+    "LinearSolverChoice",
+    "LinearStructure",
+    "default_linear_solver",
+    "resolve_linear_solver",
+    "make_linear_solver",
+    "solve_kernel_specs",
+]
 
 SOLVERS = ("cholesky", "schur", "cg")
 """Canonical linear solver names."""
@@ -89,8 +99,9 @@ def _check_kind(kind: str) -> None:
         raise ConfigError(f"unknown problem kind {kind!r}; expected one of {list(PROBLEM_KINDS)}")
 
 
-def default_linear_solver(policy: PrecisionPolicy, kind: str, direct_unknowns: int | None = None,
-                          max_direct: int | None = None) -> LinearSolverChoice:
+def default_linear_solver(
+    policy: PrecisionPolicy, kind: str, direct_unknowns: int | None = None, max_direct: int | None = None
+) -> LinearSolverChoice:
     """The solver a ``kind`` problem gets in ``policy`` when none is named (see the module docstring).
 
     ``direct_unknowns`` / ``max_direct``: size of the system the direct solver would factor densely and its
@@ -102,9 +113,14 @@ def default_linear_solver(policy: PrecisionPolicy, kind: str, direct_unknowns: i
     return LinearSolverChoice("cg", _DEFAULT_PRECONDITIONER[kind])
 
 
-def resolve_linear_solver(solver: str | None, preconditioner: str | None, policy: PrecisionPolicy,
-                          kind: str, direct_unknowns: int | None = None,
-                          max_direct: int | None = None) -> LinearSolverChoice:
+def resolve_linear_solver(
+    solver: str | None,
+    preconditioner: str | None,
+    policy: PrecisionPolicy,
+    kind: str,
+    direct_unknowns: int | None = None,
+    max_direct: int | None = None,
+) -> LinearSolverChoice:
     """The (solver, preconditioner) a solve uses: the named ones (aliases expanded) or the defaults; checked
     against the policy and the problem kind."""
     _check_kind(kind)
@@ -114,15 +130,19 @@ def resolve_linear_solver(solver: str | None, preconditioner: str | None, policy
         choice = default_linear_solver(policy, kind, direct_unknowns, max_direct)
         if preconditioner is not None:
             if not choice.iterative:
-                raise ConfigError(f"preconditioner {preconditioner!r} given without a solver, and policy "
-                                  f"{policy.name!r} defaults to the direct solver {choice.solver!r}, which takes "
-                                  "none; add solver 'cg'")
+                raise ConfigError(
+                    f"preconditioner {preconditioner!r} given without a solver, and policy "
+                    f"{policy.name!r} defaults to the direct solver {choice.solver!r}, which takes "
+                    "none; add solver 'cg'"
+                )
             choice = LinearSolverChoice("cg", preconditioner)
     elif solver in SOLVER_ALIASES:
         name, implied = SOLVER_ALIASES[solver]
         if solver == "ic" and preconditioner not in (None, "ic"):
-            raise ConfigError(f"solver 'ic' is CG with the 'ic' preconditioner; it cannot take preconditioner "
-                              f"{preconditioner!r} (use solver 'cg')")
+            raise ConfigError(
+                f"solver 'ic' is CG with the 'ic' preconditioner; it cannot take preconditioner "
+                f"{preconditioner!r} (use solver 'cg')"
+            )
         choice = LinearSolverChoice(name, preconditioner or implied)
     elif solver == "cg":
         choice = LinearSolverChoice("cg", preconditioner or _DEFAULT_PRECONDITIONER[kind])
@@ -135,20 +155,27 @@ def resolve_linear_solver(solver: str | None, preconditioner: str | None, policy
         raise ConfigError(f"unknown solver {solver!r}; expected one of {names}")
     if not choice.iterative:
         if choice.solver != _DIRECT[kind]:
-            raise ConfigError(f"the {choice.solver!r} solver is not for {kind} problems; the direct solver of "
-                              f"{kind} is {_DIRECT[kind]!r}")
+            raise ConfigError(
+                f"the {choice.solver!r} solver is not for {kind} problems; the direct solver of "
+                f"{kind} is {_DIRECT[kind]!r}"
+            )
         if policy.uses_16bit:
-            raise ConfigError(f"the {choice.solver} solver is fp64 only; policy {policy.name!r} asks for 16-bit "
-                              "storage or arithmetic, which only the CG solver ('cg', aliases 'cgnr', 'ic') has")
+            raise ConfigError(
+                f"the {choice.solver} solver is fp64 only; policy {policy.name!r} asks for 16-bit "
+                "storage or arithmetic, which only the CG solver ('cg', aliases 'cgnr', 'ic') has"
+            )
     if choice.preconditioner == "ic" and kind != "pgo":
-        raise ConfigError("the 'ic' preconditioner is for pose graphs (one variable set); bundle adjustment "
-                          "takes 'jacobi' or 'none'")
+        raise ConfigError(
+            "the 'ic' preconditioner is for pose graphs (one variable set); bundle adjustment takes 'jacobi' or 'none'"
+        )
     return choice
 
 
-def make_preconditioner(name: str, policy: PrecisionPolicy, structure: LinearStructure,
-                        ic: ICConfig | None = None) -> Preconditioner:
+def make_preconditioner(
+    name: str, policy: PrecisionPolicy, structure: LinearStructure, ic: ICConfig | None = None
+) -> Preconditioner:
     from .preconditioners import ICPreconditioner, IdentityPreconditioner, JacobiPreconditioner
+
     if name == "jacobi":
         return JacobiPreconditioner(policy)
     if name == "none":
@@ -160,19 +187,27 @@ def make_preconditioner(name: str, policy: PrecisionPolicy, structure: LinearStr
     raise ConfigError(f"unknown preconditioner {name!r}; expected one of {list(PRECONDITIONERS)}")
 
 
-def make_linear_solver(choice: LinearSolverChoice, policy: PrecisionPolicy, structure: LinearStructure,
-                       cg: CGConfig | None = None, ic: ICConfig | None = None) -> LinearSolver:
+def make_linear_solver(
+    choice: LinearSolverChoice,
+    policy: PrecisionPolicy,
+    structure: LinearStructure,
+    cg: CGConfig | None = None,
+    ic: ICConfig | None = None,
+) -> LinearSolver:
     """The solver object of ``choice`` for a problem of ``structure`` (its symbolic work done here, once)."""
     if choice.solver == "cholesky":
         from .cholesky import CholeskySolver
+
         if structure.pattern is None:
             raise ConfigError("the cholesky solver needs the normal matrix's block pattern")
         return CholeskySolver(structure.pattern, policy)
     if choice.solver == "schur":
         from .schur import SchurSolver
+
         return SchurSolver(structure.nv, structure.p, structure.nb)
     if choice.solver == "cg":
         from .cgnr import CGSolver
+
         return CGSolver(policy, make_preconditioner(choice.preconditioner or "jacobi", policy, structure, ic), cg)
     raise ConfigError(f"unknown linear solver {choice.solver!r}; expected one of {list(SOLVERS)}")
 
@@ -182,6 +217,5 @@ def solve_kernel_specs(solver: LinearSolver, policy: PrecisionPolicy) -> frozens
     calls: the fp64 J·δ of the model decrease, the fp64 Jᵀr of the gradient, the gradient in the policy's
     right-hand-side precision, and what the solver and its preconditioner list themselves."""
     rhs = np.dtype(policy.rhs.compute_dtype)  # fp64 or fp32: the policy refuses a 16-bit rhs
-    common = {("jac_matvec", _F64, _F64, False), ("jac_rmatvec", _F64, _F64, False),
-              ("jac_rmatvec", rhs, rhs, False)}
+    common = {("jac_matvec", _F64, _F64, False), ("jac_rmatvec", _F64, _F64, False), ("jac_rmatvec", rhs, rhs, False)}
     return frozenset(common | solver.kernel_specs())

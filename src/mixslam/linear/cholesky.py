@@ -1,4 +1,5 @@
 """fp64 sparse Cholesky of the assembled damped normal matrix of a pose graph (the accuracy baseline)."""
+
 from __future__ import annotations
 
 import time
@@ -41,8 +42,14 @@ class CholeskySolver(LinearSolver):
         res = float(np.linalg.norm(H @ delta + g)) / max(float(np.linalg.norm(g)), 1e-300)
         # NaN: the backend does not say how large its factor is.
         self._memory = MemoryUse(factor_bytes=getattr(self.chol, "nbytes", float("nan")))
-        return LinearResult(delta, 1, res, LinearStatus.CONVERGED, model_decrease(lin, g, delta),
-                            times={"assemble": t1 - t0, "factor_solve": t2 - t1})
+        return LinearResult(
+            delta,
+            1,
+            res,
+            LinearStatus.CONVERGED,
+            model_decrease(lin, g, delta),
+            times={"assemble": t1 - t0, "factor_solve": t2 - t1},
+        )
 
     def memory(self) -> MemoryUse:
         return self._memory

@@ -5,6 +5,7 @@ naming the field and the rule). :class:`CGConfig` owns the inexact-Newton forcin
 (:class:`Forcing` carries its state through one nonlinear solve); :class:`ICConfig` owns the incomplete
 Cholesky factor's fill, ordering, refactor and escalation policy.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,12 +52,16 @@ class CGConfig:
     monotone, so this is long; it ends hopeless low-precision solves, not slow ones)."""
 
     def __post_init__(self):
-        check_config_fields(self, ints={"max_iterations": 1, "refresh_every": 0, "stagnation_window": 1},
-                            positive=("eta_max", "eta_min", "ew_gamma", "ew_alpha"),
-                            choices={"forcing": FORCING_RULES})
+        check_config_fields(
+            self,
+            ints={"max_iterations": 1, "refresh_every": 0, "stagnation_window": 1},
+            positive=("eta_max", "eta_min", "ew_gamma", "ew_alpha"),
+            choices={"forcing": FORCING_RULES},
+        )
         if self.eta_min > self.eta_max:
-            raise ConfigError(f"CGConfig.eta_min must be <= eta_max, got eta_min={self.eta_min!r} > "
-                              f"eta_max={self.eta_max!r}")
+            raise ConfigError(
+                f"CGConfig.eta_min must be <= eta_max, got eta_min={self.eta_min!r} > eta_max={self.eta_max!r}"
+            )
 
 
 class Forcing:
@@ -75,7 +80,7 @@ class Forcing:
         if cg.forcing == "fixed" or self._prev_gnorm is None or self._prev_eta is None:
             return cg.eta_max
         eta = cg.ew_gamma * (gnorm / max(self._prev_gnorm, 1e-300)) ** cg.ew_alpha
-        guard = cg.ew_gamma * self._prev_eta ** cg.ew_alpha
+        guard = cg.ew_gamma * self._prev_eta**cg.ew_alpha
         if guard > 0.1:
             eta = max(eta, guard)
         return float(min(max(eta, cg.eta_min), cg.eta_max))
@@ -153,7 +158,15 @@ class ICConfig:
 
     def __post_init__(self):
         fill_level_of(self.fill_level, 1)
-        check_config_fields(self, ints={"max_fill_level": 0}, positive=("shift", "escalate_residual"),
-                            nonnegative=("shift_tolerance",),
-                            choices={"ordering": IC_ORDERINGS, "refactor": IC_REFACTOR,
-                                     "damped": (True, False), "escalate": (True, False)})
+        check_config_fields(
+            self,
+            ints={"max_fill_level": 0},
+            positive=("shift", "escalate_residual"),
+            nonnegative=("shift_tolerance",),
+            choices={
+                "ordering": IC_ORDERINGS,
+                "refactor": IC_REFACTOR,
+                "damped": (True, False),
+                "escalate": (True, False),
+            },
+        )

@@ -28,10 +28,13 @@ The pattern may be given as the full symmetric matrix or as its lower (or upper)
 of every matrix is read (the lower one; a matrix with nothing below the diagonal is read as the upper
 triangle). The diagonal is always part of the pattern.
 """
+
 from __future__ import annotations
 
 import importlib
 import warnings
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -75,20 +78,32 @@ def _first_bad_pivot(inv_d: np.ndarray) -> int | None:
 # Backends. Each takes the lower-triangular CSC pattern (sorted, diagonal present) once and then the values
 # of that pattern (``data``, float64, same order) per factorization; ``solve`` takes and returns (n, k).
 # ---------------------------------------------------------------------------------------------------------
+class _Backend(Protocol):
+    """What :class:`SparseCholesky` calls on a backend instance."""
+
+    name: str
+
+    def factorize(self, data: np.ndarray) -> None: ...
+
+    def solve(self, b: np.ndarray) -> np.ndarray: ...
+
+
 class _CvxoptBackend:
     name = "cvxopt"
 
     def __init__(self, n, indptr, indices, diag_pos):
         import cvxopt
         import cvxopt.cholmod as cm
+
         self._cvx, self._cm = cvxopt, cm
         self.n = n
         self._nnz = int(indices.size)
         self._diag_pos = diag_pos
         cols = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
         # Nonzero placeholder values: cvxopt keeps the triplet structure as given; values are replaced per call.
-        self._A = cvxopt.spmatrix(cvxopt.matrix(np.ones(indices.size)), cvxopt.matrix(indices.astype(np.int64)),
-                                  cvxopt.matrix(cols), (n, n))
+        self._A = cvxopt.spmatrix(
+            cvxopt.matrix(np.ones(indices.size)), cvxopt.matrix(indices.astype(np.int64)), cvxopt.matrix(cols), (n, n)
+        )
         with self._options():
             self._F = cm.symbolic(self._A, uplo="L")
         self._perm = None
@@ -160,6 +175,7 @@ class _CholmodBackend:
 
     def __init__(self, n, indptr, indices, diag_pos):
         from sksparse.cholmod import CholmodNotPositiveDefiniteError, analyze
+
         self._NotPD = CholmodNotPositiveDefiniteError
         self.n = n
         self._indptr, self._indices = indptr.astype(np.int32), indices.astype(np.int32)
@@ -191,7 +207,9 @@ class _PardisoBackend:
 
     def __init__(self, n, indptr, indices, diag_pos):
         import ctypes
+
         from pypardiso.pardiso_wrapper import PyPardisoSolver
+
         self._ct = ctypes
         w = PyPardisoSolver(mtype=2)  # loads mkl_rt (ImportError if missing)
         self._w = w
@@ -200,10 +218,10 @@ class _PardisoBackend:
         self._ia = np.ascontiguousarray(indptr, dtype=np.int32)
         self._ja = np.ascontiguousarray(indices, dtype=np.int32)
         w.iparm[:] = 0
-        w.iparm[0] = 1    # iparm(1): not the defaults
-        w.iparm[1] = 2    # iparm(2): METIS nested dissection
-        w.iparm[9] = 8    # iparm(10): pivot perturbation 1e-8 (only used for indefinite types)
-        w.iparm[34] = 1   # iparm(35): zero-based indices
+        w.iparm[0] = 1  # iparm(1): not the defaults
+        w.iparm[1] = 2  # iparm(2): METIS nested dissection
+        w.iparm[9] = 8  # iparm(10): pivot perturbation 1e-8 (only used for indefinite types)
+        w.iparm[34] = 1  # iparm(35): zero-based indices
         self._a = np.zeros(indices.size)
         self._a[diag_pos] = 1.0
         self._ready = False
@@ -215,12 +233,24 @@ class _PardisoBackend:
         x = np.zeros_like(b)
         err = ct.c_int32(0)
         i32, f64 = ct.POINTER(ct.c_int32), ct.POINTER(ct.c_double)
-        w._mkl_pardiso(w.pt.ctypes.data_as(ct.POINTER(w._pt_type[0])), ct.byref(ct.c_int32(1)),
-                       ct.byref(ct.c_int32(1)), ct.byref(ct.c_int32(2)), ct.byref(ct.c_int32(phase)),
-                       ct.byref(ct.c_int32(self.n)), a.ctypes.data_as(f64), self._ia.ctypes.data_as(i32),
-                       self._ja.ctypes.data_as(i32), w.perm.ctypes.data_as(i32),
-                       ct.byref(ct.c_int32(b.shape[1])), w.iparm.ctypes.data_as(i32), ct.byref(ct.c_int32(0)),
-                       b.ctypes.data_as(f64), x.ctypes.data_as(f64), ct.byref(err))
+        w._mkl_pardiso(
+            w.pt.ctypes.data_as(ct.POINTER(w._pt_type[0])),
+            ct.byref(ct.c_int32(1)),
+            ct.byref(ct.c_int32(1)),
+            ct.byref(ct.c_int32(2)),
+            ct.byref(ct.c_int32(phase)),
+            ct.byref(ct.c_int32(self.n)),
+            a.ctypes.data_as(f64),
+            self._ia.ctypes.data_as(i32),
+            self._ja.ctypes.data_as(i32),
+            w.perm.ctypes.data_as(i32),
+            ct.byref(ct.c_int32(b.shape[1])),
+            w.iparm.ctypes.data_as(i32),
+            ct.byref(ct.c_int32(0)),
+            b.ctypes.data_as(f64),
+            x.ctypes.data_as(f64),
+            ct.byref(err),
+        )
         return err.value, x
 
     def factorize(self, data):
@@ -251,6 +281,7 @@ class _QdldlBackend:
 
     def __init__(self, n, indptr, indices, diag_pos):
         import qdldl
+
         self._qdldl = qdldl
         self.n = n
         # Upper-triangular CSC (what qdldl reads with upper=True) = transpose of the lower pattern.
@@ -259,7 +290,7 @@ class _QdldlBackend:
         U.sort_indices()
         self._gather = U.data.astype(np.int64) - 1
         self._uptr, self._uind = U.indptr, U.indices
-        self._s = None   # created (symbolic analysis + first factorization) on the first factorize
+        self._s = None  # created (symbolic analysis + first factorization) on the first factorize
 
     def factorize(self, data):
         U = sp.csc_matrix((data[self._gather], self._uind, self._uptr), shape=(self.n, self.n))
@@ -297,7 +328,7 @@ def _supervariables(indptr, indices, n):
 
 class _ScipyBackend:
     name = "scipy"
-    _OPTS = dict(diag_pivot_thresh=0.0, options=dict(SymmetricMode=True))
+    _OPTS = {"diag_pivot_thresh": 0.0, "options": {"SymmetricMode": True}}
 
     def __init__(self, n, indptr, indices, diag_pos):
         self.n = n
@@ -352,12 +383,27 @@ class _ScipyBackend:
         return out
 
 
-_BACKENDS = {"cvxopt": _CvxoptBackend, "cholmod": _CholmodBackend, "pardiso": _PardisoBackend,
-             "qdldl": _QdldlBackend, "scipy": _ScipyBackend}
-_MODULES = {"cvxopt": "cvxopt.cholmod", "cholmod": "sksparse.cholmod", "pardiso": "pypardiso", "qdldl": "qdldl",
-            "scipy": "scipy.sparse.linalg"}
-_PIP = {"cvxopt": "cvxopt", "cholmod": "scikit-sparse (needs libsuitesparse-dev)", "pardiso": "pypardiso",
-        "qdldl": "qdldl", "scipy": "scipy"}
+_BACKENDS: dict[str, Callable[..., _Backend]] = {
+    "cvxopt": _CvxoptBackend,
+    "cholmod": _CholmodBackend,
+    "pardiso": _PardisoBackend,
+    "qdldl": _QdldlBackend,
+    "scipy": _ScipyBackend,
+}
+_MODULES = {
+    "cvxopt": "cvxopt.cholmod",
+    "cholmod": "sksparse.cholmod",
+    "pardiso": "pypardiso",
+    "qdldl": "qdldl",
+    "scipy": "scipy.sparse.linalg",
+}
+_PIP = {
+    "cvxopt": "cvxopt",
+    "cholmod": "scikit-sparse (needs libsuitesparse-dev)",
+    "pardiso": "pypardiso",
+    "qdldl": "qdldl",
+    "scipy": "scipy",
+}
 _AVAILABLE: dict[str, bool] = {}
 
 
@@ -367,6 +413,7 @@ def _is_available(name: str) -> bool:
             importlib.import_module(_MODULES[name])
             if name == "pardiso":
                 from pypardiso.pardiso_wrapper import PyPardisoSolver
+
                 PyPardisoSolver()  # finds and loads mkl_rt
             _AVAILABLE[name] = True
         except Exception:  # ImportError, OSError (shared library), anything a broken install throws
@@ -435,13 +482,17 @@ class SparseCholesky:
             names = [b for b in AUTO_ORDER if _is_available(b)]
         elif backend in _BACKENDS:
             if not _is_available(backend):
-                raise SolverError(f"sparse Cholesky backend {backend!r} is not installed (pip install "
-                                  f"{_PIP[backend]}); installed: {available_backends()}")
+                raise SolverError(
+                    f"sparse Cholesky backend {backend!r} is not installed (pip install "
+                    f"{_PIP[backend]}); installed: {available_backends()}"
+                )
             names = [backend]
         else:
-            raise SolverError(f"unknown sparse Cholesky backend {backend!r}; expected 'auto' or one of "
-                              f"{list(AUTO_ORDER)}")
+            raise SolverError(
+                f"unknown sparse Cholesky backend {backend!r}; expected 'auto' or one of {list(AUTO_ORDER)}"
+            )
         last = None
+        self._impl: _Backend | None  # None only for n == 0
         if n == 0:  # nothing to factor; keep the name for the record
             self._impl, self.backend = None, names[0]
             return
@@ -465,8 +516,11 @@ class SparseCholesky:
             raise SolverError(f"H must be a scipy.sparse matrix, got {type(H).__name__}")
         if H.shape != (self.n, self.n):
             raise SolverError(f"H has shape {H.shape}, the pattern has shape {(self.n, self.n)}")
-        if (H.format == "csc" and np.array_equal(H.indptr, self._pat_indptr)
-                and np.array_equal(H.indices, self._pat_indices)):
+        if (
+            H.format == "csc"
+            and np.array_equal(H.indptr, self._pat_indptr)
+            and np.array_equal(H.indices, self._pat_indices)
+        ):
             data = np.asarray(H.data, dtype=np.float64)[self._fast_src]
             if self._fast_missing.size:
                 data[self._fast_missing] = 0.0
@@ -478,8 +532,10 @@ class SparseCholesky:
         bad = self._lkeys[pos_c] != keys
         if bad.any():
             i = int(np.argmax(bad))
-            raise SolverError(f"H has an entry at ({int(rows[i])}, {int(cols[i])}) outside the pattern given to "
-                              "SparseCholesky; build a new SparseCholesky for a new pattern")
+            raise SolverError(
+                f"H has an entry at ({int(rows[i])}, {int(cols[i])}) outside the pattern given to "
+                "SparseCholesky; build a new SparseCholesky for a new pattern"
+            )
         return np.bincount(pos_c, weights=np.asarray(vals, dtype=np.float64), minlength=self.nnz)
 
     def factorize(self, H) -> None:
@@ -491,14 +547,18 @@ class SparseCholesky:
         if self.n == 0:
             self._factorized = True
             return
+        assert self._impl is not None  # n > 0
         try:
             self._impl.factorize(np.ascontiguousarray(data))
         except _NotPositiveDefinite as e:
-            where = (f" at column {e.column} (the factorization broke down on that variable)"
-                     if e.column is not None else "")
+            where = (
+                f" at column {e.column} (the factorization broke down on that variable)" if e.column is not None else ""
+            )
             detail = f" ({e.detail})" if e.detail else ""
-            err = SolverError(f"H is not positive definite (singular or indefinite){where}{detail} "
-                              f"[backend {self.backend}]; add damping or fix the gauge")
+            err = SolverError(
+                f"H is not positive definite (singular or indefinite){where}{detail} "
+                f"[backend {self.backend}]; add damping or fix the gauge"
+            )
             err.column = e.column
             raise err from None
         self._factorized = True
@@ -513,6 +573,7 @@ class SparseCholesky:
         if b.size == 0:
             return np.zeros(b.shape)
         b2 = np.ascontiguousarray(b.reshape(self.n, -1))
+        assert self._impl is not None  # n > 0 (b.size > 0)
         x = self._impl.solve(b2).reshape(b.shape)
         if not np.isfinite(x).all():
             raise SolverError("the solution has non-finite entries: H is numerically singular")
@@ -520,4 +581,3 @@ class SparseCholesky:
 
     def __repr__(self):
         return f"SparseCholesky(n={self.n}, nnz_lower={self.nnz}, backend={self.backend!r})"
-

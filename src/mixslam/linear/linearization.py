@@ -3,6 +3,7 @@
 Every problem kind (pose graphs: both blocks act on poses; bundle adjustment: a camera block and a point block)
 hands the linear solvers a :class:`Linearization`; the solvers never see the problem itself.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -88,6 +89,14 @@ def model_decrease(lin: Linearization, g: np.ndarray, delta: np.ndarray) -> floa
     """The decrease -gᵀδ - 0.5‖Jδ‖² the linear model predicts for ``delta`` (fp64, unquantized Jacobian)."""
     Jd = np.empty_like(lin.r, dtype=np.float64)
     da, db = lin.split(delta)
-    jac_matvec(np.ascontiguousarray(lin.A, np.float64), lin.ia, np.ascontiguousarray(lin.B, np.float64), lin.ib,
-               da, db, Jd, False)
+    jac_matvec(
+        np.ascontiguousarray(lin.A, np.float64),
+        lin.ia,
+        np.ascontiguousarray(lin.B, np.float64),
+        lin.ib,
+        da,
+        db,
+        Jd,
+        False,
+    )
     return float(-(g @ delta) - 0.5 * np.sum(Jd * Jd))

@@ -8,6 +8,7 @@ Precision decisions made here (all read from the :class:`~mixslam.precision.Prec
 * :class:`KrylovArith` holds vectors and scalars in ``krylov`` precision (fp16 emulated the same way, with
   dot products accumulated sequentially in fp16).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,11 +23,11 @@ from ..storage import store
 def split_stacked(x: np.ndarray, nv: int, p: int, nb: int = 0, pb: int = 0):
     """Views (xa (nv, p), xb (nb, pb)) of a vector stacking two variable sets; xb is xa when nb == 0 (one set,
     as in pose graphs, where both Jacobian blocks of a row act on the same vector)."""
-    xa = x[:nv * p].reshape(nv, p)
-    return (xa, xa) if not nb else (xa, x[nv * p:].reshape(nb, pb))
+    xa = x[: nv * p].reshape(nv, p)
+    return (xa, xa) if not nb else (xa, x[nv * p :].reshape(nb, pb))
 
 
-def power_of_two(x: "np.ndarray | float") -> np.ndarray:
+def power_of_two(x: np.ndarray | float) -> np.ndarray:
     """Round positive factors to the nearest power of two (scaling by them is exact in binary floating point)."""
     x = np.asarray(x, dtype=np.float64)
     return np.exp2(np.round(np.log2(x)))
@@ -42,20 +43,40 @@ def column_scale(colsq: np.ndarray) -> np.ndarray:
 class JacobianOperator:
     """J (two blocks per row, one variable set) with columns scaled by ``scale``, stored in ``storage``."""
 
-    def __init__(self, A, ia, B, ib, nv: int, p: int, scale: np.ndarray, storage: Precision,
-                 accumulate: Precision, fallback: bool = True, nb: int = 0, pb: int = 0):
+    def __init__(
+        self,
+        A,
+        ia,
+        B,
+        ib,
+        nv: int,
+        p: int,
+        scale: np.ndarray,
+        storage: Precision,
+        accumulate: Precision,
+        fallback: bool = True,
+        nb: int = 0,
+        pb: int = 0,
+    ):
         self.ia, self.ib, self.nv, self.p, self.nb, self.pb = ia, ib, nv, p, nb, pb
         sa, sb = self.split(scale)
         # Scaled blocks in one compiled pass; one quantization of both together, so a fallback applies to
         # the whole operator.
         both = np.empty(A.size + B.size)
-        scaled_blocks_nb(np.ascontiguousarray(A), ia, np.ascontiguousarray(sa), np.ascontiguousarray(B), ib,
-                         np.ascontiguousarray(sb), both)
+        scaled_blocks_nb(
+            np.ascontiguousarray(A),
+            ia,
+            np.ascontiguousarray(sa),
+            np.ascontiguousarray(B),
+            ib,
+            np.ascontiguousarray(sb),
+            both,
+        )
         st = store(both, storage, accumulate, fallback)
         self.stats = st.stats
         self.storage, self.accumulate = st.storage, st.accumulate
-        self.A = st.values[:A.size].reshape(A.shape)
-        self.B = st.values[A.size:].reshape(B.shape)
+        self.A = st.values[: A.size].reshape(A.shape)
+        self.B = st.values[A.size :].reshape(B.shape)
         self.acc16 = st.acc16
         self.k = A.shape[1]
         self.nbytes = self.A.nbytes + self.B.nbytes
@@ -131,8 +152,9 @@ class KrylovArith:
         """y + a x, rounded per operation."""
         if self.r16:
             out = np.empty(np.shape(x), np.float32)
-            self.overflows += int(axpy16(float(a), np.ascontiguousarray(x, np.float32),
-                                         np.ascontiguousarray(y, np.float32), out))
+            self.overflows += int(
+                axpy16(float(a), np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y, np.float32), out)
+            )
             return out
         return y + self.scalar(a) * x
 

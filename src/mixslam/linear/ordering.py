@@ -5,6 +5,7 @@ the variables of a pose graph in a minimum-degree order instead of their file or
 factor almost as sparse as JᵀJ (ais2klinik: 50k factor blocks in minimum-degree order, 4.3M in file
 order), so an IC(k) factor with a few levels of fill is close to the complete one.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,5 +32,5 @@ def minimum_degree_order(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarr
     G.data[:] = -1.0
     deg = np.diff(G.indptr).astype(np.float64)
     G = (G + sp.diags(deg + 1.0)).tocsc()  # strictly diagonally dominant: no pivoting needed
-    lu = spla.splu(G, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options=dict(SymmetricMode=True))
+    lu = spla.splu(G, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
     return np.argsort(lu.perm_c).astype(np.int64)  # perm_c[i] = new position of node i

@@ -10,6 +10,7 @@ preconditioner; the :class:`~mixslam.linear.base.Preconditioner` implementations
 factor's refactor and escalation policy (:class:`~mixslam.linear.config.ICConfig`) lives in
 :class:`ICPreconditioner` alone.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,8 +27,15 @@ from .base import LinearStatus, Preconditioner, PreconditionerStats
 from .block_pattern import BlockPattern
 from .config import ICConfig, fill_level_of
 
-__all__ = ["BlockJacobiInverse", "ICFactor", "JacobiPreconditioner", "ICPreconditioner",
-           "IdentityPreconditioner", "scale_blocks", "scaled_diag_blocks"]
+__all__ = [
+    "BlockJacobiInverse",
+    "ICFactor",
+    "JacobiPreconditioner",
+    "ICPreconditioner",
+    "IdentityPreconditioner",
+    "scale_blocks",
+    "scaled_diag_blocks",
+]
 
 _F64 = np.dtype(np.float64)
 
@@ -43,8 +51,16 @@ def scaled_diag_blocks(lin, scale: np.ndarray) -> list:
     sa, sb = lin.split(scale)
     Da = np.empty((lin.nv, lin.p, lin.p))
     Db = np.empty((lin.nb, lin.pb, lin.pb)) if lin.nb else Da
-    diag_blocks_nb(np.ascontiguousarray(lin.A), lin.ia, np.ascontiguousarray(lin.B), lin.ib,
-                   np.ascontiguousarray(sa), np.ascontiguousarray(sb), Da, Db)
+    diag_blocks_nb(
+        np.ascontiguousarray(lin.A),
+        lin.ia,
+        np.ascontiguousarray(lin.B),
+        lin.ib,
+        np.ascontiguousarray(sa),
+        np.ascontiguousarray(sb),
+        Da,
+        Db,
+    )
     n_a = lin.nv * lin.p
     if not lin.nb:
         return [(Da, slice(0, n_a))]
@@ -54,14 +70,25 @@ def scaled_diag_blocks(lin, scale: np.ndarray) -> list:
 class BlockJacobiInverse:
     """Inverse of the diagonal blocks of one variable set of the scaled, damped normal matrix."""
 
-    def __init__(self, diag_blocks: np.ndarray, damping: np.ndarray, storage: Precision, accumulate: Precision,
-                 fallback: bool = True):
+    def __init__(
+        self,
+        diag_blocks: np.ndarray,
+        damping: np.ndarray,
+        storage: Precision,
+        accumulate: Precision,
+        fallback: bool = True,
+    ):
         nv, p, _ = diag_blocks.shape
         inv = np.empty((nv, p, p))
         # Compiled per-block Cholesky inverse; a block that is not positive definite (a variable no factor
         # constrains: the caller checks gauge first) gets a tiny relative diagonal shift.
-        self.shifted = int(spd_block_inverse_nb(np.ascontiguousarray(diag_blocks, np.float64),
-                                                np.ascontiguousarray(damping.reshape(nv, p), np.float64), inv))
+        self.shifted = int(
+            spd_block_inverse_nb(
+                np.ascontiguousarray(diag_blocks, np.float64),
+                np.ascontiguousarray(damping.reshape(nv, p), np.float64),
+                inv,
+            )
+        )
         st = store(inv, storage, accumulate, fallback)
         self.stats = st.stats
         self.storage = st.storage
@@ -93,9 +120,17 @@ class ICFactor:
     permuted in and out around the two triangular solves.
     """
 
-    def __init__(self, pattern: BlockPattern, blocks: np.ndarray, scale0: np.ndarray, storage: Precision,
-                 accumulate: Precision, first_shift: float = 1e-4, fallback: bool = True,
-                 damping: np.ndarray | None = None):
+    def __init__(
+        self,
+        pattern: BlockPattern,
+        blocks: np.ndarray,
+        scale0: np.ndarray,
+        storage: Precision,
+        accumulate: Precision,
+        first_shift: float = 1e-4,
+        fallback: bool = True,
+        damping: np.ndarray | None = None,
+    ):
         """``damping`` (nv*p,, variables' order): the scaled LM damping to add to the diagonal, or None."""
         self.pattern = pattern
         scaled = scale_blocks(pattern, blocks, scale0)
@@ -114,8 +149,10 @@ class ICFactor:
             if ok:
                 break
         if not ok:
-            raise SolverError(f"incomplete Cholesky broke down at block row {bad} even with a diagonal shift "
-                              f"of {shift:g}; the normal matrix is far from positive definite")
+            raise SolverError(
+                f"incomplete Cholesky broke down at block row {bad} even with a diagonal shift "
+                f"of {shift:g}; the normal matrix is far from positive definite"
+            )
         self.shift = shift
         st = store(L, storage, accumulate, fallback)
         self.stats = st.stats
@@ -169,8 +206,9 @@ class JacobiPreconditioner(Preconditioner):
         stats = QuantizationStats()
         self.parts, self.sizes = [], []
         for diag, sl in scaled_diag_blocks(lin, scale):
-            part = BlockJacobiInverse(diag, damping[sl], pol.preconditioner_storage, pol.preconditioner_accumulate,
-                                      pol.fallback)
+            part = BlockJacobiInverse(
+                diag, damping[sl], pol.preconditioner_storage, pol.preconditioner_accumulate, pol.fallback
+            )
             self.parts.append(part)
             self.sizes.append(part.nv * part.p)
             stats = stats.merge(part.stats)
@@ -181,7 +219,7 @@ class JacobiPreconditioner(Preconditioner):
             return self.parts[0].apply(r)
         out, o = [], 0
         for q, n in zip(self.parts, self.sizes):
-            out.append(q.apply(r[o:o + n]))
+            out.append(q.apply(r[o : o + n]))
             o += n
         return np.concatenate(out)
 
@@ -222,9 +260,16 @@ class ICPreconditioner(Preconditioner):
         # An escalated factor is recomputed at every linearization, so the damping it is used with is known.
         damped = damping if (cfg.damped or self.escalated) else None
         while True:
-            self.factor = ICFactor(self.pattern, self.pattern.assemble(lin.A, lin.B), scale,
-                                   pol.preconditioner_storage, pol.preconditioner_accumulate, cfg.shift,
-                                   pol.fallback, damped)
+            self.factor = ICFactor(
+                self.pattern,
+                self.pattern.assemble(lin.A, lin.B),
+                scale,
+                pol.preconditioner_storage,
+                pol.preconditioner_accumulate,
+                cfg.shift,
+                pol.fallback,
+                damped,
+            )
             if self.factor.shift <= cfg.shift_tolerance or self.pattern.fill_level + 2 > cfg.max_fill_level:
                 break
             # The factor only exists with a large shift: a poor approximation. Keep more fill instead.
@@ -259,8 +304,14 @@ class ICPreconditioner(Preconditioner):
             # The static factor no longer approximates JᵀJ here: refactor at this linearization and redo.
             return self._factorize(lin, scale, damping, times)
         complete_md = self.pattern.order is not None and self.pattern.is_complete
-        if (cfg.escalate and cfg.refactor != "never" and not self.escalated and not complete_md
-                and self._factored_for is lin and not result.relative_residual <= cfg.escalate_residual):
+        if (
+            cfg.escalate
+            and cfg.refactor != "never"
+            and not self.escalated
+            and not complete_md
+            and self._factored_for is lin
+            and not result.relative_residual <= cfg.escalate_residual
+        ):
             # Even a factor of this very linearization leaves CG far from the solution: the incomplete
             # factor is too weak for this graph (a long chain with few loops: ais2klinik). Switch, for the
             # rest of the solve, to the complete factor in minimum-degree order, which stays sparse.
@@ -283,10 +334,14 @@ class ICPreconditioner(Preconditioner):
         if self.factor is None:
             return None
         pat = self.pattern
-        return PreconditionerStats(shift=self.factor.shift, shift_tries=self.factor.shift_tries,
-                                   fill_level="complete" if pat.is_complete else pat.fill_level,
-                                   ordering="min-degree" if pat.order is not None else "natural",
-                                   escalated=self.escalated, factorizations=self.factorizations)
+        return PreconditionerStats(
+            shift=self.factor.shift,
+            shift_tries=self.factor.shift_tries,
+            fill_level="complete" if pat.is_complete else pat.fill_level,
+            ordering="min-degree" if pat.order is not None else "natural",
+            escalated=self.escalated,
+            factorizations=self.factorizations,
+        )
 
     def kernel_specs(self) -> set:
         pol = self.policy

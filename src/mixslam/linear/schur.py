@@ -8,6 +8,7 @@ Decision: the reduced camera system is dense. BA windows and the BAL files used 
 hundred cameras (49 x 9 = 441 unknowns), where a dense factorization takes well under a millisecond and
 beats any sparse one; above ``MAX_DENSE`` unknowns the solver refuses and names the CG solver instead.
 """
+
 from __future__ import annotations
 
 import time
@@ -49,8 +50,10 @@ class SchurSolver(LinearSolver):
 
     def __init__(self, nc: int, pc: int, npts: int):
         if nc * pc > MAX_DENSE:
-            raise ConfigError(f"the reduced camera system has {nc * pc} unknowns (> {MAX_DENSE}), too many for the "
-                              "dense Schur solver; use solver='cg' (CGNR)")
+            raise ConfigError(
+                f"the reduced camera system has {nc * pc} unknowns (> {MAX_DENSE}), too many for the "
+                "dense Schur solver; use solver='cg' (CGNR)"
+            )
         self.nc, self.pc, self.npts = nc, pc, npts
         self._groups: tuple[np.ndarray, np.ndarray] | None = None
         self._groups_for: np.ndarray | None = None
@@ -74,15 +77,17 @@ class SchurSolver(LinearSolver):
         B = np.ascontiguousarray(lin.B, dtype=np.float64)
         d = np.where(colsq > 0, d, 1.0)  # decoupled columns (a frozen BAL pose): step exactly 0
         da, db = lin.split(d)
-        U, Vinv, WT = point_blocks(A, lin.ia, B, lin.ib, lin.nv, lin.nb, np.ascontiguousarray(da),
-                                   np.ascontiguousarray(db))
+        U, Vinv, WT = point_blocks(
+            A, lin.ia, B, lin.ib, lin.nv, lin.nb, np.ascontiguousarray(da), np.ascontiguousarray(db)
+        )
         ga, gb = lin.split(g)
         S, b = reduce_cameras(U, Vinv, WT, lin.ia, order, ptr, np.ascontiguousarray(ga), np.ascontiguousarray(gb))
         t1 = time.perf_counter()
         status = LinearStatus.CONVERGED
         try:
-            dc = scipy.linalg.cho_solve(scipy.linalg.cho_factor(S, lower=True, check_finite=False), b,
-                                        check_finite=False)
+            dc = scipy.linalg.cho_solve(
+                scipy.linalg.cho_factor(S, lower=True, check_finite=False), b, check_finite=False
+            )
         except (np.linalg.LinAlgError, ValueError):
             status = LinearStatus.NONFINITE
             dc = np.zeros(lin.nv * lin.p)
@@ -90,13 +95,20 @@ class SchurSolver(LinearSolver):
         delta = np.concatenate([dc, dp.reshape(-1)])
         t2 = time.perf_counter()
         if not np.all(np.isfinite(delta)):
-            return LinearResult(np.zeros_like(delta), 1, float("nan"), LinearStatus.NONFINITE, float("nan"),
-                                times={"schur": t1 - t0, "factor_solve": t2 - t1})
+            return LinearResult(
+                np.zeros_like(delta),
+                1,
+                float("nan"),
+                LinearStatus.NONFINITE,
+                float("nan"),
+                times={"schur": t1 - t0, "factor_solve": t2 - t1},
+            )
         self._memory = MemoryUse(reduced_system_bytes=S.nbytes, point_blocks_bytes=Vinv.nbytes + WT.nbytes)
         # The true relative residual of the damped normal equations, ‖(JᵀJ + D) δ + g‖ / ‖g‖, in fp64.
         Hd = np.empty_like(delta)
         (pa, pb), (oa, ob) = lin.split(delta), lin.split(Hd)
         normal_matvec(A, lin.ia, B, lin.ib, pa, pb, oa, ob)
         res = float(np.linalg.norm(Hd + d * delta + g)) / max(float(np.linalg.norm(g)), 1e-300)
-        return LinearResult(delta, 1, res, status, model_decrease(lin, g, delta),
-                            times={"schur": t1 - t0, "factor_solve": t2 - t1})
+        return LinearResult(
+            delta, 1, res, status, model_decrease(lin, g, delta), times={"schur": t1 - t0, "factor_solve": t2 - t1}
+        )

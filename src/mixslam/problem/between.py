@@ -14,6 +14,7 @@ t <- t + R rho, R <- R Exp(phi) (tangent order (rho, phi)), derived in closed fo
 
 All functions compute in the dtype they are given (the policy's residual precision); callers cast.
 """
+
 from __future__ import annotations
 
 import numpy as np

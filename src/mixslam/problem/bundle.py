@@ -15,6 +15,7 @@ Two camera models share this container (``model``):
 
 The cost is 0.5 Σ ‖(prediction - observation) / sigma‖² (BAL: sigma = 1, so it is Ceres' cost).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -108,13 +109,17 @@ class BundleData:
         """Pinhole: (nc, 3) t_cw view."""
         return self.cameras[:, 9:12]
 
-    def with_state(self, cameras: np.ndarray, points: np.ndarray) -> "BundleData":
+    def with_state(self, cameras: np.ndarray, points: np.ndarray) -> BundleData:
         """A copy with new camera parameters and points (everything else shared)."""
-        return dataclasses.replace(self, cameras=np.array(cameras, dtype=np.float64),
-                                   points=np.array(points, dtype=np.float64), warnings=list(self.warnings))
+        return dataclasses.replace(
+            self,
+            cameras=np.array(cameras, dtype=np.float64),
+            points=np.array(points, dtype=np.float64),
+            warnings=list(self.warnings),
+        )
 
     # ------------------------------------------------------------------ checks
-    def validate(self) -> "BundleData":
+    def validate(self) -> BundleData:
         """Check shapes, finiteness, index ranges and that every free variable is observed.
 
         Raises :class:`InputFormatError` (shapes, indices), :class:`NonFiniteError` (NaN/inf) or
@@ -123,15 +128,22 @@ class BundleData:
         """
         src = self.source
         nc, npt, m = self.num_cameras, self.num_points, self.num_observations
+        fixed_c, fixed_p = self.fixed_cameras, self.fixed_points
+        assert fixed_c is not None and fixed_p is not None  # arrays since __post_init__
         if self.cameras.ndim != 2 or self.cameras.shape[1] != self.camera_dim:
-            raise InputFormatError(src, None, f"cameras must be (nc, {self.camera_dim}) for model {self.model!r}, "
-                                              f"got {self.cameras.shape}")
+            raise InputFormatError(
+                src, None, f"cameras must be (nc, {self.camera_dim}) for model {self.model!r}, got {self.cameras.shape}"
+            )
         if self.points.ndim != 2 or self.points.shape[1] != 3:
             raise InputFormatError(src, None, f"points must be (npts, 3), got {self.points.shape}")
         if self.observations.shape != (m, 2) or self.cam_idx.shape != (m,) or self.pt_idx.shape != (m,):
-            raise InputFormatError(src, None, "observations (m, 2), cam_idx (m,) and pt_idx (m,) disagree: "
-                                              f"{self.observations.shape}, {self.cam_idx.shape}, {self.pt_idx.shape}")
-        if self.fixed_cameras.shape != (nc,) or self.fixed_points.shape != (npt,):
+            raise InputFormatError(
+                src,
+                None,
+                "observations (m, 2), cam_idx (m,) and pt_idx (m,) disagree: "
+                f"{self.observations.shape}, {self.cam_idx.shape}, {self.pt_idx.shape}",
+            )
+        if fixed_c.shape != (nc,) or fixed_p.shape != (npt,):
             raise InputFormatError(src, None, "fixed_cameras/fixed_points must have one flag per camera/point")
         for name, arr in (("camera", self.cameras), ("point", self.points), ("observation", self.observations)):
             bad = ~np.isfinite(arr).all(axis=1)
@@ -141,26 +153,34 @@ class BundleData:
         if self.model == "pinhole":
             K = self.intrinsics
             if K.shape != (4,) or not np.isfinite(K).all() or K[0] <= 0 or K[1] <= 0:
-                raise InputFormatError(src, None, f"pinhole intrinsics must be finite (fx > 0, fy > 0, cx, cy), got {K}")
+                raise InputFormatError(
+                    src, None, f"pinhole intrinsics must be finite (fx > 0, fy > 0, cx, cy), got {K}"
+                )
         if not (np.isfinite(self.sigma) and self.sigma > 0):
             raise InputFormatError(src, None, f"pixel sigma must be positive and finite, got {self.sigma}")
         for name, idx, n in (("camera", self.cam_idx, nc), ("point", self.pt_idx, npt)):
             bad = (idx < 0) | (idx >= n)
             if bad.any():
                 k = int(np.flatnonzero(bad)[0])
-                raise InputFormatError(src, None, f"observation {k} refers to {name} {int(idx[k])}, but there are "
-                                                  f"{n} {name}s (indices 0..{n - 1})")
+                raise InputFormatError(
+                    src,
+                    None,
+                    f"observation {k} refers to {name} {int(idx[k])}, but there are {n} {name}s (indices 0..{n - 1})",
+                )
         cam_obs = np.bincount(self.cam_idx, minlength=nc)
         pt_obs = np.bincount(self.pt_idx, minlength=npt)
-        lonely_c = np.flatnonzero((cam_obs == 0) & ~self.fixed_cameras)
-        lonely_p = np.flatnonzero((pt_obs == 0) & ~self.fixed_points)
+        lonely_c = np.flatnonzero((cam_obs == 0) & ~fixed_c)
+        lonely_p = np.flatnonzero((pt_obs == 0) & ~fixed_p)
         if lonely_c.size or lonely_p.size:
             names = [f"camera {i}" for i in lonely_c[:10]] + [f"point {j}" for j in lonely_p[:10]]
-            raise GaugeError(f"{src}: {lonely_c.size} camera(s) and {lonely_p.size} point(s) are free but no "
-                             f"observation constrains them: {', '.join(names)}"
-                             f"{' ...' if lonely_c.size > 10 or lonely_p.size > 10 else ''}; "
-                             "remove them or fix them", [f"camera {i}" for i in lonely_c] + [f"point {j}" for j in lonely_p])
-        single = int(np.count_nonzero((pt_obs == 1) & ~self.fixed_points))
+            raise GaugeError(
+                f"{src}: {lonely_c.size} camera(s) and {lonely_p.size} point(s) are free but no "
+                f"observation constrains them: {', '.join(names)}"
+                f"{' ...' if lonely_c.size > 10 or lonely_p.size > 10 else ''}; "
+                "remove them or fix them",
+                [f"camera {i}" for i in lonely_c] + [f"point {j}" for j in lonely_p],
+            )
+        single = int(np.count_nonzero((pt_obs == 1) & ~fixed_p))
         if single:
             msg = f"{single} point(s) are seen by one camera only: their depth is held by damping alone"
             if msg not in self.warnings:

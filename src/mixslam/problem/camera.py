@@ -31,6 +31,7 @@ Depth guard
     * fp32: ``1e-4``. At P.z = 1e-6 the distortion term k2|p|⁴ and its Jacobian (~ f |p|⁵ / z) overflow fp32's
       3.4e38 for ordinary |P.xy|; at 1e-4 they stay below ~1e32 for |P.xy| <= 10 (k2 O(1)).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,9 +40,17 @@ from ..lie import so3
 from ..precision import thresholds
 
 __all__ = [
-    "MIN_DEPTH", "SMALL_ANGLE2", "FRONT_SIGN", "min_depth_for", "small_angle2_for",
-    "bal_project", "pinhole_project", "depth_status", "guard_depth",
-    "reference_residuals", "reference_jacobians",
+    "MIN_DEPTH",
+    "SMALL_ANGLE2",
+    "FRONT_SIGN",
+    "min_depth_for",
+    "small_angle2_for",
+    "bal_project",
+    "pinhole_project",
+    "depth_status",
+    "guard_depth",
+    "reference_residuals",
+    "reference_jacobians",
 ]
 
 MIN_DEPTH = {np.dtype(dt): thresholds(dt).min_depth for dt in (np.float64, np.float32)}
@@ -49,7 +58,8 @@ MIN_DEPTH = {np.dtype(dt): thresholds(dt).min_depth for dt in (np.float64, np.fl
 :data:`mixslam.precision.THRESHOLDS`."""
 
 SMALL_ANGLE2 = {np.dtype(dt): thresholds(dt).rodrigues_small_angle2 for dt in (np.float64, np.float32)}
-"""From :data:`mixslam.precision.THRESHOLDS`: θ² at or below which BAL's Rodrigues uses ``R = I + [w]x`` (Ceres 2.1: θ² > DBL_EPSILON -> Rodrigues)."""
+"""From :data:`mixslam.precision.THRESHOLDS`: θ² at or below which BAL's Rodrigues uses ``R = I + [w]x``
+(Ceres 2.1: θ² > DBL_EPSILON -> Rodrigues)."""
 
 FRONT_SIGN = {"bal": -1.0, "pinhole": 1.0}
 """Sign of P.z for a point in front of the camera."""
@@ -98,10 +108,10 @@ def _bal_rotation(w: np.ndarray, dt: np.dtype):
     th = np.sqrt(np.where(small, dt.type(1), th2))
     sn = np.sin(th)
     h = np.sin(th * dt.type(0.5)) / th
-    s = np.where(small, dt.type(1), sn / th)                        # sin θ / θ
-    c = np.where(small, dt.type(0), dt.type(2) * h * h)             # (1 - cos θ) / θ²
-    a = np.where(small, dt.type(0.5), dt.type(2) * h * h)           # Jr: (1 - cos θ) / θ²
-    b = np.where(small, dt.type(0), (th - sn) / (th * th * th))     # Jr: (θ - sin θ) / θ³
+    s = np.where(small, dt.type(1), sn / th)  # sin θ / θ
+    c = np.where(small, dt.type(0), dt.type(2) * h * h)  # (1 - cos θ) / θ²
+    a = np.where(small, dt.type(0.5), dt.type(2) * h * h)  # Jr: (1 - cos θ) / θ²
+    b = np.where(small, dt.type(0), (th - sn) / (th * th * th))  # Jr: (θ - sin θ) / θ³
     K = so3.hat(w)
     K2 = K @ K
     eye = np.eye(3, dtype=dt)
@@ -123,7 +133,11 @@ def _bal_eval(cameras, points, dt, min_depth, model="bal"):
     n2 = np.sum(p * p, axis=1)
     r = dt.type(1) + k1 * n2 + k2 * n2 * n2
     pred = (f * r)[:, None] * p
-    return pred, depth, dict(R=R, Jr=Jr, P=P, z=z, p=p, n2=n2, r=r, f=f, k1=k1, k2=k2, X=points)
+    return (
+        pred,
+        depth,
+        {"R": R, "Jr": Jr, "P": P, "z": z, "p": p, "n2": n2, "r": r, "f": f, "k1": k1, "k2": k2, "X": points},
+    )
 
 
 def bal_project(cameras: np.ndarray, points: np.ndarray, *, dtype=None, min_depth=None):
@@ -152,7 +166,7 @@ def _pinhole_eval(cameras, points, intrinsics, dt, min_depth):
     pred = np.empty((P.shape[0], 2), dtype=dt)
     pred[:, 0] = K[0] * (P[:, 0] / z) + K[2]
     pred[:, 1] = K[1] * (P[:, 1] / z) + K[3]
-    return pred, depth, dict(R=R, P=P, z=z, K=K, X=points)
+    return pred, depth, {"R": R, "P": P, "z": z, "K": K, "X": points}
 
 
 def pinhole_project(cameras: np.ndarray, points: np.ndarray, intrinsics, *, dtype=None, min_depth=None):
@@ -172,8 +186,11 @@ def pinhole_project(cameras: np.ndarray, points: np.ndarray, intrinsics, *, dtyp
 def _gather(data, cameras, points, dt):
     cameras = data.cameras if cameras is None else cameras
     points = data.points if points is None else points
-    return (np.asarray(cameras, dtype=dt)[data.cam_idx], np.asarray(points, dtype=dt)[data.pt_idx],
-            np.asarray(data.observations, dtype=dt))
+    return (
+        np.asarray(cameras, dtype=dt)[data.cam_idx],
+        np.asarray(points, dtype=dt)[data.pt_idx],
+        np.asarray(data.observations, dtype=dt),
+    )
 
 
 def reference_residuals(data, cameras=None, points=None, *, dtype=np.float64, min_depth=None) -> np.ndarray:
@@ -219,7 +236,7 @@ def reference_jacobians(data, cameras=None, points=None, *, dtype=np.float64, mi
     if data.model == "bal":
         pred, depth, e = _bal_eval(cams, pts, dt, md)
         e["clamped"] = depth_status("bal", depth, md)[1]
-        J = _dpred_dP_bal(e, dt)                                     # (m,2,3)
+        J = _dpred_dP_bal(e, dt)  # (m,2,3)
         R, Jr, X, p = e["R"], e["Jr"], e["X"], e["p"]
         A = np.empty((m, 2, 9), dtype=dt)
         A[:, :, 0:3] = -(J @ R @ so3.hat(X) @ Jr)

@@ -8,6 +8,7 @@ Conventions (those of g2o, so that ``2 * cost`` equals the chi2 g2o reports for 
   of D's unit quaternion taken with w >= 0; information order (x, y, z, qx, qy, qz).
 * cost = 0.5 * sum_k e_k^T Omega_k e_k, accumulated in fp64.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -64,11 +65,12 @@ class PoseGraph:
         """Degrees of freedom per pose: 3 (2D) or 6 (3D)."""
         return 3 if self.dim == 2 else 6
 
-    def copy(self) -> "PoseGraph":
+    def copy(self) -> PoseGraph:
         import copy
+
         return copy.deepcopy(self)
 
-    def with_poses(self, rotations: np.ndarray, translations: np.ndarray) -> "PoseGraph":
+    def with_poses(self, rotations: np.ndarray, translations: np.ndarray) -> PoseGraph:
         g = self.copy()
         g.rotations = np.array(rotations, dtype=np.float64)
         g.translations = np.array(translations, dtype=np.float64)
@@ -87,7 +89,9 @@ class PoseGraph:
             if idx.size and (idx.min() < 0 or idx.max() >= n):
                 raise GaugeError(f"{self.source}: {name} refers to pose indices outside 0..{n - 1}")
         if not np.all(np.isfinite(self.rotations)) or not np.all(np.isfinite(self.translations)):
-            bad = np.where(~(np.isfinite(self.rotations).all(axis=(1, 2)) & np.isfinite(self.translations).all(axis=1)))[0]
+            bad = np.where(
+                ~(np.isfinite(self.rotations).all(axis=(1, 2)) & np.isfinite(self.translations).all(axis=1))
+            )[0]
             raise NonFiniteError(f"{self.source}: poses {self.ids[bad[:10]].tolist()} have NaN/inf values")
         check_information(self.information, self)
         check_connected(self)
@@ -121,7 +125,8 @@ def check_information(information: np.ndarray, graph: PoseGraph | None = None) -
             f"{src}: {bad.size} of {information.shape[0]} information matrices are not positive definite, "
             f"first: {label(int(bad[0]))}. The cost 0.5 eᵀΩe would be unbounded below. Repair them with "
             "`repair='nearest'` (nearest positive-definite matrix) or `repair='isotropic'` (SE-Sync-style "
-            "isotropic weights), on the command line --repair-information nearest|isotropic")
+            "isotropic weights), on the command line --repair-information nearest|isotropic"
+        )
 
 
 def check_connected(graph: PoseGraph) -> None:
@@ -141,7 +146,8 @@ def check_connected(graph: PoseGraph) -> None:
         raise GaugeError(
             f"{graph.source}: {free.size} pose(s) are not connected by edges to a fixed pose, so their "
             f"position is undetermined: vertex ids {shown}. Add edges to them, fix one of them, or remove them.",
-            unconstrained=[int(v) for v in free])
+            unconstrained=[int(v) for v in free],
+        )
 
 
 def repair_information(information: np.ndarray, method: str) -> tuple[np.ndarray, int]:

@@ -24,6 +24,7 @@ Depth counts
 The kernels are serial loops (no prange). For the BAL model the rotation and its right Jacobian are computed
 once per camera (one sin/sqrt per camera, not per observation).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -292,8 +293,7 @@ def _prepare(model, cameras, points, cam_idx, pt_idx, obs, intrinsics, sigma, dt
     if points.ndim != 2 or points.shape[1] != 3:
         raise ValueError(f"points must be (npts, 3), got {points.shape}")
     if obs.shape != (m, 2) or cam_idx.shape != (m,) or pt_idx.shape != (m,):
-        raise ValueError(f"obs (m,2), cam_idx (m,), pt_idx (m,) disagree: {obs.shape}, {cam_idx.shape}, "
-                         f"{pt_idx.shape}")
+        raise ValueError(f"obs (m,2), cam_idx (m,), pt_idx (m,) disagree: {obs.shape}, {cam_idx.shape}, {pt_idx.shape}")
     if m:  # the kernels do not range-check; a bad index would read out of bounds
         for name, idx, n in (("camera", cam_idx, cameras.shape[0]), ("point", pt_idx, points.shape[0])):
             lo, hi = int(idx.min()), int(idx.max())
@@ -368,5 +368,13 @@ def bundle_arrays(data, cameras=None, points=None) -> tuple:
     """The positional arguments ``(model, cameras, points, cam_idx, pt_idx, obs, intrinsics, sigma)`` of
     :func:`residuals`/:func:`linearize`/:func:`cost` for a :class:`~mixslam.problem.bundle.BundleData`
     (optionally with another state), e.g. ``linearize(*bundle_arrays(data), dtype=np.float32)``."""
-    return (data.model, data.cameras if cameras is None else cameras, data.points if points is None else points,
-            data.cam_idx, data.pt_idx, data.observations, data.intrinsics, data.sigma)
+    return (
+        data.model,
+        data.cameras if cameras is None else cameras,
+        data.points if points is None else points,
+        data.cam_idx,
+        data.pt_idx,
+        data.observations,
+        data.intrinsics,
+        data.sigma,
+    )

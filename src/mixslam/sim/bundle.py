@@ -34,6 +34,7 @@ included). The initial guess of every other keyframe is the truth perturbed on t
 Everything is drawn from ``numpy.random.default_rng(seed)``, so a seed reproduces the arrays bit for bit.
 Points are ordered along the path; observations by keyframe, then point.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,23 +57,25 @@ MIN_DEPTH = 0.3
 MAX_DEPTH = 15.0
 """Farthest visible depth (m)."""
 
-_CAMERA_HEIGHT = 1.5      # m above the ground
-_BEHIND = 1.0             # landmarks start this far (arc length) behind the first keyframe
-_AHEAD = MAX_DEPTH        # ... and end this far ahead of the last one (the newest frame sees a full range)
+_CAMERA_HEIGHT = 1.5  # m above the ground
+_BEHIND = 1.0  # landmarks start this far (arc length) behind the first keyframe
+_AHEAD = MAX_DEPTH  # ... and end this far ahead of the last one (the newest frame sees a full range)
 _WALL_HEIGHT = 3.5
-_CLEAR = 1.0              # no clutter within this lateral distance of the path's centre line
+_CLEAR = 1.0  # no clutter within this lateral distance of the path's centre line
 _SURFACES = (0.3, 0.5, 0.2)  # fractions of landmarks on the ground, on the walls, in the volume
-_GRID_STEP = 0.01         # m, arc-length step of the path's tabulation
-_POOL = 1.25              # draw candidates supplying this many times the target observations, then thin
-_YIELD = 0.2              # first-round guess of candidates needed per wanted observation
-_MAX_ROUNDS = 8           # rounds of drawing more candidates before giving up
+_GRID_STEP = 0.01  # m, arc-length step of the path's tabulation
+_POOL = 1.25  # draw candidates supplying this many times the target observations, then thin
+_YIELD = 0.2  # first-round guess of candidates needed per wanted observation
+_MAX_ROUNDS = 8  # rounds of drawing more candidates before giving up
 
 
 def _numbers(v, n: int) -> bool:
     """``v`` is a tuple or list of ``n`` finite real numbers (not bools)."""
-    return (isinstance(v, (tuple, list)) and len(v) == n
-            and all(isinstance(x, Real) and not isinstance(x, bool) and math.isfinite(x) for x in v))
-
+    return (
+        isinstance(v, (tuple, list))
+        and len(v) == n
+        and all(isinstance(x, Real) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+    )
 
 
 @dataclass(frozen=True)
@@ -117,9 +120,12 @@ class WindowConfig:
     ``landmarks_per_frame`` counts the landmarks observed per keyframe."""
 
     def __post_init__(self):
-        check_config_fields(self, ints={"keyframes": 2, "landmarks_per_frame": 1, "min_observations": 1,
-                                        "fixed_frames": 0},
-                            nonnegative=("pixel_noise", "point_noise"), positive=("speed", "fx"))
+        check_config_fields(
+            self,
+            ints={"keyframes": 2, "landmarks_per_frame": 1, "min_observations": 1, "fixed_frames": 0},
+            nonnegative=("pixel_noise", "point_noise"),
+            positive=("speed", "fx"),
+        )
         if self.fy is not None:
             check_config_fields(self, positive=("fy",))
         for name in ("cx", "cy"):
@@ -127,20 +133,26 @@ class WindowConfig:
             if v is not None and not _numbers((v,), 1):
                 raise ConfigError(f"WindowConfig.{name} must be None or a finite number, got {v!r}")
         if self.fixed_frames > self.keyframes:
-            raise ConfigError(f"WindowConfig.fixed_frames must be at most keyframes ({self.keyframes}), got "
-                              f"{self.fixed_frames}")
+            raise ConfigError(
+                f"WindowConfig.fixed_frames must be at most keyframes ({self.keyframes}), got {self.fixed_frames}"
+            )
         if self.min_observations > self.keyframes:
-            raise ConfigError(f"WindowConfig.min_observations must be at most keyframes ({self.keyframes}), got "
-                              f"{self.min_observations}")
+            raise ConfigError(
+                f"WindowConfig.min_observations must be at most keyframes ({self.keyframes}), got "
+                f"{self.min_observations}"
+            )
         if not _numbers(self.image_size, 2) or min(self.image_size) <= 0:
             raise ConfigError(f"WindowConfig.image_size must be (width, height), both > 0, got {self.image_size!r}")
         tl = self.track_length
-        if tl is not None and (not _numbers(tl, 2) or any(not isinstance(v, Integral) for v in tl)
-                               or not 1 <= tl[0] <= tl[1]):
+        if tl is not None and (
+            not _numbers(tl, 2) or any(not isinstance(v, Integral) for v in tl) or not 1 <= tl[0] <= tl[1]
+        ):
             raise ConfigError(f"WindowConfig.track_length must be None or integers (a, b) with 1 <= a <= b, got {tl!r}")
         if not _numbers(self.pose_noise, 2) or min(self.pose_noise) < 0:
-            raise ConfigError(f"WindowConfig.pose_noise must be (translation std, rotation std), both finite and "
-                              f">= 0, got {self.pose_noise!r}")
+            raise ConfigError(
+                f"WindowConfig.pose_noise must be (translation std, rotation std), both finite and "
+                f">= 0, got {self.pose_noise!r}"
+            )
 
     def intrinsics(self) -> np.ndarray:
         """(fx, fy, cx, cy) with the defaults filled in."""
@@ -192,7 +204,7 @@ def simulate_window(config: WindowConfig = WindowConfig(), seed: int = 0) -> Sim
     n_draw = int(math.ceil(want * _YIELD))
     pts_s = np.zeros(0)
     pts = np.zeros((0, 3))
-    vis_c = np.zeros(0, dtype=np.int64)   # observed pairs (camera, candidate)
+    vis_c = np.zeros(0, dtype=np.int64)  # observed pairs (camera, candidate)
     vis_p = np.zeros(0, dtype=np.int64)
     for _ in range(_MAX_ROUNDS):
         s_new, p_new = _landmarks(path, walls, s_lo, s_hi, n_draw, rng)
@@ -211,14 +223,16 @@ def simulate_window(config: WindowConfig = WindowConfig(), seed: int = 0) -> Sim
         n_draw = 4 * n_draw if per_candidate == 0.0 else int(math.ceil(1.2 * (want - pool) / per_candidate)) + 16
     else:
         if pool < target:
-            raise ValueError(f"simulate_window: the scene cannot supply {cfg.landmarks_per_frame} landmarks per "
-                             f"keyframe with this configuration ({pool / nc:.1f} observed per keyframe after "
-                             f"{_MAX_ROUNDS} rounds); check image_size, fx and min_observations")
+            raise ValueError(
+                f"simulate_window: the scene cannot supply {cfg.landmarks_per_frame} landmarks per "
+                f"keyframe with this configuration ({pool / nc:.1f} observed per keyframe after "
+                f"{_MAX_ROUNDS} rounds); check image_size, fx and min_observations"
+            )
     # thin: a random subset of the eligible candidates whose observations add up to the target
     eligible = np.flatnonzero(count >= cfg.min_observations)
     eligible = eligible[rng.permutation(eligible.size)]
     total = np.cumsum(count[eligible])
-    k = int(np.searchsorted(total, target))          # total[k] >= target > total[k - 1]
+    k = int(np.searchsorted(total, target))  # total[k] >= target > total[k - 1]
     if k > 0 and target - total[k - 1] < total[k] - target:
         k -= 1
     keep = eligible[: k + 1]
@@ -250,9 +264,18 @@ def simulate_window(config: WindowConfig = WindowConfig(), seed: int = 0) -> Sim
     guess[fixed] = cams[fixed]
     points0 = truth_points + rng.normal(0.0, 1.0, truth_points.shape) * float(cfg.point_noise)
 
-    data = BundleData(model="pinhole", cameras=guess, points=points0, observations=observations,
-                      cam_idx=cam_idx, pt_idx=pt_idx, intrinsics=K, sigma=noise if noise > 0 else 1.0,
-                      fixed_cameras=fixed, source=_source(cfg, seed))
+    data = BundleData(
+        model="pinhole",
+        cameras=guess,
+        points=points0,
+        observations=observations,
+        cam_idx=cam_idx,
+        pt_idx=pt_idx,
+        intrinsics=K,
+        sigma=noise if noise > 0 else 1.0,
+        fixed_cameras=fixed,
+        source=_source(cfg, seed),
+    )
     data.validate()  # e.g. a free keyframe left without observations by a tiny landmarks_per_frame
     return SimulatedWindow(data, cams, truth_points)
 
@@ -286,8 +309,11 @@ class _Path:
         n = int(math.ceil((s_max - s_min) / _GRID_STEP)) + 1
         self.s = s_min + _GRID_STEP * np.arange(n)
         yaw = self.heading(self.s)
-        step = 0.5 * _GRID_STEP * (np.stack([np.cos(yaw), np.sin(yaw)], axis=1)[1:] +
-                                   np.stack([np.cos(yaw), np.sin(yaw)], axis=1)[:-1])
+        step = (
+            0.5
+            * _GRID_STEP
+            * (np.stack([np.cos(yaw), np.sin(yaw)], axis=1)[1:] + np.stack([np.cos(yaw), np.sin(yaw)], axis=1)[:-1])
+        )
         xy = np.concatenate([np.zeros((1, 2)), np.cumsum(step, axis=0)])
         xy -= np.array([np.interp(0.0, self.s, xy[:, 0]), np.interp(0.0, self.s, xy[:, 1])])
         self.xy = xy
@@ -298,8 +324,9 @@ class _Path:
 
     def point(self, s: np.ndarray) -> np.ndarray:
         """(n, 3) ground points of the path at arc lengths s."""
-        return np.stack([np.interp(s, self.s, self.xy[:, 0]), np.interp(s, self.s, self.xy[:, 1]),
-                         np.zeros(np.shape(s))], axis=-1)
+        return np.stack(
+            [np.interp(s, self.s, self.xy[:, 0]), np.interp(s, self.s, self.xy[:, 1]), np.zeros(np.shape(s))], axis=-1
+        )
 
     def frame(self, s: np.ndarray, lateral: np.ndarray, up: np.ndarray) -> np.ndarray:
         """World points at arc length s, ``lateral`` metres to the left of the path and ``up`` above ground."""
@@ -316,7 +343,7 @@ def _camera_poses(path: _Path, s: np.ndarray, rng: np.random.Generator):
     """(R_cw (n,3,3), t_cw (n,3), centres (n,3)) of cameras at arc lengths s, with a small smooth
     yaw/pitch/roll/height wobble."""
     amp = rng.uniform(0.5, 1.0, 4) * np.array([0.05, 0.03, 0.02, 0.05])  # yaw, pitch, roll (rad), height (m)
-    freq = rng.uniform(0.1, 0.3, 4) * 2.0 * np.pi                        # rad per metre of path
+    freq = rng.uniform(0.1, 0.3, 4) * 2.0 * np.pi  # rad per metre of path
     phase = rng.uniform(0.0, 2.0 * np.pi, 4)
     wob = amp * np.sin(s[:, None] * freq + phase)
     yaw = path.heading(s) + wob[:, 0]
@@ -350,8 +377,9 @@ def _landmarks(path: _Path, walls: np.ndarray, s_lo: float, s_hi: float, n: int,
     return s, path.frame(s, lateral, up)
 
 
-def _visible(cams: np.ndarray, centres: np.ndarray, pts: np.ndarray, reach: float, K: np.ndarray,
-             width: float, height: float):
+def _visible(
+    cams: np.ndarray, centres: np.ndarray, pts: np.ndarray, reach: float, K: np.ndarray, width: float, height: float
+):
     """(camera, point) of the pairs with depth in [MIN_DEPTH, MAX_DEPTH] and the projection inside the
     image, sorted by camera then point. Only points within ``reach`` of a camera centre are projected."""
     from scipy.spatial import cKDTree
@@ -361,8 +389,14 @@ def _visible(cams: np.ndarray, centres: np.ndarray, pts: np.ndarray, reach: floa
     ci = np.repeat(np.arange(len(centres), dtype=np.int64), counts)
     pj = np.concatenate([np.asarray(ix, dtype=np.int64) for ix in near]) if ci.size else ci.copy()
     pred, depth = pinhole_project(cams[ci], pts[pj], K)
-    ok = ((depth >= MIN_DEPTH) & (depth <= MAX_DEPTH) & (pred[:, 0] >= 0.0) & (pred[:, 0] < width)
-          & (pred[:, 1] >= 0.0) & (pred[:, 1] < height))
+    ok = (
+        (depth >= MIN_DEPTH)
+        & (depth <= MAX_DEPTH)
+        & (pred[:, 0] >= 0.0)
+        & (pred[:, 0] < width)
+        & (pred[:, 1] >= 0.0)
+        & (pred[:, 1] < height)
+    )
     return ci[ok], pj[ok]
 
 

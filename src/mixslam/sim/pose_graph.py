@@ -34,6 +34,7 @@ Kinds (steps are about 1 m long in all of them):
 ``loop_closure_prob`` is the probability that each candidate loop closure is kept (default: 0.5 for
 manhattan/grid3d/circle, 1.0 for sphere as in g2o). For manhattan/grid3d at most 2 closures per pose are kept.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,14 +47,20 @@ from ..errors import ConfigError, check_seed
 from ..lie import so2, so3
 from ..problem.pose_graph import PoseGraph
 
-__all__ = ["simulate_pose_graph", "SimulatedPoseGraph", "KINDS", "noisy_measurements", "edge_information",
-           "compose_odometry"]
+__all__ = [
+    "simulate_pose_graph",
+    "SimulatedPoseGraph",
+    "KINDS",
+    "noisy_measurements",
+    "edge_information",
+    "compose_odometry",
+]
 
 KINDS = ("manhattan", "grid3d", "sphere", "circle")
 _DIMS = {"manhattan": (2, 3), "grid3d": (3,), "sphere": (3,), "circle": (2, 3)}
 _DEFAULT_LOOP_PROB = {"manhattan": 0.5, "grid3d": 0.5, "sphere": 1.0, "circle": 0.5}
-_MIN_LOOP_GAP = 10        # manhattan/grid3d: no closures between poses fewer than this many steps apart
-_MAX_LOOPS_PER_POSE = 2   # manhattan/grid3d: at most this many closures end at one pose
+_MIN_LOOP_GAP = 10  # manhattan/grid3d: no closures between poses fewer than this many steps apart
+_MAX_LOOPS_PER_POSE = 2  # manhattan/grid3d: at most this many closures end at one pose
 _LOOP_RADIUS = 1.0 + 1e-9
 
 
@@ -67,9 +74,16 @@ class SimulatedPoseGraph(NamedTuple):
     """(n, d) true positions."""
 
 
-def simulate_pose_graph(kind: str, num_poses: int, *, seed: int, translation_sigma: float = 0.05,
-                        rotation_sigma: float = 0.01, loop_closure_prob: float | None = None,
-                        dim: int | None = None) -> SimulatedPoseGraph:
+def simulate_pose_graph(
+    kind: str,
+    num_poses: int,
+    *,
+    seed: int,
+    translation_sigma: float = 0.05,
+    rotation_sigma: float = 0.01,
+    loop_closure_prob: float | None = None,
+    dim: int | None = None,
+) -> SimulatedPoseGraph:
     """Simulate a pose graph; returns ``(graph, truth_rotations, truth_translations)``.
 
     ``kind`` is one of :data:`KINDS`; ``dim`` defaults to the kind's natural dimension (2 for manhattan and
@@ -108,8 +122,9 @@ def simulate_pose_graph(kind: str, num_poses: int, *, seed: int, translation_sig
     if R.shape[-1] == 2 and dim == 3:
         R, t = _lift(R, t)
 
-    loops = _select_loops(cand, loop_closure_prob, rng,
-                          cap=_MAX_LOOPS_PER_POSE if kind in ("manhattan", "grid3d") else None)
+    loops = _select_loops(
+        cand, loop_closure_prob, rng, cap=_MAX_LOOPS_PER_POSE if kind in ("manhattan", "grid3d") else None
+    )
     odo = np.arange(n - 1, dtype=np.int64)
     ei = np.concatenate([odo, loops[:, 0]])
     ej = np.concatenate([odo + 1, loops[:, 1]])
@@ -120,10 +135,20 @@ def simulate_pose_graph(kind: str, num_poses: int, *, seed: int, translation_sig
 
     fixed = np.zeros(n, dtype=bool)
     fixed[0] = True
-    graph = PoseGraph(dim=dim, ids=np.arange(n, dtype=np.int64), rotations=R0, translations=t0,
-                      edge_i=ei, edge_j=ej, meas_rotations=Zr, meas_translations=Zt, information=info,
-                      fixed=fixed, has_initial_guess=True,
-                      source=f"<sim {kind} n={n} dim={dim} seed={seed}>")
+    graph = PoseGraph(
+        dim=dim,
+        ids=np.arange(n, dtype=np.int64),
+        rotations=R0,
+        translations=t0,
+        edge_i=ei,
+        edge_j=ej,
+        meas_rotations=Zr,
+        meas_translations=Zt,
+        information=info,
+        fixed=fixed,
+        has_initial_guess=True,
+        source=f"<sim {kind} n={n} dim={dim} seed={seed}>",
+    )
     return SimulatedPoseGraph(graph, R, t)
 
 
@@ -162,15 +187,15 @@ def _grid3d(n: int, rng: np.random.Generator):
     dirs = [tuple(int(v) for v in d) for d in _DIRS3]
     u = rng.random(n).tolist()
     pick = rng.random((n, 4)).argsort(axis=1).tolist()
-    c0, c1, c2 = 0, 2, 4          # body axes (x, y, z) as direction ids: start with R = I
+    c0, c1, c2 = 0, 2, 4  # body axes (x, y, z) as direction ids: start with R = I
     p = [side // 2] * 3
     cols = [(c0, c1, c2)] * n
     pos = [tuple(p)] * n
     for k in range(1, n):
         # Candidates: straight first (prob 0.6), then the 4 perpendicular directions in random order,
         # reversing only when boxed in.
-        perp = (c1, c1 ^ 1, c2, c2 ^ 1)
-        perp = [perp[i] for i in pick[k]]
+        side_dirs = (c1, c1 ^ 1, c2, c2 ^ 1)
+        perp = [side_dirs[i] for i in pick[k]]
         cands = ([c0] + perp) if u[k] < 0.6 else (perp + [c0])
         cands.append(c0 ^ 1)
         for dn in cands:
@@ -179,11 +204,11 @@ def _grid3d(n: int, rng: np.random.Generator):
                 break
         if dn == c0:
             pass
-        elif dn == c0 ^ 1:           # 180 degrees about the body z axis
+        elif dn == c0 ^ 1:  # 180 degrees about the body z axis
             c0, c1 = c0 ^ 1, c1 ^ 1
-        elif dn >> 1 == c1 >> 1:     # dn = s*c1: 90 degrees about c2: c0 -> dn, c1 -> -s*c0
+        elif dn >> 1 == c1 >> 1:  # dn = s*c1: 90 degrees about c2: c0 -> dn, c1 -> -s*c0
             c0, c1 = dn, (c0 ^ 1) if dn == c1 else c0
-        else:                        # dn = s*c2: 90 degrees about -c1: c0 -> dn, c2 -> -s*c0
+        else:  # dn = s*c2: 90 degrees about -c1: c0 -> dn, c2 -> -s*c0
             c0, c2 = dn, (c0 ^ 1) if dn == c2 else c0
         p = q
         cols[k] = (c0, c1, c2)
@@ -200,8 +225,9 @@ def _sphere(n: int):
     idx = np.arange(n)
     yaw = -np.pi + 2.0 * np.pi * (idx % per_ring) / per_ring
     pitch = -0.5 * np.pi + idx * np.pi / (rings * per_ring)
-    R = so3.exp(np.stack([np.zeros(n), np.zeros(n), yaw], axis=1)) @ \
-        so3.exp(np.stack([np.zeros(n), pitch, np.zeros(n)], axis=1))
+    R = so3.exp(np.stack([np.zeros(n), np.zeros(n), yaw], axis=1)) @ so3.exp(
+        np.stack([np.zeros(n), pitch, np.zeros(n)], axis=1)
+    )
     t = R[:, :, 0] * radius
     j = np.arange(per_ring, n, dtype=np.int64)
     return R, t, np.stack([j - per_ring, j], axis=1)
@@ -276,12 +302,12 @@ def noisy_measurements(R, t, ei, ej, sigma_t, sigma_r, rng):
 def edge_information(dim, sigma_t, sigma_r, m):
     """(m, k, k) information of the noise of :func:`noisy_measurements` in the g2o error convention:
     ``I / sigma_t^2`` and ``4 I / sigma_r^2`` in 3D (quaternion-vector error), ``1 / sigma_r^2`` in 2D."""
-    it = 1.0 / sigma_t ** 2 if sigma_t > 0 else 1.0
+    it = 1.0 / sigma_t**2 if sigma_t > 0 else 1.0
     if dim == 3:
-        ir = 4.0 / sigma_r ** 2 if sigma_r > 0 else 1.0
+        ir = 4.0 / sigma_r**2 if sigma_r > 0 else 1.0
         diag = np.array([it, it, it, ir, ir, ir])
     else:
-        ir = 1.0 / sigma_r ** 2 if sigma_r > 0 else 1.0
+        ir = 1.0 / sigma_r**2 if sigma_r > 0 else 1.0
         diag = np.array([it, it, ir])
     return np.broadcast_to(np.diag(diag), (m, diag.size, diag.size)).copy()
 

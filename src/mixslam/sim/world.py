@@ -50,12 +50,12 @@ odometry 13, loops 20), so a seed reproduces every array bit for bit and the str
 (changing ``outlier_fraction`` does not change the pixel noise, changing the odometry noise does not change
 the trajectory, ...).
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Optional
 
 import numpy as np
 
@@ -63,9 +63,23 @@ from ..errors import ConfigError, check_config_fields, check_seed
 from ..lie import so3
 from ..problem.camera import pinhole_project
 
-__all__ = ["WorldConfig", "CameraConfig", "TrajectoryConfig", "LoopConfig", "World", "Run", "make_world",
-           "simulate_run", "loop_candidates", "revisit_pairs", "tour", "SURFACE_WALL", "SURFACE_FURNITURE",
-           "SURFACE_FLOOR", "SURFACE_CEILING"]
+__all__ = [
+    "WorldConfig",
+    "CameraConfig",
+    "TrajectoryConfig",
+    "LoopConfig",
+    "World",
+    "Run",
+    "make_world",
+    "simulate_run",
+    "loop_candidates",
+    "revisit_pairs",
+    "tour",
+    "SURFACE_WALL",
+    "SURFACE_FURNITURE",
+    "SURFACE_FLOOR",
+    "SURFACE_CEILING",
+]
 
 SURFACE_WALL = 0
 """``World.landmark_surface`` code of a landmark on a wall."""
@@ -76,12 +90,12 @@ SURFACE_FLOOR = 2
 SURFACE_CEILING = 3
 """... on the ceiling."""
 
-_DOOR_APPROACH = 0.6      # m: route waypoints this far either side of a door's centre
+_DOOR_APPROACH = 0.6  # m: route waypoints this far either side of a door's centre
 _FURNITURE_CLEARANCE = 0.5  # m: boxes keep this far from the tour
-_ROUTE_STEP = 0.01        # m: tabulation step of the tour and of the trajectory
-_TOUR_SMOOTH = 0.4        # m: std of the Gaussian filter that rounds the tour's turns
-_MAX_TRIES = 200          # draws of the layout / of a furniture box before giving up
-_FRAME_CHUNK = 32         # keyframes per vectorised visibility block
+_ROUTE_STEP = 0.01  # m: tabulation step of the tour and of the trajectory
+_TOUR_SMOOTH = 0.4  # m: std of the Gaussian filter that rounds the tour's turns
+_MAX_TRIES = 200  # draws of the layout / of a furniture box before giving up
+_FRAME_CHUNK = 32  # keyframes per vectorised visibility block
 # camera axes in the body frame (x forward, y left, z up): x_cam = right, y_cam = down, z_cam = forward
 _R_BODY_CAM = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
@@ -119,21 +133,29 @@ class WorldConfig:
 
     def __post_init__(self):
         r = self.rooms
-        if (not isinstance(r, (tuple, list)) or len(r) != 2
-                or any(isinstance(v, bool) or not isinstance(v, Integral) for v in r)
-                or not (tuple(r) == (1, 1) or min(r) >= 2)):
+        if (
+            not isinstance(r, (tuple, list))
+            or len(r) != 2
+            or any(isinstance(v, bool) or not isinstance(v, Integral) for v in r)
+            or not (tuple(r) == (1, 1) or min(r) >= 2)
+        ):
             _fail(self, "rooms", "(nx, ny) integers, both >= 2, or (1, 1)", r)
         _check_range(self, "room_size", 0.0)
         _check_range(self, "door_width", 0.0)
-        check_config_fields(self, ints={"furniture_per_room": 0},
-                            nonnegative=("wall_density", "furniture_density", "floor_density", "ceiling_density",
-                                         "route_clearance"),
-                            positive=("wall_height",), fractions=("extra_door_prob",))
+        check_config_fields(
+            self,
+            ints={"furniture_per_room": 0},
+            nonnegative=("wall_density", "furniture_density", "floor_density", "ceiling_density", "route_clearance"),
+            positive=("wall_height",),
+            fractions=("extra_door_prob",),
+        )
         need = 2.0 * (_DOOR_APPROACH + self.route_clearance)
         if self.room_size[0] < need or self.door_width[1] + 1.2 > self.room_size[0]:
-            raise ConfigError(f"WorldConfig.room_size {self.room_size!r} is too small for doors {self.door_width!r} "
-                              f"and a route clearance of {self.route_clearance} m (need >= {need:.2f} m and >= the "
-                              "widest door + 1.2 m)")
+            raise ConfigError(
+                f"WorldConfig.room_size {self.room_size!r} is too small for doors {self.door_width!r} "
+                f"and a route clearance of {self.route_clearance} m (need >= {need:.2f} m and >= the "
+                "widest door + 1.2 m)"
+            )
 
 
 @dataclass(frozen=True)
@@ -163,13 +185,18 @@ class CameraConfig:
     image; they are flagged in ``Run.obs_outlier`` and keep their landmark id."""
 
     def __post_init__(self):
-        check_config_fields(self, positive=("fx", "fy", "width", "height", "max_range", "min_depth"),
-                            nonnegative=("pixel_noise",), fractions=("outlier_fraction",))
+        check_config_fields(
+            self,
+            positive=("fx", "fy", "width", "height", "max_range", "min_depth"),
+            nonnegative=("pixel_noise",),
+            fractions=("outlier_fraction",),
+        )
         _check_finite(self, "cx")
         _check_finite(self, "cy")
         if self.max_range <= self.min_depth:
-            raise ConfigError(f"CameraConfig.max_range must exceed min_depth ({self.min_depth}), "
-                              f"got {self.max_range!r}")
+            raise ConfigError(
+                f"CameraConfig.max_range must exceed min_depth ({self.min_depth}), got {self.max_range!r}"
+            )
 
     def intrinsics(self) -> np.ndarray:
         """(fx, fy, cx, cy) as a float64 array."""
@@ -180,7 +207,7 @@ class CameraConfig:
 class TrajectoryConfig:
     """The ground-truth motion and the wheel odometry of :func:`simulate_run`."""
 
-    keyframes: Optional[int] = 300
+    keyframes: int | None = 300
     """Number of keyframes. None: as many as ``laps`` full laps of the tour take (``1 + floor(length /
     speed)``). With a given count the robot keeps touring as long as it needs (the default world's tour is
     19-27 m, so the default 300 keyframes = 29.9 m drive about 1.1-1.6 laps and revisit the start)."""
@@ -203,13 +230,21 @@ class TrajectoryConfig:
 
     def __post_init__(self):
         # 2 keyframes: one odometry step, the least the simulator needs (the SLAM study needs 3, see StudyConfig)
-        check_config_fields(self, ints={} if self.keyframes is None else {"keyframes": 2},
-                            positive=("laps", "speed"), nonnegative=("lateral_wobble",),
-                            choices={"planar": (True, False)})
+        check_config_fields(
+            self,
+            ints={} if self.keyframes is None else {"keyframes": 2},
+            positive=("laps", "speed"),
+            nonnegative=("lateral_wobble",),
+            choices={"planar": (True, False)},
+        )
         v = self.odometry_noise
         if not _pair(v) or min(v) < 0:
-            _fail(self, "odometry_noise", "a pair (a, b) of finite numbers >= 0 (translation fraction, rotation "
-                  "rad per m)", v)
+            _fail(
+                self,
+                "odometry_noise",
+                "a pair (a, b) of finite numbers >= 0 (translation fraction, rotation rad per m)",
+                v,
+            )
 
 
 @dataclass(frozen=True)
@@ -228,8 +263,12 @@ class LoopConfig:
     """... and its camera orientations differ by at most this angle (deg)."""
 
     def __post_init__(self):
-        check_config_fields(self, ints={"min_separation": 0}, nonnegative=("max_distance", "max_angle"),
-                            fractions=("recall", "false_positive_rate"))
+        check_config_fields(
+            self,
+            ints={"min_separation": 0},
+            nonnegative=("max_distance", "max_angle"),
+            fractions=("recall", "false_positive_rate"),
+        )
         if self.max_angle > 180.0:
             _fail(self, "max_angle", "a number of degrees in [0, 180]", self.max_angle)
 
@@ -247,23 +286,23 @@ class World:
     gaps between segments)."""
     route: np.ndarray
     """(w, 2) float64 waypoints of the closed tour in free space (the first is not repeated at the end)."""
-    normals: Optional[np.ndarray] = None
+    normals: np.ndarray | None = None
     """(L, 3) float64 outward unit normal of each landmark's surface; a zero row: seen from any side."""
-    landmark_surface: Optional[np.ndarray] = None
+    landmark_surface: np.ndarray | None = None
     """(L,) int8 surface code (:data:`SURFACE_WALL`, ``_FURNITURE``, ``_FLOOR``, ``_CEILING``)."""
-    landmark_room: Optional[np.ndarray] = None
+    landmark_room: np.ndarray | None = None
     """(L,) int64 index into ``rooms`` of the room a landmark faces (-1 unknown)."""
-    rooms: Optional[np.ndarray] = None
+    rooms: np.ndarray | None = None
     """(R, 4) float64 room rectangles ``[xmin, ymin, xmax, ymax]``, room ``ix + nx * iy``."""
-    doors: Optional[np.ndarray] = None
+    doors: np.ndarray | None = None
     """(D, 2, 2) float64 door gaps (segments across the opening, for plotting)."""
-    furniture: Optional[np.ndarray] = None
+    furniture: np.ndarray | None = None
     """(F, 2, 3) float64 furniture boxes ``[min corner, max corner]``."""
     wall_height: float = 2.5
     """Wall (and ceiling) height (m)."""
-    config: Optional[WorldConfig] = None
+    config: WorldConfig | None = None
     """The configuration :func:`make_world` used (None for a hand-built world)."""
-    seed: Optional[int] = None
+    seed: int | None = None
     """The seed :func:`make_world` used."""
 
     def __post_init__(self):
@@ -277,12 +316,14 @@ class World:
         object.__setattr__(self, "landmarks", lm)
         object.__setattr__(self, "walls", arr(self.walls, (-1, 2, 2)))
         object.__setattr__(self, "route", arr(self.route, (-1, 2)))
-        defaults = {"normals": (np.zeros((n, 3)), (n, 3), np.float64),
-                    "landmark_surface": (np.zeros(n), (n,), np.int8),
-                    "landmark_room": (np.full(n, -1), (n,), np.int64),
-                    "rooms": (np.zeros((0, 4)), (-1, 4), np.float64),
-                    "doors": (np.zeros((0, 2, 2)), (-1, 2, 2), np.float64),
-                    "furniture": (np.zeros((0, 2, 3)), (-1, 2, 3), np.float64)}
+        defaults = {
+            "normals": (np.zeros((n, 3)), (n, 3), np.float64),
+            "landmark_surface": (np.zeros(n), (n,), np.int8),
+            "landmark_room": (np.full(n, -1), (n,), np.int64),
+            "rooms": (np.zeros((0, 4)), (-1, 4), np.float64),
+            "doors": (np.zeros((0, 2, 2)), (-1, 2, 2), np.float64),
+            "furniture": (np.zeros((0, 2, 3)), (-1, 2, 3), np.float64),
+        }
         for name, (empty, shape, dtype) in defaults.items():
             v = getattr(self, name)
             object.__setattr__(self, name, arr(empty if v is None else v, shape, dtype))
@@ -296,9 +337,13 @@ class World:
         return int(self.landmarks.shape[0])
 
     def __repr__(self) -> str:
-        return (f"World(landmarks={self.num_landmarks}, walls={self.walls.shape[0]}, rooms={self.rooms.shape[0]}, "
-                f"doors={self.doors.shape[0]}, furniture={self.furniture.shape[0]}, route={self.route.shape[0]} "
-                f"waypoints, seed={self.seed})")
+        rooms, doors, furniture = self.rooms, self.doors, self.furniture
+        assert rooms is not None and doors is not None and furniture is not None  # arrays since __post_init__
+        return (
+            f"World(landmarks={self.num_landmarks}, walls={self.walls.shape[0]}, rooms={rooms.shape[0]}, "
+            f"doors={doors.shape[0]}, furniture={furniture.shape[0]}, route={self.route.shape[0]} "
+            f"waypoints, seed={self.seed})"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -337,8 +382,10 @@ class Run:
     """(n,) float64 distance driven (arc length of the 3-D path) up to each keyframe: ``k * speed``."""
 
     def __repr__(self) -> str:
-        return (f"Run(frames={self.num_frames}, observations={self.num_observations}, "
-                f"outliers={int(self.obs_outlier.sum())}, landmarks={self.world.num_landmarks}, seed={self.seed})")
+        return (
+            f"Run(frames={self.num_frames}, observations={self.num_observations}, "
+            f"outliers={int(self.obs_outlier.sum())}, landmarks={self.world.num_landmarks}, seed={self.seed})"
+        )
 
     @property
     def num_frames(self) -> int:
@@ -369,8 +416,11 @@ def _fail(cfg, name, what, v):
 
 
 def _pair(v) -> bool:
-    return (isinstance(v, (tuple, list)) and len(v) == 2
-            and all(isinstance(x, Real) and not isinstance(x, bool) and math.isfinite(x) for x in v))
+    return (
+        isinstance(v, (tuple, list))
+        and len(v) == 2
+        and all(isinstance(x, Real) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+    )
 
 
 def _check_range(cfg, name, lo):
@@ -430,8 +480,7 @@ def make_world(config: WorldConfig = WorldConfig(), seed: int = 0) -> World:
     Y = np.concatenate([[0.0], np.cumsum(rng.uniform(lo, hi, ny))])
     rooms = np.array([[X[i], Y[j], X[i + 1], Y[j + 1]] for j in range(ny) for i in range(nx)])
     ring = _ring(nx, ny)
-    tour_edges = {frozenset((ring[k], ring[(k + 1) % len(ring)])) for k in range(len(ring))} if len(ring) > 1 \
-        else set()
+    tour_edges = {frozenset((ring[k], ring[(k + 1) % len(ring)])) for k in range(len(ring))} if len(ring) > 1 else set()
     # shared walls: (room a, room b, axis, coordinate, lo, hi); axis 0: wall at x = coordinate along y
     shared = []
     for j in range(ny):
@@ -444,10 +493,10 @@ def make_world(config: WorldConfig = WorldConfig(), seed: int = 0) -> World:
     extra = rng.random(len(shared)) < cfg.extra_door_prob
     for _ in range(_MAX_TRIES):
         doors = {}  # shared-wall index -> (centre along the wall, width)
-        for k, (a, b, axis, c, s0, s1) in enumerate(shared):
+        for k, (a, b, _axis, _c, s0, s1) in enumerate(shared):
             if frozenset((a, b)) in tour_edges or extra[k]:
                 w = rng.uniform(*cfg.door_width)
-                mid, half = 0.5 * (s0 + s1), 0.15 * (s1 - s0)   # door centres in the middle 30% of the wall
+                mid, half = 0.5 * (s0 + s1), 0.15 * (s1 - s0)  # door centres in the middle 30% of the wall
                 lo_c = max(mid - half, s0 + 0.5 * w + 0.1)
                 hi_c = min(mid + half, s1 - 0.5 * w - 0.1)
                 doors[k] = (rng.uniform(lo_c, max(lo_c, hi_c)), w)
@@ -457,14 +506,18 @@ def make_world(config: WorldConfig = WorldConfig(), seed: int = 0) -> World:
         if _min_distance(curve, walls) >= cfg.route_clearance:
             break
     else:
-        raise RuntimeError(f"make_world: no tour with route_clearance {cfg.route_clearance} m after "
-                           f"{_MAX_TRIES} draws; lower it or widen the doors/rooms")
+        raise RuntimeError(
+            f"make_world: no tour with route_clearance {cfg.route_clearance} m after "
+            f"{_MAX_TRIES} draws; lower it or widen the doors/rooms"
+        )
     furniture = _furniture(cfg, rooms, door_segs, curve, rng)
 
     lm_rng = _rng(seed, 1)
-    parts = [_wall_landmarks(cfg, X, Y, shared, doors, lm_rng),
-             _furniture_landmarks(cfg, furniture, X, Y, lm_rng),
-             _flat_landmarks(cfg, rooms, lm_rng)]
+    parts = [
+        _wall_landmarks(cfg, X, Y, shared, doors, lm_rng),
+        _furniture_landmarks(cfg, furniture, X, Y, lm_rng),
+        _flat_landmarks(cfg, rooms, lm_rng),
+    ]
     pts = np.concatenate([p[0] for p in parts])
     nrm = np.concatenate([p[1] for p in parts])
     surf = np.concatenate([p[2] for p in parts])
@@ -473,20 +526,36 @@ def make_world(config: WorldConfig = WorldConfig(), seed: int = 0) -> World:
     hidden = np.zeros(len(pts), dtype=bool)
     wall_lm = surf == SURFACE_WALL
     for (x0, y0, _z0), (x1, y1, z1) in zip(furniture[:, 0], furniture[:, 1]):
-        hidden |= (wall_lm & (pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1)
-                   & (pts[:, 2] <= z1))
+        hidden |= (
+            wall_lm & (pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1) & (pts[:, 2] <= z1)
+        )
     keep = ~hidden
-    return World(landmarks=pts[keep], walls=walls, route=route, normals=nrm[keep], landmark_surface=surf[keep],
-                 landmark_room=room[keep], rooms=rooms, doors=door_segs, furniture=furniture,
-                 wall_height=float(cfg.wall_height), config=cfg, seed=seed)
+    return World(
+        landmarks=pts[keep],
+        walls=walls,
+        route=route,
+        normals=nrm[keep],
+        landmark_surface=surf[keep],
+        landmark_room=room[keep],
+        rooms=rooms,
+        doors=door_segs,
+        furniture=furniture,
+        wall_height=float(cfg.wall_height),
+        config=cfg,
+        seed=seed,
+    )
 
 
 def _ring(nx: int, ny: int) -> list:
     """Rooms of the grid's outer ring in order (counter-clockwise from room 0)."""
     if nx == 1 and ny == 1:
         return [0]
-    cells = [(i, 0) for i in range(nx)] + [(nx - 1, j) for j in range(1, ny)] + \
-            [(i, ny - 1) for i in range(nx - 2, -1, -1)] + [(0, j) for j in range(ny - 2, 0, -1)]
+    cells = (
+        [(i, 0) for i in range(nx)]
+        + [(nx - 1, j) for j in range(1, ny)]
+        + [(i, ny - 1) for i in range(nx - 2, -1, -1)]
+        + [(0, j) for j in range(ny - 2, 0, -1)]
+    )
     return [i + nx * j for i, j in cells]
 
 
@@ -503,13 +572,14 @@ def _walls(X, Y, shared, doors):
         add(0, x, Y[0], Y[-1])
     for y in (Y[0], Y[-1]):
         add(1, y, X[0], X[-1])
-    for k, (a, b, axis, c, s0, s1) in enumerate(shared):
+    for k, (_a, _b, axis, c, s0, s1) in enumerate(shared):
         if k in doors:
             m, w = doors[k]
             add(axis, c, s0, m - 0.5 * w)
             add(axis, c, m + 0.5 * w, s1)
-            door_segs.append([[c, m - 0.5 * w], [c, m + 0.5 * w]] if axis == 0
-                             else [[m - 0.5 * w, c], [m + 0.5 * w, c]])
+            door_segs.append(
+                [[c, m - 0.5 * w], [c, m + 0.5 * w]] if axis == 0 else [[m - 0.5 * w, c], [m + 0.5 * w, c]]
+            )
         else:
             add(axis, c, s0, s1)
     return np.array(segs, dtype=np.float64).reshape(-1, 2, 2), np.array(door_segs, dtype=np.float64).reshape(-1, 2, 2)
@@ -523,8 +593,17 @@ def _route(ring, rooms, shared, doors, X, Y, rng):
         x0, y0, x1, y1 = rooms[0]
         inset = np.minimum(1.2, 0.3 * np.array([x1 - x0, y1 - y0]))
         j = rng.uniform(-0.2, 0.2, (4, 2))
-        pts = np.array([[x0 + inset[0], y0 + inset[1]], [x1 - inset[0], y0 + inset[1]],
-                        [x1 - inset[0], y1 - inset[1]], [x0 + inset[0], y1 - inset[1]]]) + j
+        pts = (
+            np.array(
+                [
+                    [x0 + inset[0], y0 + inset[1]],
+                    [x1 - inset[0], y0 + inset[1]],
+                    [x1 - inset[0], y1 - inset[1]],
+                    [x0 + inset[0], y1 - inset[1]],
+                ]
+            )
+            + j
+        )
         return pts
     by_pair = {frozenset((a, b)): k for k, (a, b, *_r) in enumerate(shared)}
     pts = []
@@ -540,7 +619,7 @@ def _route(ring, rooms, shared, doors, X, Y, rng):
         door = np.array([cw, m]) if axis == 0 else np.array([m, cw])
         normal = np.zeros(2)
         cb = np.array([0.5 * (rooms[b][0] + rooms[b][2]), 0.5 * (rooms[b][1] + rooms[b][3])])
-        normal[axis] = np.sign(cb[axis] - c[axis])       # from room a to room b
+        normal[axis] = np.sign(cb[axis] - c[axis])  # from room a to room b
         pts += [door - _DOOR_APPROACH * normal, door, door + _DOOR_APPROACH * normal]
     return np.array(pts)
 
@@ -617,7 +696,7 @@ def _furniture(cfg, rooms, door_segs, curve, rng):
             if placed == cfg.furniture_per_room:
                 break
             width, depth, height = rng.uniform([0.5, 0.4, 0.4], [1.5, 0.8, 1.8])
-            side = rng.integers(4)           # against wall: 0 x0, 1 x1, 2 y0, 3 y1
+            side = rng.integers(4)  # against wall: 0 x0, 1 x1, 2 y0, 3 y1
             if side < 2:
                 along = rng.uniform(y0, y1 - width)
                 bx = (x0, x0 + depth) if side == 0 else (x1 - depth, x1)
@@ -654,7 +733,7 @@ def _uniform_rect(rng, n, origin, u, v):
 def _wall_landmarks(cfg, X, Y, shared, doors, rng):
     """Landmarks on the wall faces, 1-5 cm proud of the wall, normals into the rooms."""
     nx, ny = len(X) - 1, len(Y) - 1
-    faces = []   # (axis, coordinate, s0, s1, normal sign, room)
+    faces = []  # (axis, coordinate, s0, s1, normal sign, room)
     for j in range(ny):
         faces.append((0, X[0], Y[j], Y[j + 1], +1.0, nx * j))
         faces.append((0, X[-1], Y[j], Y[j + 1], -1.0, nx - 1 + nx * j))
@@ -668,7 +747,7 @@ def _wall_landmarks(cfg, X, Y, shared, doors, rng):
             pieces = [(s0, m - 0.5 * w), (m + 0.5 * w, s1)]
         for p0, p1 in pieces:
             if p1 - p0 > 1e-9:
-                faces.append((axis, c, p0, p1, -1.0, a))   # room a lies on the low side
+                faces.append((axis, c, p0, p1, -1.0, a))  # room a lies on the low side
                 faces.append((axis, c, p0, p1, +1.0, b))
     out_p, out_n, out_r = [], [], []
     h = cfg.wall_height
@@ -692,8 +771,14 @@ def _furniture_landmarks(cfg, boxes, X, Y, rng):
     out_p, out_n, out_r = [np.zeros((0, 3))], [np.zeros((0, 3))], [np.zeros(0, np.int64)]
     for lo, hi in boxes:
         size = hi - lo
-        faces = [(np.array([lo[0], lo[1], hi[2]]), np.array([size[0], 0, 0]), np.array([0, size[1], 0]),
-                  np.array([0.0, 0.0, 1.0]))]
+        faces = [
+            (
+                np.array([lo[0], lo[1], hi[2]]),
+                np.array([size[0], 0, 0]),
+                np.array([0, size[1], 0]),
+                np.array([0.0, 0.0, 1.0]),
+            )
+        ]
         for axis in (0, 1):
             other = 1 - axis
             for sign, c in ((-1.0, lo[axis]), (1.0, hi[axis])):
@@ -722,11 +807,18 @@ def _furniture_landmarks(cfg, boxes, X, Y, rng):
 def _flat_landmarks(cfg, rooms, rng):
     out_p, out_n, out_r, out_s = [], [], [], []
     for r, (x0, y0, x1, y1) in enumerate(rooms):
-        for density, z, nz, kind in ((cfg.floor_density, 0.0, 1.0, SURFACE_FLOOR),
-                                     (cfg.ceiling_density, cfg.wall_height, -1.0, SURFACE_CEILING)):
+        for density, z, nz, kind in (
+            (cfg.floor_density, 0.0, 1.0, SURFACE_FLOOR),
+            (cfg.ceiling_density, cfg.wall_height, -1.0, SURFACE_CEILING),
+        ):
             n = rng.poisson(density * (x1 - x0) * (y1 - y0))
-            p = _uniform_rect(rng, n, np.array([x0 + 0.05, y0 + 0.05, z]), np.array([x1 - x0 - 0.1, 0, 0]),
-                              np.array([0, y1 - y0 - 0.1, 0]))
+            p = _uniform_rect(
+                rng,
+                n,
+                np.array([x0 + 0.05, y0 + 0.05, z]),
+                np.array([x1 - x0 - 0.1, 0, 0]),
+                np.array([0, y1 - y0 - 0.1, 0]),
+            )
             out_p.append(p)
             out_n.append(np.broadcast_to(np.array([0.0, 0.0, nz]), (n, 3)))
             out_r.append(np.full(n, r, dtype=np.int64))
@@ -735,8 +827,9 @@ def _flat_landmarks(cfg, rooms, rng):
 
 
 # -- run ---------------------------------------------------------------------------------------------------
-def simulate_run(world: World, traj: TrajectoryConfig = TrajectoryConfig(), camera: CameraConfig = CameraConfig(),
-                 seed: int = 0) -> Run:
+def simulate_run(
+    world: World, traj: TrajectoryConfig = TrajectoryConfig(), camera: CameraConfig = CameraConfig(), seed: int = 0
+) -> Run:
     """Simulate a run through ``world``: true keyframe poses, observations and wheel odometry (see the
     module docstring)."""
     if not isinstance(world, World):
@@ -744,7 +837,7 @@ def simulate_run(world: World, traj: TrajectoryConfig = TrajectoryConfig(), came
     traj = _check_trajectory(traj)
     cam = _check_camera(camera)
     seed = _seed(seed, "simulate_run")
-    R_wc, t_wc, dist = _trajectory(world, traj, seed)
+    R_wc, t_wc, dist = trajectory_poses(world, traj, seed)
     n = R_wc.shape[0]
 
     frame, lm = _visible(world, R_wc, t_wc, cam)
@@ -779,10 +872,23 @@ def simulate_run(world: World, traj: TrajectoryConfig = TrajectoryConfig(), came
         x.flags.writeable = False
         return x
 
-    return Run(R_wc=ro(R_wc), t_wc=ro(t_wc), obs_frame=ro(frame), obs_landmark=ro(lm), obs_pixel=ro(pixel),
-               obs_outlier=ro(outlier), odom_R=ro(odom_R), odom_t=ro(odom_t), intrinsics=ro(K),
-               pixel_noise=noise, seed=seed, world=world, trajectory_config=traj, camera_config=cam,
-               distance=ro(dist))
+    return Run(
+        R_wc=ro(R_wc),
+        t_wc=ro(t_wc),
+        obs_frame=ro(frame),
+        obs_landmark=ro(lm),
+        obs_pixel=ro(pixel),
+        obs_outlier=ro(outlier),
+        odom_R=ro(odom_R),
+        odom_t=ro(odom_t),
+        intrinsics=ro(K),
+        pixel_noise=noise,
+        seed=seed,
+        world=world,
+        trajectory_config=traj,
+        camera_config=cam,
+        distance=ro(dist),
+    )
 
 
 def _sines(rng, u, amp_lo, amp_hi, wl_lo, wl_hi, k=2):
@@ -793,7 +899,7 @@ def _sines(rng, u, amp_lo, amp_hi, wl_lo, wl_hi, k=2):
     return np.sum(amp * np.sin(2.0 * np.pi * u[:, None] / wl + ph), axis=1)
 
 
-def _trajectory(world: World, cfg: TrajectoryConfig, seed: int):
+def trajectory_poses(world: World, cfg: TrajectoryConfig, seed: int):
     """(R_wc (n,3,3), t_wc (n,3), distance (n,)) of the keyframes."""
     rng = _rng(seed, 10)
     curve = tour(world.route, _ROUTE_STEP)
@@ -815,7 +921,7 @@ def _trajectory(world: World, cfg: TrajectoryConfig, seed: int):
         if need is None or S[-1] >= need:
             break
         D *= 2.0
-    n = int(cfg.keyframes) if need is not None else 1 + int(math.floor(S[-1] / speed + 1e-9))
+    n = int(cfg.keyframes) if cfg.keyframes is not None else 1 + int(math.floor(S[-1] / speed + 1e-9))
     Sk = np.arange(n) * speed
     uk = np.interp(Sk, S, u)
     t_wc = np.stack([np.interp(Sk, S, P[:, i]) for i in range(3)], axis=1)
@@ -859,6 +965,7 @@ def _visible(world: World, R_wc: np.ndarray, t_wc: np.ndarray, cam: CameraConfig
     then landmark."""
     X = world.landmarks
     N = world.normals
+    assert N is not None  # an array since World.__post_init__
     omni = ~np.any(N != 0.0, axis=1)
     walls = world.walls
     a, b = walls[:, 0], walls[:, 1]
@@ -871,21 +978,21 @@ def _visible(world: World, R_wc: np.ndarray, t_wc: np.ndarray, cam: CameraConfig
     for f0 in range(0, n, _FRAME_CHUNK):
         f1 = min(n, f0 + _FRAME_CHUNK)
         C = t_wc[f0:f1]
-        d = X[None, :, :] - C[:, None, :]                  # (f, L, 3)
-        Pc = d @ R_wc[f0:f1]                               # camera coordinates R_cw (X - C)
+        d = X[None, :, :] - C[:, None, :]  # (f, L, 3)
+        Pc = d @ R_wc[f0:f1]  # camera coordinates R_cw (X - C)
         z = Pc[..., 2]
         ok = (z >= cam.min_depth) & (z <= cam.max_range)
         zs = np.where(ok, z, 1.0)
         uu = fx * Pc[..., 0] / zs + cx
         vv = fy * Pc[..., 1] / zs + cy
         ok &= (uu >= 0.0) & (uu < cam.width) & (vv >= 0.0) & (vv < cam.height)
-        ok &= omni[None, :] | (np.einsum("flk,lk->fl", d, N) < 0.0)   # normal . (C - X) > 0
+        ok &= omni[None, :] | (np.einsum("flk,lk->fl", d, N) < 0.0)  # normal . (C - X) > 0
         fi, li = np.nonzero(ok)
         if walls.shape[0] and fi.size:
             c = C[fi, :2]
             p = X[li, :2]
             o3 = ab[None, :, 0] * (c[:, None, 1] - a[None, :, 1]) - ab[None, :, 1] * (c[:, None, 0] - a[None, :, 0])
-            cross_line = o3 * o4[li] < 0.0                 # camera and landmark strictly on opposite sides
+            cross_line = o3 * o4[li] < 0.0  # camera and landmark strictly on opposite sides
             r = p - c
             o1 = r[:, None, 0] * (a[None, :, 1] - c[:, None, 1]) - r[:, None, 1] * (a[None, :, 0] - c[:, None, 0])
             o2 = r[:, None, 0] * (b[None, :, 1] - c[:, None, 1]) - r[:, None, 1] * (b[None, :, 0] - c[:, None, 0])
@@ -908,7 +1015,7 @@ def revisit_pairs(run: Run, config: LoopConfig = LoopConfig()) -> np.ndarray:
     pairs = cKDTree(run.t_wc).query_pairs(float(cfg.max_distance), output_type="ndarray").astype(np.int64)
     pairs = np.sort(pairs.reshape(-1, 2), axis=1)
     pairs = pairs[pairs[:, 1] - pairs[:, 0] > cfg.min_separation]
-    tr = np.einsum("nij,nij->n", run.R_wc[pairs[:, 0]], run.R_wc[pairs[:, 1]])   # trace(R_i^T R_j)
+    tr = np.einsum("nij,nij->n", run.R_wc[pairs[:, 0]], run.R_wc[pairs[:, 1]])  # trace(R_i^T R_j)
     pairs = pairs[0.5 * (tr - 1.0) >= math.cos(math.radians(cfg.max_angle))]
     return pairs[np.lexsort((pairs[:, 0], pairs[:, 1]))]
 
@@ -939,10 +1046,14 @@ def loop_candidates(run: Run, config: LoopConfig = LoopConfig(), seed: int = 0) 
         if j - sep <= 0:
             continue
         k = np.searchsorted(js, j)
-        partners = pairs[start[k]:start[k] + count[k], 0] if k < js.size and js[k] == j else np.zeros(0, np.int64)
+        partners = pairs[start[k] : start[k] + count[k], 0] if k < js.size and js[k] == j else np.zeros(0, np.int64)
         free = np.setdiff1d(np.arange(j - sep, dtype=np.int64), partners, assume_unique=True)
         if free.size:
             false.append((int(free[min(int(r_fpi[j] * free.size), free.size - 1)]), int(j)))
-    rows = np.concatenate([np.column_stack([true, np.ones(len(true), np.int64)]),
-                           np.array([(i, j, 0) for i, j in false], dtype=np.int64).reshape(-1, 3)])
+    rows = np.concatenate(
+        [
+            np.column_stack([true, np.ones(len(true), np.int64)]),
+            np.array([(i, j, 0) for i, j in false], dtype=np.int64).reshape(-1, 3),
+        ]
+    )
     return rows[np.lexsort((rows[:, 0], rows[:, 1]))]

@@ -3,6 +3,7 @@
 Poses are world -> camera (R_cw, t_cw), as in the pinhole BA model (camera looks down +z); pixels map to
 normalized coordinates with the intrinsics (fx, fy, cx, cy).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,9 +16,18 @@ def normalized(pixels: np.ndarray, K: np.ndarray) -> np.ndarray:
     return np.column_stack([(pixels[:, 0] - K[2]) / K[0], (pixels[:, 1] - K[3]) / K[1]])
 
 
-def triangulate(R_cw: np.ndarray, t_cw: np.ndarray, obs_track: np.ndarray, obs_frame: np.ndarray,
-                obs_pixel: np.ndarray, K: np.ndarray, ntracks: int, min_parallax_deg: float = 1.0,
-                min_depth: float = 0.1, parallax_R_cw: np.ndarray | None = None):
+def triangulate(
+    R_cw: np.ndarray,
+    t_cw: np.ndarray,
+    obs_track: np.ndarray,
+    obs_frame: np.ndarray,
+    obs_pixel: np.ndarray,
+    K: np.ndarray,
+    ntracks: int,
+    min_parallax_deg: float = 1.0,
+    min_depth: float = 0.1,
+    parallax_R_cw: np.ndarray | None = None,
+):
     """Linear least-squares triangulation of every track from all its observations, vectorized.
 
     ``R_cw`` (nf, 3, 3), ``t_cw`` (nf, 3): frame poses; observation o sees track ``obs_track[o]`` in frame
@@ -66,8 +76,16 @@ def triangulate(R_cw: np.ndarray, t_cw: np.ndarray, obs_track: np.ndarray, obs_f
     return pts, ok
 
 
-def refine_pose(R_cw: np.ndarray, t_cw: np.ndarray, points: np.ndarray, pixels: np.ndarray, K: np.ndarray,
-                sigma: float = 1.0, iterations: int = 10, huber: float = 3.0):
+def refine_pose(
+    R_cw: np.ndarray,
+    t_cw: np.ndarray,
+    points: np.ndarray,
+    pixels: np.ndarray,
+    K: np.ndarray,
+    sigma: float = 1.0,
+    iterations: int = 10,
+    huber: float = 3.0,
+):
     """Motion-only Gauss-Newton (PnP refinement) of one pose from 3-D points and their pixels.
 
     Huber-weighted (threshold ``huber`` sigmas) for the first half of the iterations so a few wrong associations
@@ -95,9 +113,9 @@ def refine_pose(R_cw: np.ndarray, t_cw: np.ndarray, points: np.ndarray, pixels: 
         # d pixel / d P
         dpi = np.zeros((len(P), 2, 3))
         dpi[:, 0, 0] = K[0] / zs
-        dpi[:, 0, 2] = -K[0] * P[:, 0] / zs ** 2
+        dpi[:, 0, 2] = -K[0] * P[:, 0] / zs**2
         dpi[:, 1, 1] = K[1] / zs
-        dpi[:, 1, 2] = -K[1] * P[:, 1] / zs ** 2
+        dpi[:, 1, 2] = -K[1] * P[:, 1] / zs**2
         # P(δ) = R Exp(φ) X + t + R ρ  ->  dP/dρ = R, dP/dφ = -R [X]x
         dP = np.zeros((len(P), 3, 6))
         dP[:, :, :3] = R

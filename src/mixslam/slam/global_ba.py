@@ -15,8 +15,8 @@ Steps:
 
 1. triangulate every track with two views or more from the loop-closed poses (linear, ``min_parallax_deg``);
 2. bundle-adjust (fp64: the direct Schur solver up to about 1,000 keyframes, fp64 CGNR above; the other
-   policies: CGNR in their precision), keyframe 0 fixed (the world frame); the monocular scale is left free (the LM damping
-   holds that one flat direction) and set afterwards, as the VO bootstrap does: the trajectory is scaled
+   policies: CGNR in their precision), keyframe 0 fixed (the world frame); the monocular scale is left free (the LM
+   damping holds that one flat direction) and set afterwards, as the VO bootstrap does: the trajectory is scaled
    about keyframe 0 so its path length equals the wheel odometry's (unbiased, 5% noise per step: 0.3% over
    300 steps). Measured on 3 default-world runs: scaling to the pose graph's shape instead left 1.0-4.2 cm
    RMSE, the wheel path 0.65-0.72 cm;
@@ -26,6 +26,7 @@ A keyframe left with fewer than ``min_observations`` observations is held at its
 fails (non-finite, or an fp16 policy with nothing usable), the pose-graph poses are kept and the failure is
 counted; it is never returned as success.
 """
+
 from __future__ import annotations
 
 import time
@@ -35,9 +36,9 @@ import numpy as np
 
 from ..ba import BAConfig, optimize_bundle
 from ..errors import MixslamError, check_config_fields
+from ..linear.config import CGConfig
 from ..problem.bundle import BundleData
 from ..problem.camera import pinhole_project
-from ..linear.config import CGConfig
 from ..solve.config import LMConfig
 from ..solve.report import SolveCounters
 from .geometry import triangulate
@@ -70,10 +71,13 @@ class GlobalBAConfig:
     analysis (``benchmarks/loop_closure_floor.py``), never the pipeline's default."""
 
     def __post_init__(self):
-        check_config_fields(self, ints={"max_iterations": 1, "cg_max_iterations": 1, "rounds": 1,
-                                        "min_observations": 0},
-                            nonnegative=("function_tolerance", "min_parallax_deg"), positive=("gate",),
-                            choices={"enabled": (True, False), "association": ("loops", "truth")})
+        check_config_fields(
+            self,
+            ints={"max_iterations": 1, "cg_max_iterations": 1, "rounds": 1, "min_observations": 0},
+            nonnegative=("function_tolerance", "min_parallax_deg"),
+            positive=("gate",),
+            choices={"enabled": (True, False), "association": ("loops", "truth")},
+        )
 
 
 @dataclass
@@ -147,8 +151,15 @@ def fuse_tracks(run, window: int, loop_edges) -> tuple[np.ndarray, int]:
     return fused.astype(np.int64), merges
 
 
-def global_bundle_adjustment(run, R_wc: np.ndarray, t_wc: np.ndarray, loop_edges, precision: str = "fp64",
-                             window: int = 50, config: GlobalBAConfig | None = None) -> GlobalBAResult:
+def global_bundle_adjustment(
+    run,
+    R_wc: np.ndarray,
+    t_wc: np.ndarray,
+    loop_edges,
+    precision: str = "fp64",
+    window: int = 50,
+    config: GlobalBAConfig | None = None,
+) -> GlobalBAResult:
     """Bundle-adjust every keyframe and track of ``run`` from the loop-closed poses (T_wc) in ``precision``."""
     cfg = config or GlobalBAConfig()
     t_start = time.perf_counter()
@@ -193,10 +204,21 @@ def global_bundle_adjustment(run, R_wc: np.ndarray, t_wc: np.ndarray, loop_edges
             res.seconds = time.perf_counter() - t_start
             return res
         uniq, local_pt = np.unique(track[sel], return_inverse=True)
-        data = BundleData("pinhole", cams, pts[uniq], pixel[sel], frame[sel], local_pt, K, sigma, fixed,
-                          source=f"global BA round {rnd + 1}")
+        data = BundleData(
+            "pinhole",
+            cams,
+            pts[uniq],
+            pixel[sel],
+            frame[sel],
+            local_pt,
+            K,
+            sigma,
+            fixed,
+            source=f"global BA round {rnd + 1}",
+        )
         # A keyframe whose observations all went can still be in the problem: hold it.
         seen = np.bincount(frame[sel], minlength=n) > 0
+        assert data.fixed_cameras is not None  # an array since BundleData.__post_init__
         data.fixed_cameras |= ~seen
         t0 = time.perf_counter()
         try:
@@ -223,7 +245,7 @@ def global_bundle_adjustment(run, R_wc: np.ndarray, t_wc: np.ndarray, loop_edges
     out_R = np.swapaxes(Rc, 1, 2)
     c = -np.einsum("nji,nj->ni", Rc, cams[:, 9:12])
     ba_len = float(np.sum(np.linalg.norm(np.diff(c, axis=0), axis=1)))
-    odo_len = float(np.sum(np.linalg.norm(run.odom_t[:n - 1], axis=1)))
+    odo_len = float(np.sum(np.linalg.norm(run.odom_t[: n - 1], axis=1)))
     if not (ba_len > 0 and np.isfinite(ba_len)):
         res.reason = "degenerate trajectory after the solve (zero path length)"
         res.seconds = time.perf_counter() - t_start
@@ -232,8 +254,11 @@ def global_bundle_adjustment(run, R_wc: np.ndarray, t_wc: np.ndarray, loop_edges
     res.R_wc = out_R
     res.t_wc = c[0] + res.scale * (c - c[0])
     res.ok = True
-    res.reason = ("converged" if not res.solves.not_converged else
-                  f"{res.solves.not_converged} of {cfg.rounds} solves stopped unconverged (their best iterate is kept, "
-                  "as for a VO window)")
+    res.reason = (
+        "converged"
+        if not res.solves.not_converged
+        else f"{res.solves.not_converged} of {cfg.rounds} solves stopped unconverged (their best iterate is kept, "
+        "as for a VO window)"
+    )
     res.seconds = time.perf_counter() - t_start
     return res

@@ -12,6 +12,7 @@ share few landmarks, or none, and are rejected.
 The edge's information comes from the PnP Gauss-Newton Hessian, divided by ``information_inflation``: the
 PnP treats keyframe i's landmarks as exact, which they are not (their error is the VO's).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,12 @@ class LoopVerifyConfig:
 
     def __post_init__(self):
         # 3 inliers at least: the PnP's 6-DoF Gauss-Newton Hessian needs 3 points (2 equations each)
-        check_config_fields(self, ints={"min_inliers": 3}, fractions=("min_inlier_ratio",),
-                            positive=("inlier_px", "information_inflation"))
+        check_config_fields(
+            self,
+            ints={"min_inliers": 3},
+            fractions=("min_inlier_ratio",),
+            positive=("inlier_px", "information_inflation"),
+        )
 
 
 @dataclass
@@ -55,12 +60,13 @@ class LoopEdge:
     inliers: int
     matches: int
     rms_px: float
-    landmarks: np.ndarray = None
+    landmarks: np.ndarray | None = None
     """Landmark ids of the inlier matches (the associations the global bundle adjustment fuses)."""
 
 
-def verify(i: int, j: int, snapshots: list, run, R_cw: np.ndarray, t_cw: np.ndarray,
-           config: LoopVerifyConfig | None = None):
+def verify(
+    i: int, j: int, snapshots: list, run, R_cw: np.ndarray, t_cw: np.ndarray, config: LoopVerifyConfig | None = None
+):
     """Verify candidate (i, j); returns a :class:`LoopEdge` or None (rejected), and the number of matches."""
     cfg = config or LoopVerifyConfig()
     ids_i, P_i = snapshots[i]
@@ -76,13 +82,14 @@ def verify(i: int, j: int, snapshots: list, run, R_cw: np.ndarray, t_cw: np.ndar
     # Initial T_cj_ci: rigid alignment of the two snapshots, or the VO estimate.
     ids_sj, P_sj = snapshots[j]
     both, bi, bj = np.intersect1d(ids_i, ids_sj, return_indices=True)
-    R0 = t0 = None
+    R0: np.ndarray | None = None
+    t0: np.ndarray | None = None
     if both.size >= 3:
         try:
             R0, t0, _ = umeyama(P_i[bi], P_sj[bj])
         except ValueError:
             R0 = None
-    if R0 is None:
+    if R0 is None or t0 is None:  # (t0 is None only with R0)
         R0 = R_cw[j] @ R_cw[i].T
         t0 = t_cw[j] - R0 @ t_cw[i]
     K = np.asarray(run.intrinsics, dtype=np.float64)
@@ -102,5 +109,7 @@ def verify(i: int, j: int, snapshots: list, run, R_cw: np.ndarray, t_cw: np.ndar
     var_t = max(float(np.mean(np.diag(cov)[:3])), 1e-12)
     var_r = max(float(np.mean(np.diag(cov)[3:])), 1e-14)
     info = np.diag([1 / var_t] * 3 + [4 / var_r] * 3)
-    return (LoopEdge(i, j, so3.project(Rz), tz, info, ninl, int(common.size), rms, common[inl].astype(np.int64)),
-            int(common.size))
+    return (
+        LoopEdge(i, j, so3.project(Rz), tz, info, ninl, int(common.size), rms, common[inl].astype(np.int64)),
+        int(common.size),
+    )

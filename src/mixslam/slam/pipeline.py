@@ -26,6 +26,7 @@ Decisions (see docs/ARCHITECTURE.md):
   loop-closed trajectory from the pixels; the pose graph's trajectory stays in the result (``pgo_R``,
   ``pgo_t``) so each stage can be scored.
 """
+
 from __future__ import annotations
 
 import math
@@ -73,17 +74,27 @@ class PipelineConfig:
     """Global bundle adjustment after the final pose-graph solve (runs only when loops were accepted)."""
 
     def __post_init__(self):
-        for name, cls in (("vo", VOConfig), ("loops", LoopConfig), ("verify", LoopVerifyConfig),
-                          ("global_ba", GlobalBAConfig)):
+        for name, cls in (
+            ("vo", VOConfig),
+            ("loops", LoopConfig),
+            ("verify", LoopVerifyConfig),
+            ("global_ba", GlobalBAConfig),
+        ):
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"PipelineConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
-        check_config_fields(self, ints={"pgo_max_iterations": 1, "pgo_min_gap": 0},
-                            choices={"wheel_odometry": (True, False)})
+        check_config_fields(
+            self, ints={"pgo_max_iterations": 1, "pgo_min_gap": 0}, choices={"wheel_odometry": (True, False)}
+        )
         v = self.odometry_sigma
-        if (not isinstance(v, (tuple, list)) or len(v) != 2
-                or any(isinstance(x, bool) or not isinstance(x, Real) or not math.isfinite(x) or x <= 0 for x in v)):
-            raise ConfigError("PipelineConfig.odometry_sigma must be a pair (translation m, rotation rad) of finite "
-                              f"numbers > 0, got {v!r}")
+        if (
+            not isinstance(v, (tuple, list))
+            or len(v) != 2
+            or any(isinstance(x, bool) or not isinstance(x, Real) or not math.isfinite(x) or x <= 0 for x in v)
+        ):
+            raise ConfigError(
+                "PipelineConfig.odometry_sigma must be a pair (translation m, rotation rad) of finite "
+                f"numbers > 0, got {v!r}"
+            )
 
 
 @dataclass
@@ -119,12 +130,23 @@ class PipelineResult:
 def _graph(R_wc, t_wc, edges_i, edges_j, meas_R, meas_t, info, n):
     fixed = np.zeros(n, bool)
     fixed[0] = True
-    return PoseGraph(3, np.arange(n), R_wc[:n].copy(), t_wc[:n].copy(), np.asarray(edges_i, np.int64),
-                     np.asarray(edges_j, np.int64), np.asarray(meas_R), np.asarray(meas_t), np.asarray(info), fixed)
+    return PoseGraph(
+        3,
+        np.arange(n),
+        R_wc[:n].copy(),
+        t_wc[:n].copy(),
+        np.asarray(edges_i, np.int64),
+        np.asarray(edges_j, np.int64),
+        np.asarray(meas_R),
+        np.asarray(meas_t),
+        np.asarray(info),
+        fixed,
+    )
 
 
-def run_pipeline(run, precision: str = "fp64", config: PipelineConfig | None = None, seed: int = 0,
-                 vo: VOResult | None = None) -> PipelineResult:
+def run_pipeline(
+    run, precision: str = "fp64", config: PipelineConfig | None = None, seed: int = 0, vo: VOResult | None = None
+) -> PipelineResult:
     """VO + loop closure + pose-graph optimization over one simulated run, in one precision policy."""
     cfg = config or PipelineConfig()
     t_start = time.perf_counter()
@@ -136,7 +158,7 @@ def run_pipeline(run, precision: str = "fp64", config: PipelineConfig | None = N
     odo_R = np.swapaxes(vo_R[:-1], 1, 2) @ vo_R[1:]
     odo_t = np.einsum("nji,nj->ni", vo_R[:-1], vo_t[1:] - vo_t[:-1])
     st, sr = cfg.odometry_sigma
-    odo_info = np.diag([1 / st ** 2] * 3 + [4 / sr ** 2] * 3)
+    odo_info = np.diag([1 / st**2] * 3 + [4 / sr**2] * 3)
     E_i, E_j = list(range(n - 1)), list(range(1, n))
     M_R, M_t = list(odo_R), list(odo_t)
     info = [odo_info] * (n - 1)
@@ -152,9 +174,8 @@ def run_pipeline(run, precision: str = "fp64", config: PipelineConfig | None = N
             M_t.append(run.odom_t[k])
             info.append(np.diag([1 / (a * d) ** 2] * 3 + [4 / (b * d) ** 2] * 3))
     cands = loop_candidates(run, cfg.loops, seed)
-    res = PipelineResult(run.R_wc, run.t_wc, vo_R, vo_t, vo_R.copy(), vo_t.copy(), vo, None, precision=precision)
-    res.candidates = len(cands)
-    res.true_candidates = int(cands[:, 2].sum()) if len(cands) else 0
+    pgo = SolveCounters()
+    accepted = accepted_false = 0
     # The policy's default solver: fp64 Cholesky for fp64, CG with the static IC preconditioner otherwise.
     pgo_cfg = PGOConfig(precision=precision, lm=LMConfig(max_iterations=cfg.pgo_max_iterations))
     est_R, est_t = vo_R.copy(), vo_t.copy()  # current best poses (loop-closed up to the last solve)
@@ -167,12 +188,20 @@ def run_pipeline(run, precision: str = "fp64", config: PipelineConfig | None = N
             est_R[k] = est_R[k - 1] @ odo_R[k - 1]
             est_t[k] = est_t[k - 1] + est_R[k - 1] @ odo_t[k - 1]
         keep = [e for e in range(len(E_i)) if E_j[e] <= upto and E_i[e] <= upto]
-        g = _graph(est_R, est_t, [E_i[e] for e in keep], [E_j[e] for e in keep], [M_R[e] for e in keep],
-                   [M_t[e] for e in keep], [info[e] for e in keep], upto + 1)
+        g = _graph(
+            est_R,
+            est_t,
+            [E_i[e] for e in keep],
+            [E_j[e] for e in keep],
+            [M_R[e] for e in keep],
+            [M_t[e] for e in keep],
+            [info[e] for e in keep],
+            upto + 1,
+        )
         t0 = time.perf_counter()
         out, rep = optimize_pose_graph(g, pgo_cfg)
-        res.pgo.add(rep, time.perf_counter() - t0)
-        est_R[:upto + 1], est_t[:upto + 1] = out.rotations, out.translations
+        pgo.add(rep, time.perf_counter() - t0)
+        est_R[: upto + 1], est_t[: upto + 1] = out.rotations, out.translations
         solved_upto = upto
         return out
 
@@ -193,8 +222,8 @@ def run_pipeline(run, precision: str = "fp64", config: PipelineConfig | None = N
                 M_t.append(edge.t)
                 info.append(edge.information)
                 loop_edges.append(edge)
-                res.accepted += 1
-                res.accepted_false += int(not is_true)
+                accepted += 1
+                accepted_false += int(not is_true)
                 added = True
             k += 1
         if added:
@@ -202,13 +231,29 @@ def run_pipeline(run, precision: str = "fp64", config: PipelineConfig | None = N
         if pending and j - solved_upto >= cfg.pgo_min_gap:
             solve(j)
             pending = False
-    graph = solve(n - 1) if res.accepted else _graph(vo_R, vo_t, E_i, E_j, M_R, M_t, info, n)
-    res.graph = graph
-    res.lc_R, res.lc_t = est_R, est_t
-    res.pgo_R, res.pgo_t = est_R.copy(), est_t.copy()
+    graph = solve(n - 1) if accepted else _graph(vo_R, vo_t, E_i, E_j, M_R, M_t, info, n)
+    res = PipelineResult(
+        run.R_wc,
+        run.t_wc,
+        vo_R,
+        vo_t,
+        est_R,
+        est_t,
+        vo,
+        graph,
+        candidates=len(cands),
+        true_candidates=int(cands[:, 2].sum()) if len(cands) else 0,
+        accepted=accepted,
+        accepted_false=accepted_false,
+        pgo=pgo,
+        precision=precision,
+        pgo_R=est_R.copy(),
+        pgo_t=est_t.copy(),
+    )
     if res.accepted and cfg.global_ba.enabled:
-        res.gba = global_bundle_adjustment(run, est_R, est_t, loop_edges, precision, window=cfg.vo.window,
-                                           config=cfg.global_ba)
+        res.gba = global_bundle_adjustment(
+            run, est_R, est_t, loop_edges, precision, window=cfg.vo.window, config=cfg.global_ba
+        )
         if res.gba.ok:
             res.lc_R, res.lc_t = res.gba.R_wc, res.gba.t_wc
     res.seconds = time.perf_counter() - t_start

@@ -17,12 +17,14 @@ below the smallest positive value plotted (:func:`_log_floor`), also counted in 
   error over the runs of each policy;
 * :func:`plot_ate_table`: grouped bars of the ATE statistics without / with loop closure per policy.
 """
+
 from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -30,8 +32,19 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-__all__ = ["DPI", "new_figure", "save_png", "plot_top_view", "plot_error_over_time", "plot_cumulative_histograms",
-           "write_cumulative_csv", "plot_ate_table"]
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+__all__ = [
+    "DPI",
+    "new_figure",
+    "save_png",
+    "plot_top_view",
+    "plot_error_over_time",
+    "plot_cumulative_histograms",
+    "write_cumulative_csv",
+    "plot_ate_table",
+]
 
 DPI = 120
 """Resolution of the PNGs written."""
@@ -42,8 +55,18 @@ _KNOWN_STYLES = {
     "loop-closed": {"color": "tab:blue", "linestyle": "-"},
     "lc": {"color": "tab:blue", "linestyle": "-"},
 }
-_PALETTE = ["tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan",
-            "tab:gray", "tab:blue", "tab:orange"]
+_PALETTE = [
+    "tab:green",
+    "tab:red",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:olive",
+    "tab:cyan",
+    "tab:gray",
+    "tab:blue",
+    "tab:orange",
+]
 _LINESTYLES = ["-", "--", "-.", ":"]
 _NO_DATA = "no data"
 
@@ -122,8 +145,9 @@ def _xy(a, what: str) -> np.ndarray:
 
 
 # -- top view ------------------------------------------------------------------------------------------------
-def plot_top_view(path, truth_t, trajectories: Optional[Mapping[str, np.ndarray]] = None, world=None,
-                  title: str = "", loops=None) -> Path:
+def plot_top_view(
+    path, truth_t, trajectories: Mapping[str, np.ndarray] | None = None, world=None, title: str = "", loops=None
+) -> Path:
     """x-y top view (metres, equal aspect) of the ground-truth positions ``truth_t`` (n, 3) (black line) and
     of each named trajectory (n_i, 3) of ``trajectories`` in its own colour ("VO" dashed orange,
     "loop-closed" solid blue, other names from a palette). With ``world`` (a
@@ -142,13 +166,24 @@ def plot_top_view(path, truth_t, trajectories: Optional[Mapping[str, np.ndarray]
         furniture = np.asarray(getattr(world, "furniture", np.zeros((0, 2, 3))), dtype=np.float64)
         for i, box in enumerate(furniture.reshape(-1, 2, 3)):
             (x0, y0), (x1, y1) = box[0, :2], box[1, :2]
-            ax.add_patch(Rectangle((min(x0, x1), min(y0, y1)), abs(x1 - x0), abs(y1 - y0),
-                                   facecolor="0.85", edgecolor="0.6", linewidth=0.6, zorder=1,
-                                   label="furniture" if i == 0 else None))
+            ax.add_patch(
+                Rectangle(
+                    (min(x0, x1), min(y0, y1)),
+                    abs(x1 - x0),
+                    abs(y1 - y0),
+                    facecolor="0.85",
+                    edgecolor="0.6",
+                    linewidth=0.6,
+                    zorder=1,
+                    label="furniture" if i == 0 else None,
+                )
+            )
             drawn = True
         walls = np.asarray(world.walls, dtype=np.float64).reshape(-1, 2, 2)
         if walls.shape[0]:
-            ax.add_collection(LineCollection(walls, colors="0.15", linewidths=2.0, zorder=2, label="walls"))
+            # matplotlib's stub types segments as a Sequence; an (n, 2, 2) array is accepted at run time
+            segs = LineCollection(walls, colors="0.15", linewidths=2.0, zorder=2, label="walls")  # type: ignore[arg-type]
+            ax.add_collection(segs)
             drawn = True
 
     truth = _xy(truth_t, "truth_t")
@@ -160,11 +195,14 @@ def plot_top_view(path, truth_t, trajectories: Optional[Mapping[str, np.ndarray]
             n = truth.shape[0]
             ok = (pairs >= 0).all(axis=1) & (pairs < n).all(axis=1)
             pairs = pairs[ok]
-            segs = truth[pairs]                                   # (q, 2, 2)
+            segs = truth[pairs]  # (q, 2, 2)
             segs = segs[np.isfinite(segs).all(axis=(1, 2))]
             if segs.shape[0]:
-                ax.add_collection(LineCollection(segs, colors="0.55", linewidths=0.5, alpha=0.7, zorder=3,
-                                                 label=f"loops ({segs.shape[0]})"))
+                ax.add_collection(
+                    LineCollection(
+                        segs, colors="0.55", linewidths=0.5, alpha=0.7, zorder=3, label=f"loops ({segs.shape[0]})"
+                    )
+                )
                 drawn = True
 
     if truth.shape[0]:
@@ -181,8 +219,7 @@ def plot_top_view(path, truth_t, trajectories: Optional[Mapping[str, np.ndarray]
             continue
         fin = np.isfinite(p).all(axis=1)
         p = np.where(fin[:, None], p, np.nan)
-        ax.plot(p[:, 0], p[:, 1], linewidth=1.3, zorder=5, label=str(name) + _notes(int((~fin).sum())),
-                **styles[name])
+        ax.plot(p[:, 0], p[:, 1], linewidth=1.3, zorder=5, label=str(name) + _notes(int((~fin).sum())), **styles[name])
         drawn = drawn or bool(fin.any())
 
     if not drawn:
@@ -200,8 +237,9 @@ def plot_top_view(path, truth_t, trajectories: Optional[Mapping[str, np.ndarray]
 
 
 # -- error over time -----------------------------------------------------------------------------------------
-def plot_error_over_time(path, errors: Mapping[str, np.ndarray], title: str = "", ylabel: str = "ATE [m]",
-                         log: bool = True) -> Path:
+def plot_error_over_time(
+    path, errors: Mapping[str, np.ndarray], title: str = "", ylabel: str = "ATE [m]", log: bool = True
+) -> Path:
     """Per-keyframe error curves (keyframe index on x), one per name of ``errors`` ((n_i,) arrays). With
     ``log`` the y axis is logarithmic and values <= 0 are clipped to a floor a decade below the smallest
     positive value; NaN/inf values are left out (gaps). Counts of both go into the legend labels."""
@@ -249,8 +287,9 @@ def _cdf(v) -> tuple[np.ndarray, np.ndarray, int]:
     return x, np.arange(1, x.size + 1, dtype=np.float64) / max(x.size, 1), int((~fin).sum())
 
 
-def plot_cumulative_histograms(path, values: Mapping[str, np.ndarray], title: str = "",
-                               xlabel: str = "ATE RMSE [m]", log_x: bool = True) -> Path:
+def plot_cumulative_histograms(
+    path, values: Mapping[str, ArrayLike], title: str = "", xlabel: str = "ATE RMSE [m]", log_x: bool = True
+) -> Path:
     """Empirical CDFs (fraction of trajectories with error <= x, a step plot) of each named policy of
     ``values`` (1-D arrays, one value per trajectory) on one axes; log x by default (values <= 0 clipped to a
     floor a decade below the smallest positive value). The legend gives each policy's count n and median
@@ -272,8 +311,14 @@ def plot_cumulative_histograms(path, values: Mapping[str, np.ndarray], title: st
             clipped = int((x <= 0).sum())
             x = np.maximum(x, floor)
         label = f"{name} (n={x.size}, median={med:.3g})" + _notes(bad, clipped, floor)
-        ax.step(np.concatenate([x[:1], x]), np.concatenate([[0.0], c]), where="post", linewidth=1.4,
-                label=label, **styles[name])
+        ax.step(
+            np.concatenate([x[:1], x]),
+            np.concatenate([[0.0], c]),
+            where="post",
+            linewidth=1.4,
+            label=label,
+            **styles[name],
+        )
         any_data = True
     if log_x and any_data:
         ax.set_xscale("log")
@@ -290,7 +335,7 @@ def plot_cumulative_histograms(path, values: Mapping[str, np.ndarray], title: st
     return save_png(fig, path)
 
 
-def write_cumulative_csv(path, values: Mapping[str, np.ndarray]) -> Path:
+def write_cumulative_csv(path, values: Mapping[str, ArrayLike]) -> Path:
     """CSV of the empirical CDFs of :func:`plot_cumulative_histograms`: header ``policy,value,cdf``, then for
     each policy (in the order of ``values``) one row per finite value in ascending order with its CDF
     ``i / n`` (n = number of finite values; NaN/inf are left out). Values are written with ``repr`` (exact
@@ -309,8 +354,11 @@ def write_cumulative_csv(path, values: Mapping[str, np.ndarray]) -> Path:
 
 # -- ATE table -----------------------------------------------------------------------------------------------
 _TABLE_STATS = ("max", "p99", "p90", "mean")
-_TABLE_KINDS = {"VO": ("no loop closure", "tab:orange"), "PGO": ("pose graph only", "tab:olive"),
-                "LC": ("loop closure", "tab:blue")}
+_TABLE_KINDS = {
+    "VO": ("no loop closure", "tab:orange"),
+    "PGO": ("pose graph only", "tab:olive"),
+    "LC": ("loop closure", "tab:blue"),
+}
 
 
 def plot_ate_table(path, table: Mapping[str, Mapping[str, float]], title: str = "") -> Path:
@@ -319,7 +367,7 @@ def plot_ate_table(path, table: Mapping[str, Mapping[str, float]], title: str = 
     closure) and values stats dicts
     (:func:`mixslam.eval.metrics.stats`). Policies go along x, with one bar per kind; a key without such a
     suffix is its own policy, drawn as a third kind. Missing, NaN or non-positive statistics are left out."""
-    rows = {}
+    rows: dict[str, dict[str, dict]] = {}
     for key, st in (table or {}).items():
         head, _, tail = str(key).rpartition(" ")
         kind = tail.upper() if head and tail.upper() in _TABLE_KINDS else ""
@@ -331,8 +379,13 @@ def plot_ate_table(path, table: Mapping[str, Mapping[str, float]], title: str = 
         kinds.append("")
     fig = new_figure((3.0 + 2.2 * len(_TABLE_STATS), 4.2))
     axes = fig.subplots(1, len(_TABLE_STATS), sharey=True, squeeze=False)[0]
-    heights = [float(r[k][s]) for r in rows.values() for k in r for s in _TABLE_STATS
-               if s in r[k] and r[k][s] is not None and np.isfinite(float(r[k][s])) and float(r[k][s]) > 0]
+    heights = [
+        float(r[k][s])
+        for r in rows.values()
+        for k in r
+        for s in _TABLE_STATS
+        if s in r[k] and r[k][s] is not None and np.isfinite(float(r[k][s])) and float(r[k][s]) > 0
+    ]
     width = 0.8 / max(len(kinds), 1)
     x = np.arange(len(policies))
     for ax, s in zip(axes, _TABLE_STATS):
@@ -340,8 +393,8 @@ def plot_ate_table(path, table: Mapping[str, Mapping[str, float]], title: str = 
             label, color = _TABLE_KINDS.get(kind, ("value", "tab:green"))
             xs, hs = [], []
             for i, pol in enumerate(policies):
-                st = rows[pol].get(kind)
-                h = None if st is None or st.get(s) is None else float(st[s])
+                entry = rows[pol].get(kind)
+                h = None if entry is None or entry.get(s) is None else float(entry[s])
                 if h is not None and np.isfinite(h) and h > 0:
                     xs.append(x[i] + (j - (len(kinds) - 1) / 2) * width)
                     hs.append(h)

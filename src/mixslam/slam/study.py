@@ -10,12 +10,14 @@ statistics pool the per-keyframe errors of every trajectory; each trajectory als
 ``ate_lc`` is the final loop-closed trajectory (pose graph, then global BA); ``ate_pgo`` the pose graph's
 alone (equal to ``ate_lc`` when the global BA is off or did not run).
 """
+
 from __future__ import annotations
 
 import sys
 import time
 from dataclasses import dataclass, field, replace
 from numbers import Integral
+from typing import Any
 
 import numpy as np
 
@@ -48,24 +50,33 @@ class StudyConfig:
     """Alignment before ATE: ``se3``, ``sim3`` or ``none``."""
 
     def __post_init__(self):
-        for name, cls in (("world", WorldConfig), ("trajectory", TrajectoryConfig), ("camera", CameraConfig),
-                          ("pipeline", PipelineConfig)):
+        for name, cls in (
+            ("world", WorldConfig),
+            ("trajectory", TrajectoryConfig),
+            ("camera", CameraConfig),
+            ("pipeline", PipelineConfig),
+        ):
             if not isinstance(getattr(self, name), cls):
                 raise ConfigError(f"StudyConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
         check_config_fields(self, choices={"align": ALIGN_MODES})
         kf = self.trajectory.keyframes
         least = MIN_KEYFRAMES if self.align != "none" else 2
         if kf is not None and kf < least:
-            raise ConfigError(f"StudyConfig.trajectory.keyframes must be an integer >= {least} (the {self.align!r} "
-                              f"alignment of the ATE needs {least} poses), got {kf!r}")
+            raise ConfigError(
+                f"StudyConfig.trajectory.keyframes must be an integer >= {least} (the {self.align!r} "
+                f"alignment of the ATE needs {least} poses), got {kf!r}"
+            )
 
 
 def demo_config() -> StudyConfig:
     """The embedded default of ``mixslam demo``: a smaller run (150 keyframes, about one and a half laps of
     a 2 x 2-room flat) and a 30-keyframe window solved every 5 keyframes, so all four policies finish in
     well under a minute on 2 cores."""
-    return StudyConfig(world=WorldConfig(rooms=(2, 2)), trajectory=TrajectoryConfig(keyframes=150),
-                       pipeline=PipelineConfig(vo=VOConfig(window=30, fixed=5, ba_every=5)))
+    return StudyConfig(
+        world=WorldConfig(rooms=(2, 2)),
+        trajectory=TrajectoryConfig(keyframes=150),
+        pipeline=PipelineConfig(vo=VOConfig(window=30, fixed=5, ba_every=5)),
+    )
 
 
 def trajectory_seed(seed: int, i: int) -> int:
@@ -97,9 +108,14 @@ def run_trajectory(seed: int, policies=POLICIES, config: StudyConfig | None = No
     policies = check_policies(policies, "run_trajectory")
     world = make_world(cfg.world, seed)
     run = simulate_run(world, cfg.trajectory, cfg.camera, seed)
-    out = {"seed": int(seed), "keyframes": int(len(run.R_wc)), "observations": int(run.num_observations),
-           "path_length_m": float(run.distance[-1]) if len(run.distance) else 0.0, "policies": {}}
-    objects = {"world": world, "run": run, "results": {}}
+    out: dict[str, Any] = {
+        "seed": int(seed),
+        "keyframes": int(len(run.R_wc)),
+        "observations": int(run.num_observations),
+        "path_length_m": float(run.distance[-1]) if len(run.distance) else 0.0,
+        "policies": {},
+    }
+    objects: dict[str, Any] = {"world": world, "run": run, "results": {}}
     for name in policies:
         t0 = time.perf_counter()
         res = run_pipeline(run, name, cfg.pipeline, seed)
@@ -110,24 +126,44 @@ def run_trajectory(seed: int, policies=POLICIES, config: StudyConfig | None = No
         ba, pg = res.vo.ba, res.pgo
         gs = g.solves if g else SolveCounters()
         out["policies"][name] = {
-            "ate_vo_rmse": float(np.sqrt(np.mean(e_vo ** 2))), "ate_lc_rmse": float(np.sqrt(np.mean(e_lc ** 2))),
-            "ate_pgo_rmse": float(np.sqrt(np.mean(e_pgo ** 2))),
-            "ate_vo": stats(e_vo), "ate_lc": stats(e_lc), "ate_pgo": stats(e_pgo),
-            "errors_vo": e_vo.tolist(), "errors_lc": e_lc.tolist(), "errors_pgo": e_pgo.tolist(),
-            "seconds": time.perf_counter() - t0, "vo_seconds": res.vo.seconds, "vo_ba_seconds": ba.seconds,
-            "pgo_seconds": pg.seconds, "ba_solves": ba.solves, "ba_lm_iterations": ba.iterations,
-            "ba_cg_iterations": ba.linear_iterations, "ba_not_converged": ba.not_converged,
-            "pgo_solves": pg.solves, "pgo_iterations": pg.iterations,
-            "pgo_cg_iterations": pg.linear_iterations, "pgo_not_converged": pg.not_converged,
-            "gba_ran": g is not None, "gba_ok": bool(g.ok) if g else False, "gba_reason": g.reason if g else "",
-            "gba_seconds": g.seconds if g else 0.0, "gba_iterations": gs.iterations,
-            "gba_cg_iterations": gs.linear_iterations, "gba_not_converged": gs.not_converged,
-            "gba_fused_tracks": g.fused if g else 0, "gba_points": g.points if g else 0,
-            "gba_observations": g.observations if g else 0, "gba_gated": g.gated if g else 0,
+            "ate_vo_rmse": float(np.sqrt(np.mean(e_vo**2))),
+            "ate_lc_rmse": float(np.sqrt(np.mean(e_lc**2))),
+            "ate_pgo_rmse": float(np.sqrt(np.mean(e_pgo**2))),
+            "ate_vo": stats(e_vo),
+            "ate_lc": stats(e_lc),
+            "ate_pgo": stats(e_pgo),
+            "errors_vo": e_vo.tolist(),
+            "errors_lc": e_lc.tolist(),
+            "errors_pgo": e_pgo.tolist(),
+            "seconds": time.perf_counter() - t0,
+            "vo_seconds": res.vo.seconds,
+            "vo_ba_seconds": ba.seconds,
+            "pgo_seconds": pg.seconds,
+            "ba_solves": ba.solves,
+            "ba_lm_iterations": ba.iterations,
+            "ba_cg_iterations": ba.linear_iterations,
+            "ba_not_converged": ba.not_converged,
+            "pgo_solves": pg.solves,
+            "pgo_iterations": pg.iterations,
+            "pgo_cg_iterations": pg.linear_iterations,
+            "pgo_not_converged": pg.not_converged,
+            "gba_ran": g is not None,
+            "gba_ok": bool(g.ok) if g else False,
+            "gba_reason": g.reason if g else "",
+            "gba_seconds": g.seconds if g else 0.0,
+            "gba_iterations": gs.iterations,
+            "gba_cg_iterations": gs.linear_iterations,
+            "gba_not_converged": gs.not_converged,
+            "gba_fused_tracks": g.fused if g else 0,
+            "gba_points": g.points if g else 0,
+            "gba_observations": g.observations if g else 0,
+            "gba_gated": g.gated if g else 0,
             "fp16_overflows": ba.overflows + pg.overflows + gs.overflows,
             "fallbacks": ba.fallbacks + pg.fallbacks + gs.fallbacks,
-            "loop_candidates": res.candidates, "loop_candidates_true": res.true_candidates,
-            "loops_accepted": res.accepted, "loops_accepted_false": res.accepted_false,
+            "loop_candidates": res.candidates,
+            "loop_candidates_true": res.true_candidates,
+            "loops_accepted": res.accepted,
+            "loops_accepted_false": res.accepted_false,
             "observations_gated": res.vo.gated,
         }
         objects["results"][name] = res
@@ -136,8 +172,16 @@ def run_trajectory(seed: int, policies=POLICIES, config: StudyConfig | None = No
     return out
 
 
-def run_study(trajectories: int, seed: int = 0, policies=POLICIES, config: StudyConfig | None = None,
-              workers: int = 1, progress: bool = False, stream=None, runner=None) -> dict:
+def run_study(
+    trajectories: int,
+    seed: int = 0,
+    policies=POLICIES,
+    config: StudyConfig | None = None,
+    workers: int = 1,
+    progress: bool = False,
+    stream=None,
+    runner=None,
+) -> dict:
     """Every trajectory with every policy; returns the REPORT.json dictionary (see :func:`summarize`).
 
     ``runner``: a :class:`mixslam.runner.TaskRunner` (process pool or Dask); by default one is made
@@ -162,9 +206,17 @@ def run_study(trajectories: int, seed: int = 0, policies=POLICIES, config: Study
         if own:
             runner.close()
     report = summarize(results, policies)
-    report.update({"seed": int(seed), "trajectories": int(trajectories), "workers": int(runner.workers),
-                   "executor": runner.describe(), "seconds": time.perf_counter() - t0, "align": cfg.align,
-                   "config": _config_dict(cfg)})
+    report.update(
+        {
+            "seed": int(seed),
+            "trajectories": int(trajectories),
+            "workers": int(runner.workers),
+            "executor": runner.describe(),
+            "seconds": time.perf_counter() - t0,
+            "align": cfg.align,
+            "config": _config_dict(cfg),
+        }
+    )
     return report
 
 
@@ -179,28 +231,42 @@ def _check_study(config) -> StudyConfig:
 def summarize(results: list, policies) -> dict:
     """``{"policies": {NAME: {"ate_vo": STATS, "ate_lc": STATS, "trajectories": [...]}}}`` with the pooled
     per-keyframe statistics and each trajectory's RMSE, plus mixed/fp64-style ratios against ``fp64``."""
-    out = {"policies": {}}
+    out: dict[str, Any] = {"policies": {}}
     for name in policies:
-        rows, errs = [], {"vo": [], "lc": [], "pgo": []}
+        rows: list[dict] = []
+        errs: dict[str, list] = {"vo": [], "lc": [], "pgo": []}
         for r in results:
             p = r["policies"][name]
             for stage, e in errs.items():
                 e.extend(p.get(f"errors_{stage}", p["errors_lc"] if stage == "pgo" else []))
-            rows.append({"seed": r["seed"], **{k: v for k, v in p.items()
-                                               if not k.startswith(("errors_", "ate_")) or k.endswith("_rmse")}})
-        out["policies"][name] = {**{f"ate_{stage}": stats(np.asarray(e)) for stage, e in errs.items()},
-                                 "trajectories": rows}
+            rows.append(
+                {
+                    "seed": r["seed"],
+                    **{k: v for k, v in p.items() if not k.startswith(("errors_", "ate_")) or k.endswith("_rmse")},
+                }
+            )
+        out["policies"][name] = {
+            **{f"ate_{stage}": stats(np.asarray(e)) for stage, e in errs.items()},
+            "trajectories": rows,
+        }
     if "fp64" in policies:
         ref = {r["seed"]: r for r in out["policies"]["fp64"]["trajectories"]}
         for name in policies:
             if name == "fp64":
                 continue
             for stage in ("vo", "pgo", "lc"):
-                ratio = np.array([t[f"ate_{stage}_rmse"] / ref[t["seed"]][f"ate_{stage}_rmse"]
-                                  for t in out["policies"][name]["trajectories"]])
+                ratio = np.array(
+                    [
+                        t[f"ate_{stage}_rmse"] / ref[t["seed"]][f"ate_{stage}_rmse"]
+                        for t in out["policies"][name]["trajectories"]
+                    ]
+                )
                 out["policies"][name][f"ratio_to_fp64_{stage}"] = {
-                    "median": float(np.median(ratio)), "max": float(np.max(ratio)), "min": float(np.min(ratio)),
-                    "worse_than_5pct": int(np.sum(ratio > 1.05))}
+                    "median": float(np.median(ratio)),
+                    "max": float(np.max(ratio)),
+                    "min": float(np.min(ratio)),
+                    "worse_than_5pct": int(np.sum(ratio > 1.05)),
+                }
     return out
 
 
@@ -213,11 +279,17 @@ def _config_dict(cfg: StudyConfig) -> dict:
         if isinstance(x, tuple):
             return list(x)
         return x
+
     return conv(cfg)
 
 
-def with_overrides(cfg: StudyConfig, keyframes: int | None = None, window: int | None = None,
-                   wheel_odometry: bool | None = None, global_ba: bool | None = None) -> StudyConfig:
+def with_overrides(
+    cfg: StudyConfig,
+    keyframes: int | None = None,
+    window: int | None = None,
+    wheel_odometry: bool | None = None,
+    global_ba: bool | None = None,
+) -> StudyConfig:
     """The study config with the command line's --keyframes / --window / --no-wheel-odometry /
     --no-global-ba applied."""
     if global_ba is not None:

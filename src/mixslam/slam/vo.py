@@ -15,6 +15,7 @@ The front end is simulated (landmark ids are the data association), so this modu
 Each keyframe keeps the estimate of its last window. For loop closure each keyframe also keeps a snapshot of
 the landmarks it observed, in its own camera frame, as its last window estimated them.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,9 +25,9 @@ import numpy as np
 
 from ..ba import BAConfig, optimize_bundle
 from ..errors import ConfigError, check_config_fields
+from ..linear.config import CGConfig
 from ..problem.bundle import BundleData
 from ..problem.camera import pinhole_project
-from ..linear.config import CGConfig
 from ..solve.config import LMConfig
 from ..solve.report import SolveCounters
 from .geometry import triangulate
@@ -92,14 +93,25 @@ class VOConfig:
     scale error); later windows inherit it from their fixed frames."""
 
     def __post_init__(self):
-        check_config_fields(self, ints={"window": 2, "fixed": 1, "ba_every": 1, "max_iterations": 1,
-                                        "bootstrap_baseline": 1, "bootstrap_max_iterations": 1,
-                                        "cg_max_iterations": 1},
-                            nonnegative=("function_tolerance", "min_parallax_deg"), positive=("gate",),
-                            choices={"odometry_scale": (True, False)})
+        check_config_fields(
+            self,
+            ints={
+                "window": 2,
+                "fixed": 1,
+                "ba_every": 1,
+                "max_iterations": 1,
+                "bootstrap_baseline": 1,
+                "bootstrap_max_iterations": 1,
+                "cg_max_iterations": 1,
+            },
+            nonnegative=("function_tolerance", "min_parallax_deg"),
+            positive=("gate",),
+            choices={"odometry_scale": (True, False)},
+        )
         if self.fixed >= self.window:
-            raise ConfigError(f"VOConfig.fixed must be below the window ({self.window}): a window needs free "
-                              f"frames, got {self.fixed}")
+            raise ConfigError(
+                f"VOConfig.fixed must be below the window ({self.window}): a window needs free frames, got {self.fixed}"
+            )
 
 
 @dataclass
@@ -149,8 +161,9 @@ def _compose_odometry(R_cw, t_cw, odom_R, odom_t):
     return R2.T, -R2.T @ t2
 
 
-def run_vo(run, precision: str = "fp64", solver: str | None = None, config: VOConfig | None = None,
-           first_pose=None) -> VOResult:
+def run_vo(
+    run, precision: str = "fp64", solver: str | None = None, config: VOConfig | None = None, first_pose=None
+) -> VOResult:
     """Sliding-window VO over a simulated run (``mixslam.sim.world.Run``).
 
     ``first_pose``: (R_cw, t_cw) of keyframe 0 (default: its ground truth, which defines the world frame).
@@ -191,7 +204,7 @@ def run_vo(run, precision: str = "fp64", solver: str | None = None, config: VOCo
         if k % cfg.ba_every and k != n - 1:
             continue
         lo = max(0, k - cfg.window + 1)
-        sel = by_frame[frame_ptr[lo]:frame_ptr[k + 1]]
+        sel = by_frame[frame_ptr[lo] : frame_ptr[k + 1]]
         sel = sel[active[sel]]
         tr = track[sel]
         # Triangulate tracks seen at least twice in the window that have no estimate yet.
@@ -199,8 +212,9 @@ def run_vo(run, precision: str = "fp64", solver: str | None = None, config: VOCo
         want = (counts >= 2) & ~init
         if want.any():
             m = want[tr]
-            cand, ok = triangulate(R_cw, t_cw, tr[m], frame[sel][m], pixel[sel][m], K, ntracks,
-                                   cfg.min_parallax_deg, parallax_R_cw=R_dr)
+            cand, ok = triangulate(
+                R_cw, t_cw, tr[m], frame[sel][m], pixel[sel][m], K, ntracks, cfg.min_parallax_deg, parallax_R_cw=R_dr
+            )
             newly = want & ok
             pts[newly] = cand[newly]
             init |= newly
@@ -211,33 +225,34 @@ def run_vo(run, precision: str = "fp64", solver: str | None = None, config: VOCo
         uniq, local_pt = np.unique(tr, return_inverse=True)
         frames_w = np.arange(lo, k + 1)
         local_cam = frame[sel] - lo
-        cams = np.concatenate([R_cw[lo:k + 1].reshape(-1, 9), t_cw[lo:k + 1]], axis=1)
+        cams = np.concatenate([R_cw[lo : k + 1].reshape(-1, 9), t_cw[lo : k + 1]], axis=1)
         fixed = np.zeros(len(frames_w), bool)
         if lo == 0:
             fixed[0] = True
             if not cfg.odometry_scale:  # else the scale is left free here and set by the rescale below
                 fixed[min(cfg.bootstrap_baseline, len(fixed) - 1)] = True
         else:
-            fixed[:cfg.fixed] = True
-        data = BundleData("pinhole", cams, pts[uniq], pixel[sel], local_cam, local_pt, K, sigma, fixed,
-                          source=f"VO window {lo}..{k}")
+            fixed[: cfg.fixed] = True
+        data = BundleData(
+            "pinhole", cams, pts[uniq], pixel[sel], local_cam, local_pt, K, sigma, fixed, source=f"VO window {lo}..{k}"
+        )
         t0 = time.perf_counter()
         lm_w = replace(lm, max_iterations=cfg.bootstrap_max_iterations) if lo == 0 else lm
         out, rep = optimize_bundle(data, BAConfig(precision=precision, solver=solver, lm=lm_w, cg=cg))
         res.ba.add(rep, time.perf_counter() - t0)
-        R_cw[lo:k + 1] = out.cameras[:, :9].reshape(-1, 3, 3)
-        t_cw[lo:k + 1] = out.cameras[:, 9:12]
+        R_cw[lo : k + 1] = out.cameras[:, :9].reshape(-1, 3, 3)
+        t_cw[lo : k + 1] = out.cameras[:, 9:12]
         pts[uniq] = out.points
         if lo == 0 and cfg.odometry_scale:
             # Monocular scale from the wheel odometry: while the window still holds keyframe 0, scale the
             # map about camera 0 so the VO path 0..k is as long as the odometry's (averaging k steps' noise).
-            c = -np.einsum("nji,nj->ni", R_cw[:k + 1], t_cw[:k + 1])
+            c = -np.einsum("nji,nj->ni", R_cw[: k + 1], t_cw[: k + 1])
             vo_len = float(np.sum(np.linalg.norm(np.diff(c, axis=0), axis=1)))
             odo_len = float(np.sum(np.linalg.norm(run.odom_t[:k], axis=1)))
             if vo_len > 0:
                 sc = odo_len / vo_len
                 c_new = c[0] + sc * (c[1:] - c[0])
-                t_cw[1:k + 1] = -np.einsum("nij,nj->ni", R_cw[1:k + 1], c_new)
+                t_cw[1 : k + 1] = -np.einsum("nij,nj->ni", R_cw[1 : k + 1], c_new)
                 pts[init] = c[0] + sc * (pts[init] - c[0])
         # Gate: drop observations the window cannot explain.
         obs_cams = np.concatenate([R_cw[frame[sel]].reshape(-1, 9), t_cw[frame[sel]]], axis=1)

@@ -1,5 +1,6 @@
 """Nonlinear solve: the one solve sequence (:mod:`.driver`), Levenberg-Marquardt / Gauss-Newton, configuration,
 report."""
+
 from ..linear.config import CGConfig, ICConfig
 from .config import LMConfig
 from .report import IterationRecord, SolveReport, Status

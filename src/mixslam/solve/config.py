@@ -3,11 +3,12 @@
 The linear solvers' own settings (:class:`~mixslam.linear.config.CGConfig`,
 :class:`~mixslam.linear.config.ICConfig`) live with them in :mod:`mixslam.linear`.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from ..errors import ConfigError, check_config_fields
 
@@ -23,7 +24,7 @@ class LMConfig:
     """Outer iterations (linearizations) at most."""
     method: str = "lm"
     """``"lm"`` (damped, gain-ratio updates) or ``"gn"`` (undamped Gauss-Newton; a failed step stops)."""
-    initial_lambda: Optional[float] = None
+    initial_lambda: float | None = None
     """Initial damping, relative: the system is (JᵀJ + λ·diag(JᵀJ)) δ = -Jᵀr. None takes the linear solver's
     own (``LinearSolver.initial_lambda``), as measured on the 11 reference pose graphs: 1e-8 with the direct
     solver (half the LM iterations of 1e-5, same optima: pose graphs have curvatures far below 1e-5
@@ -43,19 +44,23 @@ class LMConfig:
     """diag(JᵀJ) entries are clamped to [min_diagonal, max_diagonal] in the damping term (as Ceres)."""
     max_diagonal: float = 1e32
     """See ``min_diagonal``."""
-    callback: Optional[Callable] = None
+    callback: Callable | None = None
     """Called as ``callback(record: IterationRecord)`` after each iteration; raise StopIteration to stop."""
     verbose: bool = False
     """Log one progress line per iteration on the ``mixslam`` logger (INFO)."""
 
     def __post_init__(self):
-        check_config_fields(self, ints={"max_iterations": 0},
-                            positive=("min_lambda", "max_lambda", "min_diagonal", "max_diagonal"),
-                            nonnegative=("function_tolerance", "gradient_tolerance", "step_tolerance"),
-                            choices={"method": LM_METHODS, "verbose": (True, False)})
+        check_config_fields(
+            self,
+            ints={"max_iterations": 0},
+            positive=("min_lambda", "max_lambda", "min_diagonal", "max_diagonal"),
+            nonnegative=("function_tolerance", "gradient_tolerance", "step_tolerance"),
+            choices={"method": LM_METHODS, "verbose": (True, False)},
+        )
         lam = self.initial_lambda
-        if lam is not None and (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam)
-                                or lam <= 0):
+        if lam is not None and (
+            isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam <= 0
+        ):
             raise ConfigError(f"LMConfig.initial_lambda must be None or a finite number > 0, got {lam!r}")
         for lo, hi in (("min_lambda", "max_lambda"), ("min_diagonal", "max_diagonal")):
             if getattr(self, lo) > getattr(self, hi):

@@ -7,17 +7,24 @@ solver (its symbolic work), compile the kernels that solve calls (timed apart), 
 BLAS held to one thread, refuse a non-finite result, evaluate the initial and final cost in fp64 whatever the
 policy, and fill the report. A problem kind supplies only an :class:`AnalyzedProblem`.
 """
+
 from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..errors import NonFiniteError
-from ..linear.choice import (LinearSolverChoice, LinearStructure, make_linear_solver, resolve_linear_solver,
-                             solve_kernel_specs)
+from ..linear.choice import (
+    LinearSolverChoice,
+    LinearStructure,
+    make_linear_solver,
+    resolve_linear_solver,
+    solve_kernel_specs,
+)
 from ..linear.config import CGConfig, ICConfig
 from ..precision import PrecisionPolicy
 from .config import LMConfig
@@ -31,7 +38,7 @@ class SolveSettings(Protocol):
     """The fields every problem kind's configuration has (``PGOConfig``, ``BAConfig``)."""
 
     @property
-    def precision(self) -> "str | PrecisionPolicy": ...
+    def precision(self) -> str | PrecisionPolicy: ...
     @property
     def solver(self) -> str | None: ...
     @property
@@ -63,7 +70,7 @@ class AnalyzedProblem(Protocol):
     def linear_structure(self) -> LinearStructure:
         """The unknowns (and, for one variable set, the normal matrix's block pattern)."""
 
-    def direct_size(self) -> "tuple[int, int] | None":
+    def direct_size(self) -> tuple[int, int] | None:
         """(unknowns the direct solver factors densely, its limit), or None when it has no such limit."""
 
     def warm(self, specs: frozenset) -> float:
@@ -93,8 +100,12 @@ def single_threaded_blas():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def solve(kind: str, settings: SolveSettings, validate: Callable[[], object],
-          analyze: Callable[[PrecisionPolicy], AnalyzedProblem]):
+def solve(
+    kind: str,
+    settings: SolveSettings,
+    validate: Callable[[], object],
+    analyze: Callable[[PrecisionPolicy], AnalyzedProblem],
+):
     """Run the solve sequence for a ``kind`` problem; returns (analyzed problem, best state, report).
 
     ``validate`` checks the input data (raising the library's errors); ``analyze(policy)`` builds the

@@ -4,6 +4,7 @@ The loop keeps the state in fp64 and decides with an fp64 (or fp32, if the polic
 linear solver and the linearization run in the precisions of the policy. Damping follows Nielsen's
 gain-ratio rule; rejected steps re-solve the same linearization with more damping.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,8 +40,13 @@ class LeastSquaresProblem(Protocol):
     def state_norm(self, state) -> float: ...
 
 
-def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver: LinearSolver, policy: PrecisionPolicy,
-                        config: LMConfig | None = None):
+def levenberg_marquardt(
+    problem: LeastSquaresProblem,
+    state,
+    linear_solver: LinearSolver,
+    policy: PrecisionPolicy,
+    config: LMConfig | None = None,
+):
     """Minimize ``problem.cost`` from ``state``; returns (best state, :class:`SolveReport`).
 
     The linear solver supplies the initial damping (unless ``config.initial_lambda`` is set) and the
@@ -56,8 +62,17 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver: Line
     cost = problem.cost(state)
     timing["residual"] += time.perf_counter() - t0
     pre = linear_solver.preconditioner
-    report = SolveReport(Status.FAILED, "", cost, cost, 0, 0, precision=policy.name, solver=linear_solver.name,
-                         preconditioner=None if pre is None else pre.name)
+    report = SolveReport(
+        Status.FAILED,
+        "",
+        cost,
+        cost,
+        0,
+        0,
+        precision=policy.name,
+        solver=linear_solver.name,
+        preconditioner=None if pre is None else pre.name,
+    )
     if not math.isfinite(cost):
         report.reason = "the initial cost is not finite (NaN/inf in poses or measurements)"
         report.timing = {**timing, "total": time.perf_counter() - t_start}
@@ -116,14 +131,38 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver: Line
             pred = res.model_decrease
             rho = actual / pred if pred > 0 else (-1.0 if actual <= 0 else 1.0)
             accepted = bool(np.isfinite(new_cost) and actual > 0 and rho > 0)
-        record = IterationRecord(it, cost, new_cost, gnorm_inf, step_norm, float(rho), lam, accepted,
-                                 res.iterations, res.relative_residual, res.status, time.perf_counter() - t_it)
+        record = IterationRecord(
+            it,
+            cost,
+            new_cost,
+            gnorm_inf,
+            step_norm,
+            float(rho),
+            lam,
+            accepted,
+            res.iterations,
+            res.relative_residual,
+            res.status,
+            time.perf_counter() - t_it,
+        )
         report.history.append(record)
         if config.verbose:
-            log.info("[iter %3d] cost %.10g -> %.10g  rel %.2e  |g| %.2e  |dx| %.2e  rho %+.3f  lambda %.1e  "
-                     "cg %d (res %.1e, %s)%s", it, cost, new_cost, (cost - new_cost) / cost if cost else 0.0,
-                     gnorm_inf, step_norm, rho, lam, res.iterations, res.relative_residual, res.status.value,
-                     "" if accepted else "  rejected")
+            log.info(
+                "[iter %3d] cost %.10g -> %.10g  rel %.2e  |g| %.2e  |dx| %.2e  rho %+.3f  lambda %.1e  "
+                "cg %d (res %.1e, %s)%s",
+                it,
+                cost,
+                new_cost,
+                (cost - new_cost) / cost if cost else 0.0,
+                gnorm_inf,
+                step_norm,
+                rho,
+                lam,
+                res.iterations,
+                res.relative_residual,
+                res.status.value,
+                "" if accepted else "  rejected",
+            )
         if config.callback is not None:
             try:
                 config.callback(record)
@@ -146,14 +185,20 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver: Line
             small = small + 1 if rel < config.function_tolerance else 0
             if rel < config.function_tolerance:
                 if res.relative_residual <= LOOSE_SOLVE or small >= SMALL_STEPS:
-                    status, reason = Status.CONVERGED, (
-                        f"relative cost decrease {rel:.3g} below function_tolerance"
-                        + ("" if res.relative_residual <= LOOSE_SOLVE else f" for {small} accepted steps in a row"))
+                    status, reason = (
+                        Status.CONVERGED,
+                        (
+                            f"relative cost decrease {rel:.3g} below function_tolerance"
+                            + ("" if res.relative_residual <= LOOSE_SOLVE else f" for {small} accepted steps in a row")
+                        ),
+                    )
                     break
                 # A small decrease from a loosely solved step proves little: ask the inner solver for more.
                 linear_solver.tighten_tolerance(res.relative_residual)
-            if (step_norm < config.step_tolerance * (problem.state_norm(state) + config.step_tolerance)
-                    and res.relative_residual <= LOOSE_SOLVE):
+            if (
+                step_norm < config.step_tolerance * (problem.state_norm(state) + config.step_tolerance)
+                and res.relative_residual <= LOOSE_SOLVE
+            ):
                 status, reason = Status.CONVERGED, f"step norm {step_norm:.3g} below step_tolerance"
                 break
         else:
@@ -169,14 +214,18 @@ def levenberg_marquardt(problem: LeastSquaresProblem, state, linear_solver: Line
             if lam > config.max_lambda:
                 rel_g = gnorm_inf / g0norm
                 if rel_g <= STALL_GRADIENT:
-                    status, reason = (Status.CONVERGED,
-                                      f"no step decreases the cost (lambda above {config.max_lambda:g}) with the "
-                                      f"gradient at {rel_g:.1e} of its start: the attainable accuracy is reached")
+                    status, reason = (
+                        Status.CONVERGED,
+                        f"no step decreases the cost (lambda above {config.max_lambda:g}) with the "
+                        f"gradient at {rel_g:.1e} of its start: the attainable accuracy is reached",
+                    )
                 else:
-                    status, reason = (Status.STALLED,
-                                      f"no step decreases the cost (lambda above {config.max_lambda:g}) but the "
-                                      f"gradient is still {rel_g:.1e} of its start (last linear solve: "
-                                      f"{res.status.value}); this precision or solver cannot get closer")
+                    status, reason = (
+                        Status.STALLED,
+                        f"no step decreases the cost (lambda above {config.max_lambda:g}) but the "
+                        f"gradient is still {rel_g:.1e} of its start (last linear solve: "
+                        f"{res.status.value}); this precision or solver cannot get closer",
+                    )
                 break
     report.status, report.reason = status, reason
     report.iterations = it

@@ -1,5 +1,6 @@
 """One :class:`SolveReport` per solve: status, reason, best iterate, per-iteration history, timings, and typed
 records of what the linear solver, the preconditioner and the quantizations did."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -144,16 +145,29 @@ class SolveReport:
         """JSON-ready dictionary (the REPORT.json of the command line)."""
         q = self.quantization
         out = {
-            "status": self.status, "reason": self.reason, "converged": self.converged,
-            "initial_cost": self.initial_cost, "final_cost": self.final_cost,
-            "iterations": self.iterations, "best_iteration": self.best_iteration,
-            "linear_iterations": self.linear_iterations, "precision": self.precision, "solver": self.solver,
-            "preconditioner": self.preconditioner, "init": self.init,
-            "time_s": self.timing.get("total", float("nan")), "timing": dict(self.timing),
+            "status": self.status,
+            "reason": self.reason,
+            "converged": self.converged,
+            "initial_cost": self.initial_cost,
+            "final_cost": self.final_cost,
+            "iterations": self.iterations,
+            "best_iteration": self.best_iteration,
+            "linear_iterations": self.linear_iterations,
+            "precision": self.precision,
+            "solver": self.solver,
+            "preconditioner": self.preconditioner,
+            "init": self.init,
+            "time_s": self.timing.get("total", float("nan")),
+            "timing": dict(self.timing),
             "fp16_overflows": self.fp16_overflows,
-            "quantization": {"overflows": q.overflows, "underflows": q.underflows, "subnormals": q.subnormals,
-                             "fallbacks": q.fallbacks},
-            "memory": self.memory, "history": self.history,
+            "quantization": {
+                "overflows": q.overflows,
+                "underflows": q.underflows,
+                "subnormals": q.subnormals,
+                "fallbacks": q.fallbacks,
+            },
+            "memory": self.memory,
+            "history": self.history,
         }
         for name in ("policy", "file_cost", "depth", "problem"):
             if getattr(self, name) is not None:
@@ -163,9 +177,11 @@ class SolveReport:
         return to_jsonable(out)
 
     def summary(self) -> str:
-        return (f"{self.status.value}: {self.reason}; cost {self.initial_cost:.9g} -> {self.final_cost:.9g} "
-                f"in {self.iterations} iterations ({self.linear_iterations} linear), "
-                f"{self.timing.get('total', float('nan')):.3f} s")
+        return (
+            f"{self.status.value}: {self.reason}; cost {self.initial_cost:.9g} -> {self.final_cost:.9g} "
+            f"in {self.iterations} iterations ({self.linear_iterations} linear), "
+            f"{self.timing.get('total', float('nan')):.3f} s"
+        )
 
 
 @dataclass
