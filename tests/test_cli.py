@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from helpers import write_small_bal
 from mixslam.cli import main
 from mixslam.io import write_g2o
 from mixslam.sim import simulate_pose_graph
@@ -84,25 +85,7 @@ def test_missing_file_exits_2(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def bal_file(tmp_path_factory):
     """A small synthetic BAL problem (4 cameras, 60 points, noisy pixels, perturbed start)."""
-    import numpy as np
-
-    from mixslam.io.bal import write_bal
-    from mixslam.problem.bundle import BundleData
-    from mixslam.problem.camera import bal_project
-    rng = np.random.default_rng(2)
-    nc, npts = 4, 60
-    cams = np.zeros((nc, 9))
-    cams[:, :3] = rng.normal(scale=0.1, size=(nc, 3))
-    cams[:, 3:6] = rng.normal(scale=0.3, size=(nc, 3))
-    cams[:, 6] = 600.0
-    pts = rng.normal(size=(npts, 3)) + np.array([0.0, 0.0, -6.0])
-    ci, pi = np.repeat(np.arange(nc), npts), np.tile(np.arange(npts), nc)
-    obs = bal_project(cams[ci], pts[pi])[0] + rng.normal(scale=0.5, size=(ci.size, 2))
-    start = BundleData("bal", cams + rng.normal(scale=1e-3, size=cams.shape) * [1, 1, 1, 1, 1, 1, 0, 0, 0],
-                       pts + rng.normal(scale=0.02, size=pts.shape), obs, ci, pi)
-    path = tmp_path_factory.mktemp("cli") / "problem-4-60.txt"
-    write_bal(path, start)
-    return path
+    return write_small_bal(tmp_path_factory.mktemp("cli") / "problem-4-60.txt", 4, 60, seed=2)
 
 
 @pytest.mark.parametrize("precision,solver", [("fp64", None), ("mixed", "cgnr")])

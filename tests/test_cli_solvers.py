@@ -1,9 +1,9 @@
 """The command line's solver choice: the policy's default without --solver, the old aliases, and refusals."""
 import json
 
-import numpy as np
 import pytest
 
+from helpers import write_small_bal
 from mixslam.cli import main
 from mixslam.io import write_g2o
 from mixslam.sim import simulate_pose_graph
@@ -19,23 +19,7 @@ def g2o_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bal_file(tmp_path_factory):
     """A small synthetic BAL problem (3 cameras, 30 points, noisy pixels, perturbed start)."""
-    from mixslam.io.bal import write_bal
-    from mixslam.problem.bundle import BundleData
-    from mixslam.problem.camera import bal_project
-    rng = np.random.default_rng(4)
-    nc, npts = 3, 30
-    cams = np.zeros((nc, 9))
-    cams[:, :3] = rng.normal(scale=0.1, size=(nc, 3))
-    cams[:, 3:6] = rng.normal(scale=0.3, size=(nc, 3))
-    cams[:, 6] = 600.0
-    pts = rng.normal(size=(npts, 3)) + np.array([0.0, 0.0, -6.0])
-    ci, pi = np.repeat(np.arange(nc), npts), np.tile(np.arange(npts), nc)
-    obs = bal_project(cams[ci], pts[pi])[0] + rng.normal(scale=0.5, size=(ci.size, 2))
-    start = BundleData("bal", cams + rng.normal(scale=1e-3, size=cams.shape) * [1, 1, 1, 1, 1, 1, 0, 0, 0],
-                       pts + rng.normal(scale=0.02, size=pts.shape), obs, ci, pi)
-    path = tmp_path_factory.mktemp("cli_solvers") / "problem-3-30.txt"
-    write_bal(path, start)
-    return path
+    return write_small_bal(tmp_path_factory.mktemp("cli_solvers") / "problem-3-30.txt", 3, 30, seed=4)
 
 
 def _run(args, tmp_path):

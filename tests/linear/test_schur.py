@@ -2,28 +2,16 @@
 import numpy as np
 import pytest
 
-from mixslam.linear import CGConfig, Damping, Linearization
+from helpers import random_ba
+from mixslam.linear import CGConfig, Damping
 from mixslam.linear.cgnr import CGSolver
 from mixslam.linear.preconditioners import JacobiPreconditioner
 from mixslam.linear.schur import SchurSolver
 from mixslam.precision import PrecisionPolicy
 
 
-def _random_ba(seed, nc=5, npts=30, pc=9, fixed_cam=0, fixed_pt=3):
-    rng = np.random.default_rng(seed)
-    rows_c, rows_p = [], []
-    for j in range(npts):
-        for c in rng.choice(nc, size=rng.integers(2, nc + 1), replace=False):
-            rows_c.append(c)
-            rows_p.append(j)
-    rows_c, rows_p = np.array(rows_c), np.array(rows_p)
-    m = rows_c.size
-    var_c = np.where(np.arange(nc) == fixed_cam, -1, np.cumsum(np.arange(nc) != fixed_cam) - 1)
-    var_p = np.where(np.arange(npts) == fixed_pt, -1, np.cumsum(np.arange(npts) != fixed_pt) - 1)
-    A = rng.normal(size=(m, 2, pc)) * np.exp(rng.normal(size=pc) * 2)[None, None, :]
-    B = rng.normal(size=(m, 2, 3))
-    r = rng.normal(size=(m, 2))
-    return Linearization(r, A, B, var_c[rows_c], var_p[rows_p], nc - 1, pc, npts - 1, 3)
+def _random_ba(seed, nc=5, npts=30, pc=9):
+    return random_ba(seed, nc, npts, pc, fixed_cam=0, fixed_pt=3, spread=2.0)
 
 
 def _dense(lin):

@@ -10,7 +10,7 @@ Cholesky refactor and escalation state machine, and the choice of solver (names,
 import numpy as np
 import pytest
 
-from helpers import tol_for, unit_roundoff
+from helpers import random_ba, tol_for, unit_roundoff
 from mixslam.errors import ConfigError
 from mixslam.linear import (
     CGConfig,
@@ -50,23 +50,6 @@ def random_pgo(seed: int, nv: int = 12, p: int = 3, loops: int = 6):
     A[ia < 0] = 0.0
     r = rng.normal(size=(m, p))
     return Linearization(r, A, B, ia, ib, nv, p), BlockPattern(ia, ib, nv, p)
-
-
-def random_ba(seed: int, nc: int = 5, npts: int = 30, pc: int = 6):
-    """A BA-like linearization: 2-row observations of (camera, point), camera 0 fixed."""
-    rng = np.random.default_rng(seed)
-    rows_c, rows_p = [], []
-    for j in range(npts):
-        for c in rng.choice(nc, size=rng.integers(2, nc + 1), replace=False):
-            rows_c.append(c)
-            rows_p.append(j)
-    rows_c, rows_p = np.array(rows_c), np.array(rows_p)
-    m = rows_c.size
-    var_c = np.arange(nc) - 1  # camera 0 -> -1 (fixed)
-    A = rng.normal(size=(m, 2, pc)) * np.exp(rng.normal(size=pc))[None, None, :]
-    B = rng.normal(size=(m, 2, 3))
-    r = rng.normal(size=(m, 2))
-    return Linearization(r, A, B, var_c[rows_c].astype(np.int64), rows_p.astype(np.int64), nc - 1, pc, npts, 3)
 
 
 def dense_jacobian(lin: Linearization) -> np.ndarray:
