@@ -54,7 +54,7 @@ def test_bad_ic_fill_exits_2(g2o_file, capsys, value):
 
 
 def test_verbose_prints_one_line_per_iteration(g2o_file, capsys):
-    assert main(["pgo", str(g2o_file), "-v", "--max-iterations", "3"]) == 0
+    assert main(["pgo", str(g2o_file), "-v", "--max-iterations", "3"]) == 3  # not converged in 3 iterations
     err = capsys.readouterr().err
     assert err.count("[iter") == 3
 
@@ -194,3 +194,60 @@ def test_argument_errors_are_one_line_with_status_2(argv, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error: " in err and "--help" in err and "Traceback" not in err, err
+
+
+# ---- exit codes (issue 15): 0 converged, 1 failed, 3 not converged, 130 interrupted; -q never hides the reason --
+def test_exit_codes_are_the_documented_ones():
+    from mixslam import cli
+    assert (cli.EXIT_OK, cli.EXIT_FAILED, cli.EXIT_BAD_INPUT, cli.EXIT_NOT_CONVERGED, cli.EXIT_INTERRUPTED) == (
+        0, 1, 2, 3, 130)
+
+
+def test_converged_exits_0_and_quiet_prints_nothing_at_all(g2o_file, capsys):
+    assert main(["pgo", str(g2o_file), "-q"]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_iteration_limit_exits_3_with_the_reason_even_when_quiet(g2o_file, tmp_path, capsys):
+    rep = tmp_path / "r.json"
+    assert main(["pgo", str(g2o_file), "-q", "--max-iterations", "1", "--report", str(rep)]) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "mixslam pgo: hit_iteration_limit: reached max_iterations=1\n"
+    assert json.loads(rep.read_text())["status"] == "hit_iteration_limit"
+
+
+def test_ba_overflowing_point_exits_1_with_the_reason(tmp_path, capsys):
+    import dataclasses
+
+    from mixslam.io.bal import read_bal, write_bal
+    data = read_bal(write_small_bal(tmp_path / "small.txt", 4, 20, 0))
+    points = data.points.copy()
+    points[3] = [1e308, 0.0, 0.0]
+    big = tmp_path / "big.txt"
+    write_bal(big, dataclasses.replace(data, points=points))
+    assert main(["ba", str(big), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mixslam ba: failed: ") and "overflows fp64" in err and err.count("\n") == 1
+
+
+def test_interrupted_solve_exits_130_with_one_line(g2o_file, tmp_path, monkeypatch, capsys):
+    from mixslam.solve import interrupt
+    monkeypatch.setattr(interrupt, "interrupt_requested", lambda: True)  # as if Ctrl-C came at once
+    import mixslam.solve.lm as lm
+    monkeypatch.setattr(lm, "interrupt_requested", lambda: True)
+    out = tmp_path / "o.g2o"
+    assert main(["pgo", str(g2o_file), "-o", str(out), "-q"]) == 130
+    assert capsys.readouterr().err == f"mixslam: interrupted after 0 iterations; best iterate written to {out}\n"
+    assert out.read_text().count("VERTEX_SE2") == 150
+
+
+def test_keyboard_interrupt_outside_a_solve_exits_130_without_traceback(monkeypatch, capsys):
+    from mixslam import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "cmd_demo", interrupted)
+    assert main(["demo"]) == 130
+    err = capsys.readouterr().err
+    assert err == "mixslam: interrupted (demo); nothing more written\n"

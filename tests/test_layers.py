@@ -12,7 +12,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "mixslam"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("mixslam.errors", "mixslam.data", "mixslam.jsonable", "mixslam.runner")),
+    ("base", ("mixslam.errors", "mixslam.data", "mixslam.jsonable", "mixslam.runner", "mixslam.atomic")),
     ("precision", ("mixslam.precision",)),
     ("kernels", ("mixslam.kernels",)),
     ("storage", ("mixslam.storage",)),

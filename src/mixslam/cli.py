@@ -1,7 +1,11 @@
 """Command line: ``mixslam pgo | ba | eval | sim | demo | bench``.
 
-A thin layer over the library: parse arguments, call the library, print, write files. Bad input exits with
-status 2 and the library's message on stderr; an optimization that fails exits with status 1.
+A thin layer over the library: parse arguments, call the library, print, write files.
+
+Exit codes: 0 converged (or done); 1 the optimization failed; 2 bad input (the library's message on
+stderr); 3 not converged (iteration limit, stalled); 130 interrupted (SIGINT / SIGTERM). A solve
+(``pgo``, ``ba``) stops at the end of the current iteration on the first signal and still writes its best
+iterate; a second signal aborts at once. On 1, 3 and 130 one line on stderr says why, even with ``-q``.
 """
 
 from __future__ import annotations
@@ -13,9 +17,13 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .atomic import atomic_write_text, check_folder, check_writable
 from .errors import MixslamError
 
 log = logging.getLogger("mixslam")
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_CONVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+"""The exit codes (see the module docstring)."""
 
 
 def _setup_logging(verbosity: int) -> None:
@@ -213,6 +221,7 @@ def cmd_bench(args) -> int:
         raise ConfigError(f"--figures must be comma-separated numbers 1-8, got {args.figures!r}")
     _check_int_option("--workers", args.workers, 1)
     _check_int_option("--seed", args.seed, 0)
+    check_folder(args.out, "--out")
     cfg = bench_config(
         args.scale,
         seed=args.seed,
@@ -251,7 +260,9 @@ def cmd_pgo(args) -> int:
     from .linear.config import ICConfig
     from .pgo import PGOConfig, optimize_pose_graph
     from .solve.config import LMConfig
+    from .solve.interrupt import handle_interrupts
 
+    _check_output_files(("-o", args.output), ("--tum", args.tum), ("--report", args.report))  # before any work
     graph = read_pose_graph(args.input, repair=args.repair_information)
     if not args.quiet:
         print(
@@ -266,7 +277,8 @@ def cmd_pgo(args) -> int:
         lm=LMConfig(max_iterations=args.max_iterations, verbose=args.verbose),
         ic=ICConfig(fill_level=args.ic_fill, ordering=args.ic_ordering, refactor=args.ic_refactor),
     )
-    result, report = optimize_pose_graph(graph, config)
+    with handle_interrupts():  # the first Ctrl-C ends the solve after its iteration; the best iterate is written
+        result, report = optimize_pose_graph(graph, config)
     if not args.quiet:
         print(report.summary())
         print(
@@ -287,8 +299,8 @@ def cmd_pgo(args) -> int:
                 "warnings": graph.warnings,
             }
         )
-        Path(args.report).write_text(json.dumps(data, indent=2))
-    return 1 if report.failed else 0
+        atomic_write_text(args.report, json.dumps(data, indent=2))
+    return _solve_exit_code("pgo", report, (args.output, args.tum, args.report))
 
 
 def _parse_fix(text: str) -> tuple:
@@ -306,7 +318,9 @@ def cmd_ba(args) -> int:
     from .ba import BAConfig, optimize_bundle
     from .io.bal import read_bal, write_bal
     from .solve.config import LMConfig
+    from .solve.interrupt import handle_interrupts
 
+    _check_output_files(("-o", args.output), ("--report", args.report))  # before any work
     data = read_bal(args.input, fixed_cameras=_parse_fix(args.fix))
     if not args.quiet:
         assert data.fixed_cameras is not None  # an array since BundleData.__post_init__
@@ -327,7 +341,8 @@ def cmd_ba(args) -> int:
             verbose=args.verbose,
         ),
     )
-    result, report = optimize_bundle(data, config)
+    with handle_interrupts():  # the first Ctrl-C ends the solve after its iteration; the best iterate is written
+        result, report = optimize_bundle(data, config)
     if not args.quiet:
         print(report.summary())
         depth = report.depth.final
@@ -348,8 +363,27 @@ def cmd_ba(args) -> int:
                 "warnings": data.warnings,
             }
         )
-        Path(args.report).write_text(json.dumps(out, indent=2))
-    return 1 if report.failed else 0
+        atomic_write_text(args.report, json.dumps(out, indent=2))
+    return _solve_exit_code("ba", report, (args.output, args.report))
+
+
+def _solve_exit_code(command: str, report, outputs: tuple) -> int:
+    """The exit code of a solve (see the module docstring). Anything but ``converged`` prints one line on
+    stderr, ``-q`` or not: the status and its reason, or where the interrupted solve's best iterate went."""
+    from .solve.report import Status
+
+    if report.status is Status.CONVERGED:
+        return EXIT_OK
+    if report.status is Status.INTERRUPTED:
+        written = [str(path) for path in outputs if path]
+        where = ", ".join(written) if written else "nowhere (no output file was named)"
+        print(
+            f"mixslam: interrupted after {report.iterations} iterations; best iterate written to {where}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    print(f"mixslam {command}: {report.status.value}: {report.reason}", file=sys.stderr)
+    return EXIT_FAILED if report.failed else EXIT_NOT_CONVERGED
 
 
 def _check_int_option(option: str, value: int, least: int) -> None:
@@ -360,10 +394,20 @@ def _check_int_option(option: str, value: int, least: int) -> None:
         raise ConfigError(f"{option} must be an integer >= {least}, got {value}")
 
 
+def _check_output_files(*options: tuple[str, str | None]) -> None:
+    """Every output file named on the command line is checked before any work starts (a bad ``-o`` is refused
+    at once, not after the solve, and a bad ``--report`` cannot leave ``-o`` written): OutputError naming the
+    option, the path and the reason."""
+    for option, path in options:
+        if path:
+            check_writable(path, option)
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
     _check_int_option("--seed", args.seed, 0)
+    check_folder(args.out, "--out")
     return run_demo(out=args.out, seed=args.seed, quiet=args.quiet, verbose=args.verbose)
 
 
@@ -383,6 +427,9 @@ def cmd_sim(args) -> int:
     _check_int_option("--trajectories", args.trajectories, 1)
     _check_int_option("--workers", args.workers, 1)
     _check_int_option("--seed", args.seed, 0)
+    if args.out:
+        check_folder(args.out, "--out")
+    _check_output_files(("--report", args.report))
     cfg = with_overrides(StudyConfig(), wheel_odometry=args.wheel_odometry, global_ba=args.global_ba)
     for option, name in (("--keyframes", "keyframes"), ("--window", "window")):
         value = getattr(args, name)
@@ -412,7 +459,7 @@ def cmd_sim(args) -> int:
             )
             plots.write_cumulative_csv(out / f"ate_{stage}_cdf.csv", values)
     if args.report:
-        Path(args.report).write_text(json.dumps(report, indent=2))
+        atomic_write_text(args.report, json.dumps(report, indent=2))
     if not args.quiet:
         print(format_ate_table(report, policies))
         for p in policies:
@@ -461,6 +508,7 @@ def cmd_eval(args) -> int:
 
     if not (math.isfinite(args.max_difference) and args.max_difference >= 0):
         raise ConfigError(f"--max-difference must be a finite number >= 0 (seconds), got {args.max_difference}")
+    _check_output_files(("--json", args.json))
     res = evaluate_files(args.reference, args.estimate, align=args.align, max_difference=args.max_difference)
     a = res["alignment"]
     print(
@@ -479,7 +527,7 @@ def cmd_eval(args) -> int:
         cells = (f"{res[key][k]:>20d}" if k == "n" else f"{res[key][k]:>20.6g}" for _, key in cols)
         print(f"{k:8}" + "".join(cells))
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2))
+        atomic_write_text(args.json, json.dumps(res, indent=2))
     return 0
 
 
@@ -487,27 +535,29 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     _setup_logging(-1 if getattr(args, "quiet", False) else (1 if getattr(args, "verbose", False) else 0))
+    from .solve.interrupt import sigterm_as_keyboard_interrupt
+
     try:
-        if args.command == "pgo":
-            return cmd_pgo(args)
-        if args.command == "ba":
-            return cmd_ba(args)
-        if args.command == "sim":
-            return cmd_sim(args)
-        if args.command == "demo":
-            return cmd_demo(args)
-        if args.command == "eval":
-            return cmd_eval(args)
-        if args.command == "bench":
-            return cmd_bench(args)
+        with sigterm_as_keyboard_interrupt():
+            return _dispatch(args)
+    except KeyboardInterrupt:
+        # Ctrl-C outside a solve's own handling (reading, a batch command, a second Ctrl-C): batch work is
+        # cancelled and its workers ended by the task runner; one line, no traceback.
+        print(f"mixslam: interrupted ({args.command}); nothing more written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (MixslamError, OSError) as exc:
         # Bad input (every library error is a MixslamError; a file that cannot be read or written): exit 2
         # with one line, never a traceback (also for errors re-raised from worker processes, whose remote
         # traceback rides along as the cause). Anything else is a bug and keeps its traceback.
         log.debug("mixslam: error", exc_info=True)
         print(f"mixslam: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    return 2
+        return EXIT_BAD_INPUT
+
+
+def _dispatch(args) -> int:
+    commands = {"pgo": cmd_pgo, "ba": cmd_ba, "sim": cmd_sim, "demo": cmd_demo, "eval": cmd_eval, "bench": cmd_bench}
+    command = commands.get(args.command)
+    return EXIT_BAD_INPUT if command is None else command(args)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -41,6 +41,7 @@ def run_demo(
     import logging
     import time
 
+    from .atomic import atomic_write_text
     from .errors import check_seed
     from .eval import ate
     from .io import write_g2o, write_tum
@@ -111,7 +112,7 @@ def run_demo(
         {f"{p} {s}": report["policies"][p][f"ate_{s.lower()}"] for p in policies for s in ("VO", "PGO", "LC")},
         title="ATE without loop closure (VO), pose graph (PGO), after global BA (LC)",
     )
-    (outdir / "report.json").write_text(json.dumps(report, indent=2))
+    atomic_write_text(outdir / "report.json", json.dumps(report, indent=2))
     if not quiet:
         print(format_ate_table(report, policies))
         first = report["policies"][policies[0]]["trajectories"][0]

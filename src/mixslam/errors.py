@@ -22,6 +22,18 @@ class InputFormatError(MixslamError, ValueError):
         super().__init__(f"{where}: {reason}")
 
 
+class OutputError(MixslamError, OSError):
+    """A file could not be written (or will not be writable): names the path and the reason. The previous file at
+    that path, if any, is left untouched (see :mod:`mixslam.atomic`)."""
+
+    def __init__(self, path: str, reason: str, errno: int | None = None):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+        if errno is not None:
+            self.errno = errno
+
+
 class InformationMatrixError(MixslamError, ValueError):
     """An information matrix is not symmetric positive definite (or has NaN/inf entries)."""
 

@@ -90,10 +90,18 @@ class PoseGraphProblem:
         self.ia = self.var_of_pose[graph.edge_i]
         self.ib = self.var_of_pose[graph.edge_j]
         self.W = sqrt_information(graph.information)  # fp64, Wᵀ W = Ω
-        self.pattern = BlockPattern(self.ia, self.ib, self.nv, self.p)
+        # no free pose: nothing to solve (the driver returns the input); a pattern needs one variable
+        self._pattern = BlockPattern(self.ia, self.ib, self.nv, self.p) if self.nv else None
         self._res_dtype = policy.residual.compute_dtype
         self._W_res = self.W.astype(self._res_dtype)
         self._retract = se2.retract if graph.dim == 2 else se3.retract
+
+    @property
+    def pattern(self) -> BlockPattern:
+        """The normal matrix's block pattern (a graph with a free pose only)."""
+        if self._pattern is None:
+            raise ValueError("a pose graph without a free pose has no block pattern")
+        return self._pattern
 
     # state = (rotations, translations), fp64
     def cost(self, state) -> float:
@@ -126,7 +134,7 @@ class PoseGraphProblem:
 
     # what the driver needs (mixslam.solve.driver.AnalyzedProblem)
     def linear_structure(self) -> LinearStructure:
-        return LinearStructure(self.nv, self.p, pattern=self.pattern)
+        return LinearStructure(self.nv, self.p, pattern=self._pattern)
 
     def direct_size(self) -> tuple[int, int] | None:
         return None  # the sparse Cholesky has no size limit

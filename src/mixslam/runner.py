@@ -8,6 +8,7 @@ order; a progress bar on stderr counts finished tasks.
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,28 @@ def progress_line(label: str, done: int, total: int, t0: float, stream) -> None:
     end = "\n" if done == total else ""
     stream.write(f"\r[{bar}] {done}/{total} {label}  {el:6.1f} s elapsed  ETA {eta:6.1f} s{end}")
     stream.flush()
+
+
+def ignore_sigint() -> None:
+    """Process-pool worker initializer: SIGINT is the parent's to handle (see :func:`stop_process_pool`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def stop_process_pool(pool, timeout: float = 2.0) -> None:
+    """Cancel a ``ProcessPoolExecutor``'s pending tasks and end its workers (SIGTERM, then SIGKILL after
+    ``timeout`` seconds), leaving no orphan process. ``concurrent.futures`` offers no public way to end the
+    running tasks before Python 3.14 (``terminate_workers``), hence the worker table read here."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in processes:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join(1.0)
 
 
 def _needs_shipping(fn) -> bool:
@@ -91,12 +114,21 @@ class TaskRunner:
         if self.kind == "process":
             from concurrent.futures import ProcessPoolExecutor, as_completed
 
-            with ProcessPoolExecutor(max_workers=min(self.workers, n)) as pool:
+            # The workers ignore SIGINT: a Ctrl-C at the terminal reaches the whole process group, and only this
+            # process decides what happens (it stops them below), instead of one traceback per worker.
+            pool = ProcessPoolExecutor(max_workers=min(self.workers, n), initializer=ignore_sigint)
+            try:
                 futures = {pool.submit(fn, *args): i for i, args in enumerate(tasks)}
                 for done, fut in enumerate(as_completed(futures), 1):
                     results[futures[fut]] = fut.result()
                     if self.progress:
                         progress_line(label, done, n, t0, self.stream)
+            except (KeyboardInterrupt, SystemExit):
+                # Interrupted: drop the pending tasks and end the workers now (shutdown alone would wait for the
+                # running tasks, minutes of work); the caller reports the interruption.
+                stop_process_pool(pool)
+                raise
+            pool.shutdown(wait=True)
             return results
         from dask.distributed import as_completed as dask_completed
 
@@ -111,10 +143,14 @@ class TaskRunner:
         else:
             submitted = [client.submit(fn, *args, pure=False) for args in tasks]
         index = {f.key: i for i, f in enumerate(submitted)}
-        for done, fut in enumerate(dask_completed(submitted), 1):
-            results[index[fut.key]] = fut.result()
-            if self.progress:
-                progress_line(label, done, n, t0, self.stream)
+        try:
+            for done, fut in enumerate(dask_completed(submitted), 1):
+                results[index[fut.key]] = fut.result()
+                if self.progress:
+                    progress_line(label, done, n, t0, self.stream)
+        except KeyboardInterrupt:
+            client.cancel(submitted)  # the local cluster's workers stop when close() closes it
+            raise
         return results
 
     def _dask_client(self):

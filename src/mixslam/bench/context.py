@@ -12,6 +12,7 @@ from typing import TextIO
 
 import numpy as np
 
+from ..atomic import atomic_write, atomic_write_text
 from ..jsonable import to_jsonable
 from ..runner import TaskRunner
 from .config import BenchConfig
@@ -76,7 +77,7 @@ class BenchContext:
 
     def write_json(self, name: str, data) -> str:
         """Write ``data`` as JSON (through :func:`mixslam.jsonable.to_jsonable`) to ``out/name``; returns ``name``."""
-        self.path(name).write_text(json.dumps(to_jsonable(data), indent=2))
+        atomic_write_text(self.path(name), json.dumps(to_jsonable(data), indent=2))
         return name
 
 
@@ -84,7 +85,7 @@ def write_csv(path, rows: list, columns: list | None = None) -> None:
     """Write ``rows`` (dicts) to the CSV file ``path``, one column per name of ``columns`` (default: every key,
     in the order first seen); a missing key is an empty cell, keys not in ``columns`` are left out."""
     columns = columns or _columns(rows)
-    with open(path, "w", newline="") as fh:
+    with atomic_write(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         w.writeheader()
         for r in rows:

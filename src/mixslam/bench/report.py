@@ -11,6 +11,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from ..atomic import atomic_write_text
+
 PACKAGES = (
     "mixslam",
     "numpy",
@@ -169,5 +171,5 @@ def write_report(out: Path, meta: dict, figures: list) -> Path:
         if f.notes:
             lines += [""]
     path = out / "REPORT.md"
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     return path

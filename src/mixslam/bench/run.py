@@ -9,6 +9,7 @@ import time
 import traceback
 from pathlib import Path
 
+from ..atomic import atomic_write_text
 from ..jsonable import to_jsonable
 from ..runner import TaskRunner
 from .config import BenchConfig
@@ -80,5 +81,5 @@ def run_bench(config: BenchConfig, out, command: str = "", stream=None, strict: 
     }
     write_report(out, meta, figures)
     report = {**meta, "figures": [f.to_json() for f in figures], "tracebacks": tracebacks}
-    (out / "report.json").write_text(json.dumps(to_jsonable(report), indent=2))
+    atomic_write_text(out / "report.json", json.dumps(to_jsonable(report), indent=2))
     return report

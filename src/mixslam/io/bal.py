@@ -19,7 +19,8 @@ Rules (strict, like :mod:`mixslam.io.g2o`)
   3 * num_points``. Fewer is reported as a truncated file, more as extra trailing numbers.
 * Counts must be positive; indices must lie in ``0 .. count - 1``; every number must be finite (``nan``,
   ``inf`` and overflowing values such as ``1e999`` are rejected). Only ASCII text is accepted, and ``_``
-  digit separators (which Python's ``float`` would accept) are not.
+  digit separators (which Python's ``float`` would accept) are not: the number syntax of
+  :mod:`mixslam.io.text`, the same as the g2o reader's; a non-ASCII space is named as such.
 * Duplicate ``(camera, point)`` observations are kept and counted in a warning.
 
 Errors: the reader raises only :class:`~mixslam.errors.MixslamError` subclasses, whatever the bytes:
@@ -37,13 +38,13 @@ name the first broken rule in file order with its line; the scan applies exactly
 from __future__ import annotations
 
 import operator
-from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..errors import ConfigError, InputFormatError, MixslamError, NonFiniteError
 from ..problem.bundle import BundleData
-from .text import clip_token, format_floats, read_text
+from .text import check_separators, clip_token, format_floats, parse_float, parse_int, read_text
 
 __all__ = ["read_bal", "write_bal"]
 
@@ -236,21 +237,19 @@ def _fast_parse(text: str):
 # the line-by-line scan: locates the first problem (only runs when the fast path refused the file)
 # ------------------------------------------------------------------------------------------------------
 def _as_int(tok: bytes):
-    if b"_" in tok:
-        return None
-    try:
-        return int(tok)
-    except ValueError:
-        return None
+    return parse_int(tok.decode("ascii"))  # the readers' one number syntax (mixslam.io.text)
 
 
 def _as_float(tok: bytes):
-    if b"_" in tok:
-        return None
-    try:
-        return float(tok)
-    except ValueError:
-        return None
+    return parse_float(tok.decode("ascii"))
+
+
+def _bad_value(v: float) -> str | None:
+    """Why a parsed value is refused (not finite), or None. Any finite double is kept: the writer and reader
+    round-trip every value bit-exactly, extremes included."""
+    if not np.isfinite(v):
+        return "every value must be a finite number (no NaN/inf)"
+    return None
 
 
 def _show(tok: bytes) -> str:
@@ -259,6 +258,7 @@ def _show(tok: bytes) -> str:
 
 def _scan(path: str, text: str) -> None:
     """Apply every rule in file order and raise :class:`InputFormatError` at the first broken one."""
+    check_separators(path, text)  # a non-breaking space is named as such, before the non-ASCII rule
     lines = text.split("\n")
     # non-ASCII characters: refuse them where they are (the fast path only reads ASCII text)
     for ln, raw in enumerate(lines, 1):
@@ -350,12 +350,9 @@ def _scan(path: str, text: str) -> None:
             v = _as_float(tok)
             if v is None:
                 raise InputFormatError(path, ln, f"observation {k}: {name} = {_show(tok)} is not a number")
-            if not np.isfinite(v):
-                raise InputFormatError(
-                    path,
-                    ln,
-                    f"observation {k}: {name} = {_show(tok)} ({v!r}); every value must be a finite number (no NaN/inf)",
-                )
+            bad = _bad_value(v)
+            if bad is not None:
+                raise InputFormatError(path, ln, f"observation {k}: {name} = {_show(tok)} ({v!r}); {bad}")
 
     # ---- camera parameters then points: a stream of numbers --------------------------------------------
     npar = 9 * nc + 3 * npt
@@ -379,10 +376,9 @@ def _scan(path: str, text: str) -> None:
             v = _as_float(tok)
             if v is None:
                 raise InputFormatError(path, ln, f"{name} = {_show(tok)} is not a number")
-            if not np.isfinite(v):
-                raise InputFormatError(
-                    path, ln, f"{name} = {_show(tok)} ({v!r}); every value must be a finite number (no NaN/inf)"
-                )
+            bad = _bad_value(v)
+            if bad is not None:
+                raise InputFormatError(path, ln, f"{name} = {_show(tok)} ({v!r}); {bad}")
             q += 1
     if q < npar:
         where = (
@@ -405,7 +401,9 @@ def write_bal(path, data: BundleData) -> None:
     the format and are not written.
 
     Raises ``ValueError`` for a model other than ``"bal"``, on shape mismatches or indices out of range,
-    :class:`~mixslam.errors.NonFiniteError` on NaN/inf values, and ``OSError`` if the file cannot be written.
+    :class:`~mixslam.errors.NonFiniteError` on NaN/inf values, and :class:`~mixslam.errors.OutputError` (an
+    ``OSError``) if the file cannot be written; the file is written atomically
+    (:mod:`mixslam.atomic`): a failure leaves the previous file at ``path`` untouched.
     """
     if data.model != "bal":
         raise ValueError(f"write_bal writes BAL camera models only (model 'bal'), got model {data.model!r}")
@@ -446,5 +444,4 @@ def write_bal(path, data: BundleData) -> None:
     out.extend(f"{a} {b} {format_floats(xy)}" for a, b, xy in zip(ci.tolist(), pj.tolist(), obs.tolist()))
     out.extend(map(repr, cams.ravel().tolist()))
     out.extend(map(repr, pts.ravel().tolist()))
-    with open(Path(path), "w", encoding="utf-8", newline="\n") as f:
-        f.write("\n".join(out) + "\n")
+    atomic_write_text(path, "\n".join(out) + "\n")

@@ -49,9 +49,13 @@ Decisions (and why)
 * **Gauge:** ``fixed=[ids]`` overrides the file's ``FIX`` lines; otherwise the ``FIX`` lines, otherwise
   the pose with the lowest id is fixed.
 * **Strictness:** every field count is exact (no optional extra fields), ids must be integers (``3.0`` is
-  rejected), every number must be finite. Quaternions whose norm is below ``1e-6`` (or not finite) are
-  rejected; quaternions that are far from unit (``|norm - 1| > 1e-3``) are accepted after normalization and
-  counted in ``graph.warnings["nonunit_quaternions"]``.
+  rejected), numbers follow the one syntax of :mod:`mixslam.io.text` (ASCII decimal; no ``1_000``, no
+  full-width digits), fields are separated by ASCII spaces or tabs (a non-breaking space is an error naming
+  the line and the character), every number must be finite and at most ~1.3e154 in magnitude (its square
+  must not overflow; refused naming the line and the vertex or edge). Quaternions whose norm is below
+  ``1e-6`` (or not finite) are rejected; quaternions that are far from unit (``|norm - 1| > 1e-3``) are
+  accepted after normalization, counted in ``graph.warnings["nonunit_quaternions"]`` and warned about on the
+  ``mixslam.io`` logger with the file and line of the first one.
 * **Errors:** the reader raises only :class:`~mixslam.errors.MixslamError` subclasses, whatever the bytes:
   :class:`~mixslam.errors.InputFormatError` (path, 1-based line, reason) for malformed text,
   :class:`~mixslam.errors.InformationMatrixError` for NaN/inf or non-positive-definite information, and
@@ -68,15 +72,15 @@ from __future__ import annotations
 import logging
 import operator
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..errors import InformationMatrixError, InputFormatError, MixslamError, NonFiniteError
 from ..init.spanning_tree import spanning_tree_guess
 from ..lie import so2, so3
 from ..problem.pose_graph import PoseGraph, check_information, repair_information
-from .text import check_finite_rows, format_floats, read_text, to_array, unit_quaternions
+from .text import check_finite_rows, check_separators, format_floats, read_text, to_array, unit_quaternions
 
 __all__ = ["read_pose_graph", "write_g2o"]
 
@@ -155,6 +159,7 @@ def read_pose_graph(path, *, fixed=None, repair: str | None = None, validate: bo
 
 
 def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
+    check_separators(path, text)
     # ---- pass 1: split lines, group by tag, check field counts and dimensions ------------------------
     groups: dict[str, tuple[list[int], list[list[str]]]] = {t: ([], []) for t in _SPECS}
     fix_lines: list[tuple[int, list[str]]] = []
@@ -239,7 +244,7 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
             larr = np.asarray(lines, dtype=np.int64)
             if kind == "vertex":
                 pose_names = names[1:]
-                check_finite_rows(path, tag, larr, F, pose_names)
+                check_finite_rows(path, tag, larr, F, pose_names, lambda r, I=I: f"vertex {int(I[r, 0])}")
                 if tag == "VERTEX_SE2" or tag == "VERTEX2":
                     R, t = so2.exp(F[:, 2]), F[:, :2]
                 elif tag == "VERTEX_SE3:QUAT":
@@ -256,7 +261,13 @@ def _parse(path: str, text: str, fixed, repair, validate) -> PoseGraph:
             # edges
             nmeas = 3 if d == 2 else (7 if tag == "EDGE_SE3:QUAT" else 6)
             meas, raw_info = F[:, :nmeas], F[:, nmeas:]
-            check_finite_rows(path, tag, larr, meas, names[2 : 2 + nmeas])
+
+            def edge(r: int, I=I) -> str:
+                return f"edge {int(I[r, 0])}->{int(I[r, 1])}"
+
+            check_finite_rows(path, tag, larr, meas, names[2 : 2 + nmeas], edge)
+            # NaN/inf information is InformationMatrixError (below, naming the edge); too large is refused here
+            check_finite_rows(path, tag, larr, raw_info, names[2 + nmeas :], edge, finite=False)
             loops = I[:, 0] == I[:, 1]
             if loops.any():
                 r = int(np.flatnonzero(loops)[0])
@@ -452,8 +463,9 @@ def write_g2o(graph: PoseGraph, path, *, rotations=None, translations=None) -> N
     copying the graph.
 
     Raises :class:`~mixslam.errors.NonFiniteError` if a pose, measurement or information entry is NaN/inf
-    (the file would not be readable), ``ValueError`` on shape mismatches, and ``OSError`` if the file cannot
-    be written.
+    (the file would not be readable), ``ValueError`` on shape mismatches, and :class:`~mixslam.errors.OutputError` (an
+    ``OSError``) if the file cannot be written; the file is written atomically (:mod:`mixslam.atomic`): a
+    failure leaves the previous file at ``path`` untouched.
     """
     d = graph.dim
     R = np.asarray(graph.rotations if rotations is None else rotations, dtype=np.float64)
@@ -491,5 +503,4 @@ def write_g2o(graph: PoseGraph, path, *, rotations=None, translations=None) -> N
         out.append(f"{etag} {a} {b} {format_floats(m)} {format_floats(inf)}")
     for v in graph.ids[np.asarray(graph.fixed, dtype=bool)].tolist():
         out.append(f"FIX {v}")
-    with open(Path(path), "w", encoding="utf-8", newline="\n") as f:
-        f.write("\n".join(out) + "\n")
+    atomic_write_text(path, "\n".join(out) + "\n")

@@ -11,13 +11,12 @@ rules as :func:`mixslam.io.read_pose_graph`: any problem raises :class:`~mixslam
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..errors import InputFormatError, MixslamError, NonFiniteError
 from ..lie import so3
-from .text import check_finite_rows, format_floats, read_text, to_array, unit_quaternions
+from .text import check_finite_rows, check_separators, format_floats, read_text, to_array, unit_quaternions
 
 __all__ = ["read_tum", "write_tum"]
 
@@ -37,7 +36,8 @@ def write_tum(path, rotations, translations, timestamps=None) -> None:
         their vertex ids).
 
     Raises ``ValueError`` on shape mismatches, :class:`~mixslam.errors.NonFiniteError` on NaN/inf values and
-    ``OSError`` if the file cannot be written.
+    :class:`~mixslam.errors.OutputError` (an ``OSError``) if the file cannot be written; the file is written
+    atomically (:mod:`mixslam.atomic`): a failure leaves the previous file at ``path`` untouched.
     """
     R = np.asarray(rotations, dtype=np.float64)
     t = np.asarray(translations, dtype=np.float64)
@@ -61,8 +61,7 @@ def write_tum(path, rotations, translations, timestamps=None) -> None:
         raise NonFiniteError(f"write_tum({path}): poses or timestamps hold NaN/inf values")
     rows = np.column_stack([stamps, t, so3.to_quaternion(R)]).tolist()
     lines = [HEADER, *(format_floats(r) for r in rows)]
-    with open(Path(path), "w", encoding="utf-8", newline="\n") as f:
-        f.write("\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def read_tum(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -91,6 +90,7 @@ def read_tum(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _parse(path: str, text: str):
+    check_separators(path, text)
     lines: list[int] = []
     rows: list[list[str]] = []
     for ln, raw in enumerate(text.split("\n"), 1):

@@ -6,7 +6,11 @@ as ``uint16`` bit patterns (``a16.view(np.uint16)``); ``acc16=True`` selects emu
 
 from __future__ import annotations
 
-from .fp16 import (
+from .cache import ensure_numba_cache
+
+ensure_numba_cache()  # before the first @njit(cache=True) below: a read-only install must not fail to import
+
+from .fp16 import (  # noqa: E402
     arith_tag,
     f2h,
     f2h_array,
@@ -21,7 +25,7 @@ from .fp16 import (
     round16_ref,
     to_bits,
 )
-from .ic import (
+from .ic import (  # noqa: E402
     check_lower_bcsr,
     ic0_factor,
     ic0_factor_ref,
@@ -31,7 +35,7 @@ from .ic import (
     lower_bcsr_to_dense,
     two_block_normal_lower,
 )
-from .products import (
+from .products import (  # noqa: E402
     check_two_block,
     jac_matvec,
     jac_matvec_ref,

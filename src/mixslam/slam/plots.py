@@ -32,6 +32,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from ..atomic import atomic_write
+
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
@@ -83,7 +85,8 @@ def save_png(fig: Figure, path, tight: bool = False) -> Path:
     """Write ``fig`` as PNG; ``tight`` crops to the drawn artists (for a legend outside the axes)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=DPI, format="png", bbox_inches="tight" if tight else None)
+    with atomic_write(p, "wb") as f:  # a complete PNG or the previous file, never half of one
+        fig.savefig(f, dpi=DPI, format="png", bbox_inches="tight" if tight else None)
     return p
 
 
@@ -342,7 +345,7 @@ def write_cumulative_csv(path, values: Mapping[str, ArrayLike]) -> Path:
     round trip)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    with p.open("w", newline="") as f:
+    with atomic_write(p, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["policy", "value", "cdf"])
         for name, v in (values or {}).items():

@@ -29,7 +29,7 @@ from ..linear.config import CGConfig, ICConfig
 from ..precision import PrecisionPolicy
 from .config import LMConfig
 from .lm import levenberg_marquardt
-from .report import SolveReport
+from .report import SolveReport, Status
 
 __all__ = ["SolveSettings", "AnalyzedProblem", "solve", "single_threaded_blas"]
 
@@ -118,6 +118,9 @@ def solve(
     validate()
     t0 = time.perf_counter()
     problem = analyze(policy)
+    structure = problem.linear_structure()
+    if structure.nv * structure.p + structure.nb * structure.pb == 0:
+        return problem, problem.initial_state, _nothing_to_solve(problem, choice, policy, time.perf_counter() - t0)
     size = problem.direct_size()
     if settings.solver is None and size is not None:
         unknowns, limit = size
@@ -140,3 +143,26 @@ def solve(
     report.timing["compile"] = compile_s
     problem.finish_report(report, state)
     return problem, state, report
+
+
+def _nothing_to_solve(problem: AnalyzedProblem, choice: LinearSolverChoice, policy: PrecisionPolicy, setup_s: float):
+    """The report of a problem without a free variable (every pose / camera and point fixed): its input is
+    its optimum, so it is returned unchanged, ``converged`` after 0 iterations."""
+    state = problem.initial_state
+    cost = problem.fp64_cost(state)
+    cost_again = problem.fp64_cost(state)  # kinds that record per-evaluation data (BA depths) get both ends
+    report = SolveReport(
+        Status.CONVERGED,
+        "no free variable (every one is fixed): the input is returned unchanged",
+        cost,
+        cost_again,
+        0,
+        0,
+        precision=policy.name,
+        solver=choice.solver,
+        preconditioner=choice.preconditioner,
+    )
+    report.policy = policy
+    report.timing = {"init": problem.init_seconds, "setup": setup_s - problem.init_seconds, "total": setup_s}
+    problem.finish_report(report, state)
+    return report

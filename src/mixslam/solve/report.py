@@ -16,15 +16,23 @@ __all__ = ["Status", "IterationRecord", "DepthCounts", "DepthStats", "ProblemInf
 
 class Status(str, enum.Enum):
     CONVERGED = "converged"
-    """A tolerance was met (function, gradient or step), or no step reduces the cost any further while the
-    gradient is below 1e-4 of its initial value (the attainable accuracy of the precision)."""
+    """The first-order condition holds: max|Jᵀr| fell below ``gradient_tolerance`` of its start, or a step
+    test proved it (a step below ``step_tolerance`` from a tight linear solve), or the cost stopped falling
+    (a decrease below ``function_tolerance``, or no step decreases it) with the gradient below 1e-4 of its
+    initial value (the attainable accuracy of the precision; ``mixslam.solve.lm.STALL_GRADIENT``). A local
+    minimum: another start (or another damping path) may reach a lower one."""
     STALLED = "stalled"
-    """No step decreases the cost any more, but the gradient is still large: the precision in use (or the
-    linear solver) cannot get closer. Not converged."""
+    """The cost stopped falling (no step decreases it, or the decrease fell below ``function_tolerance``) but
+    the gradient is still large: the precision in use (or the linear solver) cannot get closer. Not
+    converged."""
     HIT_ITERATION_LIMIT = "hit_iteration_limit"
     """``max_iterations`` was reached before any tolerance."""
     FAILED = "failed"
-    """The solve could not proceed (non-finite values, linear solver breakdown); see ``reason``."""
+    """The solve could not proceed (non-finite values, an fp64 overflow of the cost or the state's norm,
+    linear solver breakdown); see ``reason``."""
+    INTERRUPTED = "interrupted"
+    """SIGINT / SIGTERM arrived (inside :func:`mixslam.solve.interrupt.handle_interrupts`): the loop stopped
+    at the end of the current iteration; the best iterate so far is returned."""
 
 
 @dataclass
