@@ -97,6 +97,33 @@ def test_bal_fixed_camera_keeps_pose_but_not_intrinsics():
     assert report.final_cost < report.initial_cost
 
 
+@pytest.mark.parametrize("solver,preconditioner,precision", [
+    ("schur", None, "fp64"), ("cg", "jacobi", "fp64"), ("cg", "jacobi", "mixed"), ("cg", "none", "mixed"),
+    ("cg", "none", "fp64"),
+])
+def test_bal_all_fixed_solves_intrinsics_only(solver, preconditioner, precision):
+    """Every BAL camera and point fixed: no free point (nb == 0) but f, k1, k2 stay free; the solve runs
+    (it used to crash with "gb must be a 2-D array") and moves only the intrinsics."""
+    rng = np.random.default_rng(1)
+    nc, npts = 3, 12
+    cams = np.zeros((nc, 9))
+    cams[:, :3] = rng.normal(scale=0.1, size=(nc, 3))
+    cams[:, 3:6] = rng.normal(scale=0.3, size=(nc, 3))
+    cams[:, 6] = 600.0
+    pts = rng.normal(size=(npts, 3)) + np.array([0, 0, -6.0])
+    ci, pi = np.repeat(np.arange(nc), npts), np.tile(np.arange(npts), nc)
+    from mixslam.problem.camera import bal_project
+    obs = bal_project(cams[ci], pts[pi])[0] + rng.normal(scale=0.5, size=(ci.size, 2))
+    cams[:, 6] += 5.0
+    data = BundleData("bal", cams, pts, obs, ci, pi, fixed_cameras=np.ones(nc, bool),
+                      fixed_points=np.ones(npts, bool))
+    result, report = optimize_bundle(data, precision=precision, solver=solver, preconditioner=preconditioner)
+    np.testing.assert_array_equal(result.cameras[:, :6], data.cameras[:, :6])
+    np.testing.assert_array_equal(result.points, data.points)
+    assert report.final_cost < report.initial_cost
+    assert report.problem is not None and report.problem.free_points == 0
+
+
 def test_bad_configurations_are_refused(window):
     data, _, _ = window
     with pytest.raises(ConfigError, match="schur solver is fp64 only"):

@@ -251,3 +251,26 @@ def test_keyboard_interrupt_outside_a_solve_exits_130_without_traceback(monkeypa
     assert main(["demo"]) == 130
     err = capsys.readouterr().err
     assert err == "mixslam: interrupted (demo); nothing more written\n"
+
+
+@pytest.mark.parametrize("command,extra", [("pgo", ()), ("ba", ()), ("pgo", ("--tum",))])
+def test_same_path_for_two_outputs_is_refused_before_the_solve(
+    g2o_file, bal_file, tmp_path, monkeypatch, capsys, command, extra
+):
+    import mixslam.cli as cli
+
+    def no_solve(*a, **k):
+        raise AssertionError("solved although two outputs share a file")
+
+    monkeypatch.setattr("mixslam.solve.driver.solve", no_solve)
+    source = g2o_file if command == "pgo" else bal_file
+    out = tmp_path / "same.txt"
+    first = list(extra) or ["-o"]
+    argv = [command, str(source), *first, str(out), "--report", str(tmp_path / "." / "same.txt")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--report" in err and "same file" in err and first[0] in err
+    assert not out.exists()
+    # devices may be shared (/dev/null swallows both)
+    monkeypatch.undo()
+    assert cli.main([command, str(source), "-q", "-o", "/dev/null", "--report", "/dev/null"]) == 0

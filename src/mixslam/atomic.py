@@ -61,7 +61,7 @@ def atomic_write(
     ``path`` is unchanged; an ``OSError`` becomes an :class:`~mixslam.errors.OutputError` naming ``path``."""
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', got {mode!r}")
-    special = _special_file(path)
+    special = special_file(path)
     if special is not None:  # /dev/stdout, /dev/null, a FIFO: nothing to replace, written in place
         yield from _write_in_place(special, mode, encoding, newline)
         return
@@ -94,7 +94,7 @@ def atomic_write(
     _sync_folder(folder)
 
 
-def _special_file(path) -> Path | None:
+def special_file(path) -> Path | None:
     """``path`` when it names an existing file that is neither a regular file nor a folder (a device, a FIFO),
     or any file under ``/dev`` or ``/proc``: replacing it would replace the device node, or unlink the file
     behind ``/dev/stdout``, so it is written in place."""
@@ -187,7 +187,7 @@ def check_writable(path, what: str = "output") -> None:
         raise OutputError(shown, f"not a usable file path ({e})") from None
     if target.is_dir():
         raise OutputError(shown, "is a folder, not a file; give a file name", errno_codes.EISDIR)
-    if _special_file(path) is not None:
+    if special_file(path) is not None:
         return  # a device or FIFO (/dev/stdout): written in place, its own errors are reported then
     folder = target.parent
     if not folder.is_dir():

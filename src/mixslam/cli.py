@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 from . import __version__
-from .atomic import atomic_write_text, check_folder, check_writable
-from .errors import MixslamError
+from .atomic import atomic_write_text, check_folder, check_writable, special_file
+from .errors import MixslamError, OutputError
 
 log = logging.getLogger("mixslam")
 
@@ -397,10 +398,18 @@ def _check_int_option(option: str, value: int, least: int) -> None:
 def _check_output_files(*options: tuple[str, str | None]) -> None:
     """Every output file named on the command line is checked before any work starts (a bad ``-o`` is refused
     at once, not after the solve, and a bad ``--report`` cannot leave ``-o`` written): OutputError naming the
-    option, the path and the reason."""
+    option, the path and the reason. Two options naming the same file are refused (the second write would
+    replace the first), except a device such as /dev/null."""
+    seen: dict[str, str] = {}
     for option, path in options:
         if path:
             check_writable(path, option)
+            if special_file(path) is not None:
+                continue
+            key = os.path.normcase(os.path.realpath(path))
+            if key in seen:
+                raise OutputError(f"{option} {path}", f"is the same file as {seen[key]}; give each output its own file")
+            seen[key] = option
 
 
 def cmd_demo(args) -> int:

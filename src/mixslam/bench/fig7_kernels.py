@@ -139,7 +139,7 @@ def bench_kernels(lin, pattern, repeats: int, seed: int) -> dict:
         if op.fallbacks:
             fallbacks.append(f"{fmt} Jacobian fell back to {op.storage.value}")
         A, B, ia, ib = op.A, op.B, op.ia, op.ib
-        alias = not lin.nb
+        alias = not lin.pb
         R, k = ia.size, A.shape[1]
         xa = rng.standard_normal((lin.nv, lin.p)).astype(vd)
         xb = xa if alias else rng.standard_normal((lin.nb, lin.pb)).astype(vd)

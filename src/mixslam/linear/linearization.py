@@ -36,9 +36,10 @@ class Linearization:
     p: int
     """Tangent size of a first-set variable."""
     nb: int = 0
-    """Variables of a second set (BA: points); 0 means B multiplies the first set too (pose graphs)."""
+    """Variables of a second set (BA: points; may be 0 when every point is fixed)."""
     pb: int = 0
-    """Tangent size of a second-set variable."""
+    """Tangent size of a second-set variable; 0 means there is no second set and B multiplies the first set
+    too (pose graphs)."""
     _cache: dict = field(default_factory=dict, repr=False)
     """Gradients and column norms already computed for this linearization (LM and the solver both need
     them; a rejected step re-solves the same linearization)."""
@@ -81,7 +82,7 @@ class Linearization:
 
     def block_sets(self):
         """(blocks, variable index, offset in the stacked vector, block width) for A and for B."""
-        off_b = self.nv * self.p if self.nb else 0
+        off_b = self.nv * self.p if self.pb else 0
         return ((self.A, self.ia, 0, self.p), (self.B, self.ib, off_b, self.pb or self.p))
 
 

@@ -21,10 +21,10 @@ from ..storage import store
 
 
 def split_stacked(x: np.ndarray, nv: int, p: int, nb: int = 0, pb: int = 0):
-    """Views (xa (nv, p), xb (nb, pb)) of a vector stacking two variable sets; xb is xa when nb == 0 (one set,
+    """Views (xa (nv, p), xb (nb, pb)) of a vector stacking two variable sets; xb is xa when pb == 0 (one set,
     as in pose graphs, where both Jacobian blocks of a row act on the same vector)."""
     xa = x[: nv * p].reshape(nv, p)
-    return (xa, xa) if not nb else (xa, x[nv * p :].reshape(nb, pb))
+    return (xa, xa) if not pb else (xa, x[nv * p :].reshape(nb, pb))
 
 
 def power_of_two(x: np.ndarray | float) -> np.ndarray:

@@ -50,7 +50,7 @@ def scaled_diag_blocks(lin, scale: np.ndarray) -> list:
     """Diagonal blocks of S JᵀJ S in fp64: [(blocks (n, p, p), slice of the stacked vector)] per variable set."""
     sa, sb = lin.split(scale)
     Da = np.empty((lin.nv, lin.p, lin.p))
-    Db = np.empty((lin.nb, lin.pb, lin.pb)) if lin.nb else Da
+    Db = np.empty((lin.nb, lin.pb, lin.pb)) if lin.pb else Da
     diag_blocks_nb(
         np.ascontiguousarray(lin.A),
         lin.ia,
@@ -62,7 +62,7 @@ def scaled_diag_blocks(lin, scale: np.ndarray) -> list:
         Db,
     )
     n_a = lin.nv * lin.p
-    if not lin.nb:
+    if not lin.pb:
         return [(Da, slice(0, n_a))]
     return [(Da, slice(0, n_a)), (Db, slice(n_a, lin.size))]
 
