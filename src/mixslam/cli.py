@@ -258,6 +258,7 @@ def cmd_bench(args) -> int:
 
 def cmd_pgo(args) -> int:
     from .io import read_pose_graph, write_g2o, write_tum
+    from .io.tum import check_distinct_timestamps
     from .linear.config import ICConfig
     from .pgo import PGOConfig, optimize_pose_graph
     from .solve.config import LMConfig
@@ -265,6 +266,8 @@ def cmd_pgo(args) -> int:
 
     _check_output_files(("-o", args.output), ("--tum", args.tum), ("--report", args.report))  # before any work
     graph = read_pose_graph(args.input, repair=args.repair_information)
+    if args.tum:  # checked before the solve: vertex ids are the TUM timestamps
+        check_distinct_timestamps(graph.ids.astype(float), f"--tum {args.tum}")
     if not args.quiet:
         print(
             f"{args.input}: {graph.num_poses} poses, {graph.num_edges} edges, {graph.dim}D"

@@ -153,3 +153,24 @@ def test_reader_never_raises_foreign_errors(fuzz_dir, ops, extra, cut):
         return
     assert np.isfinite(ts).all() and np.isfinite(R).all() and np.isfinite(t).all()
     np.testing.assert_allclose(R @ np.swapaxes(R, 1, 2), np.broadcast_to(np.eye(3), R.shape), atol=1e-12)
+
+
+def test_ids_fp64_cannot_tell_apart_are_refused_before_the_solve(tmp_path, monkeypatch, capsys):
+    """Two vertex ids above 2**53 that round to the same fp64 timestamp: --tum would merge two poses."""
+    from mixslam.cli import main
+    from mixslam.errors import ConfigError
+    from mixslam.io.tum import check_distinct_timestamps, write_tum
+
+    big = 2**53
+    with pytest.raises(ConfigError, match="same timestamp"):
+        write_tum(tmp_path / "t.tum", np.stack([np.eye(3)] * 2), np.zeros((2, 3)),
+                  timestamps=np.array([big, big + 1], dtype=np.int64).astype(float))
+    assert not (tmp_path / "t.tum").exists()
+    check_distinct_timestamps(np.array([0.0, 1.0, 2.0]), "ok")
+    g2o = tmp_path / "big.g2o"
+    g2o.write_text(f"VERTEX_SE2 {big} 0 0 0\nVERTEX_SE2 {big + 1} 1 0 0\nFIX {big}\n"
+                   f"EDGE_SE2 {big} {big + 1} 1 0 0 1 0 0 1 0 1\n")
+    monkeypatch.setattr("mixslam.pgo.optimize_pose_graph", lambda *a, **k: pytest.fail("solved"))
+    assert main(["pgo", str(g2o), "--tum", str(tmp_path / "o.tum")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "same timestamp" in err

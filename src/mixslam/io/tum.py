@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..atomic import atomic_write_text
-from ..errors import InputFormatError, MixslamError, NonFiniteError
+from ..errors import ConfigError, InputFormatError, MixslamError, NonFiniteError
 from ..lie import so3
 from .text import check_finite_rows, check_separators, format_floats, read_text, to_array, unit_quaternions
 
@@ -22,6 +22,20 @@ __all__ = ["read_tum", "write_tum"]
 
 _NAMES = ["timestamp", "tx", "ty", "tz", "qx", "qy", "qz", "qw"]
 HEADER = "# timestamp tx ty tz qx qy qz qw"
+
+
+def check_distinct_timestamps(stamps: np.ndarray, where: str) -> None:
+    """Refuse timestamps that coincide (e.g. vertex ids above 2**53, which fp64 cannot tell apart): a TUM reader
+    would merge those poses. Raises :class:`ConfigError` naming the first pair."""
+    stamps = np.asarray(stamps, dtype=np.float64)
+    order = np.argsort(stamps, kind="stable")
+    same = np.flatnonzero(np.diff(stamps[order]) == 0)
+    if same.size:
+        i, j = int(order[same[0]]), int(order[same[0] + 1])
+        raise ConfigError(
+            f"{where}: poses {i} and {j} get the same timestamp {stamps[i]!r} (fp64 cannot tell their "
+            f"ids apart above 2**53); a TUM file needs distinct timestamps"
+        )
 
 
 def write_tum(path, rotations, translations, timestamps=None) -> None:
@@ -59,6 +73,7 @@ def write_tum(path, rotations, translations, timestamps=None) -> None:
         raise ValueError(f"timestamps must have shape ({n},), got {stamps.shape}")
     if not (np.isfinite(R).all() and np.isfinite(t).all() and np.isfinite(stamps).all()):
         raise NonFiniteError(f"write_tum({path}): poses or timestamps hold NaN/inf values")
+    check_distinct_timestamps(stamps, f"write_tum({path})")
     rows = np.column_stack([stamps, t, so3.to_quaternion(R)]).tolist()
     lines = [HEADER, *(format_floats(r) for r in rows)]
     atomic_write_text(path, "\n".join(lines) + "\n")
