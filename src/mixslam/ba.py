@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ConfigError, check_config_fields
+from .errors import check_config_fields
 from .lie import se3
 from .linear.choice import LinearStructure
 from .linear.config import CGConfig, ICConfig
@@ -71,14 +71,7 @@ class BAConfig:
     residual precision."""
 
     def __post_init__(self):
-        for name, cls in (("lm", LMConfig), ("cg", CGConfig), ("ic", ICConfig)):
-            if not isinstance(getattr(self, name), cls):
-                raise ConfigError(f"BAConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
-        if not isinstance(self.precision, (str, PrecisionPolicy)):
-            raise ConfigError(f"BAConfig.precision must be a preset name or a PrecisionPolicy, got {self.precision!r}")
-        for name in ("solver", "preconditioner"):
-            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
-                raise ConfigError(f"BAConfig.{name} must be a name or None, got {getattr(self, name)!r}")
+        driver.check_solve_settings(self)
         if self.min_depth is not None:
             check_config_fields(self, positive=("min_depth",))
 

@@ -59,14 +59,7 @@ class PGOConfig:
 
     def __post_init__(self):
         check_config_fields(self, choices={"init": INITS})
-        for name, cls in (("lm", LMConfig), ("cg", CGConfig), ("ic", ICConfig)):
-            if not isinstance(getattr(self, name), cls):
-                raise ConfigError(f"PGOConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r}")
-        if not isinstance(self.precision, (str, PrecisionPolicy)):
-            raise ConfigError(f"PGOConfig.precision must be a preset name or a PrecisionPolicy, got {self.precision!r}")
-        for name in ("solver", "preconditioner"):
-            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
-                raise ConfigError(f"PGOConfig.{name} must be a name or None, got {getattr(self, name)!r}")
+        driver.check_solve_settings(self)
 
 
 class PoseGraphProblem:

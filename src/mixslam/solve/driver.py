@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import NonFiniteError
+from ..errors import ConfigError, NonFiniteError
 from ..linear.choice import (
     LinearSolverChoice,
     LinearStructure,
@@ -83,6 +83,21 @@ class AnalyzedProblem(Protocol):
 
     def finish_report(self, report: SolveReport, state) -> None:
         """Add the kind's own report fields."""
+
+
+def check_solve_settings(settings: SolveSettings) -> None:
+    """The checks every problem kind's configuration shares (called from its ``__post_init__``): the types of
+    the solver fields, as a :class:`~mixslam.errors.ConfigError` naming ``Class.field``. Names are checked
+    when the solve resolves them (:func:`~mixslam.linear.choice.resolve_linear_solver`)."""
+    cls = type(settings).__name__
+    for name, kind in (("lm", LMConfig), ("cg", CGConfig), ("ic", ICConfig)):
+        if not isinstance(getattr(settings, name), kind):
+            raise ConfigError(f"{cls}.{name} must be a {kind.__name__}, got {getattr(settings, name)!r}")
+    if not isinstance(settings.precision, (str, PrecisionPolicy)):
+        raise ConfigError(f"{cls}.precision must be a preset name or a PrecisionPolicy, got {settings.precision!r}")
+    for name in ("solver", "preconditioner"):
+        if getattr(settings, name) is not None and not isinstance(getattr(settings, name), str):
+            raise ConfigError(f"{cls}.{name} must be a name or None, got {getattr(settings, name)!r}")
 
 
 def single_threaded_blas():
