@@ -231,6 +231,61 @@ def test_ba_overflowing_point_exits_1_with_the_reason(tmp_path, capsys):
     assert err.startswith("mixslam ba: failed: ") and "overflows fp64" in err and err.count("\n") == 1
 
 
+FAILING_G2O = """VERTEX_SE2 0 0 0 0
+VERTEX_SE2 1 1e153 0 0
+VERTEX_SE2 2 2 0 0
+EDGE_SE2 0 1 1 0 0 1e6 0 0 1e6 0 1e6
+EDGE_SE2 1 2 1 0 0 1e6 0 0 1e6 0 1e6
+FIX 0
+"""
+"""Every value is accepted by the reader (squares below the fp64 limit), but the cost overflows fp64: failed."""
+
+
+def test_failed_pose_graph_solve_writes_no_output_but_its_report(tmp_path, capsys):
+    """A robot pipeline must not consume a failed answer: -o and --tum are not written (a file already there
+    stays as it was), the report is, and -q still prints the reason and that nothing was written."""
+    graph = tmp_path / "overflow.g2o"
+    graph.write_text(FAILING_G2O)
+    out, tum, rep = tmp_path / "o.g2o", tmp_path / "o.tum", tmp_path / "r.json"
+    out.write_text("previous answer\n")
+    assert main(["pgo", str(graph), "-o", str(out), "--tum", str(tum), "--report", str(rep), "-q"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("mixslam pgo: failed: ") and captured.err.count("\n") == 1
+    assert captured.err.endswith(f"; no output written (-o {out}, --tum {tum}: a failed solve writes no result); "
+                                 f"report written to {rep}\n")
+    assert out.read_text() == "previous answer\n" and not tum.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.g2o", "overflow.g2o", "r.json"]  # no temporary left
+    data = json.loads(rep.read_text())
+    assert data["status"] == "failed" and data["converged"] is False and "not finite" in data["reason"]
+    assert data["reason"] in captured.err
+
+
+def test_failed_bundle_adjustment_writes_no_output_but_its_report(tmp_path, capsys):
+    import dataclasses
+
+    from mixslam.io.bal import read_bal, write_bal
+    data = read_bal(write_small_bal(tmp_path / "small.txt", 4, 20, 0))
+    points = data.points.copy()
+    points[3] = [1e308, 0.0, 0.0]
+    big, out, rep = tmp_path / "big.txt", tmp_path / "o.txt", tmp_path / "r.json"
+    write_bal(big, dataclasses.replace(data, points=points))
+    assert main(["ba", str(big), "-o", str(out), "--report", str(rep), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mixslam ba: failed: ") and "overflows fp64" in err and err.count("\n") == 1
+    assert f"no output written (-o {out}: a failed solve writes no result); report written to {rep}" in err
+    assert not out.exists()
+    assert json.loads(rep.read_text())["status"] == "failed"
+
+
+def test_not_converged_solve_still_writes_its_best_iterate(g2o_file, tmp_path, capsys):
+    """Only a failed solve withholds -o / --tum: exit 3 (iteration limit) writes them as before."""
+    out, tum = tmp_path / "o.g2o", tmp_path / "o.tum"
+    assert main(["pgo", str(g2o_file), "-q", "--max-iterations", "1", "-o", str(out), "--tum", str(tum)]) == 3
+    assert capsys.readouterr().err == "mixslam pgo: hit_iteration_limit: reached max_iterations=1\n"
+    assert out.read_text().count("VERTEX_SE2") == 150 and tum.stat().st_size > 0
+
+
 def test_interrupted_solve_exits_130_with_one_line(g2o_file, tmp_path, monkeypatch, capsys):
     from mixslam.solve import interrupt
     monkeypatch.setattr(interrupt, "interrupt_requested", lambda: True)  # as if Ctrl-C came at once

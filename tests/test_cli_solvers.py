@@ -29,12 +29,22 @@ def _run(args, tmp_path):
 
 
 @pytest.mark.parametrize("precision", ["mixed", "fp32"])
-def test_pgo_without_solver_uses_cg_with_ic(g2o_file, tmp_path, precision):
+def test_pgo_without_solver_uses_the_fp32_factor_refined(g2o_file, tmp_path, precision):
     rc, data = _run(["pgo", str(g2o_file), "--precision", precision], tmp_path)
     assert rc == 0
-    assert data["solver"] == "cg" and data["preconditioner"] == "ic" and data["precision"] == precision
+    assert data["solver"] == "cholesky" and data["preconditioner"] is None and data["precision"] == precision
     assert data["converged"] is True and data["final_cost"] < data["initial_cost"]
-    assert data["ic"]["factorizations"] >= 1 and data["policy"]["name"] == precision
+    assert data["direct"]["factor"] == "fp32" and data["direct"]["backend"] == "mixslam"
+    assert data["direct"]["factorizations"] >= 1 and data["policy"]["name"] == precision
+    assert all(h["linear_decision"] for h in data["history"])
+
+
+@pytest.mark.parametrize("precision", ["mixed16", "fp16"])
+def test_pgo_without_solver_uses_cg_with_ic_for_16bit_factors(g2o_file, tmp_path, precision):
+    rc, data = _run(["pgo", str(g2o_file), "--precision", precision, "--max-iterations", "50"], tmp_path)
+    assert rc in (0, 3)
+    assert data["solver"] == "cg" and data["preconditioner"] == "ic" and data["precision"] == precision
+    assert data["ic"]["factorizations"] >= 1 and "direct" not in data
 
 
 def test_pgo_fp64_default_is_cholesky(g2o_file, tmp_path):
@@ -56,9 +66,8 @@ def test_pgo_solver_aliases_still_work(g2o_file, tmp_path, solver, preconditione
 
 
 @pytest.mark.parametrize("args,phrase", [
-    (["--solver", "cholesky", "--precision", "mixed"], "cholesky solver is fp64 only"),
+    (["--solver", "cholesky", "--precision", "mixed16"], "cholesky solver factors in fp64 or fp32"),
     (["--solver", "cholesky", "--preconditioner", "jacobi"], "takes no preconditioner"),
-    (["--preconditioner", "ic"], "defaults to the direct solver 'cholesky'"),
     (["--solver", "ic", "--preconditioner", "jacobi", "--precision", "mixed"], "solver 'ic'"),
 ])
 def test_pgo_refusals_exit_2_with_one_line(g2o_file, tmp_path, capsys, args, phrase):
@@ -88,4 +97,4 @@ def test_ba_schur_with_a_16bit_policy_exits_2(bal_file, tmp_path, capsys):
     rc, data = _run(["ba", str(bal_file), "--solver", "schur", "--precision", "mixed"], tmp_path)
     assert rc == 2 and data is None
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "schur solver is fp64 only" in err
+    assert err.count("\n") == 1 and "schur solver factors in fp64" in err

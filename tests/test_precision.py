@@ -12,11 +12,15 @@ def test_presets_follow_the_design():
     assert mixed.preconditioner_storage is Precision.FP16
     assert mixed.preconditioner_accumulate is Precision.FP32
     assert mixed.jacobian_storage is Precision.FP32 and mixed.krylov is Precision.FP32
-    assert mixed.residual is Precision.FP32 and mixed.cost is Precision.FP64
+    # the pose-graph mixed preset's direct solve: fp32 factor, fp64 residuals / gradient / cost
+    assert mixed.factor is Precision.FP32 and mixed.residual is Precision.FP64 and mixed.rhs is Precision.FP64
+    assert mixed.cost is Precision.FP64
     ba = PrecisionPolicy.preset("mixed", problem="ba")
     assert ba.jacobian_storage is Precision.FP16 and ba.jacobian_accumulate is Precision.FP32
+    assert ba.residual is Precision.FP32
     naive = PrecisionPolicy.preset("fp16")
     assert naive.jacobian_accumulate is Precision.FP16 and naive.krylov is Precision.FP16
+    assert naive.factor is Precision.FP16 and PrecisionPolicy.preset("fp64").factor is Precision.FP64
 
 
 @pytest.mark.parametrize("changes, phrase", [

@@ -28,7 +28,7 @@ import numpy as np
 from .errors import check_config_fields
 from .lie import se3
 from .linear.choice import LinearStructure
-from .linear.config import CGConfig, ICConfig
+from .linear.config import CGConfig, DirectConfig, ICConfig
 from .linear.linearization import Linearization
 from .linear.schur import MAX_DENSE, SCHUR_KERNELS
 from .precision import PrecisionPolicy
@@ -66,6 +66,9 @@ class BAConfig:
     ic: ICConfig = field(default_factory=ICConfig)
     """Unused (bundle adjustment has no incomplete-Cholesky preconditioner); kept so every problem kind's
     configuration has the same solver fields."""
+    direct: DirectConfig = field(default_factory=DirectConfig)
+    """Mixed-precision direct solve settings (refinement tolerance, factor reuse, ordering), used when the
+    policy's ``factor`` is fp32."""
     min_depth: float | None = None
     """Depth guard: |P.z| below this is clamped (counted in the report). None: the kernels' default for the
     residual precision."""

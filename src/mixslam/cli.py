@@ -6,6 +6,16 @@ Exit codes: 0 converged (or done); 1 the optimization failed; 2 bad input (the l
 stderr); 3 not converged (iteration limit, stalled); 130 interrupted (SIGINT / SIGTERM). A solve
 (``pgo``, ``ba``) stops at the end of the current iteration on the first signal and still writes its best
 iterate; a second signal aborts at once. On 1, 3 and 130 one line on stderr says why, even with ``-q``.
+
+A failed solve (status ``failed``, exit 1) writes no ``-o`` / ``--tum``: a pipeline must not consume a failed
+answer (a file already there stays as it was); ``--report`` is still written (status ``failed`` and its
+reason), and the stderr line says that no output was written. Not converged (3) and interrupted (130) solves
+write their best iterate as usual.
+
+Batch commands (``sim``, ``bench``) on the first signal stop their workers (within about two seconds, none
+left behind), write a report of the tasks that finished (``sim``: ``--report``; ``bench``: REPORT.md and
+report.json in ``--out``), marked ``"interrupted": true`` with how many finished of how many, say where on
+stderr, and exit 130.
 """
 
 from __future__ import annotations
@@ -235,7 +245,22 @@ def cmd_bench(args) -> int:
     import shlex
 
     command = "mixslam " + shlex.join(getattr(args, "argv", None) or ["bench"])
-    report = run_bench(cfg, args.out, command=command)
+    from .runner import BatchInterrupted
+
+    try:
+        report = run_bench(cfg, args.out, command=command)
+    except BatchInterrupted as stop:  # the workers are stopped; the report covers the finished figures
+        fig = (stop.report or {}).get("interrupted_figure") or {}
+        during = f" during figure {fig['number']}" if fig.get("number") is not None else ""
+        if "tasks" in fig:
+            during += f" ({fig['tasks_finished']} of {fig['tasks']} {fig['label']} finished)"
+        files = f"{Path(args.out) / 'REPORT.md'} and {Path(args.out) / 'report.json'}"
+        print(
+            f"mixslam bench: interrupted{during}; {stop.done} of {stop.total} figures finished; "
+            f"partial report written to {files}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     if not args.quiet:
         done = [f["number"] for f in report["figures"]]
         print(
@@ -289,9 +314,9 @@ def cmd_pgo(args) -> int:
             f"chi2 (g2o) {2 * report.initial_cost:.10g} -> {2 * report.final_cost:.10g}; "
             f"fp16 overflows {report.fp16_overflows}; compile {report.timing.get('compile', 0):.2f} s (not in total)"
         )
-    if args.output:
+    if args.output and not report.failed:  # a failed solve has no answer to hand on (see the module docstring)
         write_g2o(result, args.output)
-    if args.tum:
+    if args.tum and not report.failed:
         write_tum(args.tum, result.rotations, result.translations, timestamps=result.ids.astype(float))
     if args.report:
         data = report.as_dict()
@@ -304,7 +329,7 @@ def cmd_pgo(args) -> int:
             }
         )
         atomic_write_text(args.report, json.dumps(data, indent=2))
-    return _solve_exit_code("pgo", report, (args.output, args.tum, args.report))
+    return _solve_exit_code("pgo", report, (("-o", args.output), ("--tum", args.tum)), args.report)
 
 
 def _parse_fix(text: str) -> tuple:
@@ -354,7 +379,7 @@ def cmd_ba(args) -> int:
             f"fp16 overflows {report.fp16_overflows}; observations behind the camera {depth.behind} "
             f"(depth-clamped {depth.clamped}); compile {report.timing.get('compile', 0):.2f} s (not in total)"
         )
-    if args.output:
+    if args.output and not report.failed:  # a failed solve has no answer to hand on (see the module docstring)
         write_bal(args.output, result)
     if args.report:
         out = report.as_dict()
@@ -368,25 +393,34 @@ def cmd_ba(args) -> int:
             }
         )
         atomic_write_text(args.report, json.dumps(out, indent=2))
-    return _solve_exit_code("ba", report, (args.output, args.report))
+    return _solve_exit_code("ba", report, (("-o", args.output),), args.report)
 
 
-def _solve_exit_code(command: str, report, outputs: tuple) -> int:
+def _solve_exit_code(command: str, report, results: tuple, report_path: str | None) -> int:
     """The exit code of a solve (see the module docstring). Anything but ``converged`` prints one line on
-    stderr, ``-q`` or not: the status and its reason, or where the interrupted solve's best iterate went."""
+    stderr, ``-q`` or not: the status and its reason (for a failed solve also that its ``results``, the
+    ``(option, path)`` pairs of -o / --tum, were not written), or where the interrupted solve's best iterate
+    went."""
     from .solve.report import Status
 
     if report.status is Status.CONVERGED:
         return EXIT_OK
     if report.status is Status.INTERRUPTED:
-        written = [str(path) for path in outputs if path]
+        written = [str(path) for _, path in results if path] + ([str(report_path)] if report_path else [])
         where = ", ".join(written) if written else "nowhere (no output file was named)"
         print(
             f"mixslam: interrupted after {report.iterations} iterations; best iterate written to {where}",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    print(f"mixslam {command}: {report.status.value}: {report.reason}", file=sys.stderr)
+    line = f"mixslam {command}: {report.status.value}: {report.reason}"
+    if report.failed:
+        named = [f"{option} {path}" for option, path in results if path]
+        if named:
+            line += f"; no output written ({', '.join(named)}: a failed solve writes no result)"
+        if report_path:
+            line += f"; report written to {report_path}"
+    print(line, file=sys.stderr)
     return EXIT_FAILED if report.failed else EXIT_NOT_CONVERGED
 
 
@@ -455,7 +489,17 @@ def cmd_sim(args) -> int:
             f"{cfg.trajectory.keyframes} keyframes, window {cfg.pipeline.vo.window}, seed {args.seed}, "
             f"{args.workers} worker(s)"
         )
-    report = run_study(args.trajectories, args.seed, policies, cfg, args.workers, progress=not args.quiet)
+    from .runner import BatchInterrupted
+
+    try:
+        report = run_study(args.trajectories, args.seed, policies, cfg, args.workers, progress=not args.quiet)
+    except BatchInterrupted as stop:  # the workers are stopped; the finished trajectories are reported
+        where = "nothing written (no --report named)"
+        if args.report and stop.report is not None:
+            atomic_write_text(args.report, json.dumps(stop.report, indent=2))
+            where = f"partial report (interrupted: true) written to {args.report}"
+        print(f"mixslam sim: interrupted after {stop.done} of {stop.total} trajectories; {where}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     out = Path(args.out) if args.out else None
     if out is not None:
         from .slam import plots

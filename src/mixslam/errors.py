@@ -73,13 +73,15 @@ def check_config_fields(
     positive: tuple = (),
     choices: dict | None = None,
     fractions: tuple = (),
+    bools: tuple = (),
 ) -> None:
     """The one validation of every configuration dataclass (called from its ``__post_init__``).
 
     Raises :class:`ConfigError` naming ``Class.field``, the value and the rule, unless:
     each of ``ints`` (name -> least value) is an integer (not a bool) at least that value; each of
     ``nonnegative`` a finite number >= 0; each of ``positive`` a finite number > 0; each of ``fractions`` a
-    number in [0, 1]; each of ``choices`` (name -> allowed values) one of its values.
+    number in [0, 1]; each of ``bools`` True or False; each of ``choices`` (name -> allowed values) one of
+    its values.
     """
     import math
     from numbers import Integral, Real
@@ -105,6 +107,10 @@ def check_config_fields(
         v = getattr(config, name)
         if not number(v) or not 0 <= v <= 1:
             raise ConfigError(f"{cls}.{name} must be a number in [0, 1], got {v!r}")
+    for name in bools:
+        v = getattr(config, name)
+        if not isinstance(v, bool):
+            raise ConfigError(f"{cls}.{name} must be True or False, got {v!r}")
     for name, allowed in (choices or {}).items():
         v = getattr(config, name)
         if v not in allowed:

@@ -4,16 +4,30 @@ ordered ``map`` serially, on a local process pool or on Dask.
 Every task is a top-level function plus its arguments, and carries its own seed, so the results are the
 same whichever executor runs them and however many workers it has (tested). Results come back in task
 order; a progress bar on stderr counts finished tasks.
+
+Interrupts: a :class:`KeyboardInterrupt` (Ctrl-C; the command line turns SIGTERM into one) while
+:meth:`TaskRunner.map` waits stops the batch (pending tasks cancelled, worker processes ended within about two
+seconds, see :class:`ProcessPool`) and raises :class:`BatchInterrupted`, a ``KeyboardInterrupt`` that carries
+the results of the tasks that finished, so the caller can still report them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
 import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import wait as wait_futures
+from typing import Any
 
 from .errors import ConfigError
+
+__all__ = ["BatchInterrupted", "ProcessPool", "TaskRunner", "progress_line"]
 
 
 def progress_line(label: str, done: int, total: int, t0: float, stream) -> None:
@@ -28,26 +42,137 @@ def progress_line(label: str, done: int, total: int, t0: float, stream) -> None:
     stream.flush()
 
 
-def ignore_sigint() -> None:
-    """Process-pool worker initializer: SIGINT is the parent's to handle (see :func:`stop_process_pool`)."""
+class BatchInterrupted(KeyboardInterrupt):
+    """A batch stopped by Ctrl-C / SIGTERM, its workers already stopped; what finished rides along.
+
+    A ``KeyboardInterrupt``, so code that does not look at the partial results still stops as on any Ctrl-C
+    (and ``except Exception`` does not swallow it).
+    """
+
+    results: list
+    """One entry per task, in task order: its result, or None where the task did not finish."""
+    finished: tuple[int, ...]
+    """The indices (into ``results``) of the tasks that finished, ascending."""
+    label: str
+    """What the tasks are ("trajectories", "PGO problems", "figures"), for messages."""
+    report: Any
+    """None from :meth:`TaskRunner.map`; a caller that turns the finished tasks into its partial report
+    (:func:`mixslam.slam.study.run_study`, :func:`mixslam.bench.run.run_bench`) puts it here and re-raises."""
+
+    def __init__(self, results: Sequence, finished: Iterable[int], label: str = "tasks", report: Any = None):
+        self.results = list(results)
+        self.finished = tuple(sorted(int(i) for i in finished))
+        self.label = label
+        self.report = report
+        super().__init__(f"interrupted: {self.done} of {self.total} {label} finished")
+
+    def __reduce__(self):  # the constructor's own arguments, not the message
+        return (type(self), (self.results, self.finished, self.label, self.report))
+
+    @property
+    def done(self) -> int:
+        """How many tasks finished."""
+        return len(self.finished)
+
+    @property
+    def total(self) -> int:
+        """How many tasks the batch had."""
+        return len(self.results)
+
+    def finished_results(self) -> list:
+        """The results of the tasks that finished, in task order."""
+        return [self.results[i] for i in self.finished]
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """While a batch is being stopped, a further Ctrl-C or SIGTERM is ignored (main thread only): the stop is
+    already under way, and a KeyboardInterrupt in the middle of it would leave worker processes behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+def _start_worker(pids) -> None:
+    """Worker initializer of :class:`ProcessPool`: SIGINT is the parent's to handle (a Ctrl-C at the terminal
+    reaches the whole process group; the parent decides, instead of one traceback per worker); SIGTERM gets
+    its default action back (ends the process: a handler inherited through ``fork`` would turn the parent's
+    ``terminate()`` into a KeyboardInterrupt the worker survives); then the worker reports its pid."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    pids.put(os.getpid())
 
 
-def stop_process_pool(pool, timeout: float = 2.0) -> None:
-    """Cancel a ``ProcessPoolExecutor``'s pending tasks and end its workers (SIGTERM, then SIGKILL after
-    ``timeout`` seconds), leaving no orphan process. ``concurrent.futures`` offers no public way to end the
-    running tasks before Python 3.14 (``terminate_workers``), hence the worker table read here."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for proc in processes:
-        if proc.is_alive():
-            proc.terminate()
-    deadline = time.monotonic() + timeout
-    for proc in processes:
-        proc.join(max(0.0, deadline - time.monotonic()))
-        if proc.is_alive():
-            proc.kill()
-            proc.join(1.0)
+class ProcessPool:
+    """A :class:`~concurrent.futures.ProcessPoolExecutor` whose running tasks can be ended at once, through
+    public APIs only.
+
+    ``concurrent.futures`` has no public way to end the running tasks before Python 3.14
+    (``terminate_workers``): ``shutdown(cancel_futures=True)`` drops the pending tasks but waits for the
+    running ones (minutes of work after a Ctrl-C). So each worker reports its pid from the executor's
+    ``initializer`` (through a :class:`multiprocessing.SimpleQueue`) before it takes its first task, and
+    :meth:`stop` ends those of :func:`multiprocessing.active_children` (SIGTERM, SIGKILL after ``timeout``);
+    once one worker is gone the executor itself marks the pool broken and ends the rest, so no process is
+    left behind.
+
+    Why not :class:`multiprocessing.pool.Pool`, whose ``terminate()`` is public: a worker that dies (the
+    out-of-memory killer, a crash in compiled code) makes its task wait forever there, while the executor
+    raises ``BrokenProcessPool``.
+    """
+
+    def __init__(self, workers: int):
+        context = multiprocessing.get_context()
+        self._pids = context.SimpleQueue()
+        self._reported: set[int] = set()
+        self.executor = ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_start_worker, initargs=(self._pids,)
+        )
+
+    def submit(self, fn: Callable, *args) -> Future:
+        return self.executor.submit(fn, *args)
+
+    def workers(self) -> list:
+        """The live worker processes (:class:`multiprocessing.Process`) that have reported their pid."""
+        while not self._pids.empty():
+            self._reported.add(self._pids.get())
+        return [p for p in multiprocessing.active_children() if p.pid in self._reported]
+
+    def stop(self, futures: Iterable[Future], timeout: float = 2.0) -> None:
+        """Cancel the pending tasks and end the workers now: SIGTERM, then SIGKILL to those still alive after
+        ``timeout`` seconds. Returns once every future is done or cancelled and every worker joined."""
+        futures = list(futures)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        ended: dict[int, Any] = {}
+        while True:
+            # A worker that runs a task has reported its pid first (the initializer runs before any task).
+            for proc in self.workers():
+                if proc.pid not in ended:
+                    proc.terminate()
+                    ended[proc.pid] = proc
+            pending = [f for f in futures if not f.done()]
+            if not pending or time.monotonic() >= deadline:
+                break
+            wait_futures(pending, timeout=0.05)
+        for proc in ended.values():
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(1.0)
+        self.close()
+
+    def close(self) -> None:
+        """Wait for the executor to wind down (its workers joined) and release the pid queue."""
+        self.executor.shutdown(wait=True)
+        self._pids.close()
 
 
 def _needs_shipping(fn) -> bool:
@@ -70,9 +195,12 @@ def _call_shipped(payload: bytes, *args):
 class TaskRunner:
     """Runs ``fn(*args)`` for each argument tuple and returns the results in order.
 
-    ``kind``: ``"process"`` (serial in this process when ``workers`` is 1, else a process pool) or
+    ``kind``: ``"process"`` (serial in this process when ``workers`` is 1, else a :class:`ProcessPool`) or
     ``"dask"`` (a Dask distributed client: on ``scheduler`` when given, else on a local cluster of
     ``workers`` single-threaded worker processes, started on first use and closed by :meth:`close`).
+
+    A task that raises stops the batch (the other tasks are cancelled, the pool's workers ended) and its
+    exception propagates. A KeyboardInterrupt stops it the same way and becomes :class:`BatchInterrupted`.
     """
 
     def __init__(
@@ -99,59 +227,81 @@ class TaskRunner:
         return "serial (1 process)" if self.workers == 1 else f"process pool ({self.workers} workers)"
 
     def map(self, fn: Callable, tasks: Sequence[tuple], label: str = "tasks") -> list:
+        """``[fn(*args) for args in tasks]``, run by this runner's executor. On a KeyboardInterrupt the batch
+        is stopped and :class:`BatchInterrupted` raised with the results of the tasks that finished."""
         tasks = [tuple(t) for t in tasks]
-        n = len(tasks)
-        results = [None] * n
-        t0 = time.perf_counter()
-        if n == 0:
+        results: list = [None] * len(tasks)
+        finished: list[int] = []
+        if not tasks:
             return results
-        if self.kind == "process" and self.workers == 1:
-            for i, args in enumerate(tasks):
-                results[i] = fn(*args)
-                if self.progress:
-                    progress_line(label, i + 1, n, t0, self.stream)
-            return results
-        if self.kind == "process":
-            from concurrent.futures import ProcessPoolExecutor, as_completed
+        try:
+            if self.kind == "process" and self.workers == 1:
+                self._map_serial(fn, tasks, label, results, finished)
+            elif self.kind == "process":
+                self._map_pool(fn, tasks, label, results, finished)
+            else:
+                self._map_dask(fn, tasks, label, results, finished)
+        except KeyboardInterrupt:
+            if self.progress and 0 < len(finished) < len(tasks):
+                self.stream.write("\n")  # end the progress bar's line: the caller's message comes next
+                self.stream.flush()
+            raise BatchInterrupted(results, finished, label) from None
+        return results
 
-            # The workers ignore SIGINT: a Ctrl-C at the terminal reaches the whole process group, and only this
-            # process decides what happens (it stops them below), instead of one traceback per worker.
-            pool = ProcessPoolExecutor(max_workers=min(self.workers, n), initializer=ignore_sigint)
-            try:
-                futures = {pool.submit(fn, *args): i for i, args in enumerate(tasks)}
-                for done, fut in enumerate(as_completed(futures), 1):
-                    results[futures[fut]] = fut.result()
-                    if self.progress:
-                        progress_line(label, done, n, t0, self.stream)
-            except (KeyboardInterrupt, SystemExit):
-                # Interrupted: drop the pending tasks and end the workers now (shutdown alone would wait for the
-                # running tasks, minutes of work); the caller reports the interruption.
-                stop_process_pool(pool)
-                raise
-            pool.shutdown(wait=True)
-            return results
+    def _finish(self, i: int, value, results: list, finished: list, label: str, t0: float) -> None:
+        results[i] = value
+        finished.append(i)
+        if self.progress:
+            progress_line(label, len(finished), len(results), t0, self.stream)
+
+    def _map_serial(self, fn: Callable, tasks: list, label: str, results: list, finished: list) -> None:
+        t0 = time.perf_counter()
+        for i, args in enumerate(tasks):
+            self._finish(i, fn(*args), results, finished, label, t0)
+
+    def _map_pool(self, fn: Callable, tasks: list, label: str, results: list, finished: list) -> None:
+        t0 = time.perf_counter()
+        pool = ProcessPool(min(self.workers, len(tasks)))
+        futures: dict[Future, int] = {}
+        try:
+            for i, args in enumerate(tasks):
+                futures[pool.submit(fn, *args)] = i
+            for fut in as_completed(futures):
+                self._finish(futures[fut], fut.result(), results, finished, label, t0)
+        except BaseException:
+            # Interrupted, or a task raised: drop the pending tasks and end the workers now (shutdown alone
+            # would wait for the running tasks, minutes of work).
+            with _signals_held():
+                pool.stop(futures)
+            raise
+        pool.close()
+
+    def _map_dask(self, fn: Callable, tasks: list, label: str, results: list, finished: list) -> None:
         from dask.distributed import as_completed as dask_completed
 
         client = self._dask_client()
-        if _needs_shipping(fn):
-            import cloudpickle
-
-            if fn.__module__ != "__main__":  # cloudpickle already ships __main__ by value
-                cloudpickle.register_pickle_by_value(sys.modules[fn.__module__])
-            payload = cloudpickle.dumps(fn)
-            submitted = [client.submit(_call_shipped, payload, *args, pure=False) for args in tasks]
-        else:
-            submitted = [client.submit(fn, *args, pure=False) for args in tasks]
-        index = {f.key: i for i, f in enumerate(submitted)}
+        t0 = time.perf_counter()
+        submitted: list = []
         try:
-            for done, fut in enumerate(dask_completed(submitted), 1):
-                results[index[fut.key]] = fut.result()
-                if self.progress:
-                    progress_line(label, done, n, t0, self.stream)
-        except KeyboardInterrupt:
-            client.cancel(submitted)  # the local cluster's workers stop when close() closes it
+            if _needs_shipping(fn):
+                import cloudpickle
+
+                if fn.__module__ != "__main__":  # cloudpickle already ships __main__ by value
+                    cloudpickle.register_pickle_by_value(sys.modules[fn.__module__])
+                payload = cloudpickle.dumps(fn)
+                submitted = [client.submit(_call_shipped, payload, *args, pure=False) for args in tasks]
+            else:
+                submitted = [client.submit(fn, *args, pure=False) for args in tasks]
+            index = {f.key: i for i, f in enumerate(submitted)}
+            for fut in dask_completed(submitted):
+                self._finish(index[fut.key], fut.result(), results, finished, label, t0)
+        except BaseException:
+            # The scheduler forgets the cancelled tasks; a task already running finishes on its worker and its
+            # result is dropped (Dask cannot stop a running task). A local cluster's worker processes end when
+            # close() closes it.
+            with _signals_held():
+                client.cancel(submitted)
             raise
-        return results
 
     def _dask_client(self):
         if self._client is None:

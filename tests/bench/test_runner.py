@@ -112,3 +112,151 @@ def test_every_preset_is_valid_and_names_existing_data_files():
         missing = [f for f in s.pgo_files if not (root / "pgo" / f).is_file()]
         missing += [f for f in s.ba_files if not (root / "ba" / f).is_file()]
         assert not missing, f"{scale} preset names missing data files: {missing}"
+
+
+# ---- interrupts (issue 15): Ctrl-C stops the batch and hands back what finished -------------------------------
+def nap(i, seconds, folder=None):
+    """Task ``i``: marks its start in ``folder`` (when given), sleeps, returns ``i``."""
+    import time
+    from pathlib import Path
+    if folder is not None:
+        (Path(folder) / f"{i}.started").touch()
+    time.sleep(seconds)
+    return i
+
+
+class InterruptWhen:
+    """A progress stream that sends this process a real SIGINT ``delay`` seconds after the progress bar first
+    shows ``text`` (the batch is then waiting for its long tasks). Records the pool's live workers then."""
+
+    def __init__(self, text, delay=0.3):
+        self.text, self.delay, self.fired, self.workers = text, delay, False, set()
+        self.written = []
+
+    def write(self, s):
+        import multiprocessing
+        import os
+        import signal
+        import threading
+        self.written.append(s)
+        if self.text in s and not self.fired:
+            self.fired = True
+            self.workers = {p.pid for p in multiprocessing.active_children()}
+            threading.Timer(self.delay, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    def flush(self):
+        pass
+
+
+@pytest.fixture
+def sigint_raises():
+    """A real SIGINT to this process raises KeyboardInterrupt in the test (Python's default handler), also when
+    the tests run in a process that ignores SIGINT (started with ``&`` from a script)."""
+    import signal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _alive(pid):
+    import os
+    from pathlib import Path
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_ctrl_c_stops_a_process_pool_within_seconds_and_hands_back_what_finished(sigint_raises):
+    import multiprocessing
+    import time
+
+    from mixslam.runner import BatchInterrupted
+    tasks = [(0, 0.0), (1, 0.05), (2, 30.0), (3, 30.0), (4, 30.0), (5, 0.0)]
+    before = {p.pid for p in multiprocessing.active_children()}
+    stream = InterruptWhen("2/6")
+    runner = TaskRunner("process", 2, progress=True, stream=stream)
+    t0 = time.monotonic()
+    with pytest.raises(BatchInterrupted) as stop:
+        runner.map(nap, tasks, label="naps")
+    assert time.monotonic() - t0 < 5  # not the 30 s of the running tasks
+    assert stop.value.finished == (0, 1) and stop.value.finished_results() == [0, 1]
+    assert stop.value.results == [0, 1, None, None, None, None]
+    assert (stop.value.done, stop.value.total, stop.value.label) == (2, 6, "naps")
+    assert isinstance(stop.value, KeyboardInterrupt) and stop.value.report is None
+    assert "".join(stream.written).endswith("\n")  # the progress bar's line is ended for the next message
+    workers = stream.workers - before
+    assert len(workers) == 2
+    assert not [p for p in workers if _alive(p)], "worker processes left behind"
+    assert {p.pid for p in multiprocessing.active_children()} <= before
+
+
+def test_ctrl_c_in_a_serial_map_hands_back_what_finished():
+    from mixslam.runner import BatchInterrupted
+    calls = []
+
+    def task(i):
+        calls.append(i)
+        if i == 2:
+            raise KeyboardInterrupt
+        return i * 10
+    with pytest.raises(BatchInterrupted) as stop:
+        TaskRunner("process", 1).map(task, [(i,) for i in range(5)])
+    assert calls == [0, 1, 2] and stop.value.finished_results() == [0, 10] and stop.value.total == 5
+
+
+def test_a_failing_task_stops_the_pool_at_once():
+    import multiprocessing
+    import time
+    before = {p.pid for p in multiprocessing.active_children()}
+    t0 = time.monotonic()
+    with pytest.raises(ValueError, match="task 0 fails"):
+        TaskRunner("process", 2).map(_fail_or_nap, [(0,), (1,), (2,)])
+    assert time.monotonic() - t0 < 5  # the running 30 s task was ended, not waited for
+    assert {p.pid for p in multiprocessing.active_children()} <= before
+
+
+def _fail_or_nap(i):
+    import time
+    if i == 0:
+        time.sleep(0.2)  # the other worker is inside its long task by now
+        raise ValueError("task 0 fails")
+    time.sleep(30)
+    return i
+
+
+def test_ctrl_c_cancels_a_dask_map_and_hands_back_what_finished(tmp_path, sigint_raises):
+    pytest.importorskip("dask.distributed")
+    import time
+
+    from dask.distributed import Client, LocalCluster
+
+    from mixslam.runner import BatchInterrupted
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    observer = Client(cluster)
+    try:
+        stream = InterruptWhen("2/6")
+        runner = TaskRunner("dask", 2, scheduler=cluster.scheduler_address, progress=True, stream=stream)
+        # Two quick tasks, then two that run for 1.5 s on the two workers while two more wait for a worker.
+        tasks = [(0, 0.0, str(tmp_path)), (1, 0.0, str(tmp_path))] + [(i, 1.5, str(tmp_path)) for i in range(2, 6)]
+        with pytest.raises(BatchInterrupted) as stop:
+            runner.map(nap, tasks, label="naps")
+        assert stop.value.finished == (0, 1) and stop.value.finished_results() == [0, 1]
+        assert stop.value.results[2:] == [None] * 4
+        # Cancelled: the scheduler forgets every task at once (the running ones would hold it for 1.5 s more).
+        forgotten = time.monotonic() + 1.0
+        while observer.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) and \
+                time.monotonic() < forgotten:
+            time.sleep(0.05)
+        assert observer.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == 0
+        runner.close()
+        time.sleep(1.8)  # the running tasks have ended; the two that waited for a worker never started
+        started = sorted(int(p.stem) for p in tmp_path.glob("*.started"))
+        assert started[:2] == [0, 1] and len(started) == 4, started
+    finally:
+        observer.close()
+        cluster.close()

@@ -15,6 +15,7 @@ from mixslam.kernels.warm import ALL, warm_products
 from mixslam.linear import LinearStructure, make_linear_solver, resolve_linear_solver, solve_kernel_specs
 from mixslam.linear import schur as schur_mod
 from mixslam.linear.block_pattern import BlockPattern
+from mixslam.linear.choice import DIRECT_FACTORS
 from mixslam.linear.schur import SCHUR_KERNELS
 from mixslam.pgo import PGOConfig, PoseGraphProblem, optimize_pose_graph
 from mixslam.precision import PrecisionPolicy
@@ -136,8 +137,10 @@ def test_all_covers_every_preset_and_solver():
                                       ("ba", ("schur", "cgnr", "cg"), ba_all)):
         for name in PRESET_NAMES:
             for solver in solvers:
-                if solver in ("cholesky", "schur") and PrecisionPolicy.preset(name, problem).uses_16bit:
-                    continue  # refused: the direct solvers are fp64 only
+                if solver in ("cholesky", "schur") and PrecisionPolicy.preset(name, problem).factor not in (
+                    DIRECT_FACTORS[problem]
+                ):
+                    continue  # refused: no direct solver factors in that format
                 assert _specs(name, solver, problem) <= covered, (problem, name, solver)
 
 

@@ -26,7 +26,9 @@ from mixslam.linear import (
 )
 from mixslam.linear.block_pattern import BlockPattern
 from mixslam.linear.cgnr import CGSolver, pcg
+from mixslam.linear.choice import DIRECT_FACTORS
 from mixslam.linear.cholesky import CholeskySolver
+from mixslam.linear.config import DirectConfig
 from mixslam.linear.linearization import model_decrease
 from mixslam.linear.operators import JacobianOperator, KrylovArith, column_scale
 from mixslam.linear.preconditioners import ICPreconditioner, IdentityPreconditioner, JacobiPreconditioner
@@ -127,23 +129,31 @@ def test_every_solver_in_every_preset_it_accepts_matches_the_dense_solve(system,
         try:
             choice = resolve_linear_solver(solver, pre, policy, kind)
         except ConfigError:
-            assert solver in ("cholesky", "schur") and policy.uses_16bit  # the one refusal among these
+            # the one refusal among these: a factor format the kind's direct solver does not have
+            assert solver in ("cholesky", "schur") and policy.factor not in DIRECT_FACTORS[kind]
             continue
         assert choice == LinearSolverChoice(solver, pre)
         obj = make_linear_solver(choice, policy, structure(lin, pattern), CGConfig(max_iterations=1000))
-        # The direct solvers are fp64 whatever the policy; CG is asked for the attainable residual u.
+        # The direct solvers reach fp64 accuracy whatever the policy (an fp32 factor is refined to the fp64
+        # residual tolerance of DirectConfig); CG is asked for the attainable residual u.
         direct = not choice.iterative
+        refined = direct and policy.factor is not Precision.FP64
         res = obj.solve(lin, damping, 0.0 if direct else unit_roundoff(policy))
         tol = tol_for(Precision.FP64 if direct else policy, kappa=dense.kappa)
+        if refined:
+            tol = max(tol, 10 * DirectConfig().tolerance * dense.kappa)
         assert tol < 0.2  # the check is not vacuous
         assert res.delta.shape == (lin.size,) and res.delta.dtype == np.float64
         assert res.status is not LinearStatus.NONFINITE, (choice.label, res.status)
         assert rel_err(res.delta, dense.delta) <= tol, (choice.label, rel_err(res.delta, dense.delta), tol)
         if direct or preset == "fp64":
             assert res.status is LinearStatus.CONVERGED
-        if direct:
+        if direct and not refined:
             assert res.iterations == 1
             assert res.relative_residual <= tol_for(Precision.FP64, kappa=dense.kappa)
+        if refined:
+            assert res.iterations >= 1 and res.decision is not None and res.decision.startswith("factor")
+            assert res.relative_residual <= DirectConfig().tolerance
         # The model decrease: the dense formula at the returned step (fp64, unquantized J; g the right-hand
         # side the solver solved with: Jᵀr in the policy's rhs precision for CG), and within the step's own
         # error of the exact step's.
@@ -423,7 +433,8 @@ def test_identity_and_jacobi_preconditioners():
 def test_default_solver_of_each_preset(kind, preset):
     policy = PrecisionPolicy.preset(preset, kind)
     got = resolve_linear_solver(None, None, policy, kind)
-    if preset == "fp64":
+    # direct where the kind's direct solver has the policy's factor format (pose graphs: fp64 and fp32)
+    if preset == "fp64" or (kind == "pgo" and preset in ("fp32", "mixed")):
         assert got == LinearSolverChoice("cholesky" if kind == "pgo" else "schur")
         assert got.preconditioner is None and not got.iterative and got.label == got.solver
     else:
@@ -441,15 +452,21 @@ def test_a_custom_policy_equal_to_a_preset_gets_what_the_preset_gets(kind, prese
 
 
 def test_defaults_come_from_the_fields_never_the_name():
+    mixed16 = PrecisionPolicy.preset("mixed16")
+    assert resolve_linear_solver(None, None, mixed16.replace(name="fp64"), "pgo") == LinearSolverChoice("cg", "ic")
     mixed = PrecisionPolicy.preset("mixed")
-    assert resolve_linear_solver(None, None, mixed.replace(name="fp64"), "pgo") == LinearSolverChoice("cg", "ic")
+    assert resolve_linear_solver(None, None, mixed.replace(name="fp64"), "pgo") == LinearSolverChoice("cholesky")
     # fp64 linear solve with an fp32 residual and cost: still every linear-solve operation fp64
     fp64ish = PrecisionPolicy("fp64ish", cost="fp32", residual="fp32")
     assert fp64ish.linear_solve_fp64
     assert resolve_linear_solver(None, None, fp64ish, "pgo") == LinearSolverChoice("cholesky")
-    # one fp32 field of the linear solve is enough for CG
-    assert resolve_linear_solver(None, None, PrecisionPolicy("k", krylov="fp32"), "ba") == LinearSolverChoice(
+    # the factor field decides: a 16-bit factor (no direct solver has one) means CG; BA's Schur is fp64 only
+    assert resolve_linear_solver(None, None, PrecisionPolicy("k", factor="fp16"), "pgo") == LinearSolverChoice(
+        "cg", "ic")
+    assert resolve_linear_solver(None, None, PrecisionPolicy("k", factor="fp32"), "ba") == LinearSolverChoice(
         "cg", "jacobi")
+    assert resolve_linear_solver(None, None, PrecisionPolicy("k", factor="fp32"), "pgo") == LinearSolverChoice(
+        "cholesky")
 
 
 @pytest.mark.parametrize("solver,pre,kind,expect", [
@@ -472,9 +489,10 @@ def test_names_and_aliases(solver, pre, kind, expect):
 
 
 @pytest.mark.parametrize("solver,pre,preset,kind,phrases", [
-    ("cholesky", None, "mixed", "pgo", ["cholesky solver is fp64 only", "'mixed'"]),
-    ("cholesky", None, "fp16", "pgo", ["cholesky solver is fp64 only", "'fp16'"]),
-    ("schur", None, "mixed16", "ba", ["schur solver is fp64 only", "'mixed16'"]),
+    ("cholesky", None, "mixed16", "pgo", ["cholesky solver factors in fp64 or fp32", "'mixed16'", "factor in fp16"]),
+    ("cholesky", None, "fp16", "pgo", ["cholesky solver factors in fp64 or fp32", "'fp16'"]),
+    ("schur", None, "mixed16", "ba", ["schur solver factors in fp64", "'mixed16'"]),
+    ("schur", None, "mixed", "ba", ["schur solver factors in fp64", "factor in fp32"]),
     ("schur", None, "fp64", "pgo", ["'schur' solver is not for pgo", "'cholesky'"]),
     ("cholesky", None, "fp64", "ba", ["'cholesky' solver is not for ba", "'schur'"]),
     ("ic", None, "mixed", "ba", ["'ic' preconditioner is for pose graphs"]),
@@ -482,7 +500,6 @@ def test_names_and_aliases(solver, pre, kind, expect):
     ("ic", "jacobi", "mixed", "pgo", ["solver 'ic'", "'jacobi'"]),
     ("cholesky", "jacobi", "fp64", "pgo", ["direct solver 'cholesky' takes no preconditioner", "'jacobi'"]),
     ("schur", "none", "fp64", "ba", ["direct solver 'schur' takes no preconditioner", "'none'"]),
-    (None, "jacobi", "fp64", "pgo", ["preconditioner 'jacobi'", "'fp64'", "'cholesky'"]),
     ("qr", None, "fp64", "pgo", ["unknown solver 'qr'"]),
     ("cg", "amg", "fp32", "pgo", ["unknown preconditioner 'amg'"]),
     (None, None, "fp64", "slam", ["unknown problem kind 'slam'"]),

@@ -59,6 +59,50 @@ def test_study_does_not_depend_on_workers():
         assert set(one["policies"]["fp64"][stage]) >= {"max", "p99", "p90", "mean", "median", "rmse"}
 
 
+def _rows(report, policy="fp64"):
+    return [(t["seed"], t["ate_vo_rmse"], t["ate_lc_rmse"]) for t in report["policies"][policy]["trajectories"]]
+
+
+def test_an_interrupted_study_reports_the_trajectories_that_finished(monkeypatch):
+    """Ctrl-C during the second of three trajectories: the partial report is the normal report of the first."""
+    import mixslam.slam.study as study
+    from mixslam.runner import BatchInterrupted
+    real, calls = study.run_trajectory, []
+
+    def second_is_interrupted(*args):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+    monkeypatch.setattr(study, "run_trajectory", second_is_interrupted)
+    with pytest.raises(BatchInterrupted) as stop:
+        run_study(3, 3, ("fp64",), SHORT, workers=1)
+    monkeypatch.undo()
+    part, whole = stop.value.report, run_study(1, 3, ("fp64",), SHORT, workers=1)
+    assert len(calls) == 2 and (stop.value.done, stop.value.total) == (1, 3)
+    assert part["interrupted"] is True and whole["interrupted"] is False
+    assert (part["trajectories"], part["trajectories_finished"]) == (3, 1)
+    assert (whole["trajectories"], whole["trajectories_finished"]) == (1, 1)
+    assert set(part) == set(whole) and set(part["policies"]["fp64"]) == set(whole["policies"]["fp64"])
+    assert _rows(part) == _rows(whole) and part["policies"]["fp64"]["ate_lc"] == whole["policies"]["fp64"]["ate_lc"]
+
+
+def test_a_study_interrupted_before_any_trajectory_finished_still_reports(monkeypatch):
+    import mixslam.slam.study as study
+    from mixslam.runner import BatchInterrupted
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(study, "run_trajectory", interrupted)
+    with pytest.raises(BatchInterrupted) as stop:
+        run_study(2, 0, ("fp64", "mixed"), SHORT)
+    rep = stop.value.report
+    assert rep["interrupted"] is True and (rep["trajectories"], rep["trajectories_finished"]) == (2, 0)
+    for name in ("fp64", "mixed"):  # no statistics of nothing, no ratios
+        assert rep["policies"][name] == {"ate_vo": None, "ate_pgo": None, "ate_lc": None, "trajectories": []}
+    json.dumps(rep, allow_nan=False)
+
+
 def test_sim_cli_report_and_histograms(tmp_path, capsys):
     rep = tmp_path / "r.json"
     rc = main(["sim", "--trajectories", "2", "--keyframes", "60", "--window", "20", "--precision", "fp64,mixed",
@@ -75,6 +119,7 @@ def test_sim_cli_report_and_histograms(tmp_path, capsys):
         assert (tmp_path / "h" / f"ate_{stage}_cdf.png").stat().st_size > 0
         assert (tmp_path / "h" / f"ate_{stage}_cdf.csv").read_text().startswith("policy,value,cdf")
     assert data["config"]["pipeline"]["wheel_odometry"] is True
+    assert data["interrupted"] is False and data["trajectories_finished"] == data["trajectories"] == 2
     assert main(["sim", "--precision", "fp8"]) == 2
     assert "unknown precision" in capsys.readouterr().err
 

@@ -29,7 +29,7 @@ def _dumps(d: dict) -> dict:
 @pytest.fixture(scope="module")
 def pgo_report():
     graph = simulate_pose_graph("manhattan", 60, seed=1).graph
-    return optimize_pose_graph(graph, precision="mixed", init="odometry", lm=SHORT)[1]
+    return optimize_pose_graph(graph, precision="mixed", solver="cg", init="odometry", lm=SHORT)[1]
 
 
 @pytest.fixture(scope="module")

@@ -128,6 +128,19 @@ def markdown_table(rows: list) -> str:
     return "\n".join(lines)
 
 
+def interruption_note(meta: dict) -> str:
+    """The report's line on an interrupted run: which figure was running, how far its batch got, and which
+    figures the report covers."""
+    fig = meta.get("interrupted_figure") or {}
+    where = f" during figure {fig['number']}" if fig.get("number") is not None else ""
+    if "tasks" in fig:
+        where += f" ({fig['tasks_finished']} of {fig['tasks']} {fig['label']} finished, not reported)"
+    done = ", ".join(str(n) for n in meta.get("figures_finished", [])) or "none"
+    asked = ", ".join(str(n) for n in meta.get("figures_requested", []))
+    covers = f"this report covers the figures that finished ({done}) of those asked for ({asked})"
+    return f"**Interrupted**{where}: {covers}."
+
+
 def write_report(out: Path, meta: dict, figures: list) -> Path:
     """Write ``out/REPORT.md`` from the run's metadata and the :class:`FigureResult` list."""
     m, v, c = meta["machine"], meta["versions"], meta["config"]
@@ -154,6 +167,8 @@ def write_report(out: Path, meta: dict, figures: list) -> Path:
         "memory-bandwidth bound; see each figure's notes.",
         "",
     ]
+    if meta.get("interrupted"):
+        lines += [interruption_note(meta), ""]
     if meta.get("failed"):
         lines += ["**Figures that failed:** " + "; ".join(f"{k}: {e}" for k, e in meta["failed"].items()), ""]
     for f in figures:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_text
 from ..jsonable import to_jsonable
-from ..runner import TaskRunner
+from ..runner import BatchInterrupted, TaskRunner
 from .config import BenchConfig
 from .context import BenchContext
 from .report import machine_info, versions, write_report
@@ -41,31 +41,45 @@ def run_bench(config: BenchConfig, out, command: str = "", stream=None, strict: 
 
     A figure that raises is recorded as failed (traceback in the JSON report, a line in REPORT.md) and the
     others still run; ``strict`` re-raises instead (the tests use it).
+
+    Interrupted (Ctrl-C; SIGTERM on the command line): the running figure's batch is stopped (its workers
+    ended), REPORT.md and report.json are written for the figures that finished, with ``interrupted`` true,
+    ``figures_finished`` out of ``figures_requested`` and ``interrupted_figure`` (its number and, when it was
+    running a batch, how many of its tasks had finished; its partial tasks are not a figure), and
+    :class:`~mixslam.runner.BatchInterrupted` is raised: the figures are its tasks, ``report`` the dictionary.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stream = stream or sys.stderr
     t0 = time.perf_counter()
     figures, failed, tracebacks = [], {}, {}
+    requested = sorted(config.figures)
+    interrupted: dict | None = None
     with TaskRunner(
         config.executor, config.workers, config.scheduler, progress=config.progress, stream=stream
     ) as runner:
         ctx = BenchContext(config, out, runner, stream)
-        for number in sorted(config.figures):
-            ctx.log(f"figure {number} ...")
-            t1 = time.perf_counter()
-            try:
-                res = figure_function(number)(ctx)
-            except Exception as exc:
-                if strict:
-                    raise
-                failed[number] = f"{type(exc).__name__}: {exc}"
-                tracebacks[number] = traceback.format_exc()
-                ctx.log(f"figure {number} FAILED: {failed[number]}")
-                continue
-            res.seconds = time.perf_counter() - t1
-            ctx.log(f"figure {number} done in {res.seconds:.1f} s: {', '.join(res.files)}")
-            figures.append(res)
+        number: int | None = None
+        try:
+            for number in requested:
+                ctx.log(f"figure {number} ...")
+                t1 = time.perf_counter()
+                try:
+                    res = figure_function(number)(ctx)
+                except Exception as exc:
+                    if strict:
+                        raise
+                    failed[number] = f"{type(exc).__name__}: {exc}"
+                    tracebacks[number] = traceback.format_exc()
+                    ctx.log(f"figure {number} FAILED: {failed[number]}")
+                    continue
+                res.seconds = time.perf_counter() - t1
+                ctx.log(f"figure {number} done in {res.seconds:.1f} s: {', '.join(res.files)}")
+                figures.append(res)
+        except KeyboardInterrupt as stop:  # the figure's batch is already stopped (TaskRunner.map)
+            interrupted = {"number": number}
+            if isinstance(stop, BatchInterrupted):
+                interrupted.update({"label": stop.label, "tasks_finished": stop.done, "tasks": stop.total})
         executor = runner.describe()
     import dataclasses
 
@@ -78,8 +92,20 @@ def run_bench(config: BenchConfig, out, command: str = "", stream=None, strict: 
         "versions": versions(),
         "config": dataclasses.asdict(config),
         "failed": failed,
+        "interrupted": interrupted is not None,
+        "interrupted_figure": interrupted,
+        "figures_requested": requested,
+        "figures_finished": [f.number for f in figures],
     }
     write_report(out, meta, figures)
     report = {**meta, "figures": [f.to_json() for f in figures], "tracebacks": tracebacks}
     atomic_write_text(out / "report.json", json.dumps(to_jsonable(report), indent=2))
+    if interrupted is not None:
+        ran = {f.number: f.to_json() for f in figures}
+        raise BatchInterrupted(
+            [ran.get(n) for n in requested],
+            [i for i, n in enumerate(requested) if n in ran or n in failed],
+            "figures",
+            report=report,
+        )
     return report

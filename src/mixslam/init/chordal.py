@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from ..errors import NonFiniteError, SolverError
 from ..lie import so2, so3
+from ..linear.direct import SparseCholesky
 from ..problem.pose_graph import PoseGraph, check_connected
 
 __all__ = ["chordal_initialization", "chordal_rotations", "chordal_translations"]
@@ -111,12 +111,13 @@ def _solve_reduced(
         b = b - Hr[:, fixed_cols] @ fixed_vals
     if Hff.shape[0] == 0:
         return np.zeros((0,) + rhs.shape[1:])
-    try:
-        lu = spla.splu(Hff.tocsc(), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
-        x = lu.solve(np.asarray(b, dtype=np.float64))
-    except RuntimeError as exc:  # "Factor is exactly singular"
+    try:  # the normal matrix is SPD when every pose is tied to a fixed one: the fastest sparse Cholesky
+        chol = SparseCholesky(Hff)
+        chol.factorize(Hff)
+        x = chol.solve(np.asarray(b, dtype=np.float64))
+    except SolverError as exc:
         raise SolverError(
-            f"{source}: chordal initialization: the {what} system is singular ({exc}); "
+            f"{source}: chordal initialization: the {what} system is singular or not positive definite ({exc}); "
             "check that every pose is tied to a fixed pose by edges"
         ) from exc
     if not np.all(np.isfinite(x)):

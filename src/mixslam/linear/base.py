@@ -25,6 +25,7 @@ __all__ = [
     "LinearStatus",
     "LinearResult",
     "MemoryUse",
+    "DirectStats",
     "PreconditionerStats",
     "LinearSolver",
     "Preconditioner",
@@ -110,6 +111,37 @@ class PreconditionerStats:
 
 
 @dataclass
+class DirectStats:
+    """What the direct solver did over one nonlinear solve (the mixed-precision path's choices counted)."""
+
+    factor: str
+    """Format of the numeric factor (``fp64`` or ``fp32``)."""
+    backend: str
+    """The factorization's backend (``mixslam`` for the fp32 factor)."""
+    steps: int = 0
+    """Linear solves (LM steps, rejected ones included)."""
+    factorizations: int = 0
+    """Numeric factorizations."""
+    reuses: int = 0
+    """Steps solved by PCG with the factor of an earlier step (no factorization)."""
+    failed_reuses: int = 0
+    """Steps where that PCG did not converge within ``reuse_max_iterations`` and the matrix was factored."""
+    refinements: int = 0
+    """Iterative-refinement steps in total."""
+    cg_iterations: int = 0
+    """PCG iterations in total (reuses and refinement fallbacks)."""
+    not_converged: int = 0
+    """Steps that ended above the residual tolerance (the step is still used; LM judges it)."""
+    shifts: int = 0
+    """fp32 factorizations that broke down and were redone with a diagonal shift (PCG removes it)."""
+    switched_to_fp64: str | None = None
+    """Why the solve went on with an fp64 factor (None: it did not)."""
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
 class LinearResult:
     """The step of one linear solve and how it was found."""
 
@@ -126,6 +158,9 @@ class LinearResult:
     """Every quantization of this solve (operands stored, Krylov overflows, fallbacks)."""
     times: dict = field(default_factory=dict)
     """Seconds (``*_s`` / phase names) and call counts (``*_calls``) of the solve's parts."""
+    decision: str | None = None
+    """The direct solver's choice for this step (``factor``, ``reuse``, ``reuse failed: factor``, with
+    ``+ pcg`` when refinement handed over to PCG); None for CG."""
 
 
 class Preconditioner(ABC):
@@ -198,6 +233,10 @@ class LinearSolver(ABC):
 
     def memory(self) -> MemoryUse:
         return MemoryUse()
+
+    def direct_stats(self) -> DirectStats | None:
+        """The direct solver's counts (None for CG)."""
+        return None
 
     def kernel_specs(self) -> set:
         """The compiled specializations one solve with this solver calls (:mod:`mixslam.kernels.warm`)."""

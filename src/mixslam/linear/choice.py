@@ -8,17 +8,20 @@ benchmarks):
   adjustment; ``cg``: CGNR in the policy's precisions) and, for ``cg`` only, the preconditioner (``jacobi``:
   block-Jacobi; ``ic``: block incomplete Cholesky, pose graphs only; ``none``).
 * **Aliases kept from earlier releases**: ``ic`` = ``cg`` + ``ic``; ``cgnr`` = ``cg`` + ``jacobi`` (unless a
-  preconditioner is named).
+  preconditioner is named). A preconditioner named without a solver means ``cg`` (only CG takes one).
 * **Defaults from the policy's fields, never its name** (:func:`default_linear_solver`): a policy whose
-  every linear-solve operation is fp64 gets the direct solver of the problem kind (the accuracy baseline and
-  the fastest on these sizes); any other policy gets CG, whose operations are the ones the policy's
+  ``factor`` the problem kind's direct solver has gets that direct solver: fp64 for both kinds, and fp32
+  with fp64 iterative refinement for pose graphs (``fp32`` and ``mixed`` presets: measured faster than CG
+  on every shared graph, and as accurate as fp64). Any other policy (a 16-bit ``factor``: the ``mixed16``
+  and ``fp16`` presets; bundle adjustment below fp64) gets CG, whose operations are the ones the policy's
   fields describe, with incomplete Cholesky for pose graphs (the article's design) and block-Jacobi for
   bundle adjustment (two variable sets). A bundle adjustment whose reduced camera system is too large for
   the dense Schur solver gets fp64 CG instead. A custom policy equal to a preset gets what the preset gets.
-* **Validation**: a direct solver refuses a policy with 16-bit storage or arithmetic (it has none) and a
-  preconditioner; ``cholesky`` is for pose graphs and ``schur`` for bundle adjustment; ``ic`` needs one
-  variable set (pose graphs). Every refusal is a :class:`~mixslam.errors.ConfigError` naming the value and
-  the rule.
+* **Validation**: a direct solver refuses a policy whose ``factor`` it does not have (no 16-bit factor
+  exists; the Schur solver is fp64 only) and a preconditioner; ``cholesky`` is for pose graphs and
+  ``schur`` for bundle adjustment; ``ic`` needs one variable set (pose graphs). The CG-only fields of a
+  policy (Jacobian, preconditioner and Krylov formats) do not concern the direct solvers. Every refusal is
+  a :class:`~mixslam.errors.ConfigError` naming the value and the rule.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
-from ..precision import PrecisionPolicy
+from ..precision import Precision, PrecisionPolicy
 from .base import LinearSolver, Preconditioner
 from .block_pattern import BlockPattern
-from .config import CGConfig, ICConfig
+from .config import CGConfig, DirectConfig, ICConfig
 
 __all__ = [
     "SOLVERS",
@@ -55,6 +58,8 @@ SOLVER_ALIASES = {"ic": ("cg", "ic"), "cgnr": ("cg", "jacobi")}
 PROBLEM_KINDS = ("pgo", "ba")
 
 _DIRECT = {"pgo": "cholesky", "ba": "schur"}
+#: The factor formats each kind's direct solver has.
+DIRECT_FACTORS = {"pgo": (Precision.FP64, Precision.FP32), "ba": (Precision.FP64,)}
 _DEFAULT_PRECONDITIONER = {"pgo": "ic", "ba": "jacobi"}
 _F64 = np.dtype(np.float64)
 
@@ -108,7 +113,7 @@ def default_linear_solver(
     limit (bundle adjustment's reduced camera system); above it, CG."""
     _check_kind(kind)
     too_big = direct_unknowns is not None and max_direct is not None and direct_unknowns > max_direct
-    if policy.linear_solve_fp64 and not too_big:
+    if policy.factor in DIRECT_FACTORS[kind] and not too_big:
         return LinearSolverChoice(_DIRECT[kind])
     return LinearSolverChoice("cg", _DEFAULT_PRECONDITIONER[kind])
 
@@ -126,16 +131,10 @@ def resolve_linear_solver(
     _check_kind(kind)
     if preconditioner is not None and preconditioner not in PRECONDITIONERS:
         raise ConfigError(f"unknown preconditioner {preconditioner!r}; expected one of {list(PRECONDITIONERS)}")
-    if solver is None:
+    if solver is None and preconditioner is not None:
+        choice = LinearSolverChoice("cg", preconditioner)  # only CG takes a preconditioner
+    elif solver is None:
         choice = default_linear_solver(policy, kind, direct_unknowns, max_direct)
-        if preconditioner is not None:
-            if not choice.iterative:
-                raise ConfigError(
-                    f"preconditioner {preconditioner!r} given without a solver, and policy "
-                    f"{policy.name!r} defaults to the direct solver {choice.solver!r}, which takes "
-                    "none; add solver 'cg'"
-                )
-            choice = LinearSolverChoice("cg", preconditioner)
     elif solver in SOLVER_ALIASES:
         name, implied = SOLVER_ALIASES[solver]
         if solver == "ic" and preconditioner not in (None, "ic"):
@@ -159,10 +158,11 @@ def resolve_linear_solver(
                 f"the {choice.solver!r} solver is not for {kind} problems; the direct solver of "
                 f"{kind} is {_DIRECT[kind]!r}"
             )
-        if policy.uses_16bit:
+        if policy.factor not in DIRECT_FACTORS[kind]:
+            have = " or ".join(p.value for p in DIRECT_FACTORS[kind])
             raise ConfigError(
-                f"the {choice.solver} solver is fp64 only; policy {policy.name!r} asks for 16-bit "
-                "storage or arithmetic, which only the CG solver ('cg', aliases 'cgnr', 'ic') has"
+                f"the {choice.solver} solver factors in {have}; policy {policy.name!r} asks for its factor "
+                f"in {policy.factor.value}: use the CG solver ('cg', aliases 'cgnr', 'ic')"
             )
     if choice.preconditioner == "ic" and kind != "pgo":
         raise ConfigError(
@@ -193,6 +193,7 @@ def make_linear_solver(
     structure: LinearStructure,
     cg: CGConfig | None = None,
     ic: ICConfig | None = None,
+    direct: DirectConfig | None = None,
 ) -> LinearSolver:
     """The solver object of ``choice`` for a problem of ``structure`` (its symbolic work done here, once)."""
     if choice.solver == "cholesky":
@@ -200,7 +201,7 @@ def make_linear_solver(
 
         if structure.pattern is None:
             raise ConfigError("the cholesky solver needs the normal matrix's block pattern")
-        return CholeskySolver(structure.pattern, policy)
+        return CholeskySolver(structure.pattern, policy, direct)
     if choice.solver == "schur":
         from .schur import SchurSolver
 

@@ -1,4 +1,20 @@
-"""fp64 sparse Cholesky of the assembled damped normal matrix of a pose graph (the accuracy baseline)."""
+"""Sparse Cholesky of the assembled damped normal matrix of a pose graph: fp64, or fp32 refined to fp64.
+
+The policy's ``factor`` field decides (the one place it is read for pose graphs):
+
+fp64
+    :class:`~mixslam.linear.direct.SparseCholesky` with the fastest installed backend (the accuracy baseline).
+fp32
+    :class:`~mixslam.linear.supernodal.SupernodalCholesky` factors in fp32; :func:`~mixslam.linear.refinement.
+    refine` brings the step to the fp64 residual tolerance of :class:`~mixslam.linear.config.DirectConfig`
+    with fp64 residuals (PCG with the factor when refinement stalls). With ``reuse``, the next system (a new
+    λ, or the next linearization) is first tried by PCG preconditioned with the factor already there; when
+    that takes more than ``reuse_max_iterations`` the matrix is factored. Where fp32 does not pay (the fp32
+    factorization breaks down, or a freshly factored step needs more than ``max_fp32_iterations`` solves,
+    or does not converge: κ·u32 near 1, e.g. ais2klinik) the rest of the solve factors in fp64, and a step
+    that had not converged is redone in fp64 (``fp64_fallback``). Every choice is counted in
+    :class:`~mixslam.linear.base.DirectStats` and named in the step's ``LinearResult.decision``.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +22,53 @@ import time
 
 import numpy as np
 
-from ..precision import PrecisionPolicy
-from .base import Damping, LinearResult, LinearSolver, LinearStatus, MemoryUse
+from ..errors import SolverError
+from ..precision import Precision, PrecisionPolicy
+from .base import Damping, DirectStats, LinearResult, LinearSolver, LinearStatus, MemoryUse
 from .block_pattern import BlockPattern
+from .config import DirectConfig
 from .direct import SparseCholesky
 from .linearization import Linearization, model_decrease
+from .refinement import pcg, refine
 
-__all__ = ["CholeskySolver"]
+__all__ = ["CholeskySolver", "SHIFTS"]
+
+#: Relative diagonal shifts tried, in turn, when the fp32 factorization breaks down.
+SHIFTS = (1e-6, 1e-4, 1e-2)
 
 
 class CholeskySolver(LinearSolver):
-    """Assembles JᵀJ + λD on the analyzed block pattern and factors it with :class:`SparseCholesky` (fill-
-    reducing ordering and symbolic analysis once, numeric factorization per step), all in fp64."""
+    """Assembles JᵀJ + λD on the analyzed block pattern and factors it (fill-reducing ordering and symbolic
+    analysis once, numeric factorization per step) in the policy's ``factor`` format."""
 
     name = "cholesky"
     initial_lambda = 1e-8
     """Measured on the 11 reference pose graphs: half the LM iterations of 1e-5, same optima (pose graphs
     have curvatures far below 1e-5 diag(JᵀJ), which damping only slows)."""
 
-    def __init__(self, pattern: BlockPattern, policy: PrecisionPolicy, backend: str = "auto"):
+    def __init__(
+        self,
+        pattern: BlockPattern,
+        policy: PrecisionPolicy,
+        config: DirectConfig | None = None,
+    ):
         self.pattern = pattern
         self.policy = policy
-        self.chol = SparseCholesky(pattern.csc_pattern(), backend=backend)
+        self.config = config or DirectConfig()
+        self.mixed = policy.factor is Precision.FP32
+        if self.mixed:
+            self.chol = SparseCholesky(
+                pattern.csc_pattern(), backend="mixslam", dtype=np.float32, ordering=self.config.ordering
+            )
+        else:
+            self.chol = SparseCholesky(pattern.csc_pattern(), backend=self.config.backend)
         self._memory = MemoryUse()
+        self._stats = DirectStats(factor=policy.factor.value, backend=self.chol.backend)
+        self._t_factor: float | None = None
+        self._t_iteration: float | None = None
+        self._switch_reason: str | None = None
+        self._failures = 0
+        self._skip = 0
 
     def solve(self, lin: Linearization, damping: Damping, rtol: float = 0.0) -> LinearResult:
         t0 = time.perf_counter()
@@ -36,20 +76,136 @@ class CholeskySolver(LinearSolver):
         colsq = lin.column_sq_norms()
         H = self.pattern.to_csc(self.pattern.assemble(lin.A, lin.B), damping.diagonal(colsq))
         t1 = time.perf_counter()
-        self.chol.factorize(H)
-        delta = -self.chol.solve(g)
+        if self.mixed:
+            delta, iters, res, status, decision, times = self._mixed_solve(H, g)
+            if self._switch_reason is not None and self.mixed:  # this step showed fp32 does not pay here
+                self._switch_to_fp64()
+                if status is not LinearStatus.CONVERGED:  # redo the step exactly
+                    delta, res = self._fp64_solve(H, g)
+                    iters, status = iters + 1, LinearStatus.CONVERGED
+                    self._stats.not_converged -= 1  # the step ends converged after all
+                decision += f"; fp32 -> fp64 factor ({self._switch_reason})"
+        else:
+            delta, res = self._fp64_solve(H, g)
+            iters, status, decision, times = 1, LinearStatus.CONVERGED, "factor", {}
         t2 = time.perf_counter()
-        res = float(np.linalg.norm(H @ delta + g)) / max(float(np.linalg.norm(g)), 1e-300)
-        # NaN: the backend does not say how large its factor is.
-        self._memory = MemoryUse(factor_bytes=getattr(self.chol, "nbytes", float("nan")))
+        self._memory = MemoryUse(factor_bytes=self.chol.nbytes)
+        self._stats.steps += 1
         return LinearResult(
             delta,
-            1,
+            iters,
             res,
-            LinearStatus.CONVERGED,
+            status,
             model_decrease(lin, g, delta),
-            times={"assemble": t1 - t0, "factor_solve": t2 - t1},
+            times={"assemble": t1 - t0, "factor_solve": t2 - t1, **times},
+            decision=decision,
         )
+
+    def _fp64_solve(self, H, g):
+        self.chol.factorize(H)
+        delta = -self.chol.solve(g)
+        self._stats.factorizations += 1
+        return delta, float(np.linalg.norm(H @ delta + g)) / max(float(np.linalg.norm(g)), 1e-300)
+
+    def _switch_to_fp64(self) -> None:
+        """The rest of the solve factors in fp64 (same pattern; the fastest installed backend)."""
+        self.chol = SparseCholesky(self.pattern.csc_pattern(), backend=self.config.backend)
+        self.mixed = False
+        self._stats.switched_to_fp64 = self._switch_reason
+        self._stats.backend = f"mixslam (fp32), then {self.chol.backend} (fp64)"
+
+    def _mixed_solve(self, H, g):
+        """fp32 factor + fp64 refinement, trying the factor already there first (see the module docstring)."""
+        cfg, st = self.config, self._stats
+        b = -g
+        times = {}
+        budget = self._reuse_budget()
+        if budget > 0:
+            t = time.perf_counter()
+            out = pcg(H.dot, self.chol.solve, b, None, cfg.tolerance, budget)
+            times["reuse"] = time.perf_counter() - t
+            st.cg_iterations += out.cg_iterations
+            if out.cg_iterations:
+                self._t_iteration = times["reuse"] / out.cg_iterations
+            if out.converged:
+                st.reuses += 1
+                self._failures = 0
+                return out.x, out.cg_iterations, out.relative_residual, LinearStatus.CONVERGED, "reuse", times
+            st.failed_reuses += 1
+            self._failures += 1
+            self._skip = 2**self._failures - 1
+            decision = "reuse failed: factor"
+        else:
+            decision = "factor"
+        t = time.perf_counter()
+        shift = self._factorize_fp32(H)
+        if shift:
+            decision += f" (shift {shift:g})"
+        times["factor"] = self._t_factor = time.perf_counter() - t
+        st.factorizations += 1
+        t = time.perf_counter()
+        steps = cfg.max_refinement_iterations if cfg.method == "refinement" else 0
+        out = refine(H.dot, self.chol.solve, b, cfg.tolerance, steps, cfg.max_cg_iterations)
+        times["refine"] = time.perf_counter() - t
+        if out.iterations:
+            self._t_iteration = times["refine"] / (1 + out.iterations)
+        st.refinements += out.refinements
+        st.cg_iterations += out.cg_iterations
+        if out.cg_iterations:
+            decision += " + pcg"
+        status = LinearStatus.CONVERGED if out.converged else LinearStatus.MAX_ITERATIONS
+        if not out.converged:
+            st.not_converged += 1
+        if cfg.fp64_fallback:
+            if shift:
+                self._switch_reason = f"fp32 factorization broke down, shift {shift:g} needed"
+            elif not out.converged:
+                self._switch_reason = f"PCG with the fp32 factor did not reach {cfg.tolerance:g}"
+            elif out.iterations > cfg.max_fp32_iterations:
+                self._switch_reason = (
+                    f"{out.iterations} solves with the fp32 factor for one step (> {cfg.max_fp32_iterations})"
+                )
+        return out.x, 1 + out.iterations, out.relative_residual, status, decision, times
+
+    def _factorize_fp32(self, H) -> float:
+        """Factor H in fp32; when fp32's rounding breaks the factorization down (κ(H)·u32 near 1: a pivot
+        rounds to zero or below), factor H + σ·diag(H) instead with σ = 1e-6, 1e-4, 1e-2 in turn: the
+        shifted factor still preconditions H, and PCG on the fp64 H removes the shift from the answer.
+        Returns σ (0 for no shift); raises the last SolverError if every shift fails."""
+        try:
+            self.chol.factorize(H)
+            return 0.0
+        except SolverError as first:
+            err = first
+        d = H.diagonal()
+        for sigma in SHIFTS:
+            Hs = H.copy()
+            Hs.setdiag(d * (1.0 + sigma))
+            try:
+                self.chol.factorize(Hs)
+            except SolverError as e:
+                err = e
+                continue
+            self._stats.shifts += 1
+            return sigma
+        raise err
+
+    def _reuse_budget(self) -> int:
+        """PCG iterations a reuse of the last factor may take: the configured cap, lowered so that a reuse
+        that fails costs less than one factorization (from the last measured factorization and iteration
+        times); 0 when there is no factor, reuse is off, or the back-off after failed reuses says so."""
+        cfg = self.config
+        if not (cfg.reuse and self.chol.factorized):
+            return 0
+        if self._skip > 0:  # back-off: after k failed reuses in a row, 2^k - 1 steps factor directly
+            self._skip -= 1
+            return 0
+        if self._t_factor is None or self._t_iteration is None:
+            return cfg.reuse_max_iterations
+        return max(0, min(cfg.reuse_max_iterations, int(self._t_factor / self._t_iteration) - 1))
 
     def memory(self) -> MemoryUse:
         return self._memory
+
+    def direct_stats(self) -> DirectStats:
+        return self._stats

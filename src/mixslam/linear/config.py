@@ -14,8 +14,20 @@ from numbers import Integral
 import numpy as np
 
 from ..errors import ConfigError, check_config_fields
+from .direct import AUTO_ORDER
 
-__all__ = ["CGConfig", "ICConfig", "Forcing", "FORCING_RULES", "IC_REFACTOR", "IC_ORDERINGS", "fill_level_of"]
+__all__ = [
+    "CGConfig",
+    "ICConfig",
+    "DirectConfig",
+    "DIRECT_ORDERINGS",
+    "DIRECT_METHODS",
+    "Forcing",
+    "FORCING_RULES",
+    "IC_REFACTOR",
+    "IC_ORDERINGS",
+    "fill_level_of",
+]
 
 FORCING_RULES = ("superlinear", "eisenstat-walker", "fixed")
 """The values of :attr:`CGConfig.forcing`."""
@@ -168,5 +180,73 @@ class ICConfig:
                 "refactor": IC_REFACTOR,
                 "damped": (True, False),
                 "escalate": (True, False),
+            },
+        )
+
+
+DIRECT_ORDERINGS = ("mmd", "amd", "natural")
+"""The values of :attr:`DirectConfig.ordering`."""
+DIRECT_METHODS = ("pcg", "refinement")
+"""The values of :attr:`DirectConfig.method`."""
+
+
+@dataclass(frozen=True)
+class DirectConfig:
+    """Settings of the direct solver's factor below fp64 (policy field ``factor`` = fp32): iterative
+    refinement with fp64 residuals, PCG fallback, and the reuse of a factor across LM steps."""
+
+    tolerance: float = 1e-10
+    """Relative fp64 residual ‖b - A x‖ / ‖b‖ the solution of every step must reach. The fp64 factor gives
+    1e-11 to 1e-16 on the shared graphs; LM's steps and optimum do not change below about 1e-8."""
+    method: str = "pcg"
+    """How the factor's solution F⁻¹b is brought to ``tolerance``: ``pcg`` (conjugate gradients on the fp64
+    matrix preconditioned by the factor, fp64 vectors) or ``refinement`` (classic mixed-precision iterative
+    refinement x += F⁻¹(b - A x), handing over to PCG when a step stalls). Measured on city10000,
+    sphere2500 and torus3D (benchmarks/pgo_mixed.py): PCG needs fewer solves with the factor per step
+    (2-3 against 3-5 for 1e-10), as CG is optimal in the same Krylov space."""
+    max_refinement_iterations: int = 10
+    """``refinement``: steps at most; refinement stops early when a step reduces the residual by less than
+    half (the factor's error times the condition number is near 1) and PCG takes over."""
+    max_cg_iterations: int = 200
+    """PCG iterations (fp64 vectors, the factor as preconditioner) after refinement stalls, at most."""
+    reuse: bool = True
+    """Try the last numeric factor as the PCG preconditioner of the next step's system before factoring it
+    (the next λ of a rejected step, or the next linearization near convergence): the article's "factor
+    once", with a complete factor."""
+    reuse_max_iterations: int = 4
+    """A reuse that has not converged after this many PCG iterations is abandoned and the matrix factored
+    (measured: one PCG iteration costs about a fifth of a factorization on the 3-D graphs, a third on the
+    2-D ones)."""
+    fp64_fallback: bool = True
+    """Go on with an fp64 factor when fp32 does not pay on this problem: the fp32 factorization broke down
+    (a shift was needed), a freshly factored step needed more than ``max_fp32_iterations`` solves with the
+    factor, or did not reach ``tolerance`` (that step is redone in fp64). Measured: ais2klinik (κ beyond
+    1e8 at LM's small damping) broke down in fp32 at 31 of 33 steps and needed 4,407 PCG iterations."""
+    max_fp32_iterations: int = 8
+    """Solves with a fresh fp32 factor per step above which fp32 does not pay (each costs a quarter to a
+    third of a factorization on the shared graphs)."""
+    ordering: str = "mmd"
+    """Fill-reducing ordering of the fp32 factor: ``mmd`` (multiple minimum degree, core), ``amd`` (needs
+    cvxopt), ``natural``."""
+    backend: str = "auto"
+    """Backend of the fp64 factor (:class:`~mixslam.linear.direct.SparseCholesky`): ``auto`` (the fastest
+    installed, :data:`~mixslam.linear.direct.AUTO_ORDER`) or one of its names. The fp32 factor is always
+    ``mixslam``'s."""
+
+    def __post_init__(self):
+        check_config_fields(
+            self,
+            ints={
+                "max_refinement_iterations": 0,
+                "max_cg_iterations": 0,
+                "reuse_max_iterations": 1,
+                "max_fp32_iterations": 1,
+            },
+            positive=("tolerance",),
+            bools=("reuse", "fp64_fallback"),
+            choices={
+                "ordering": DIRECT_ORDERINGS,
+                "method": DIRECT_METHODS,
+                "backend": ("auto", *AUTO_ORDER),
             },
         )

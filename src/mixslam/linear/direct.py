@@ -5,11 +5,15 @@ pattern; every LM iteration then only calls :meth:`SparseCholesky.factorize` (nu
 same pattern) and :meth:`SparseCholesky.solve`.
 
 Backends, in the order ``backend="auto"`` tries them (fastest first, measured on the structure of the real
-pose-graph datasets with ``benchmarks/direct_solvers.py``; see ``docs/direct_solver.md``):
+pose-graph datasets with ``benchmarks/direct_solvers.py``, one BLAS thread; see ``docs/direct_solver.md``):
 
+``"mixslam"``
+    This package's supernodal Cholesky (:mod:`mixslam.linear.supernodal`: numba kernels, BLAS for the large
+    panels), in the core install. Fastest in the geometric mean of the six datasets (4.8x scipy against
+    cvxopt's 3.6x), and the only backend with an fp32 factor (``dtype=np.float32``).
 ``"cvxopt"``
     CHOLMOD (supernodal or simplicial, chosen by CHOLMOD from the flop count) as bundled in the ``cvxopt``
-    wheels (pip: ``cvxopt``, 21 MB wheel, GPL-3.0). Fastest overall: 3.4-11x scipy on the six datasets.
+    wheels (pip: ``cvxopt``, 21 MB wheel, GPL-3.0): 2-5.7x scipy on the six datasets.
 ``"pardiso"``
     Intel MKL PARDISO through ``pypardiso`` (pulls the ~1 GB ``mkl`` wheel; x86-64 only). As fast as cvxopt
     overall (faster on large 3-D graphs with several threads, slower on 2-D ones).
@@ -41,12 +45,12 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ..errors import SolverError
-from .ordering import minimum_degree_order
+from .ordering import compressed_graph, fill_reducing_order, sorted_unique
 
 __all__ = ["SparseCholesky", "available_backends", "AUTO_ORDER"]
 
 #: Order in which ``backend="auto"`` tries the backends (fastest first, by measurement).
-AUTO_ORDER = ("cvxopt", "pardiso", "cholmod", "qdldl", "scipy")
+AUTO_ORDER = ("mixslam", "cvxopt", "pardiso", "cholmod", "qdldl", "scipy")
 
 
 class _NotPositiveDefinite(Exception):
@@ -56,14 +60,6 @@ class _NotPositiveDefinite(Exception):
         super().__init__(column, detail)
         self.column = column
         self.detail = detail
-
-
-def _sorted_unique(a: np.ndarray) -> np.ndarray:
-    """np.unique for int keys by sort (numpy 2's hash-based unique is ~50x slower on large int arrays)."""
-    a = np.sort(a)
-    if a.size:
-        a = a[np.concatenate([[True], a[1:] != a[:-1]])]
-    return a
 
 
 def _first_bad_pivot(inv_d: np.ndarray) -> int | None:
@@ -313,19 +309,6 @@ class _QdldlBackend:
         return out
 
 
-def _supervariables(indptr, indices, n):
-    """Group consecutive columns with identical (full symmetric) patterns: (start of each group, group of col)."""
-    cnt = np.diff(indptr)
-    cols = np.repeat(np.arange(n), cnt)
-    same = np.zeros(n, dtype=bool)
-    same[1:] = cnt[1:] == cnt[:-1]
-    t = np.nonzero(same[cols])[0]
-    mismatch = indices[t] != indices[t - cnt[cols[t]]]
-    same[cols[t][mismatch]] = False
-    group = np.cumsum(~same) - 1
-    return np.nonzero(~same)[0], group
-
-
 class _ScipyBackend:
     name = "scipy"
     _OPTS = {"diag_pivot_thresh": 0.0, "options": {"SymmetricMode": True}}
@@ -342,13 +325,9 @@ class _ScipyBackend:
         full.sort_indices()
         # Ordering: multiple minimum degree of the compressed graph (one node per group of identical columns,
         # i.e. per pose block), expanded back; much cheaper than MMD on the scalar graph and as good.
-        starts, group = _supervariables(full.indptr, full.indices, n)
-        ng = starts.size
+        starts, sizes, gptr, gidx, _ = compressed_graph(n, indptr, indices)
+        gorder = fill_reducing_order(gptr, gidx, starts.size, "mmd")
         fcols = np.repeat(np.arange(n), np.diff(full.indptr))
-        keys = _sorted_unique(group[full.indices].astype(np.int64) * ng + group[fcols])
-        gr, gc = keys // ng, keys % ng
-        gorder = minimum_degree_order(gr, gc, ng)
-        sizes = np.diff(np.append(starts, n))
         gs, gz = starts[gorder], sizes[gorder]
         q = np.repeat(gs - np.concatenate([[0], np.cumsum(gz)[:-1]]), gz) + np.arange(n)
         iq = np.empty(n, dtype=np.int64)
@@ -383,7 +362,33 @@ class _ScipyBackend:
         return out
 
 
+class _MixslamBackend:
+    """This package's own supernodal Cholesky (:mod:`mixslam.linear.supernodal`) in fp64."""
+
+    name = "mixslam"
+
+    def __init__(self, n, indptr, indices, diag_pos, dtype=np.float64, ordering="mmd"):
+        from .supernodal import SupernodalCholesky
+
+        self._s = SupernodalCholesky(n, indptr, indices, ordering=ordering)
+        self.dtype = np.dtype(dtype)
+        self.nbytes = 0
+
+    def factorize(self, data):
+        from .supernodal import NotPositiveDefinite
+
+        try:
+            self._s.factorize(data, self.dtype)
+        except NotPositiveDefinite as e:
+            raise _NotPositiveDefinite(e.column) from None
+        self.nbytes = self._s.nbytes
+
+    def solve(self, b):
+        return self._s.solve(b)
+
+
 _BACKENDS: dict[str, Callable[..., _Backend]] = {
+    "mixslam": _MixslamBackend,
     "cvxopt": _CvxoptBackend,
     "cholmod": _CholmodBackend,
     "pardiso": _PardisoBackend,
@@ -391,6 +396,7 @@ _BACKENDS: dict[str, Callable[..., _Backend]] = {
     "scipy": _ScipyBackend,
 }
 _MODULES = {
+    "mixslam": "mixslam.kernels.supernodal",
     "cvxopt": "cvxopt.cholmod",
     "cholmod": "sksparse.cholmod",
     "pardiso": "pypardiso",
@@ -398,6 +404,7 @@ _MODULES = {
     "scipy": "scipy.sparse.linalg",
 }
 _PIP = {
+    "mixslam": "mixslam",
     "cvxopt": "cvxopt",
     "cholmod": "scikit-sparse (needs libsuitesparse-dev)",
     "pardiso": "pypardiso",
@@ -449,11 +456,24 @@ class SparseCholesky:
     ``SparseCholesky(pattern, backend="auto")`` orders and analyzes ``pattern`` once; then, per matrix,
     ``factorize(H)`` and ``solve(b)`` (``b`` of shape (n,) or (n, k)). ``backend`` is ``"auto"`` (the first of
     :func:`available_backends`) or one of :data:`AUTO_ORDER`; the attribute ``backend`` names the one used.
+    ``dtype`` float32 (an fp32 factor, for iterative refinement) and an ``ordering`` other than ``"mmd"``
+    exist in the ``mixslam`` backend only, which they select.
     Non-positive-definite, singular or non-finite matrices raise :class:`~mixslam.errors.SolverError`; its
     ``column`` attribute is the column of H where the factorization broke down when the backend tells it.
     """
 
-    def __init__(self, pattern, backend: str = "auto"):
+    def __init__(self, pattern, backend: str = "auto", dtype=np.float64, ordering: str = "mmd"):
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float64, np.float32):
+            raise SolverError(f"factor dtype must be float64 or float32, got {dtype}")
+        if (dtype != np.float64 or ordering != "mmd") and backend not in ("mixslam", "auto"):
+            raise SolverError(
+                f"backend {backend!r} factors in fp64 with its own ordering; an fp32 factor or another "
+                "ordering needs backend 'mixslam'"
+            )
+        if dtype != np.float64 or ordering != "mmd":
+            backend = "mixslam"
+        self.dtype = dtype
         if not sp.issparse(pattern):
             raise SolverError(f"pattern must be a scipy.sparse matrix, got {type(pattern).__name__}")
         if pattern.ndim != 2 or pattern.shape[0] != pattern.shape[1]:
@@ -463,7 +483,7 @@ class SparseCholesky:
         rows, cols, _, keep, C = _canonical_lower(pattern)
         # Lower pattern with the full diagonal.
         diag_keys = np.arange(n, dtype=np.int64) * (n + 1)
-        lkeys = _sorted_unique(np.concatenate([cols.astype(np.int64) * n + rows, diag_keys]))
+        lkeys = sorted_unique(np.concatenate([cols.astype(np.int64) * n + rows, diag_keys]))
         self._lkeys = lkeys
         lcols, lrows = lkeys // max(n, 1), lkeys % max(n, 1)
         self._indptr = np.concatenate([[0], np.cumsum(np.bincount(lcols, minlength=n))]).astype(np.int64)
@@ -498,7 +518,8 @@ class SparseCholesky:
             return
         for name in names:
             try:
-                self._impl = _BACKENDS[name](n, self._indptr, self._indices, diag_pos)
+                extra = {"dtype": dtype, "ordering": ordering} if name == "mixslam" else {}
+                self._impl = _BACKENDS[name](n, self._indptr, self._indices, diag_pos, **extra)
                 self.backend = name
                 break
             except Exception as e:  # a broken optional install: try the next one under "auto"
@@ -578,6 +599,16 @@ class SparseCholesky:
         if not np.isfinite(x).all():
             raise SolverError("the solution has non-finite entries: H is numerically singular")
         return x
+
+    @property
+    def factorized(self) -> bool:
+        """True after a successful :meth:`factorize` (until the next one fails)."""
+        return self._factorized
+
+    @property
+    def nbytes(self) -> float:
+        """Bytes of the numeric factor, NaN when the backend does not say (only ``mixslam`` does)."""
+        return float(getattr(self._impl, "nbytes", float("nan")))
 
     def __repr__(self):
         return f"SparseCholesky(n={self.n}, nnz_lower={self.nnz}, backend={self.backend!r})"

@@ -34,3 +34,78 @@ def minimum_degree_order(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarr
     G = (G + sp.diags(deg + 1.0)).tocsc()  # strictly diagonally dominant: no pivoting needed
     lu = spla.splu(G, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
     return np.argsort(lu.perm_c).astype(np.int64)  # perm_c[i] = new position of node i
+
+
+def sorted_unique(a: np.ndarray) -> np.ndarray:
+    """np.unique for int keys by sort (numpy 2's hash-based unique is ~50x slower on large int arrays)."""
+    a = np.sort(a)
+    if a.size:
+        a = a[np.concatenate([[True], a[1:] != a[:-1]])]
+    return a
+
+
+def compressed_graph(n: int, indptr: np.ndarray, indices: np.ndarray):
+    """The graph of a symmetric pattern given by its lower CSC triangle, with every run of consecutive
+    columns of identical pattern (a pose's or a camera's columns) merged into one node.
+
+    Returns ``(starts, sizes, gptr, gidx, group)``: node g covers columns ``starts[g] .. starts[g] +
+    sizes[g]``; ``(gptr, gidx)`` is its adjacency in CSC form (both triangles, no diagonal, sorted);
+    ``group[c]`` is the node of column c."""
+    indptr = np.asarray(indptr, dtype=np.int64)
+    indices = np.asarray(indices, dtype=np.int64)
+    lcols = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+    off = indices != lcols
+    # full symmetric pattern, sorted by (col, row)
+    rows = np.concatenate([indices, lcols[off], np.arange(n)])
+    cols = np.concatenate([lcols, indices[off], np.arange(n)])
+    keys = sorted_unique(cols * n + rows)
+    fcols, frows = keys // max(n, 1), keys % max(n, 1)
+    fptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(fcols, minlength=n), out=fptr[1:])
+    # consecutive columns with identical patterns
+    cnt = np.diff(fptr)
+    same = np.zeros(n, dtype=bool)
+    same[1:] = cnt[1:] == cnt[:-1]
+    t = np.nonzero(same[fcols])[0]
+    mismatch = frows[t] != frows[t - cnt[fcols[t]]]
+    same[fcols[t][mismatch]] = False
+    group = np.cumsum(~same) - 1
+    starts = np.nonzero(~same)[0]
+    ng = starts.size
+    sizes = np.diff(np.append(starts, n))
+    gk = sorted_unique(group[fcols] * ng + group[frows])
+    gc, gr = gk // max(ng, 1), gk % max(ng, 1)
+    keep = gc != gr
+    gc, gr = gc[keep], gr[keep]
+    gptr = np.zeros(ng + 1, dtype=np.int64)
+    np.cumsum(np.bincount(gc, minlength=ng), out=gptr[1:])
+    return starts, sizes, gptr, gr.astype(np.int64), group
+
+
+#: Orderings :func:`fill_reducing_order` knows.
+ORDERINGS = ("mmd", "amd", "natural")
+
+
+def fill_reducing_order(gptr: np.ndarray, gidx: np.ndarray, n: int, method: str = "mmd") -> np.ndarray:
+    """Elimination order (``order[k]`` = node eliminated k-th) of the graph in CSC adjacency form.
+
+    ``"mmd"``: multiple minimum degree (SuperLU's, :func:`minimum_degree_order`, always available);
+    ``"amd"``: approximate minimum degree (SuiteSparse AMD as shipped in cvxopt; raises ImportError
+    without it); ``"natural"``: the identity."""
+    if method not in ORDERINGS:
+        raise ValueError(f"unknown ordering {method!r}; expected one of {ORDERINGS}")
+    if method == "natural" or n <= 1:
+        return np.arange(n, dtype=np.int64)
+    cols = np.repeat(np.arange(n, dtype=np.int64), np.diff(gptr))
+    if method == "mmd":
+        return minimum_degree_order(gidx, cols, n)
+    if method == "amd":
+        import cvxopt
+        import cvxopt.amd
+
+        low = gidx > cols
+        r = np.concatenate([gidx[low], np.arange(n)])
+        c = np.concatenate([cols[low], np.arange(n)])
+        A = cvxopt.spmatrix(1.0, cvxopt.matrix(r), cvxopt.matrix(c), (n, n))
+        return np.asarray(cvxopt.amd.order(A, uplo="L"), dtype=np.int64).ravel()
+    raise ValueError(f"unknown ordering {method!r}; expected one of {ORDERINGS}")

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ConfigError, check_config_fields, check_seed
 from ..eval import ALIGN_MODES, ate, stats
-from ..runner import TaskRunner
+from ..runner import BatchInterrupted, TaskRunner
 from ..sim.world import CameraConfig, TrajectoryConfig, WorldConfig, make_world, simulate_run
 from ..solve.report import SolveCounters
 from .pipeline import PipelineConfig, run_pipeline
@@ -182,11 +182,16 @@ def run_study(
     stream=None,
     runner=None,
 ) -> dict:
-    """Every trajectory with every policy; returns the REPORT.json dictionary (see :func:`summarize`).
+    """Every trajectory with every policy; returns the REPORT.json dictionary (see :func:`summarize`), with
+    ``trajectories`` (asked for), ``trajectories_finished`` and ``interrupted`` (False).
 
     ``runner``: a :class:`mixslam.runner.TaskRunner` (process pool or Dask); by default one is made
     from ``workers`` (serial for 1). Each trajectory carries its own seed, so the report does not depend on
     the runner or the worker count.
+
+    Interrupted (Ctrl-C, or SIGTERM on the command line): the workers are stopped and the
+    :class:`~mixslam.runner.BatchInterrupted` propagates with ``report`` set to the same dictionary made from
+    the trajectories that finished (``interrupted`` True, ``trajectories_finished`` below ``trajectories``).
     """
     # Everything checked here, before any worker starts: a bad value is one ConfigError, not a worker traceback.
     cfg = _check_study(config)
@@ -200,24 +205,33 @@ def run_study(
     t0 = time.perf_counter()
     own = runner is None
     runner = runner or TaskRunner("process", workers, progress=progress, stream=stream or sys.stderr)
+
+    def report(results: list, interrupted: bool) -> dict:
+        out = summarize(results, policies)
+        out.update(
+            {
+                "seed": int(seed),
+                "trajectories": int(trajectories),
+                "trajectories_finished": len(results),
+                "interrupted": interrupted,
+                "workers": int(runner.workers),
+                "executor": runner.describe(),
+                "seconds": time.perf_counter() - t0,
+                "align": cfg.align,
+                "config": _config_dict(cfg),
+            }
+        )
+        return out
+
     try:
         results = runner.map(run_trajectory, [(s, tuple(policies), cfg) for s in seeds], label="trajectories")
+    except BatchInterrupted as stop:
+        stop.report = report(stop.finished_results(), interrupted=True)
+        raise
     finally:
         if own:
             runner.close()
-    report = summarize(results, policies)
-    report.update(
-        {
-            "seed": int(seed),
-            "trajectories": int(trajectories),
-            "workers": int(runner.workers),
-            "executor": runner.describe(),
-            "seconds": time.perf_counter() - t0,
-            "align": cfg.align,
-            "config": _config_dict(cfg),
-        }
-    )
-    return report
+    return report(results, interrupted=False)
 
 
 def _check_study(config) -> StudyConfig:
@@ -230,7 +244,9 @@ def _check_study(config) -> StudyConfig:
 
 def summarize(results: list, policies) -> dict:
     """``{"policies": {NAME: {"ate_vo": STATS, "ate_lc": STATS, "trajectories": [...]}}}`` with the pooled
-    per-keyframe statistics and each trajectory's RMSE, plus mixed/fp64-style ratios against ``fp64``."""
+    per-keyframe statistics and each trajectory's RMSE, plus mixed/fp64-style ratios against ``fp64``.
+    Without results (a study interrupted before its first trajectory finished) the statistics are None and
+    there are no ratios."""
     out: dict[str, Any] = {"policies": {}}
     for name in policies:
         rows: list[dict] = []
@@ -246,10 +262,10 @@ def summarize(results: list, policies) -> dict:
                 }
             )
         out["policies"][name] = {
-            **{f"ate_{stage}": stats(np.asarray(e)) for stage, e in errs.items()},
+            **{f"ate_{stage}": stats(np.asarray(e)) if e else None for stage, e in errs.items()},
             "trajectories": rows,
         }
-    if "fp64" in policies:
+    if "fp64" in policies and results:
         ref = {r["seed"]: r for r in out["policies"]["fp64"]["trajectories"]}
         for name in policies:
             if name == "fp64":

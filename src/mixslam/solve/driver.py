@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import ConfigError, NonFiniteError
+from ..kernels.supernodal import warm as supernodal_warm
 from ..linear.choice import (
     LinearSolverChoice,
     LinearStructure,
@@ -25,7 +26,7 @@ from ..linear.choice import (
     resolve_linear_solver,
     solve_kernel_specs,
 )
-from ..linear.config import CGConfig, ICConfig
+from ..linear.config import CGConfig, DirectConfig, ICConfig
 from ..precision import PrecisionPolicy
 from .config import LMConfig
 from .lm import levenberg_marquardt
@@ -49,6 +50,8 @@ class SolveSettings(Protocol):
     def cg(self) -> CGConfig: ...
     @property
     def ic(self) -> ICConfig: ...
+    @property
+    def direct(self) -> DirectConfig: ...
 
 
 class AnalyzedProblem(Protocol):
@@ -90,7 +93,7 @@ def check_solve_settings(settings: SolveSettings) -> None:
     the solver fields, as a :class:`~mixslam.errors.ConfigError` naming ``Class.field``. Names are checked
     when the solve resolves them (:func:`~mixslam.linear.choice.resolve_linear_solver`)."""
     cls = type(settings).__name__
-    for name, kind in (("lm", LMConfig), ("cg", CGConfig), ("ic", ICConfig)):
+    for name, kind in (("lm", LMConfig), ("cg", CGConfig), ("ic", ICConfig), ("direct", DirectConfig)):
         if not isinstance(getattr(settings, name), kind):
             raise ConfigError(f"{cls}.{name} must be a {kind.__name__}, got {getattr(settings, name)!r}")
     if not isinstance(settings.precision, (str, PrecisionPolicy)):
@@ -140,9 +143,9 @@ def solve(
     if settings.solver is None and size is not None:
         unknowns, limit = size
         choice = resolve_linear_solver(None, settings.preconditioner, policy, kind, unknowns, limit)
-    solver = make_linear_solver(choice, policy, problem.linear_structure(), settings.cg, settings.ic)
+    solver = make_linear_solver(choice, policy, problem.linear_structure(), settings.cg, settings.ic, settings.direct)
     t1 = time.perf_counter()
-    compile_s = problem.warm(solve_kernel_specs(solver, policy))
+    compile_s = problem.warm(solve_kernel_specs(solver, policy)) + supernodal_warm()
     state0 = problem.initial_state
     with single_threaded_blas():  # spinning BLAS threads steal the numba core (see single_threaded_blas)
         state, report = levenberg_marquardt(problem, state0, solver, policy, settings.lm)

@@ -181,12 +181,13 @@ def levenberg_marquardt(
             res.relative_residual,
             res.status,
             time.perf_counter() - t_it,
+            res.decision,
         )
         report.history.append(record)
         if config.verbose:
             log.info(
                 "[iter %3d] cost %.10g -> %.10g  rel %.2e  |g| %.2e  |dx| %.2e  rho %+.3f  lambda %.1e  "
-                "cg %d (res %.1e, %s)%s",
+                "%s %d (res %.1e, %s)%s",
                 it,
                 cost,
                 new_cost,
@@ -195,6 +196,7 @@ def levenberg_marquardt(
                 step_norm,
                 rho,
                 lam,
+                res.decision or "cg",
                 res.iterations,
                 res.relative_residual,
                 res.status.value,
@@ -293,4 +295,5 @@ def levenberg_marquardt(
     report.memory = linear_solver.memory()
     if pre is not None:
         report.preconditioner_stats = pre.stats()
+    report.direct = linear_solver.direct_stats()
     return best_state, report

@@ -8,7 +8,7 @@ import enum
 from dataclasses import dataclass, field
 
 from ..jsonable import to_jsonable
-from ..linear.base import LinearStatus, MemoryUse, PreconditionerStats
+from ..linear.base import DirectStats, LinearStatus, MemoryUse, PreconditionerStats
 from ..precision import PrecisionPolicy, QuantizationStats
 
 __all__ = ["Status", "IterationRecord", "DepthCounts", "DepthStats", "ProblemInfo", "SolveReport", "SolveCounters"]
@@ -59,6 +59,8 @@ class IterationRecord:
     linear_status: LinearStatus
     """How the linear solve ended."""
     time_s: float
+    linear_decision: str | None = None
+    """The direct solver's choice for this step (factor / reuse, see ``LinearResult.decision``)."""
 
     def as_dict(self) -> dict:
         return to_jsonable(dataclasses.asdict(self))
@@ -122,6 +124,8 @@ class SolveReport:
     memory: MemoryUse = field(default_factory=MemoryUse)
     """Bytes the linear solver held at its last step."""
     preconditioner_stats: PreconditionerStats | None = None
+    direct: DirectStats | None = None
+    """The direct solver's counts: factorizations, factor reuses, refinement and PCG iterations."""
     """The incomplete-Cholesky factor's shift, fill, ordering, escalation and factorizations (``ic`` only)."""
     policy: PrecisionPolicy | None = None
     """The precision policy of the solve, field by field."""
@@ -182,6 +186,8 @@ class SolveReport:
                 out[name] = getattr(self, name)
         if self.preconditioner_stats is not None:
             out["ic"] = self.preconditioner_stats
+        if self.direct is not None:
+            out["direct"] = self.direct
         return to_jsonable(out)
 
     def summary(self) -> str:

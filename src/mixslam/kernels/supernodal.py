@@ -1,0 +1,449 @@
+"""Compiled kernels of the supernodal sparse Cholesky (:mod:`mixslam.linear.supernodal`).
+
+Symbolic part (on the compressed graph: one node per block of identical columns, e.g. per pose)
+    :func:`etree` (Liu's algorithm with path compression), :func:`postorder`, :func:`column_counts` (row
+    subtrees: O(nnz(L)) without storing L's pattern), :func:`supernodes` (fundamental supernodes, then
+    CHOLMOD-style relaxed amalgamation along the etree) and :func:`last_column_structure` (the rows of each
+    supernode below its columns).
+
+Numeric part (scalar columns)
+    The factor is a list of dense column-major panels, one per supernode: ``k x m`` (row-major storage of
+    the transpose) for a supernode of ``k`` columns whose row structure (its own columns first, then the
+    rows below, ascending) has ``m`` entries. fp32 factors run with flush-to-zero (:mod:`.fpenv`).
+    :func:`factor` is the classic left-looking supernodal Cholesky (Ng & Peyton; CHOLMOD's ``super_numeric``):
+    each target supernode gathers the updates of the descendants that touch it (linked lists keyed by the
+    next target, so each descendant is visited once per target), then runs a dense Cholesky of its panel.
+    Updates and the dense factor run in the dtype of the panels (fp64 or fp32, fp32 accumulating in fp32
+    like ``sgemm``): compiled loops for small blocks, BLAS ``gemm`` through ``np.dot`` for large ones.
+    :func:`solve` does the two triangular solves reading the panels in their own dtype and accumulating in
+    the dtype of the vector (fp64 for iterative refinement).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .fpenv import ftz_on, ftz_restore
+
+__all__ = [
+    "etree",
+    "postorder",
+    "column_counts",
+    "supernodes",
+    "last_column_structure",
+    "factor",
+    "solve",
+    "BLAS_MIN_FLOPS",
+    "warm",
+]
+
+#: Update / panel sizes (multiply-adds) from which the numeric kernels call BLAS instead of their own loops
+#: (measured with benchmarks/direct_solvers.py: below it the call overhead dominates).
+BLAS_MIN_FLOPS = 32768
+
+#: vectorize the dot products; keeps NaN/inf semantics for the pivot test
+_FM = {"reassoc", "contract", "nsz"}
+_NB = 64  # column block of the BLAS panel factorization
+
+
+@njit(cache=True)
+def etree(n, ptr, idx):
+    """Elimination tree of the symmetric pattern (both triangles, any order within a column):
+    ``parent[j]`` or -1 for a root."""
+    parent = np.full(n, -1, np.int64)
+    anc = np.full(n, -1, np.int64)
+    for k in range(n):
+        for p in range(ptr[k], ptr[k + 1]):
+            i = idx[p]
+            while i != -1 and i < k:
+                nxt = anc[i]
+                anc[i] = k
+                if nxt == -1:
+                    parent[i] = k
+                i = nxt
+    return parent
+
+
+@njit(cache=True)
+def postorder(parent):
+    """``post[k]`` = the node at position k of a depth-first postorder (children in ascending order)."""
+    n = parent.size
+    head = np.full(n, -1, np.int64)
+    nxt = np.full(n, -1, np.int64)
+    for j in range(n - 1, -1, -1):
+        p = parent[j]
+        if p != -1:
+            nxt[j] = head[p]
+            head[p] = j
+    post = np.empty(n, np.int64)
+    stack = np.empty(n, np.int64)
+    k = 0
+    for j in range(n):
+        if parent[j] != -1:
+            continue
+        top = 0
+        stack[0] = j
+        while top >= 0:
+            p = stack[top]
+            i = head[p]
+            if i == -1:
+                top -= 1
+                post[k] = p
+                k += 1
+            else:
+                head[p] = nxt[i]
+                top += 1
+                stack[top] = i
+    return post
+
+
+@njit(cache=True)
+def column_counts(n, ptr, idx, parent, size):
+    """Number of block rows (``count``) and of scalar rows (``scount``) of each block column of L, diagonal
+    included. ``size[j]`` is the width of block j. Row k of L is the union of the etree paths from each
+    i < k adjacent to k up to k (its row subtree)."""
+    mark = np.full(n, -1, np.int64)
+    count = np.ones(n, np.int64)
+    scount = size.astype(np.int64).copy()
+    for k in range(n):
+        mark[k] = k
+        for p in range(ptr[k], ptr[k + 1]):
+            i = idx[p]
+            if i >= k:
+                continue
+            while mark[i] != k:
+                count[i] += 1
+                scount[i] += size[k]
+                mark[i] = k
+                i = parent[i]
+    return count, scount
+
+
+@njit(cache=True)
+def supernodes(parent, count, scount, size, nrelax0, nrelax1, nrelax2, zrelax0, zrelax1, zrelax2):
+    """First block column of each supernode (plus n at the end).
+
+    Fundamental supernodes first: j + 1 joins j when it is j's parent and their structures agree
+    (``count[j] == count[j + 1] + 1``), which adds no zero. Then relaxed amalgamation, as CHOLMOD does it: a
+    supernode absorbs the supernode just before it when that one is its child in the etree and the merged
+    panel (k scalar columns) keeps few explicit zeros: always when k <= nrelax0, when k <= nrelax1 and the
+    fraction of zeros is below zrelax0, k <= nrelax2 and below zrelax1, else below zrelax2."""
+    n = parent.size
+    # fundamental supernodes
+    fstart = np.empty(n + 1, np.int64)
+    nf = 0
+    for j in range(n):
+        if j > 0 and parent[j - 1] == j and count[j - 1] == count[j] + 1:
+            continue
+        fstart[nf] = j
+        nf += 1
+    fstart[nf] = n
+    # per fundamental supernode: scalar columns k, scalar rows m, true nonzeros, etree parent (a supernode)
+    col2f = np.empty(n, np.int64)
+    k = np.zeros(nf, np.int64)
+    m = np.zeros(nf, np.int64)
+    nz = np.zeros(nf, np.float64)
+    for f in range(nf):
+        for j in range(fstart[f], fstart[f + 1]):
+            col2f[j] = f
+            w = size[j]
+            k[f] += w
+            nz[f] += w * scount[j] - w * (w - 1) / 2.0
+        m[f] = scount[fstart[f]]
+    fparent = np.full(nf, -1, np.int64)
+    for f in range(nf):
+        last = fstart[f + 1] - 1
+        if parent[last] != -1:
+            fparent[f] = col2f[parent[last]]
+    # amalgamation: a stack of final supernodes; merged[f] = the supernode f was merged into
+    merged = np.arange(nf)
+    stack = np.empty(nf, np.int64)
+    top = -1
+    zeros = np.zeros(nf, np.float64)
+    for t in range(nf):
+        while top >= 0:
+            s = stack[top]
+            ps = fparent[s]
+            while ps != -1 and merged[ps] != ps:
+                ps = merged[ps]
+            if ps != t:
+                break
+            kk = k[s] + k[t]
+            mm = k[s] + m[t]
+            entries = kk * mm - kk * (kk - 1) / 2.0
+            z = (entries - nz[s] - nz[t]) / entries
+            if kk <= nrelax0:
+                ok = True
+            elif kk <= nrelax1:
+                ok = z < zrelax0
+            elif kk <= nrelax2:
+                ok = z < zrelax1
+            else:
+                ok = z < zrelax2
+            if not ok:
+                break
+            # merge s into t: t now starts at s's first column
+            merged[s] = t
+            fstart[t] = fstart[s]
+            k[t] = kk
+            m[t] = mm
+            nz[t] = nz[s] + nz[t]
+            zeros[t] = entries - nz[t]
+            top -= 1
+        top += 1
+        stack[top] = t
+    out = np.empty(top + 2, np.int64)
+    for i in range(top + 1):
+        out[i] = fstart[stack[i]]
+    out[top + 1] = n
+    return out
+
+
+@njit(cache=True)
+def last_column_structure(n, ptr, idx, parent, is_last, count):
+    """Block rows below the diagonal of every block column flagged in ``is_last`` (ascending), as CSC
+    (``sptr``, ``srows``); other columns get no entries."""
+    sptr = np.zeros(n + 1, np.int64)
+    for j in range(n):
+        sptr[j + 1] = sptr[j] + (count[j] - 1 if is_last[j] else 0)
+    srows = np.empty(sptr[n], np.int64)
+    nxt = sptr[:-1].copy()
+    mark = np.full(n, -1, np.int64)
+    for k in range(n):
+        mark[k] = k
+        for p in range(ptr[k], ptr[k + 1]):
+            i = idx[p]
+            if i >= k:
+                continue
+            while mark[i] != k:
+                if is_last[i]:
+                    srows[nxt[i]] = k
+                    nxt[i] += 1
+                mark[i] = k
+                i = parent[i]
+    return sptr, srows
+
+
+@njit(cache=True, fastmath=_FM)
+def _dense_panel(P, kt, mt, j0, j1, tmp):
+    """Left-looking dense Cholesky of columns j0..j1 of the column-major panel ``P`` (kt x mt: P[c, i] is
+    L[row i, column c]), using columns j0..j-1 for column j (columns before j0 already applied). ``tmp``
+    (at least mt) is a separate workspace: accumulating in it, not in P, lets LLVM vectorize (P's rows may
+    alias each other). Returns the local column of a non-positive or NaN pivot, or -1."""
+    one = P[0, 0] * 0 + 1
+    for j in range(j0, j1):
+        n = mt - j
+        for i in range(n):
+            tmp[i] = P[j, j + i]
+        c = j0
+        while c + 4 <= j:
+            a0 = P[c, j]
+            a1 = P[c + 1, j]
+            a2 = P[c + 2, j]
+            a3 = P[c + 3, j]
+            for i in range(n):
+                tmp[i] -= a0 * P[c, j + i] + a1 * P[c + 1, j + i] + a2 * P[c + 2, j + i] + a3 * P[c + 3, j + i]
+            c += 4
+        while c < j:
+            a = P[c, j]
+            for i in range(n):
+                tmp[i] -= a * P[c, j + i]
+            c += 1
+        d = tmp[0]
+        if not (d > 0.0):
+            return j
+        d = np.sqrt(d)
+        inv = one / d
+        P[j, j] = d
+        for i in range(1, n):
+            P[j, j + i] = tmp[i] * inv
+    return -1
+
+
+@njit(cache=True, fastmath=_FM)
+def _blas_panel(P, kt, mt, nb, tmp):
+    """:func:`_dense_panel` blocked by ``nb`` columns, the update of each block by the ones before it
+    through BLAS (``np.dot``)."""
+    for j0 in range(0, kt, nb):
+        j1 = min(j0 + nb, kt)
+        if j0 > 0:
+            U = np.dot(np.ascontiguousarray(P[0:j0, j0:j1]).T, np.ascontiguousarray(P[0:j0, j0:mt]))
+            for c in range(j1 - j0):
+                for i in range(c, mt - j0):
+                    P[j0 + c, j0 + i] -= U[c, i]
+        bad = _dense_panel(P, kt, mt, j0, j1, tmp)
+        if bad >= 0:
+            return bad
+    return -1
+
+
+@njit(cache=True, fastmath=_FM)
+def _factor(sptr, srows, scol0, sncol, poff, col2super, L, Map, pos, head, nxt, blas_min):
+    """Left-looking supernodal Cholesky in place on the flat panel array ``L`` (loaded with the lower
+    triangle of the matrix, zeros elsewhere; each panel column-major: k x m, row-major storage).
+    ``Map`` (n scalars), ``pos``, ``head``, ``nxt`` (one per supernode) are int64 workspaces. Returns -1,
+    or the scalar (permuted) column of a non-positive or NaN pivot."""
+    nsuper = sncol.size
+    maxm = 0
+    for t in range(nsuper):
+        head[t] = -1
+        maxm = max(maxm, sptr[t + 1] - sptr[t])
+    tmp = np.empty(maxm, L.dtype)
+    for t in range(nsuper):
+        bt = sptr[t]
+        mt = sptr[t + 1] - bt
+        kt = sncol[t]
+        c0 = scol0[t]
+        c1 = c0 + kt
+        for i in range(mt):
+            Map[srows[bt + i]] = i
+        Pt = L[poff[t] : poff[t] + mt * kt].reshape((kt, mt))
+        s = head[t]
+        while s != -1:
+            nx = nxt[s]
+            bs = sptr[s]
+            ms = sptr[s + 1] - bs
+            ks = sncol[s]
+            Ps = L[poff[s] : poff[s] + ms * ks].reshape((ks, ms))
+            p = pos[s]
+            q = p
+            while q < ms and srows[bs + q] < c1:
+                q += 1
+            if (ms - p) * (q - p) * ks >= blas_min:
+                C = np.dot(np.ascontiguousarray(Ps[:, p:q]).T, np.ascontiguousarray(Ps[:, p:ms]))
+                for jj in range(q - p):
+                    col = srows[bs + p + jj] - c0
+                    for ii in range(jj, ms - p):
+                        Pt[col, Map[srows[bs + p + ii]]] -= C[jj, ii]
+            else:
+                for jj in range(p, q):
+                    col = srows[bs + jj] - c0
+                    nr = ms - jj
+                    for ii in range(nr):
+                        tmp[ii] = 0
+                    c = 0
+                    while c + 4 <= ks:
+                        a0 = Ps[c, jj]
+                        a1 = Ps[c + 1, jj]
+                        a2 = Ps[c + 2, jj]
+                        a3 = Ps[c + 3, jj]
+                        for ii in range(nr):
+                            tmp[ii] += (
+                                a0 * Ps[c, jj + ii]
+                                + a1 * Ps[c + 1, jj + ii]
+                                + a2 * Ps[c + 2, jj + ii]
+                                + a3 * Ps[c + 3, jj + ii]
+                            )
+                        c += 4
+                    while c < ks:
+                        a = Ps[c, jj]
+                        for ii in range(nr):
+                            tmp[ii] += Ps[c, jj + ii] * a
+                        c += 1
+                    for ii in range(nr):
+                        Pt[col, Map[srows[bs + jj + ii]]] -= tmp[ii]
+            pos[s] = q
+            if q < ms:
+                tg = col2super[srows[bs + q]]
+                nxt[s] = head[tg]
+                head[tg] = s
+            s = nx
+        if kt > 2 * _NB and kt * kt * mt >= blas_min:
+            bad = _blas_panel(Pt, kt, mt, _NB, tmp)
+        else:
+            bad = _dense_panel(Pt, kt, mt, 0, kt, tmp)
+        if bad >= 0:
+            return c0 + bad
+        pos[t] = kt
+        if mt > kt:
+            tg = col2super[srows[bt + kt]]
+            nxt[t] = head[tg]
+            head[tg] = t
+    return -1
+
+
+@njit(cache=True)
+def factor(sptr, srows, scol0, sncol, poff, col2super, L, Map, pos, head, nxt, blas_min):
+    """:func:`_factor` with flush-to-zero on (:mod:`mixslam.kernels.fpenv`) and the caller's mode restored."""
+    old = ftz_on()
+    bad = _factor(sptr, srows, scol0, sncol, poff, col2super, L, Map, pos, head, nxt, blas_min)
+    ftz_restore(old)
+    return bad
+
+
+@njit(cache=True, fastmath=_FM)
+def solve(sptr, srows, scol0, sncol, poff, L, x):
+    """x <- L⁻ᵀ L⁻¹ x in place (x in the permuted order, shape (n, r)), reading the panels in their own
+    dtype and accumulating in x's dtype. Per supernode and right-hand side the rows it touches are
+    gathered into a dense vector, solved with the dense triangle and the rectangle below it (contiguous,
+    vectorized loops), and scattered back."""
+    nsuper = sncol.size
+    r = x.shape[1]
+    maxm = 0
+    for t in range(nsuper):
+        maxm = max(maxm, sptr[t + 1] - sptr[t])
+    y = np.empty(maxm, x.dtype)
+    for v in range(r):
+        for t in range(nsuper):  # forward: L y = x
+            bt = sptr[t]
+            mt = sptr[t + 1] - bt
+            kt = sncol[t]
+            c0 = scol0[t]
+            P = L[poff[t] : poff[t] + mt * kt].reshape((kt, mt))
+            for i in range(kt):
+                y[i] = x[c0 + i, v]
+            for i in range(kt, mt):
+                y[i] = 0.0
+            for j in range(kt):
+                yj = y[j] / P[j, j]
+                y[j] = yj
+                for i in range(j + 1, mt):
+                    y[i] -= P[j, i] * yj
+            for i in range(kt):
+                x[c0 + i, v] = y[i]
+            for i in range(kt, mt):
+                x[srows[bt + i], v] += y[i]
+        for t in range(nsuper - 1, -1, -1):  # backward: Lᵀ x = y
+            bt = sptr[t]
+            mt = sptr[t + 1] - bt
+            kt = sncol[t]
+            c0 = scol0[t]
+            P = L[poff[t] : poff[t] + mt * kt].reshape((kt, mt))
+            for i in range(kt):
+                y[i] = x[c0 + i, v]
+            for i in range(kt, mt):
+                y[i] = x[srows[bt + i], v]
+            for j in range(kt - 1, -1, -1):
+                acc = y[j]
+                for i in range(j + 1, mt):
+                    acc -= P[j, i] * y[i]
+                y[j] = acc / P[j, j]
+            for i in range(kt):
+                x[c0 + i, v] = y[i]
+
+
+_WARM: set = set()
+
+
+def warm() -> float:
+    """Compile (or load from numba's cache) the numeric kernels for fp64 and fp32 panels on a 2 x 2 system;
+    returns the seconds it took (0 after the first call)."""
+    import time
+
+    if _WARM:
+        return 0.0
+    t0 = time.perf_counter()
+    sptr = np.array([0, 2], np.int64)
+    srows = np.array([0, 1], np.int64)
+    scol0 = np.array([0], np.int64)
+    sncol = np.array([2], np.int64)
+    poff = np.array([0, 4], np.int64)
+    col2super = np.zeros(2, np.int64)
+    Map, pos, head, nxt = (np.zeros(k, np.int64) for k in (2, 1, 1, 1))
+    for dt in (np.float64, np.float32):
+        L = np.array([2.0, 1.0, 0.0, 2.0], dtype=dt)
+        factor(sptr, srows, scol0, sncol, poff, col2super, L, Map, pos, head, nxt, BLAS_MIN_FLOPS)
+        solve(sptr, srows, scol0, sncol, poff, L, np.ones((2, 1)))
+    _WARM.add(True)
+    return time.perf_counter() - t0

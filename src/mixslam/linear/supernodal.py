@@ -1,0 +1,240 @@
+"""Supernodal sparse Cholesky in fp64 or fp32, in the core install (numba kernels + BLAS).
+
+:class:`SupernodalCholesky` analyzes a symmetric pattern once and then factors matrices with that pattern in
+the precision it is asked for:
+
+Analysis (once per problem)
+    1. Blocks: consecutive columns with identical patterns (a pose's 3 or 6 columns, a camera's 9) are
+       found and kept together; every graph algorithm below runs on this compressed graph.
+    2. Fill-reducing ordering of the compressed graph (:func:`~mixslam.linear.ordering.fill_reducing_order`).
+    3. Elimination tree, postorder, column counts in O(nnz(L)) without forming L's pattern.
+    4. Supernodes: fundamental ones, then CHOLMOD's relaxed amalgamation (a few explicit zeros buy panels
+       wide enough for vectorized loops and BLAS).
+    5. Each supernode's row structure, the panel layout and, for every entry of the matrix's lower
+       triangle, the position it is loaded into.
+
+Numeric factorization (per matrix)
+    Left-looking supernodal Cholesky (:func:`mixslam.kernels.supernodal.factor`) on dense column-major panels
+    in fp64 or fp32. In fp32 the matrix is rounded to fp32 and every product accumulates in fp32, as
+    LAPACK's ``spotrf`` and BLAS's ``sgemm`` do: half the bytes of fp64 and twice the SIMD lanes.
+
+Solve
+    Forward and back substitution reading the panels in their dtype, accumulating in fp64 (or fp32).
+
+The fp64 factor is the core install's direct solver (backend ``"mixslam"`` of
+:class:`~mixslam.linear.direct.SparseCholesky`); the fp32 one is the mixed-precision direct solver's
+(:mod:`mixslam.linear.mixed_direct`), which recovers fp64 accuracy by iterative refinement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..kernels import supernodal as K
+from .ordering import compressed_graph, fill_reducing_order
+
+__all__ = ["SupernodalCholesky", "Relaxation", "NotPositiveDefinite"]
+
+
+class NotPositiveDefinite(Exception):
+    """A non-positive (or NaN) pivot; ``column`` is the original column index."""
+
+    def __init__(self, column: int):
+        super().__init__(column)
+        self.column = column
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    """Relaxed supernode amalgamation thresholds (CHOLMOD's defaults and rule).
+
+    A supernode absorbs its child just before it when the merged supernode has at most ``nrelax[0]``
+    scalar columns, or at most ``nrelax[1]`` with a fraction of explicit zeros below ``zrelax[0]``, or at
+    most ``nrelax[2]`` and below ``zrelax[1]``, or more and below ``zrelax[2]``."""
+
+    nrelax: tuple[int, int, int] = (4, 16, 48)
+    """Column-count thresholds (scalar columns)."""
+    zrelax: tuple[float, float, float] = (0.8, 0.1, 0.05)
+    """Fractions of explicit zeros allowed at each threshold."""
+
+    def __post_init__(self):
+        if len(self.nrelax) != 3 or any(int(v) != v or v < 0 for v in self.nrelax):
+            raise ValueError(f"nrelax must be three non-negative integers, got {self.nrelax!r}")
+        if len(self.zrelax) != 3 or any(not (0.0 <= float(v) <= 1.0) for v in self.zrelax):
+            raise ValueError(f"zrelax must be three fractions in [0, 1], got {self.zrelax!r}")
+
+
+class SupernodalCholesky:
+    """Supernodal Cholesky of SPD matrices sharing the lower CSC pattern ``(indptr, indices)`` of n x n
+    (sorted rows, diagonal present in every column).
+
+    ``factorize(data, dtype)`` takes the values of that pattern (same order) and factors in ``dtype``
+    (float64 or float32); ``solve(b)`` returns x with A x = b for the last factorized A (fp64 vectors).
+    ``ordering`` is ``"mmd"`` (multiple minimum degree) or ``"amd"`` (when cvxopt is installed), see
+    :func:`~mixslam.linear.ordering.fill_reducing_order`.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        indptr: np.ndarray,
+        indices: np.ndarray,
+        ordering: str = "mmd",
+        relaxation: Relaxation | None = None,
+    ):
+        relax = relaxation or Relaxation()
+        self.n = n = int(n)
+        indptr = np.asarray(indptr, dtype=np.int64)
+        indices = np.asarray(indices, dtype=np.int64)
+        starts, sizes, gptr, gidx, group = compressed_graph(n, indptr, indices)
+        ng = starts.size
+        order = fill_reducing_order(gptr, gidx, ng, ordering)
+        self.ordering = ordering
+        # relabel the compressed graph by the order, then by the etree postorder
+        pos = np.empty(ng, dtype=np.int64)
+        pos[order] = np.arange(ng)
+        ptr1, idx1 = _relabel(gptr, gidx, pos)
+        parent = K.etree(ng, ptr1, idx1)
+        post = K.postorder(parent)
+        order = order[post]
+        pos[order] = np.arange(ng)
+        ptr2, idx2 = _relabel(gptr, gidx, pos)
+        parent = K.etree(ng, ptr2, idx2)
+        bsize = sizes[order]
+        count, scount = K.column_counts(ng, ptr2, idx2, parent, bsize)
+        sfirst = K.supernodes(parent, count, scount, bsize, *relax.nrelax, *relax.zrelax)
+        nsuper = sfirst.size - 1
+        is_last = np.zeros(ng, dtype=np.bool_)
+        is_last[sfirst[1:] - 1] = True
+        lptr, lrows = K.last_column_structure(ng, ptr2, idx2, parent, is_last, count)
+        # scalar layout: block i (new order) occupies scalar columns boff[i] .. boff[i+1]
+        boff = np.zeros(ng + 1, dtype=np.int64)
+        np.cumsum(bsize, out=boff[1:])
+        self.perm = np.repeat(starts[order] - boff[:-1], bsize) + np.arange(n)  # perm[new] = original column
+        self.iperm = np.empty(n, dtype=np.int64)
+        self.iperm[self.perm] = np.arange(n)
+        # block rows of each supernode: its own block columns, then the rows below its last column
+        first, last = sfirst[:-1], sfirst[1:] - 1
+        nown = last - first + 1
+        nbelow = lptr[last + 1] - lptr[last]
+        brow_ptr = np.zeros(nsuper + 1, dtype=np.int64)
+        np.cumsum(nown + nbelow, out=brow_ptr[1:])
+        own = np.repeat(first - brow_ptr[:-1], nown + nbelow) + np.arange(brow_ptr[-1])  # valid for own rows
+        sup_of_row = np.repeat(np.arange(nsuper), nown + nbelow)
+        k_in = np.arange(brow_ptr[-1]) - brow_ptr[sup_of_row]
+        is_own = k_in < nown[sup_of_row]
+        brows = np.where(is_own, own, 0)
+        below_src = lptr[last[sup_of_row]] + (k_in - nown[sup_of_row])
+        brows[~is_own] = lrows[below_src[~is_own]]
+        # expand to scalar rows
+        bw = bsize[brows]
+        srow_cnt = np.bincount(sup_of_row, weights=bw, minlength=nsuper).astype(np.int64)
+        self.sptr = np.zeros(nsuper + 1, dtype=np.int64)
+        np.cumsum(srow_cnt, out=self.sptr[1:])
+        self.srows = np.repeat(boff[brows] - np.concatenate([[0], np.cumsum(bw)[:-1]]), bw) + np.arange(self.sptr[-1])
+        self.scol0 = boff[first]
+        self.sncol = boff[last + 1] - boff[first]
+        self.col2super = np.repeat(np.arange(nsuper), self.sncol)
+        self.poff = np.zeros(nsuper + 1, dtype=np.int64)
+        np.cumsum(srow_cnt * self.sncol, out=self.poff[1:])
+        # where each lower-triangle entry goes: (row, col) -> permuted (R >= C) -> panel position
+        cols = np.repeat(np.arange(n), np.diff(indptr))
+        r, c = self.iperm[indices], self.iperm[cols]
+        R, C = np.maximum(r, c), np.minimum(r, c)
+        t = self.col2super[C]
+        gkeys = np.repeat(np.arange(nsuper, dtype=np.int64), srow_cnt) * n + self.srows
+        local_row = np.searchsorted(gkeys, t * n + R) - self.sptr[t]
+        self.dst = self.poff[t] + (C - self.scol0[t]) * srow_cnt[t] + local_row
+        self.nsuper = nsuper
+        self.nnz_factor = int(np.sum(srow_cnt * self.sncol - self.sncol * (self.sncol - 1) // 2))
+        self.flops = float(np.sum(_column_flops(srow_cnt, self.sncol)))
+        self._ws = (
+            np.empty(n, dtype=np.int64),
+            np.empty(nsuper, dtype=np.int64),
+            np.empty(nsuper, dtype=np.int64),
+            np.empty(nsuper, dtype=np.int64),
+        )
+        self.L: np.ndarray | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the numeric factor's panels (0 before the first factorization)."""
+        return 0 if self.L is None else int(self.L.nbytes)
+
+    def factorize(self, data: np.ndarray, dtype=np.float64, blas_min: int = K.BLAS_MIN_FLOPS) -> None:
+        """Numeric factorization in ``dtype`` of the matrix whose lower-pattern values are ``data``.
+        Raises :class:`NotPositiveDefinite` (original column) on a non-positive or NaN pivot."""
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float64, np.float32):
+            raise ValueError(f"factor dtype must be float64 or float32, got {dtype}")
+        if self.L is None or self.L.dtype != dtype:
+            self.L = np.zeros(int(self.poff[-1]), dtype=dtype)
+        else:
+            self.L[:] = 0
+        self.L[self.dst] = data
+        Map, pos, head, nxt = self._ws
+        bad = K.factor(
+            self.sptr,
+            self.srows,
+            self.scol0,
+            self.sncol,
+            self.poff,
+            self.col2super,
+            self.L,
+            Map,
+            pos,
+            head,
+            nxt,
+            int(blas_min),
+        )
+        if bad >= 0:
+            self.factorized = False
+            raise NotPositiveDefinite(int(self.perm[bad]))
+        self.factorized = True
+
+    def solve(self, b: np.ndarray, dtype=np.float64) -> np.ndarray:
+        """x with A x = b (b of shape (n,) or (n, k)) from the last factor, accumulated in ``dtype``."""
+        assert self.L is not None
+        x = np.ascontiguousarray(b.reshape(self.n, -1)[self.perm], dtype=dtype)
+        K.solve(self.sptr, self.srows, self.scol0, self.sncol, self.poff, self.L, x)
+        out = np.empty_like(x)
+        out[self.perm] = x
+        return out.reshape(b.shape)
+
+    def dense_factor(self) -> np.ndarray:
+        """The factor as a dense lower-triangular fp64 matrix in the permuted order (``L Lᵀ = P A Pᵀ`` with
+        ``P A Pᵀ = A[perm][:, perm]``); for tests and small problems."""
+        assert self.L is not None
+        out = np.zeros((self.n, self.n))
+        for t in range(self.nsuper):
+            m, k = int(self.sptr[t + 1] - self.sptr[t]), int(self.sncol[t])
+            P = self.L[self.poff[t] : self.poff[t] + m * k].reshape(k, m).astype(np.float64)
+            rows = self.srows[self.sptr[t] : self.sptr[t + 1]]
+            c0 = int(self.scol0[t])
+            out[np.ix_(rows, np.arange(c0, c0 + k))] = P.T
+        return np.tril(out)
+
+
+def _column_flops(m: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Multiply-adds of the factorization per supernode (Σ over its columns of (rows below)²)."""
+
+    # column j (0-based within the supernode) has m - j rows from the diagonal down; its updates cost (m-j-1)^2
+    # summed over j: Σ_{i=m-k}^{m-1} i^2
+    def s2(x):
+        return x * (x + 1) * (2 * x + 1) / 6.0
+
+    return s2((m - 1).astype(np.float64)) - s2((m - k - 1).astype(np.float64))
+
+
+def _relabel(ptr: np.ndarray, idx: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The graph (CSC adjacency) with node i renamed pos[i]."""
+    n = ptr.size - 1
+    cols = np.repeat(pos, np.diff(ptr))
+    rows = pos[idx]
+    o = np.lexsort((rows, cols))
+    cnt = np.bincount(cols, minlength=n)
+    nptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(cnt, out=nptr[1:])
+    return nptr, rows[o].astype(np.int64)

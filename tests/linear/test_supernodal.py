@@ -1,0 +1,179 @@
+"""SupernodalCholesky (fp64 and fp32) against dense numpy references, with tolerances from unit roundoff."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from mixslam.kernels import fpenv
+from mixslam.linear.ordering import ORDERINGS, compressed_graph
+from mixslam.linear.supernodal import NotPositiveDefinite, Relaxation, SupernodalCholesky
+
+from .test_direct import block_spd
+
+DTYPES = [np.float64, np.float32]
+
+
+def lower(H):
+    L = sp.tril(sp.csc_matrix(H)).tocsc()
+    L.sort_indices()
+    return L
+
+
+def mixed_blocks(seed=0, ncam=6, npt=40):
+    """A BA-shaped SPD matrix: 9-wide camera blocks and 3-wide point blocks, each point seen by 2-3 cameras."""
+    rng = np.random.default_rng(seed)
+    sizes = [9] * ncam + [3] * npt
+    off = np.concatenate([[0], np.cumsum(sizes)])
+    n = off[-1]
+    rows = []
+    for pnt in range(npt):
+        for cam in rng.choice(ncam, size=int(rng.integers(2, 4)), replace=False):
+            r = np.zeros((2, n))
+            r[:, off[cam] : off[cam + 1]] = rng.standard_normal((2, 9))
+            r[:, off[ncam + pnt] : off[ncam + pnt + 1]] = rng.standard_normal((2, 3))
+            rows.append(r)
+    J = np.vstack(rows)
+    return sp.csc_matrix(J.T @ J + 1e-2 * np.eye(n)), sizes
+
+
+def unit_roundoff(dtype):
+    return float(np.finfo(dtype).eps) / 2
+
+
+def check_backward_error(S, H, dtype):
+    """‖L Lᵀ - P H Pᵀ‖ / ‖H‖ within a modest multiple of the factor's unit roundoff (Cholesky is backward
+    stable: |ΔH| ≤ γ_{c+1} |L||Lᵀ|, c the largest column count)."""
+    Ld = S.dense_factor()
+    A = H.toarray()[np.ix_(S.perm, S.perm)]
+    err = np.linalg.norm(Ld @ Ld.T - A) / np.linalg.norm(A)
+    cmax = int(np.max(np.diff(S.sptr)))
+    assert err < 4 * (cmax + 1) * unit_roundoff(dtype), err
+    return err
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("d", [3, 6])
+def test_factor_and_solve_match_dense(dtype, d):
+    H = block_spd(nv=90 if d == 3 else 50, d=d, seed=d, shift=1.0)
+    L = lower(H)
+    S = SupernodalCholesky(H.shape[0], L.indptr, L.indices)
+    S.factorize(L.data, dtype)
+    assert S.L.dtype == dtype
+    check_backward_error(S, H, dtype)
+    b = np.random.default_rng(0).standard_normal((H.shape[0], 2))
+    x = S.solve(b)
+    ref = np.linalg.solve(H.toarray(), b)
+    kappa = np.linalg.cond(H.toarray())
+    bound = 50 * H.shape[0] ** 0.5 * unit_roundoff(dtype) * kappa
+    assert np.linalg.norm(x - ref) / np.linalg.norm(ref) < bound
+    np.testing.assert_allclose(S.solve(b[:, 0]), x[:, 0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mixed_block_sizes(dtype):
+    H, sizes = mixed_blocks()
+    L = lower(H)
+    starts, bsz, *_ = compressed_graph(H.shape[0], L.indptr, L.indices)
+    assert {3, 9} <= set(bsz.tolist()) and all(s % 3 == 0 for s in bsz)  # cameras and points found as blocks
+    S = SupernodalCholesky(H.shape[0], L.indptr, L.indices)
+    S.factorize(L.data, dtype)
+    check_backward_error(S, H, dtype)
+
+
+@pytest.mark.parametrize("ordering", [o for o in ORDERINGS if o != "amd"] + ["amd"])
+@pytest.mark.parametrize(
+    "relax", [Relaxation(), Relaxation((0, 0, 0), (0.0, 0.0, 0.0)), Relaxation((64, 128, 256), (1.0, 1.0, 1.0))]
+)
+def test_orderings_and_amalgamation_agree(ordering, relax):
+    if ordering == "amd":
+        pytest.importorskip("cvxopt")
+    H = block_spd(nv=120, d=3, seed=5, shift=0.5)
+    L = lower(H)
+    S = SupernodalCholesky(H.shape[0], L.indptr, L.indices, ordering=ordering, relaxation=relax)
+    S.factorize(L.data)
+    check_backward_error(S, H, np.float64)
+    b = np.arange(H.shape[0], dtype=float)
+    assert np.linalg.norm(H @ S.solve(b) - b) / np.linalg.norm(b) < 1e-10
+
+
+def test_relaxation_trades_zeros_for_fewer_supernodes():
+    H = block_spd(nv=200, d=3, seed=2)
+    L = lower(H)
+    tight = SupernodalCholesky(H.shape[0], L.indptr, L.indices, relaxation=Relaxation((0, 0, 0), (0.0, 0.0, 0.0)))
+    loose = SupernodalCholesky(H.shape[0], L.indptr, L.indices, relaxation=Relaxation((64, 128, 256), (1.0, 1.0, 1.0)))
+    assert loose.nsuper < tight.nsuper
+    assert loose.poff[-1] >= tight.poff[-1]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_blas_and_loop_paths_agree(dtype):
+    H = block_spd(nv=300, d=6, loops=600, seed=3, shift=1.0)  # dense enough for large supernodes
+    L = lower(H)
+    S = SupernodalCholesky(H.shape[0], L.indptr, L.indices)
+    assert int(np.max(S.sncol)) > 128  # the blocked BLAS panel is exercised
+    S.factorize(L.data, dtype, blas_min=10**15)
+    loops = S.dense_factor()
+    S.factorize(L.data, dtype, blas_min=0)
+    blas = S.dense_factor()
+    scale = np.abs(loops).max()
+    assert np.abs(loops - blas).max() / scale < 64 * unit_roundoff(dtype) * np.sqrt(H.shape[0])
+    check_backward_error(S, H, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_not_positive_definite_names_original_column(dtype):
+    H = block_spd(nv=40, d=3, seed=1, shift=1.0).tolil()
+    H[70, 70] = -5.0
+    H = H.tocsc()
+    L = lower(H)
+    S = SupernodalCholesky(H.shape[0], L.indptr, L.indices)
+    with pytest.raises(NotPositiveDefinite) as e:
+        S.factorize(L.data, dtype)
+    # the pivot that broke is 70 or one eliminated after it that depends on it
+    assert 0 <= e.value.column < H.shape[0]
+    assert not S.factorized
+    data = L.data.copy()
+    data[0] = np.nan
+    with pytest.raises(NotPositiveDefinite):
+        S.factorize(data, dtype)
+
+
+def test_tiny_and_diagonal():
+    for n in (1, 2, 5):
+        H = sp.diags(np.arange(1.0, n + 1)).tocsc()
+        L = lower(H)
+        S = SupernodalCholesky(n, L.indptr, L.indices)
+        S.factorize(L.data)
+        np.testing.assert_allclose(S.solve(np.ones(n)), 1.0 / np.arange(1.0, n + 1), rtol=1e-15)
+
+
+def test_bad_dtype_and_relaxation():
+    H = block_spd(nv=5)
+    L = lower(H)
+    S = SupernodalCholesky(H.shape[0], L.indptr, L.indices)
+    with pytest.raises(ValueError, match="float64 or float32"):
+        S.factorize(L.data, np.float16)
+    with pytest.raises(ValueError, match="zrelax"):
+        Relaxation(zrelax=(0.1, 2.0, 0.1))
+    with pytest.raises(ValueError, match="ordering"):
+        SupernodalCholesky(H.shape[0], L.indptr, L.indices, ordering="metis")
+
+
+@pytest.mark.skipif(not fpenv.FTZ_SUPPORTED, reason="flush-to-zero control is x86-64 only")
+def test_fp32_factor_flushes_subnormals_and_restores_the_mode():
+    before = fpenv.ftz_on()
+    fpenv.ftz_restore(before)
+    # a chain whose fill decays below fp32's normal range
+    n = 60
+    H = sp.diags([np.full(n - 1, -1e-3), np.ones(n), np.full(n - 1, -1e-3)], [-1, 0, 1]).tocsc()
+    H = H + sp.csc_matrix((np.full(n, 1e-3**2), (np.zeros(n, int), np.arange(n))), shape=(n, n)).T @ sp.eye(n)
+    L = lower(sp.csc_matrix(H))
+    S = SupernodalCholesky(n, L.indptr, L.indices)
+    S.factorize(L.data, np.float32)
+    a = np.abs(S.L)
+    assert not np.any((a > 0) & (a < np.finfo(np.float32).tiny))
+    after = fpenv.ftz_on()
+    fpenv.ftz_restore(after)
+    assert after == before  # the caller's floating-point mode is back
