@@ -96,7 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["ic", "jacobi", "none"],
         help="preconditioner of the CG solver (default ic)",
     )
-    p.add_argument("--init", default="file", choices=["file", "odometry", "chordal"])
+    p.add_argument(
+        "--init",
+        default="auto",
+        choices=["auto", "file", "odometry", "chordal"],
+        help="initial guess (default auto: the chordal relaxation unless the file's guess has a lower cost)",
+    )
     p.add_argument("--max-iterations", type=int, default=100)
     p.add_argument(
         "--ic-fill",

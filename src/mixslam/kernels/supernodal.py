@@ -27,6 +27,10 @@ from numba import njit
 from .fpenv import ftz_on, ftz_restore
 
 __all__ = [
+    "full_pattern",
+    "compress",
+    "relabel",
+    "panel_positions",
     "etree",
     "postorder",
     "column_counts",
@@ -45,6 +49,136 @@ BLAS_MIN_FLOPS = 32768
 #: vectorize the dot products; keeps NaN/inf semantics for the pivot test
 _FM = {"reassoc", "contract", "nsz"}
 _NB = 64  # column block of the BLAS panel factorization
+
+
+@njit(cache=True)
+def full_pattern(n, indptr, indices):
+    """The full symmetric pattern (CSC, rows sorted) of the lower CSC pattern (rows sorted, diagonal present),
+    in O(nnz): column c gets its upper entries (from the lower entries of the columns before it, appended in
+    column order, hence sorted) before its own lower entries."""
+    cnt = np.zeros(n + 1, np.int64)
+    for j in range(n):
+        for p in range(indptr[j], indptr[j + 1]):
+            i = indices[p]
+            cnt[j + 1] += 1
+            if i != j:
+                cnt[i + 1] += 1
+    for j in range(n):
+        cnt[j + 1] += cnt[j]
+    fidx = np.empty(cnt[n], np.int64)
+    nxt = cnt[:-1].copy()
+    for j in range(n):
+        for p in range(indptr[j], indptr[j + 1]):
+            i = indices[p]
+            fidx[nxt[j]] = i
+            nxt[j] += 1
+            if i != j:
+                fidx[nxt[i]] = j
+                nxt[i] += 1
+    return cnt, fidx
+
+
+@njit(cache=True)
+def compress(n, fptr, fidx):
+    """Runs of consecutive columns with identical full patterns, and the graph between them.
+
+    Returns ``(starts, sizes, gptr, gidx, group)``: node g covers columns ``starts[g] ..`` (``sizes[g]`` of
+    them), ``(gptr, gidx)`` its adjacency (CSC, sorted, no diagonal), ``group[c]`` the node of column c."""
+    group = np.empty(n, np.int64)
+    ng = 0
+    for c in range(n):
+        same = c > 0 and fptr[c + 1] - fptr[c] == fptr[c] - fptr[c - 1]
+        if same:
+            a, b = fptr[c], fptr[c - 1]
+            for k in range(fptr[c + 1] - fptr[c]):
+                if fidx[a + k] != fidx[b + k]:
+                    same = False
+                    break
+        if not same:
+            ng += 1
+        group[c] = ng - 1
+    starts = np.empty(ng, np.int64)
+    sizes = np.zeros(ng, np.int64)
+    for c in range(n - 1, -1, -1):
+        starts[group[c]] = c
+        sizes[group[c]] += 1
+    gptr = np.zeros(ng + 1, np.int64)
+    for g in range(ng):  # rows sorted -> groups sorted: duplicates are consecutive
+        c = starts[g]
+        last = -1
+        for p in range(fptr[c], fptr[c + 1]):
+            h = group[fidx[p]]
+            if h != g and h != last:
+                gptr[g + 1] += 1
+                last = h
+    for g in range(ng):
+        gptr[g + 1] += gptr[g]
+    gidx = np.empty(gptr[ng], np.int64)
+    for g in range(ng):
+        c = starts[g]
+        last = -1
+        q = gptr[g]
+        for p in range(fptr[c], fptr[c + 1]):
+            h = group[fidx[p]]
+            if h != g and h != last:
+                gidx[q] = h
+                q += 1
+                last = h
+    return starts, sizes, gptr, gidx, group
+
+
+@njit(cache=True)
+def relabel(ptr, idx, pos):
+    """The graph (CSC adjacency) with node i renamed pos[i] (rows within a column unsorted)."""
+    n = ptr.size - 1
+    nptr = np.zeros(n + 1, np.int64)
+    for j in range(n):
+        nptr[pos[j] + 1] = ptr[j + 1] - ptr[j]
+    for j in range(n):
+        nptr[j + 1] += nptr[j]
+    nidx = np.empty(ptr[n], np.int64)
+    for j in range(n):
+        q = nptr[pos[j]]
+        for p in range(ptr[j], ptr[j + 1]):
+            nidx[q] = pos[idx[p]]
+            q += 1
+    return nptr, nidx
+
+
+@njit(cache=True)
+def panel_positions(indptr, indices, iperm, col2super, sptr, srows, scol0, poff, Map):
+    """For every entry of the lower CSC pattern, its position in the flat panel array: the entry (r, c)
+    goes to permuted (R, C) = (max, min)(iperm[r], iperm[c]), supernode t of C, local row of R in t."""
+    n = indptr.size - 1
+    nnz = indptr[n]
+    nsuper = sptr.size - 1
+    # entries grouped by supernode (counting sort), so Map is filled once per supernode
+    cnt = np.zeros(nsuper + 1, np.int64)
+    R = np.empty(nnz, np.int64)
+    C = np.empty(nnz, np.int64)
+    for j in range(n):
+        for p in range(indptr[j], indptr[j + 1]):
+            a, b = iperm[indices[p]], iperm[j]
+            R[p] = max(a, b)
+            C[p] = min(a, b)
+            cnt[col2super[C[p]] + 1] += 1
+    for t in range(nsuper):
+        cnt[t + 1] += cnt[t]
+    order = np.empty(nnz, np.int64)
+    nxt = cnt[:-1].copy()
+    for p in range(nnz):
+        t = col2super[C[p]]
+        order[nxt[t]] = p
+        nxt[t] += 1
+    dst = np.empty(nnz, np.int64)
+    for t in range(nsuper):
+        m = sptr[t + 1] - sptr[t]
+        for i in range(m):
+            Map[srows[sptr[t] + i]] = i
+        for q in range(cnt[t], cnt[t + 1]):
+            p = order[q]
+            dst[p] = poff[t] + (C[p] - scol0[t]) * m + Map[R[p]]
+    return dst
 
 
 @njit(cache=True)

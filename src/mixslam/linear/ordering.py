@@ -45,41 +45,19 @@ def sorted_unique(a: np.ndarray) -> np.ndarray:
 
 
 def compressed_graph(n: int, indptr: np.ndarray, indices: np.ndarray):
-    """The graph of a symmetric pattern given by its lower CSC triangle, with every run of consecutive
-    columns of identical pattern (a pose's or a camera's columns) merged into one node.
+    """The graph of a symmetric pattern given by its lower CSC triangle (rows sorted, diagonal present), with
+    every run of consecutive columns of identical pattern (a pose's or a camera's columns) merged into one
+    node (compiled, O(nnz): :func:`mixslam.kernels.supernodal.compress`).
 
     Returns ``(starts, sizes, gptr, gidx, group)``: node g covers columns ``starts[g] .. starts[g] +
     sizes[g]``; ``(gptr, gidx)`` is its adjacency in CSC form (both triangles, no diagonal, sorted);
     ``group[c]`` is the node of column c."""
+    from ..kernels.supernodal import compress, full_pattern
+
     indptr = np.asarray(indptr, dtype=np.int64)
     indices = np.asarray(indices, dtype=np.int64)
-    lcols = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
-    off = indices != lcols
-    # full symmetric pattern, sorted by (col, row)
-    rows = np.concatenate([indices, lcols[off], np.arange(n)])
-    cols = np.concatenate([lcols, indices[off], np.arange(n)])
-    keys = sorted_unique(cols * n + rows)
-    fcols, frows = keys // max(n, 1), keys % max(n, 1)
-    fptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(fcols, minlength=n), out=fptr[1:])
-    # consecutive columns with identical patterns
-    cnt = np.diff(fptr)
-    same = np.zeros(n, dtype=bool)
-    same[1:] = cnt[1:] == cnt[:-1]
-    t = np.nonzero(same[fcols])[0]
-    mismatch = frows[t] != frows[t - cnt[fcols[t]]]
-    same[fcols[t][mismatch]] = False
-    group = np.cumsum(~same) - 1
-    starts = np.nonzero(~same)[0]
-    ng = starts.size
-    sizes = np.diff(np.append(starts, n))
-    gk = sorted_unique(group[fcols] * ng + group[frows])
-    gc, gr = gk // max(ng, 1), gk % max(ng, 1)
-    keep = gc != gr
-    gc, gr = gc[keep], gr[keep]
-    gptr = np.zeros(ng + 1, dtype=np.int64)
-    np.cumsum(np.bincount(gc, minlength=ng), out=gptr[1:])
-    return starts, sizes, gptr, gr.astype(np.int64), group
+    fptr, fidx = full_pattern(int(n), indptr, indices)
+    return compress(int(n), fptr, fidx)
 
 
 #: Orderings :func:`fill_reducing_order` knows.

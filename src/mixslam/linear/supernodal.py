@@ -95,12 +95,12 @@ class SupernodalCholesky:
         # relabel the compressed graph by the order, then by the etree postorder
         pos = np.empty(ng, dtype=np.int64)
         pos[order] = np.arange(ng)
-        ptr1, idx1 = _relabel(gptr, gidx, pos)
+        ptr1, idx1 = K.relabel(gptr, gidx, pos)
         parent = K.etree(ng, ptr1, idx1)
         post = K.postorder(parent)
         order = order[post]
         pos[order] = np.arange(ng)
-        ptr2, idx2 = _relabel(gptr, gidx, pos)
+        ptr2, idx2 = K.relabel(gptr, gidx, pos)
         parent = K.etree(ng, ptr2, idx2)
         bsize = sizes[order]
         count, scount = K.column_counts(ng, ptr2, idx2, parent, bsize)
@@ -140,13 +140,17 @@ class SupernodalCholesky:
         self.poff = np.zeros(nsuper + 1, dtype=np.int64)
         np.cumsum(srow_cnt * self.sncol, out=self.poff[1:])
         # where each lower-triangle entry goes: (row, col) -> permuted (R >= C) -> panel position
-        cols = np.repeat(np.arange(n), np.diff(indptr))
-        r, c = self.iperm[indices], self.iperm[cols]
-        R, C = np.maximum(r, c), np.minimum(r, c)
-        t = self.col2super[C]
-        gkeys = np.repeat(np.arange(nsuper, dtype=np.int64), srow_cnt) * n + self.srows
-        local_row = np.searchsorted(gkeys, t * n + R) - self.sptr[t]
-        self.dst = self.poff[t] + (C - self.scol0[t]) * srow_cnt[t] + local_row
+        self.dst = K.panel_positions(
+            indptr,
+            indices,
+            self.iperm,
+            self.col2super,
+            self.sptr,
+            self.srows,
+            self.scol0,
+            self.poff,
+            np.empty(n, dtype=np.int64),
+        )
         self.nsuper = nsuper
         self.nnz_factor = int(np.sum(srow_cnt * self.sncol - self.sncol * (self.sncol - 1) // 2))
         self.flops = float(np.sum(_column_flops(srow_cnt, self.sncol)))
@@ -226,15 +230,3 @@ def _column_flops(m: np.ndarray, k: np.ndarray) -> np.ndarray:
         return x * (x + 1) * (2 * x + 1) / 6.0
 
     return s2((m - 1).astype(np.float64)) - s2((m - k - 1).astype(np.float64))
-
-
-def _relabel(ptr: np.ndarray, idx: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The graph (CSC adjacency) with node i renamed pos[i]."""
-    n = ptr.size - 1
-    cols = np.repeat(pos, np.diff(ptr))
-    rows = pos[idx]
-    o = np.lexsort((rows, cols))
-    cnt = np.bincount(cols, minlength=n)
-    nptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(cnt, out=nptr[1:])
-    return nptr, rows[o].astype(np.int64)

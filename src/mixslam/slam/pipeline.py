@@ -176,8 +176,10 @@ def run_pipeline(
     cands = loop_candidates(run, cfg.loops, seed)
     pgo = SolveCounters()
     accepted = accepted_false = 0
-    # The policy's default solver: fp64 Cholesky for fp64, CG with the static IC preconditioner otherwise.
-    pgo_cfg = PGOConfig(precision=precision, lm=LMConfig(max_iterations=cfg.pgo_max_iterations))
+    # The policy's default solver (fp64 Cholesky; fp32/mixed: the fp32 factor refined to fp64; 16-bit
+    # factors: CG with the static IC preconditioner), warm-started from the last solve ("file": the poses
+    # given, not a chordal relaxation).
+    pgo_cfg = PGOConfig(precision=precision, init="file", lm=LMConfig(max_iterations=cfg.pgo_max_iterations))
     est_R, est_t = vo_R.copy(), vo_t.copy()  # current best poses (loop-closed up to the last solve)
     solved_upto = 0
 
