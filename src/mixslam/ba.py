@@ -54,8 +54,8 @@ class BAConfig:
     stores the Jacobian in fp16) or a :class:`PrecisionPolicy`."""
     solver: str | None = None
     """``schur`` (fp64 landmark elimination, dense reduced camera system) or ``cg`` (alias ``cgnr``: matrix-free
-    CGNR, products in the policy's precision). None: the policy's own (``schur`` when every linear-solve
-    operation is fp64 and the reduced camera system fits ``MAX_DENSE`` unknowns, else ``cg``)."""
+    CGNR, products in the policy's precision). None: the policy's own (``schur`` when its ``factor`` is fp64
+    and the reduced camera system fits ``MAX_DENSE`` unknowns, else ``cg``)."""
     preconditioner: str | None = None
     """Preconditioner of ``cg``: ``jacobi`` (block-Jacobi of cameras and points; the default) or ``none``."""
     lm: LMConfig = field(default_factory=_default_lm)

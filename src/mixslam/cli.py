@@ -87,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--solver",
         default=None,
         choices=["cholesky", "cg", "ic", "cgnr"],
-        help="linear solver (default: cholesky for fp64, CG with IC for the other precisions); "
-        "'ic' = cg + ic, 'cgnr' = cg + jacobi (earlier spellings)",
+        help="linear solver (default: cholesky, factored in fp64 or, for fp32/mixed, in fp32 refined to fp64; "
+        "CG with IC for mixed16/fp16); 'ic' = cg + ic, 'cgnr' = cg + jacobi (earlier spellings)",
     )
     p.add_argument(
         "--preconditioner",

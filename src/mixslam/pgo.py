@@ -48,10 +48,11 @@ class PGOConfig:
     precision: str | PrecisionPolicy = "fp64"
     """A preset name (``fp64``, ``fp32``, ``mixed``, ``mixed16``, ``fp16``) or a :class:`PrecisionPolicy`."""
     solver: str | None = None
-    """Linear solver: ``cholesky`` (fp64 sparse Cholesky) or ``cg`` (CGNR in the policy's precisions); the
-    aliases ``ic`` (= ``cg`` + ``ic``) and ``cgnr`` (= ``cg`` + ``jacobi``) of earlier releases still work. None:
-    the policy's own (:func:`mixslam.linear.choice.default_linear_solver`: ``cholesky`` when every linear-solve
-    operation of the policy is fp64, else ``cg`` + ``ic``)."""
+    """Linear solver: ``cholesky`` (sparse Cholesky in the policy's ``factor`` format: fp64, or fp32 refined
+    to fp64) or ``cg`` (CGNR in the policy's precisions); the aliases ``ic`` (= ``cg`` + ``ic``) and ``cgnr``
+    (= ``cg`` + ``jacobi``) of earlier releases still work. None: the policy's own
+    (:func:`mixslam.linear.choice.default_linear_solver`: ``cholesky`` when its ``factor`` is fp64 or fp32,
+    else ``cg`` + ``ic``; a preconditioner given alone means ``cg``)."""
     preconditioner: str | None = None
     """Preconditioner of ``cg``: ``ic`` (static block incomplete Cholesky IC(k), k = ``ic.fill_level``,
     default 2), ``jacobi`` (block-Jacobi) or ``none``. None: ``ic`` (or the one the solver alias names)."""
