@@ -61,7 +61,12 @@ class CholeskySolver(LinearSolver):
                 pattern.csc_pattern(), backend="mixslam", dtype=np.float32, ordering=self.config.ordering
             )
         else:
-            self.chol = SparseCholesky(pattern.csc_pattern(), backend=self.config.backend)
+            backend = self.config.backend
+            self.chol = SparseCholesky(
+                pattern.csc_pattern(),
+                backend=backend,
+                ordering=self.config.ordering if backend in ("auto", "mixslam") else "auto",
+            )
         self._memory = MemoryUse()
         self._stats = DirectStats(factor=policy.factor.value, backend=self.chol.backend)
         self._t_factor: float | None = None
@@ -109,7 +114,9 @@ class CholeskySolver(LinearSolver):
 
     def _switch_to_fp64(self) -> None:
         """The rest of the solve factors in fp64 (same pattern; the fastest installed backend)."""
-        self.chol = SparseCholesky(self.pattern.csc_pattern(), backend=self.config.backend)
+        backend = self.config.backend
+        ordering = self.config.ordering if backend in ("auto", "mixslam") else "auto"
+        self.chol = SparseCholesky(self.pattern.csc_pattern(), backend=backend, ordering=ordering)
         self.mixed = False
         self._stats.switched_to_fp64 = self._switch_reason
         self._stats.backend = f"mixslam (fp32), then {self.chol.backend} (fp64)"

@@ -184,7 +184,7 @@ class ICConfig:
         )
 
 
-DIRECT_ORDERINGS = ("mmd", "amd", "natural")
+DIRECT_ORDERINGS = ("auto", "mmd", "metis", "amd", "natural")
 """The values of :attr:`DirectConfig.ordering`."""
 DIRECT_METHODS = ("pcg", "refinement")
 """The values of :attr:`DirectConfig.method`."""
@@ -225,9 +225,10 @@ class DirectConfig:
     max_fp32_iterations: int = 8
     """Solves with a fresh fp32 factor per step above which fp32 does not pay (each costs a quarter to a
     third of a factorization on the shared graphs)."""
-    ordering: str = "mmd"
-    """Fill-reducing ordering of the fp32 factor: ``mmd`` (multiple minimum degree, core), ``amd`` (needs
-    cvxopt), ``natural``."""
+    ordering: str = "auto"
+    """Fill-reducing ordering of the ``mixslam`` factor (fp32, and fp64 with that backend): ``auto`` (the
+    cheaper in estimated flops of ``mmd`` and, when ``pymetis`` is installed, ``metis``), ``mmd``
+    (multiple minimum degree, core), ``metis`` (needs pymetis), ``amd`` (needs cvxopt), ``natural``."""
     backend: str = "auto"
     """Backend of the fp64 factor (:class:`~mixslam.linear.direct.SparseCholesky`): ``auto`` (the fastest
     installed, :data:`~mixslam.linear.direct.AUTO_ORDER`) or one of its names. The fp32 factor is always
@@ -250,3 +251,8 @@ class DirectConfig:
                 "backend": ("auto", *AUTO_ORDER),
             },
         )
+        if self.ordering != "auto" and self.backend not in ("auto", "mixslam"):
+            raise ConfigError(
+                f"DirectConfig.ordering={self.ordering!r} is the mixslam factor's; backend {self.backend!r} "
+                "orders with its own method (use ordering 'auto' with it)"
+            )

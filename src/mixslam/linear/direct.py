@@ -367,7 +367,7 @@ class _MixslamBackend:
 
     name = "mixslam"
 
-    def __init__(self, n, indptr, indices, diag_pos, dtype=np.float64, ordering="mmd"):
+    def __init__(self, n, indptr, indices, diag_pos, dtype=np.float64, ordering="auto"):
         from .supernodal import SupernodalCholesky
 
         self._s = SupernodalCholesky(n, indptr, indices, ordering=ordering)
@@ -456,22 +456,22 @@ class SparseCholesky:
     ``SparseCholesky(pattern, backend="auto")`` orders and analyzes ``pattern`` once; then, per matrix,
     ``factorize(H)`` and ``solve(b)`` (``b`` of shape (n,) or (n, k)). ``backend`` is ``"auto"`` (the first of
     :func:`available_backends`) or one of :data:`AUTO_ORDER`; the attribute ``backend`` names the one used.
-    ``dtype`` float32 (an fp32 factor, for iterative refinement) and an ``ordering`` other than ``"mmd"``
-    exist in the ``mixslam`` backend only, which they select.
+    ``dtype`` float32 (an fp32 factor, for iterative refinement) and an ``ordering`` other than ``"auto"``
+    exist in the ``mixslam`` backend only, which they select (other backends use their own orderings).
     Non-positive-definite, singular or non-finite matrices raise :class:`~mixslam.errors.SolverError`; its
     ``column`` attribute is the column of H where the factorization broke down when the backend tells it.
     """
 
-    def __init__(self, pattern, backend: str = "auto", dtype=np.float64, ordering: str = "mmd"):
+    def __init__(self, pattern, backend: str = "auto", dtype=np.float64, ordering: str = "auto"):
         dtype = np.dtype(dtype)
         if dtype not in (np.float64, np.float32):
             raise SolverError(f"factor dtype must be float64 or float32, got {dtype}")
-        if (dtype != np.float64 or ordering != "mmd") and backend not in ("mixslam", "auto"):
+        if (dtype != np.float64 or ordering != "auto") and backend not in ("mixslam", "auto"):
             raise SolverError(
                 f"backend {backend!r} factors in fp64 with its own ordering; an fp32 factor or another "
                 "ordering needs backend 'mixslam'"
             )
-        if dtype != np.float64 or ordering != "mmd":
+        if dtype != np.float64 or ordering != "auto":
             backend = "mixslam"
         self.dtype = dtype
         if not sp.issparse(pattern):

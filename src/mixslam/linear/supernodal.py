@@ -6,7 +6,8 @@ the precision it is asked for:
 Analysis (once per problem)
     1. Blocks: consecutive columns with identical patterns (a pose's 3 or 6 columns, a camera's 9) are
        found and kept together; every graph algorithm below runs on this compressed graph.
-    2. Fill-reducing ordering of the compressed graph (:func:`~mixslam.linear.ordering.fill_reducing_order`).
+    2. Fill-reducing ordering of the compressed graph (:func:`~mixslam.linear.ordering.fill_reducing_order`):
+       by default the cheaper, in estimated flops, of minimum degree and METIS (when installed).
     3. Elimination tree, postorder, column counts in O(nnz(L)) without forming L's pattern.
     4. Supernodes: fundamental ones, then CHOLMOD's relaxed amalgamation (a few explicit zeros buy panels
        wide enough for vectorized loops and BLAS).
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels import supernodal as K
-from .ordering import compressed_graph, fill_reducing_order
+from .ordering import ORDERINGS, available_orderings, compressed_graph, fill_reducing_order
 
 __all__ = ["SupernodalCholesky", "Relaxation", "NotPositiveDefinite"]
 
@@ -72,8 +73,10 @@ class SupernodalCholesky:
 
     ``factorize(data, dtype)`` takes the values of that pattern (same order) and factors in ``dtype``
     (float64 or float32); ``solve(b)`` returns x with A x = b for the last factorized A (fp64 vectors).
-    ``ordering`` is ``"mmd"`` (multiple minimum degree) or ``"amd"`` (when cvxopt is installed), see
-    :func:`~mixslam.linear.ordering.fill_reducing_order`.
+    ``ordering`` is ``"auto"`` (the default: every ordering of :func:`~mixslam.linear.ordering.
+    available_orderings` is analyzed and the one with the fewest estimated multiply-adds kept; its name in
+    ``self.ordering``, the estimates in ``self.ordering_flops``) or one of
+    :data:`~mixslam.linear.ordering.ORDERINGS` (:func:`~mixslam.linear.ordering.fill_reducing_order`).
     """
 
     def __init__(
@@ -81,7 +84,7 @@ class SupernodalCholesky:
         n: int,
         indptr: np.ndarray,
         indices: np.ndarray,
-        ordering: str = "mmd",
+        ordering: str = "auto",
         relaxation: Relaxation | None = None,
     ):
         relax = relaxation or Relaxation()
@@ -90,20 +93,21 @@ class SupernodalCholesky:
         indices = np.asarray(indices, dtype=np.int64)
         starts, sizes, gptr, gidx, group = compressed_graph(n, indptr, indices)
         ng = starts.size
-        order = fill_reducing_order(gptr, gidx, ng, ordering)
-        self.ordering = ordering
-        # relabel the compressed graph by the order, then by the etree postorder
-        pos = np.empty(ng, dtype=np.int64)
-        pos[order] = np.arange(ng)
-        ptr1, idx1 = K.relabel(gptr, gidx, pos)
-        parent = K.etree(ng, ptr1, idx1)
-        post = K.postorder(parent)
-        order = order[post]
-        pos[order] = np.arange(ng)
-        ptr2, idx2 = K.relabel(gptr, gidx, pos)
-        parent = K.etree(ng, ptr2, idx2)
-        bsize = sizes[order]
-        count, scount = K.column_counts(ng, ptr2, idx2, parent, bsize)
+        if ordering == "auto":
+            names = available_orderings()
+        elif ordering in ORDERINGS:
+            names = [ordering]
+        else:
+            raise ValueError(f"unknown ordering {ordering!r}; expected 'auto' or one of {ORDERINGS}")
+        best = None
+        self.ordering_flops: dict[str, float] = {}
+        for name in names:
+            sym = _symbolic(gptr, gidx, sizes, fill_reducing_order(gptr, gidx, ng, name))
+            self.ordering_flops[name] = sym[-1]
+            if best is None or sym[-1] < best[-1]:
+                best, self.ordering = sym, name
+        assert best is not None
+        order, ptr2, idx2, parent, bsize, count, scount, _ = best
         sfirst = K.supernodes(parent, count, scount, bsize, *relax.nrelax, *relax.zrelax)
         nsuper = sfirst.size - 1
         is_last = np.zeros(ng, dtype=np.bool_)
@@ -219,6 +223,24 @@ class SupernodalCholesky:
             c0 = int(self.scol0[t])
             out[np.ix_(rows, np.arange(c0, c0 + k))] = P.T
         return np.tril(out)
+
+
+def _symbolic(gptr, gidx, sizes, order):
+    """The block graph relabelled by ``order`` then by its etree postorder: (order, adjacency, parent, block
+    sizes, block and scalar column counts, an estimate of the factorization's multiply-adds)."""
+    ng = order.size
+    pos = np.empty(ng, dtype=np.int64)
+    pos[order] = np.arange(ng)
+    ptr1, idx1 = K.relabel(gptr, gidx, pos)
+    post = K.postorder(K.etree(ng, ptr1, idx1))
+    order = order[post]
+    pos[order] = np.arange(ng)
+    ptr2, idx2 = K.relabel(gptr, gidx, pos)
+    parent = K.etree(ng, ptr2, idx2)
+    bsize = sizes[order]
+    count, scount = K.column_counts(ng, ptr2, idx2, parent, bsize)
+    flops = float(np.sum(bsize * scount.astype(np.float64) ** 2))
+    return order, ptr2, idx2, parent, bsize, count, scount, flops
 
 
 def _column_flops(m: np.ndarray, k: np.ndarray) -> np.ndarray:
