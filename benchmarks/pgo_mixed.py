@@ -10,6 +10,8 @@ Variants (each a whole ``optimize_pose_graph`` from the same initial guess, chor
     relative residual 1e-10, the factor reused across LM steps while PCG stays short.
 ``mixed/no-reuse``
     The same, factoring every step.
+``auto``
+    ``--precision auto``: mixed's first step, an fp64 second step, the faster kept for the rest.
 ``mixed/cg+ic``
     The article's design (CG with the fp16 incomplete-Cholesky preconditioner), for reference.
 
@@ -45,6 +47,7 @@ def variants(with_cg: bool):
         if b in ("mixslam", "cvxopt", "cholmod", "pardiso"):
             out[f"fp64/{b}"] = dict(precision="fp64", direct=DirectConfig(backend=b))
     out["mixed"] = dict(precision="mixed")
+    out["auto"] = dict(precision="auto")
     out["mixed/no-reuse"] = dict(precision="mixed", direct=DirectConfig(reuse=False))
     if with_cg:
         out["mixed/cg+ic"] = dict(precision="mixed", solver="cg")

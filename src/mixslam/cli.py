@@ -82,7 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="pose graph file (.g2o, TORO .graph)")
     p.add_argument("-o", "--output", help="write the optimized graph (g2o format)")
     p.add_argument("--tum", help="write the optimized trajectory (TUM format, vertex index as time)")
-    p.add_argument("--precision", default="fp64", choices=["fp64", "fp32", "mixed", "mixed16", "fp16"])
+    p.add_argument(
+        "--precision",
+        default="fp64",
+        choices=["fp64", "fp32", "mixed", "auto", "mixed16", "fp16"],
+        help="precision policy (auto: mixed's fields, the factor's format measured per problem)",
+    )
     p.add_argument(
         "--solver",
         default=None,

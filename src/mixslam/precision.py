@@ -188,8 +188,18 @@ class PrecisionPolicy:
     fallback: bool = True
     """If a quantization overflows despite scaling, redo that operation in the next wider format (and
     record it) instead of continuing with infinities."""
+    adaptive: bool = False
+    """Choose, at run time and per problem, the format of each operation that can be measured (the ``auto``
+    preset): the direct solver's first step factors in ``factor`` (fp32, refined), its second in fp64,
+    and the faster of the two serves the rest of the solve; the choice and its reason go into the report
+    (``DirectStats.choice``)."""
 
     def __post_init__(self):
+        for name in ("fallback", "adaptive"):
+            if not isinstance(getattr(self, name), bool):
+                raise PrecisionPolicyError(
+                    f"policy {self.name!r}: {name} must be True or False, got {getattr(self, name)!r}"
+                )
         for name in _PRECISION_FIELDS:
             object.__setattr__(self, name, Precision.parse(getattr(self, name)))
         self.validate()
@@ -243,7 +253,7 @@ class PrecisionPolicy:
 
     def as_dict(self) -> dict:
         out = {}
-        for n in ("name", *_PRECISION_FIELDS, "fallback"):
+        for n in ("name", *_PRECISION_FIELDS, "fallback", "adaptive"):
             v = getattr(self, n)
             out[n] = v.value if isinstance(v, Precision) else v
         return out
@@ -325,8 +335,10 @@ def _make_presets() -> dict:
     )
     # Both 16-bit stores with fp32 arithmetic, for studies.
     mixed16 = fp32.replace(name="mixed16", jacobian_storage=_F16, preconditioner_storage=_F16, factor=_F16)
+    # auto (pose graphs): mixed's fields, the factor's format chosen per problem by measurement.
+    auto_pgo = mixed_pgo.replace(name="auto", adaptive=True)
     return {
-        "pgo": {"fp64": fp64, "fp32": fp32, "mixed": mixed_pgo, "mixed16": mixed16, "fp16": fp16},
+        "pgo": {"fp64": fp64, "fp32": fp32, "mixed": mixed_pgo, "auto": auto_pgo, "mixed16": mixed16, "fp16": fp16},
         "ba": {"fp64": fp64, "fp32": fp32, "mixed": mixed_ba, "mixed16": mixed16, "fp16": fp16},
     }
 

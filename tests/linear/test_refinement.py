@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -162,3 +164,60 @@ def test_fp32_breakdown_is_shifted_and_recovered(monkeypatch):
     assert np.linalg.norm(res.delta - dense.delta) / np.linalg.norm(dense.delta) <= 10 * 1e-10 * dense.kappa
     assert solver.direct_stats().shifts == 1
     np.testing.assert_allclose(calls[1].diagonal(), calls[0].diagonal() * (1 + 1e-6))
+
+
+def _auto_solver(lin, pattern):
+    return CholeskySolver(pattern, PrecisionPolicy.preset("auto"), DirectConfig(reuse=False))
+
+
+@pytest.mark.parametrize("fp32_faster", [True, False])
+def test_auto_keeps_the_faster_measured_factor(fp32_faster):
+    lin, pattern = random_pgo(8, nv=40, p=3, loops=20)
+    solver = _auto_solver(lin, pattern)
+    assert solver.adaptive and solver.mixed
+    solver.solve(lin, Damping(1e-3))  # step 1: fp32 factor + PCG
+    assert solver.chol.dtype == np.float64 and solver._measuring  # step 2 will be the fp64 measurement
+    # the measured step times decide; pin them so the test does not depend on this machine's timings
+    solver._t32 = 1.0 if fp32_faster else 3.0
+    decision = solver._adapt(True, 2.0, "factor")
+    st = solver.direct_stats()
+    assert st.factor == ("fp32" if fp32_faster else "fp64") and not solver.adaptive
+    assert solver.chol.dtype == (np.float32 if fp32_faster else np.float64)
+    assert ("fp32 factor + PCG: 1.0000 s" if fp32_faster else "fp64 factor: 2.0000 s") in st.choice
+    assert "auto:" in decision
+    res = solver.solve(lin, Damping(1e-3))  # the rest of the solve in the chosen format, still accurate
+    dense = Dense(lin, Damping(1e-3))
+    assert np.linalg.norm(res.delta - dense.delta) / np.linalg.norm(dense.delta) <= 10 * 1e-10 * dense.kappa
+
+
+def test_auto_on_two_contrasting_problems():
+    # a well-conditioned graph: fp32 + PCG works, the choice is made from the two measured steps
+    lin, pattern = random_pgo(9, nv=60, p=3, loops=30)
+    solver = _auto_solver(lin, pattern)
+    for lam in (1e-3, 1e-3, 1e-3):
+        solver.solve(lin, Damping(lam))
+    st = solver.direct_stats()
+    assert st.switched_to_fp64 is None and st.choice is not None and " against " in st.choice
+    t_chosen, t_other = (float(w) for w in re.findall(r"([0-9.]+) s", st.choice))
+    assert t_chosen <= t_other  # the faster one was kept
+    # an ill-conditioned graph where fp32 breaks down (simulated: the unshifted fp32 factorization fails):
+    # fp64 from the next step on, with the reason
+    lin2, pattern2 = random_pgo(10, nv=60, p=3, loops=30)
+    solver2 = _auto_solver(lin2, pattern2)
+    real = solver2.chol.factorize
+    calls = []
+
+    def breaks_once(H):
+        calls.append(H)
+        if len(calls) == 1:
+            from mixslam.errors import SolverError
+
+            raise SolverError("H is not positive definite (simulated fp32 breakdown)")
+        return real(H)
+
+    solver2.chol.factorize = breaks_once
+    first = solver2.solve(lin2, Damping(1e-3))
+    assert "shift" in first.decision and "fp32 -> fp64" in first.decision
+    st2 = solver2.direct_stats()
+    assert st2.choice.startswith("fp64 factor: fp32 factorization broke down") and not solver2.mixed
+    assert solver2.solve(lin2, Damping(1e-3)).decision == "factor"  # fp64 from now on

@@ -136,6 +136,9 @@ class DirectStats:
     """fp32 factorizations that broke down and were redone with a diagonal shift (PCG removes it)."""
     switched_to_fp64: str | None = None
     """Why the solve went on with an fp64 factor (None: it did not)."""
+    choice: str | None = None
+    """An adaptive policy's (``auto``) choice of the factor's format and its reason: the measured seconds of
+    its first step (fp32 factor + PCG) and its second (fp64 factor). None for the other policies."""
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)

@@ -72,6 +72,9 @@ class CholeskySolver(LinearSolver):
         self._t_factor: float | None = None
         self._t_iteration: float | None = None
         self._switch_reason: str | None = None
+        self.adaptive = policy.adaptive and self.mixed
+        self._measuring = False
+        self._t32: float | None = None
         self._failures = 0
         self._skip = 0
 
@@ -81,6 +84,7 @@ class CholeskySolver(LinearSolver):
         colsq = lin.column_sq_norms()
         H = self.pattern.to_csc(self.pattern.assemble(lin.A, lin.B), damping.diagonal(colsq))
         t1 = time.perf_counter()
+        measuring = self._measuring
         if self.mixed:
             delta, iters, res, status, decision, times = self._mixed_solve(H, g)
             if self._switch_reason is not None and self.mixed:  # this step showed fp32 does not pay here
@@ -94,6 +98,8 @@ class CholeskySolver(LinearSolver):
             delta, res = self._fp64_solve(H, g)
             iters, status, decision, times = 1, LinearStatus.CONVERGED, "factor", {}
         t2 = time.perf_counter()
+        if self.adaptive:
+            decision = self._adapt(measuring, t2 - t1, decision)
         self._memory = MemoryUse(factor_bytes=self.chol.nbytes)
         self._stats.steps += 1
         return LinearResult(
@@ -105,6 +111,31 @@ class CholeskySolver(LinearSolver):
             times={"assemble": t1 - t0, "factor_solve": t2 - t1, **times},
             decision=decision,
         )
+
+    def _adapt(self, measuring: bool, seconds: float, decision: str) -> str:
+        """The ``auto`` policy's measurement: the first step runs with the fp32 factor, the second with an
+        fp64 factor of the same analysis; the faster serves the rest of the solve."""
+        st = self._stats
+        if self._switch_reason is not None:  # fp32 did not work here: fp64 it is
+            self.adaptive = False
+            st.choice = f"fp64 factor: {self._switch_reason}"
+            return decision
+        if not measuring:  # first step done in fp32: measure fp64 next
+            self._t32 = seconds
+            st.choice = f"fp32 factor + PCG for the first step ({seconds:.4f} s); fp64 not measured yet"
+            self.chol.set_dtype(np.float64)
+            self.mixed, self._measuring = False, True
+            return decision + "; auto: fp64 factor next, to compare"
+        self.adaptive = self._measuring = False
+        assert self._t32 is not None
+        if self._t32 < seconds:
+            self.chol.set_dtype(np.float32)
+            self.mixed = True
+            st.choice = f"fp32 factor + PCG: {self._t32:.4f} s per step against fp64's {seconds:.4f} s"
+        else:
+            st.choice = f"fp64 factor: {seconds:.4f} s per step against fp32 + PCG's {self._t32:.4f} s"
+        st.factor = "fp32" if self.mixed else "fp64"
+        return decision + f"; auto: {st.choice}"
 
     def _fp64_solve(self, H, g):
         self.chol.factorize(H)

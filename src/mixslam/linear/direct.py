@@ -600,6 +600,17 @@ class SparseCholesky:
             raise SolverError("the solution has non-finite entries: H is numerically singular")
         return x
 
+    def set_dtype(self, dtype) -> None:
+        """Factor in ``dtype`` (float64 or float32) from the next :meth:`factorize` on, with the same
+        analysis (``mixslam`` backend only)."""
+        dtype = np.dtype(dtype)
+        if self.backend != "mixslam" or dtype not in (np.float64, np.float32):
+            raise SolverError(f"only the mixslam backend factors in float32 or float64 (backend {self.backend!r})")
+        self.dtype = dtype
+        if self._impl is not None:
+            self._impl.dtype = dtype  # type: ignore[attr-defined]
+        self._factorized = False
+
     @property
     def factorized(self) -> bool:
         """True after a successful :meth:`factorize` (until the next one fails)."""
