@@ -56,16 +56,16 @@ class CholeskySolver(LinearSolver):
         self.policy = policy
         self.config = config or DirectConfig()
         self.mixed = policy.factor is Precision.FP32
-        if self.mixed:
-            self.chol = SparseCholesky(
-                pattern.csc_pattern(), backend="mixslam", dtype=np.float32, ordering=self.config.ordering
-            )
-        else:
-            backend = self.config.backend
+        if self.mixed:  # only the mixslam backend factors below fp64
             self.chol = SparseCholesky(
                 pattern.csc_pattern(),
-                backend=backend,
-                ordering=self.config.ordering if backend in ("auto", "mixslam") else "auto",
+                backend="mixslam",
+                dtype=policy.factor.storage_dtype,
+                ordering=self.config.ordering,
+            )
+        else:  # DirectConfig refuses an ordering other than "auto" with a backend that orders by itself
+            self.chol = SparseCholesky(
+                pattern.csc_pattern(), backend=self.config.backend, ordering=self.config.ordering
             )
         self._memory = MemoryUse()
         self._stats = DirectStats(factor=policy.factor.value, backend=self.chol.backend)
@@ -144,10 +144,13 @@ class CholeskySolver(LinearSolver):
         return delta, float(np.linalg.norm(H @ delta + g)) / max(float(np.linalg.norm(g)), 1e-300)
 
     def _switch_to_fp64(self) -> None:
-        """The rest of the solve factors in fp64 (same pattern; the fastest installed backend)."""
-        backend = self.config.backend
-        ordering = self.config.ordering if backend in ("auto", "mixslam") else "auto"
-        self.chol = SparseCholesky(self.pattern.csc_pattern(), backend=backend, ordering=ordering)
+        """The rest of the solve factors in fp64: with the analysis already done when the configured backend
+        is ``mixslam`` or ``auto`` (which resolves to it: first in ``AUTO_ORDER``, always installed), else with
+        a new analysis by the configured backend."""
+        if self.config.backend in ("auto", "mixslam"):
+            self.chol.set_dtype(np.float64)
+        else:
+            self.chol = SparseCholesky(self.pattern.csc_pattern(), backend=self.config.backend)
         self.mixed = False
         self._stats.switched_to_fp64 = self._switch_reason
         self._stats.backend = f"mixslam (fp32), then {self.chol.backend} (fp64)"
@@ -244,6 +247,11 @@ class CholeskySolver(LinearSolver):
 
     def memory(self) -> MemoryUse:
         return self._memory
+
+    def warm(self) -> float:
+        from ..kernels.supernodal import warm
+
+        return warm() if self.chol.backend == "mixslam" else 0.0
 
     def direct_stats(self) -> DirectStats:
         return self._stats

@@ -18,7 +18,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import ConfigError, NonFiniteError
-from ..kernels.supernodal import warm as supernodal_warm
 from ..linear.choice import (
     LinearSolverChoice,
     LinearStructure,
@@ -145,7 +144,7 @@ def solve(
         choice = resolve_linear_solver(None, settings.preconditioner, policy, kind, unknowns, limit)
     solver = make_linear_solver(choice, policy, problem.linear_structure(), settings.cg, settings.ic, settings.direct)
     t1 = time.perf_counter()
-    compile_s = problem.warm(solve_kernel_specs(solver, policy)) + supernodal_warm()
+    compile_s = problem.warm(solve_kernel_specs(solver, policy)) + solver.warm()
     state0 = problem.initial_state
     with single_threaded_blas():  # spinning BLAS threads steal the numba core (see single_threaded_blas)
         state, report = levenberg_marquardt(problem, state0, solver, policy, settings.lm)
