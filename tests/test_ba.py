@@ -126,8 +126,8 @@ def test_bal_all_fixed_solves_intrinsics_only(solver, preconditioner, precision)
 
 def test_bad_configurations_are_refused(window):
     data, _, _ = window
-    with pytest.raises(ConfigError, match="schur solver factors in fp64"):
-        optimize_bundle(data, precision="mixed", solver="schur")
+    with pytest.raises(ConfigError, match="schur solver factors in fp64 or fp32"):
+        optimize_bundle(data, precision="mixed16", solver="schur")
     with pytest.raises(ConfigError, match="'cholesky' solver is not for ba problems"):
         optimize_bundle(data, solver="cholesky")
 

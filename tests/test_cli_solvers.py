@@ -77,12 +77,27 @@ def test_pgo_refusals_exit_2_with_one_line(g2o_file, tmp_path, capsys, args, phr
     assert err.count("\n") == 1 and err.startswith("mixslam: error:") and phrase in err
 
 
-@pytest.mark.parametrize("precision", ["mixed", "fp32"])
-def test_ba_without_solver_uses_cg_with_jacobi(bal_file, tmp_path, precision):
+@pytest.mark.parametrize("precision", ["mixed", "fp32", "auto"])
+def test_ba_without_solver_uses_the_schur_solver_in_the_policys_factor(bal_file, tmp_path, precision):
+    rc, data = _run(["ba", str(bal_file), "--precision", precision], tmp_path)
+    assert rc == 0
+    assert data["solver"] == "schur" and data["preconditioner"] is None and data["precision"] == precision
+    assert data["final_cost"] < data["initial_cost"]
+    direct = data["direct"]
+    assert direct["steps"] >= 1 and direct["factorizations"] >= 1
+    if precision == "fp32":
+        assert direct["factor"].startswith("fp32") and direct["choice"] is None
+    else:  # mixed and auto measure fp32 and fp64 and say which they kept
+        kept = "fp32" if direct["choice"].startswith("fp32 Schur") else "fp64"
+        assert direct["choice"].startswith(("fp32 Schur + PCG:", "fp64 Schur:")) and direct["factor"] == kept
+
+
+@pytest.mark.parametrize("precision", ["mixed16"])  # (naive fp16 stalls here: exit 3, tested elsewhere)
+def test_ba_16bit_policies_without_solver_use_cg_with_jacobi(bal_file, tmp_path, precision):
     rc, data = _run(["ba", str(bal_file), "--precision", precision], tmp_path)
     assert rc == 0
     assert data["solver"] == "cg" and data["preconditioner"] == "jacobi" and data["precision"] == precision
-    assert data["final_cost"] < data["initial_cost"] and data["fp16_overflows"] == 0
+    assert data["final_cost"] < data["initial_cost"]
     assert data["memory"]["jacobian_bytes"] > 0
 
 
@@ -94,7 +109,7 @@ def test_ba_solver_choices(bal_file, tmp_path, args, solver, preconditioner):
 
 
 def test_ba_schur_with_a_16bit_policy_exits_2(bal_file, tmp_path, capsys):
-    rc, data = _run(["ba", str(bal_file), "--solver", "schur", "--precision", "mixed"], tmp_path)
+    rc, data = _run(["ba", str(bal_file), "--solver", "schur", "--precision", "mixed16"], tmp_path)
     assert rc == 2 and data is None
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "schur solver factors in fp64" in err
+    assert err.count("\n") == 1 and "schur solver factors in fp64 or fp32" in err

@@ -30,7 +30,7 @@ from .lie import se3
 from .linear.choice import LinearStructure
 from .linear.config import CGConfig, DirectConfig, ICConfig
 from .linear.linearization import Linearization
-from .linear.schur import MAX_DENSE, SCHUR_KERNELS
+from .linear.schur import MAX_DENSE, SCHUR_KERNELS, SCHUR_KERNELS_32
 from .precision import PrecisionPolicy
 from .problem import reprojection
 from .problem.bundle import BundleData
@@ -202,22 +202,22 @@ def warmup(model: str = "bal") -> float:
     """
     from .kernels.warm import ALL
 
-    specs = {s for s in ALL if not s[0].startswith("ic_")} | {SCHUR_KERNELS}  # BA has no IC preconditioner
+    schur = {SCHUR_KERNELS, SCHUR_KERNELS_32}
+    specs = {s for s in ALL if not s[0].startswith("ic_")} | schur  # BA has no IC preconditioner
     return _warm(model, specs, (np.dtype(np.float64), np.dtype(np.float32)))
 
 
 def _warm(model: str, specs, residual_dtypes) -> float:
-    """Compile the residual kernels in ``residual_dtypes``, the product specializations in ``specs`` and, if
-    ``specs`` lists them, the Schur kernels."""
-    from .kernels.schur import back_substitute, point_blocks, reduce_cameras
+    """Compile the residual kernels in ``residual_dtypes``, the product specializations in ``specs`` and the
+    Schur kernels in the dtypes ``specs`` lists them (``("schur", dtype, dtype, False)``)."""
+    from .kernels import schur as schur_kernels
     from .kernels.warm import warm_products
-    from .linear.schur import group_by_point
 
     residual_dtypes = tuple(dict.fromkeys(residual_dtypes))
-    schur = SCHUR_KERNELS in specs
+    schur_dtypes = tuple(np.dtype(s[1]) for s in specs if s[0] == "schur")
     pc = 9 if model == "bal" else 6
-    seconds = warm_products({s for s in specs if s != SCHUR_KERNELS}, (2, pc, 3))
-    todo = [job for job in (*residual_dtypes, *(("schur",) if schur else ())) if (model, job) not in _WARM]
+    seconds = warm_products({s for s in specs if s[0] != "schur"}, (2, pc, 3))
+    todo = [job for job in (*residual_dtypes, *(("schur", dt) for dt in schur_dtypes)) if (model, job) not in _WARM]
     if not todo:
         return seconds
     t0 = time.perf_counter()
@@ -231,16 +231,11 @@ def _warm(model: str, specs, residual_dtypes) -> float:
     pi = np.array([0, 0, 1], np.int64)
     obs = np.zeros((3, 2))
     K = np.array([400.0, 400.0, 320.0, 240.0])
-    for dt in residual_dtypes:  # fp64 first: its Jacobian feeds the Schur kernels below
-        reprojection.residuals(model, cams, pts, ci, pi, obs, K, 1.0, dtype=dt)
-        lin = reprojection.linearize(model, cams, pts, ci, pi, obs, K, 1.0, dtype=dt)
-        if dt == np.float64:
-            A64, B64 = np.ascontiguousarray(lin[1], np.float64), np.ascontiguousarray(lin[2], np.float64)
-    if "schur" in todo:
-        ia, ib = np.array([-1, 0, 0], np.int64), np.array([0, 0, 1], np.int64)
-        U, Vinv, WT = point_blocks(A64, ia, B64, ib, 1, 2, np.ones((1, pc)), np.ones((2, 3)))
-        order, ptr = group_by_point(ib, 2)
-        reduce_cameras(U, Vinv, WT, ia, order, ptr, np.zeros((1, pc)), np.zeros((2, 3)))
-        back_substitute(Vinv, WT, ia, order, ptr, np.zeros((2, 3)), np.zeros((1, pc)))
+    for job in todo:
+        if isinstance(job, tuple):
+            schur_kernels.warm(pc, job[1])
+        else:
+            reprojection.residuals(model, cams, pts, ci, pi, obs, K, 1.0, dtype=job)
+            reprojection.linearize(model, cams, pts, ci, pi, obs, K, 1.0, dtype=job)
     _WARM.update((model, job) for job in todo)
     return seconds + time.perf_counter() - t0

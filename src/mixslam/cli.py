@@ -137,13 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("ba", help="bundle adjustment of a BAL problem file")
     b.add_argument("input", help="BAL problem file (problem-*-pre.txt)")
     b.add_argument("-o", "--output", help="write the optimized problem (BAL format)")
-    b.add_argument("--precision", default="fp64", choices=["fp64", "fp32", "mixed", "mixed16", "fp16"])
+    b.add_argument(
+        "--precision",
+        default="fp64",
+        choices=["fp64", "fp32", "mixed", "auto", "mixed16", "fp16"],
+        help="precision policy (mixed = auto here: fp32 residuals, the Schur solver's format measured per problem)",
+    )
     b.add_argument(
         "--solver",
         default=None,
         choices=["schur", "cg", "cgnr"],
-        help="linear solver (default: schur for fp64, CG with block-Jacobi for the other precisions); "
-        "'cgnr' = cg (earlier spelling)",
+        help="linear solver (default: schur, in fp32 + PCG or fp64 as the policy says; CG with block-Jacobi for "
+        "mixed16/fp16); 'cgnr' = cg (earlier spelling)",
     )
     b.add_argument(
         "--preconditioner",

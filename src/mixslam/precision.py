@@ -190,9 +190,9 @@ class PrecisionPolicy:
     record it) instead of continuing with infinities."""
     adaptive: bool = False
     """Choose, at run time and per problem, the format of each operation that can be measured (the ``auto``
-    preset): the direct solver's first step factors in ``factor`` (fp32, refined), its second in fp64,
-    and the faster of the two serves the rest of the solve; the choice and its reason go into the report
-    (``DirectStats.choice``)."""
+    presets, and bundle adjustment's ``mixed``): the direct solver's first step factors in ``factor`` (fp32,
+    refined; bundle adjustment: the whole elimination in fp32), its second in fp64, and the faster of the
+    two serves the rest of the solve; the choice and its reason go into the report (``DirectStats.choice``)."""
 
     def __post_init__(self):
         for name in ("fallback", "adaptive"):
@@ -317,8 +317,11 @@ def _make_presets() -> dict:
     # LM iterations instead of 5 and ended 2e-8 above it: benchmarks/pgo_mixed.py) and which cost a few
     # percent of a pose-graph solve.
     mixed_pgo = fp32.replace(name="mixed", residual=_F64, rhs=_F64, preconditioner_storage=_F16)
-    # BA: the Jacobian products read a 16-bit Jacobian (fp32 accumulation), everything else fp32.
-    mixed_ba = fp32.replace(name="mixed", jacobian_storage=_F16)
+    # BA: fp32 residuals and Jacobian; the Schur solver's format is measured (adaptive): the fp32 reduced
+    # camera system loses accuracy to cancellation in U - W V⁻¹ Wᵀ (κ(S) 1e10-1e11 on the BAL files) and
+    # needs 4-45 PCG steps, so fp64 is usually kept (docs/ba_results.md). CG (solver='cg') reads the
+    # Jacobian in fp16 with fp32 accumulation.
+    mixed_ba = fp32.replace(name="mixed", jacobian_storage=_F16, adaptive=True)
     # Naive: every operation that can be 16-bit is, including the arithmetic (no fp32 accumulation).
     fp16 = PrecisionPolicy(
         "fp16",
@@ -337,9 +340,11 @@ def _make_presets() -> dict:
     mixed16 = fp32.replace(name="mixed16", jacobian_storage=_F16, preconditioner_storage=_F16, factor=_F16)
     # auto (pose graphs): mixed's fields, the factor's format chosen per problem by measurement.
     auto_pgo = mixed_pgo.replace(name="auto", adaptive=True)
+    # auto (bundle adjustment): the same as mixed (which measures already).
+    auto_ba = mixed_ba.replace(name="auto")
     return {
         "pgo": {"fp64": fp64, "fp32": fp32, "mixed": mixed_pgo, "auto": auto_pgo, "mixed16": mixed16, "fp16": fp16},
-        "ba": {"fp64": fp64, "fp32": fp32, "mixed": mixed_ba, "mixed16": mixed16, "fp16": fp16},
+        "ba": {"fp64": fp64, "fp32": fp32, "mixed": mixed_ba, "auto": auto_ba, "mixed16": mixed16, "fp16": fp16},
     }
 
 

@@ -298,7 +298,7 @@ def test_direct_solvers_timing_and_memory():
     assert chol.memory().factor_bytes is not None
     ba = random_ba(1)
     schur = SchurSolver(ba.nv, ba.p, ba.nb)
-    assert set(schur.solve(ba, Damping(0.1)).times) == {"schur", "factor_solve"}
+    assert set(schur.solve(ba, Damping(0.1)).times) == {"schur", "factor", "factor_solve"}
     mem = schur.memory()
     assert mem.reduced_system_bytes == (ba.nv * ba.p) ** 2 * 8 and mem.point_blocks_bytes > 0
 
@@ -429,12 +429,12 @@ def test_identity_and_jacobi_preconditioners():
 # ---- which solver: names, aliases, defaults, refusals ----------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["pgo", "ba"])
-@pytest.mark.parametrize("preset", ["fp64", "fp32", "mixed", "mixed16", "fp16"])
+@pytest.mark.parametrize("preset", ["fp64", "fp32", "mixed", "auto", "mixed16", "fp16"])
 def test_default_solver_of_each_preset(kind, preset):
     policy = PrecisionPolicy.preset(preset, kind)
     got = resolve_linear_solver(None, None, policy, kind)
-    # direct where the kind's direct solver has the policy's factor format (pose graphs: fp64 and fp32)
-    if preset == "fp64" or (kind == "pgo" and preset in ("fp32", "mixed")):
+    # direct where the kind's direct solver has the policy's factor format (both kinds: fp64 and fp32)
+    if preset in ("fp64", "fp32", "mixed", "auto"):
         assert got == LinearSolverChoice("cholesky" if kind == "pgo" else "schur")
         assert got.preconditioner is None and not got.iterative and got.label == got.solver
     else:
@@ -460,11 +460,11 @@ def test_defaults_come_from_the_fields_never_the_name():
     fp64ish = PrecisionPolicy("fp64ish", cost="fp32", residual="fp32")
     assert fp64ish.linear_solve_fp64
     assert resolve_linear_solver(None, None, fp64ish, "pgo") == LinearSolverChoice("cholesky")
-    # the factor field decides: a 16-bit factor (no direct solver has one) means CG; BA's Schur is fp64 only
+    # the factor field decides: a 16-bit factor (no direct solver has one) means CG
     assert resolve_linear_solver(None, None, PrecisionPolicy("k", factor="fp16"), "pgo") == LinearSolverChoice(
         "cg", "ic")
     assert resolve_linear_solver(None, None, PrecisionPolicy("k", factor="fp32"), "ba") == LinearSolverChoice(
-        "cg", "jacobi")
+        "schur")
     assert resolve_linear_solver(None, None, PrecisionPolicy("k", factor="fp32"), "pgo") == LinearSolverChoice(
         "cholesky")
 
@@ -491,8 +491,8 @@ def test_names_and_aliases(solver, pre, kind, expect):
 @pytest.mark.parametrize("solver,pre,preset,kind,phrases", [
     ("cholesky", None, "mixed16", "pgo", ["cholesky solver factors in fp64 or fp32", "'mixed16'", "factor in fp16"]),
     ("cholesky", None, "fp16", "pgo", ["cholesky solver factors in fp64 or fp32", "'fp16'"]),
-    ("schur", None, "mixed16", "ba", ["schur solver factors in fp64", "'mixed16'"]),
-    ("schur", None, "mixed", "ba", ["schur solver factors in fp64", "factor in fp32"]),
+    ("schur", None, "mixed16", "ba", ["schur solver factors in fp64 or fp32", "'mixed16'", "factor in fp16"]),
+    ("schur", None, "fp16", "ba", ["schur solver factors in fp64 or fp32", "'fp16'"]),
     ("schur", None, "fp64", "pgo", ["'schur' solver is not for pgo", "'cholesky'"]),
     ("cholesky", None, "fp64", "ba", ["'cholesky' solver is not for ba", "'schur'"]),
     ("ic", None, "mixed", "ba", ["'ic' preconditioner is for pose graphs"]),

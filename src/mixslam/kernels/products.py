@@ -295,7 +295,7 @@ def normal_matvec_nb(A, ia, B, ib, pa, pb, ga, gb, t, tag, K, PA, PB):
 _SIZES: dict[int, tuple[int, ...]] = {}
 
 
-def _sz(n: int) -> tuple:
+def static_size(n: int) -> tuple:
     """A tuple of length ``n`` whose numba type carries ``n`` (compile-time loop bounds)."""
     t = _SIZES.get(n)
     if t is None:
@@ -355,7 +355,9 @@ def jac_matvec(A, ia, B, ib, xa, xb, y, acc16=False):
     _check_vec("xa", xa, None, pa)
     _check_vec("xb", xb, None, B.shape[2])
     _check_vec("y", y, R, k, out=True)
-    jac_matvec_nb(A, ia, B, ib, xa, xb, y, arith_tag(y.dtype, acc16), _sz(k), _sz(pa), _sz(B.shape[2]))
+    jac_matvec_nb(
+        A, ia, B, ib, xa, xb, y, arith_tag(y.dtype, acc16), static_size(k), static_size(pa), static_size(B.shape[2])
+    )
     return y
 
 
@@ -368,7 +370,9 @@ def jac_rmatvec(A, ia, B, ib, y, ga, gb, acc16=False):
     _check_vec("gb", gb, None, B.shape[2], out=True)
     if ga.dtype != gb.dtype:
         raise TypeError(f"ga ({ga.dtype}) and gb ({gb.dtype}) must have the same dtype")
-    jac_rmatvec_nb(A, ia, B, ib, y, ga, gb, arith_tag(ga.dtype, acc16), _sz(k), _sz(pa), _sz(B.shape[2]))
+    jac_rmatvec_nb(
+        A, ia, B, ib, y, ga, gb, arith_tag(ga.dtype, acc16), static_size(k), static_size(pa), static_size(B.shape[2])
+    )
     return ga, gb
 
 
@@ -388,7 +392,11 @@ def normal_matvec(A, ia, B, ib, pa, pb, ga, gb, acc16=False) -> float:
         raise TypeError(f"ga ({ga.dtype}) and gb ({gb.dtype}) must have the same dtype")
     tag = arith_tag(ga.dtype, acc16)
     t = np.empty(k, np.float32 if acc16 else ga.dtype)
-    return float(normal_matvec_nb(A, ia, B, ib, pa, pb, ga, gb, t, tag, _sz(k), _sz(na_), _sz(B.shape[2])))
+    return float(
+        normal_matvec_nb(
+            A, ia, B, ib, pa, pb, ga, gb, t, tag, static_size(k), static_size(na_), static_size(B.shape[2])
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -265,4 +265,6 @@ class CGSolver(LinearSolver):
         pol = self.policy
         store_dt, _, acc16 = kernel_types(pol.jacobian_storage, pol.jacobian_accumulate)
         krylov = np.dtype(pol.krylov.compute_dtype)
-        return {("normal_matvec", store_dt, krylov, acc16)} | self.preconditioner.kernel_specs()
+        rhs = np.dtype(pol.rhs.compute_dtype)  # the gradient in the policy's right-hand-side precision
+        specs = {("normal_matvec", store_dt, krylov, acc16), ("jac_rmatvec", rhs, rhs, False)}
+        return specs | self.preconditioner.kernel_specs()

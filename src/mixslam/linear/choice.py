@@ -59,7 +59,7 @@ PROBLEM_KINDS = ("pgo", "ba")
 
 _DIRECT = {"pgo": "cholesky", "ba": "schur"}
 #: The factor formats each kind's direct solver has.
-DIRECT_FACTORS = {"pgo": (Precision.FP64, Precision.FP32), "ba": (Precision.FP64,)}
+DIRECT_FACTORS = {"pgo": (Precision.FP64, Precision.FP32), "ba": (Precision.FP64, Precision.FP32)}
 _DEFAULT_PRECONDITIONER = {"pgo": "ic", "ba": "jacobi"}
 _F64 = np.dtype(np.float64)
 
@@ -205,7 +205,7 @@ def make_linear_solver(
     if choice.solver == "schur":
         from .schur import SchurSolver
 
-        return SchurSolver(structure.nv, structure.p, structure.nb)
+        return SchurSolver(structure.nv, structure.p, structure.nb, policy, direct)
     if choice.solver == "cg":
         from .cgnr import CGSolver
 
@@ -215,8 +215,7 @@ def make_linear_solver(
 
 def solve_kernel_specs(solver: LinearSolver, policy: PrecisionPolicy) -> frozenset:
     """The compiled (kernel, storage dtype, vector dtype, acc16) specializations one LM solve with ``solver``
-    calls: the fp64 J·δ of the model decrease, the fp64 Jᵀr of the gradient, the gradient in the policy's
-    right-hand-side precision, and what the solver and its preconditioner list themselves."""
-    rhs = np.dtype(policy.rhs.compute_dtype)  # fp64 or fp32: the policy refuses a 16-bit rhs
-    common = {("jac_matvec", _F64, _F64, False), ("jac_rmatvec", _F64, _F64, False), ("jac_rmatvec", rhs, rhs, False)}
+    calls: the fp64 J·δ of the model decrease, the fp64 Jᵀr of the gradient, and what the solver and its
+    preconditioner list themselves (CG: the gradient in the policy's right-hand-side precision too)."""
+    common = {("jac_matvec", _F64, _F64, False), ("jac_rmatvec", _F64, _F64, False)}
     return frozenset(common | solver.kernel_specs())

@@ -1,0 +1,110 @@
+"""The Schur complement kernels (pairs, point blocks, reduction, solves) and the SIMD micro-kernel, against
+numpy, in fp64 and fp32 (tolerances from the unit roundoff of the format under test)."""
+import numpy as np
+import pytest
+from numba import njit
+
+from mixslam.kernels.products import static_size
+from mixslam.kernels.schur import (
+    camera_pairs,
+    padded_width,
+    schur_back,
+    schur_point_blocks,
+    schur_reduce,
+    schur_rhs,
+)
+from mixslam.kernels.simd import rank3_update, rank3_update_ref
+
+DTYPES = [np.float64, np.float32]
+
+
+def _u(dt):
+    return float(np.finfo(dt).eps) / 2
+
+
+@njit
+def _rank3(acc, Z, e, f, PC, W):
+    rank3_update(acc, Z, e, f, PC, W)
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("pc", [9, 6])
+def test_rank3_update_matches_numpy(dt, pc):
+    rng = np.random.default_rng(0)
+    w = padded_width(pc)
+    Z = rng.normal(size=(5, 3, w)).astype(dt)
+    acc = rng.normal(size=(pc, w)).astype(dt)
+    ref = acc.astype(np.float64).copy()
+    rank3_update_ref(ref, Z.astype(np.float64), 1, 3, pc)
+    _rank3(acc, Z, 1, 3, static_size(pc), static_size(w))
+    scale = np.abs(acc).max() + 3 * np.abs(Z).max() ** 2
+    np.testing.assert_allclose(acc, ref, rtol=0, atol=8 * _u(dt) * scale)
+    assert acc.dtype == dt
+
+
+def _problem(seed=0, nc=4, npts=7, pc=9):
+    """Observations with a fixed camera (-1), a fixed point, and one point seen twice by one camera."""
+    rng = np.random.default_rng(seed)
+    ia, ib = [], []
+    for j in range(npts):
+        for c in rng.choice(nc, size=rng.integers(1, nc + 1), replace=False):
+            ia.append(c)
+            ib.append(j)
+    ia += [2, -1, 1]
+    ib += [0, 1, -1]
+    ia, ib = np.array(ia, np.int64), np.array(ib, np.int64)
+    m = ia.size
+    A = rng.normal(size=(m, 2, pc))
+    B = rng.normal(size=(m, 2, 3))
+    dc = rng.uniform(0.5, 2.0, size=(nc, pc))
+    dp = rng.uniform(0.5, 2.0, size=(npts, 3))
+    return A, B, ia, ib, dc, dp
+
+
+def _dense_H(A, B, ia, ib, dc, dp):
+    nc, pc = dc.shape
+    npts = dp.shape[0]
+    n = nc * pc + npts * 3
+    J = np.zeros((2 * A.shape[0], n))
+    for e in range(A.shape[0]):
+        if ia[e] >= 0:
+            J[2 * e:2 * e + 2, ia[e] * pc:(ia[e] + 1) * pc] = A[e]
+        if ib[e] >= 0:
+            o = nc * pc + ib[e] * 3
+            J[2 * e:2 * e + 2, o:o + 3] = B[e]
+    return J.T @ J + np.diag(np.concatenate([dc.ravel(), dp.ravel()]))
+
+
+@pytest.mark.parametrize("dt", DTYPES)
+def test_reduced_camera_system_and_solve_match_dense(dt):
+    A, B, ia, ib, dc, dp = _problem()
+    nc, pc = dc.shape
+    npts = dp.shape[0]
+    H = _dense_H(A, B, ia, ib, dc, dp)
+    nC = nc * pc
+    S_ref = H[:nC, :nC] - H[:nC, nC:] @ np.linalg.solve(H[nC:, nC:], H[nC:, :nC])
+    w = padded_width(pc)
+    pe, pf, bptr, bkey = camera_pairs(ia, ib, nc, npts)
+    # every unordered pair of observations of one point, distinct cameras once, same camera both ways
+    assert np.all(ia[pe] <= ia[pf]) and np.all(np.diff(bkey) > 0)
+    Z = np.empty((A.shape[0], 3, w), dt)
+    U, Linv, npd = schur_point_blocks(A.astype(dt), ia, B.astype(dt), ib, dc.astype(dt), dp.astype(dt), Z,
+                                      static_size(pc), static_size(w))
+    assert npd == 0 and np.all(Z[:, :, pc:] == 0)
+    S = schur_reduce(U, Z, pe, pf, bptr, bkey, static_size(pc), static_size(w))
+    assert S.dtype == dt
+    tol = 200 * _u(dt) * np.abs(H).max()
+    np.testing.assert_allclose(S, S_ref, rtol=0, atol=tol)
+    # a solve with H through the Schur kernels
+    rng = np.random.default_rng(1)
+    r = rng.normal(size=H.shape[0])
+    rc, rp = r[:nC].reshape(nc, pc).astype(dt), r[nC:].reshape(npts, 3).astype(dt)
+    bc, t, dpt = np.empty((nc, pc), dt), np.empty((npts, 3), dt), np.empty((npts, 3), dt)
+    schur_rhs(Z, Linv, ia, ib, rc, rp, bc, t)
+    xc = np.linalg.solve(S.astype(np.float64), bc.ravel().astype(np.float64)).astype(dt)
+    schur_back(Z, Linv, ia, ib, t, xc.reshape(nc, pc), dpt)
+    x = np.concatenate([xc, dpt.ravel()]).astype(np.float64)
+    expect = np.linalg.solve(H, r)
+    kappa = np.linalg.cond(H)
+    err = np.linalg.norm(x - expect) / np.linalg.norm(expect)
+    assert err < 100 * _u(dt) * kappa
