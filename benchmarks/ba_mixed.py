@@ -75,7 +75,7 @@ def run_ours(data, kw, repeat):
         solver=rep.solver_label,
         pcg=None if st is None else st.cg_iterations,
         shifts=None if st is None else st.shifts,
-        note=(st.choice or st.switched_to_fp64 or "") if st is not None else f"{rep.linear_iterations} CG its",
+        note=(st.choice or st.switched_to_fp64 or "") if st is not None else f"{rep.linear_iterations}",
     )
 
 
@@ -113,6 +113,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--csv", default=None)
     ap.add_argument("--no-ceres", action="store_true")
+    ap.add_argument(
+        "--window",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        default=[900, 2000],
+        help="keyframes of the simulated many-camera windows (comma-separated; empty: none)",
+    )
     args = ap.parse_args(argv)
     root = data_dir()
     if root is None or not (root / "ba").is_dir():
@@ -180,9 +186,42 @@ def main(argv=None) -> int:
                 f"{a[f'err32_{lam:g}']:.1e}"
             )
         rows.append(dict(file=name, row="schur kernel", **a))
+    for keyframes in args.window:
+        many_cameras(keyframes, args.repeat, rows)
     if args.csv:
         write_csv(args.csv, rows)
     return 0
+
+
+def many_cameras(keyframes: int, repeat: int, rows: list) -> None:
+    """A simulated visual-odometry window of ``keyframes`` pinhole cameras: the implicit Schur solver (PCG on
+    the reduced camera system, Schur-Jacobi) in fp64, fp32 and mixed (Jacobian in fp16) against CGNR (mixed,
+    block-Jacobi) and, while the reduced system fits MAX_DENSE, the dense fp64 Schur solver."""
+    from mixslam.linear.schur import MAX_DENSE
+    from mixslam.sim.bundle import WindowConfig, simulate_window
+
+    data, _, _ = simulate_window(WindowConfig(keyframes=keyframes, landmarks_per_frame=40, fixed_frames=2), seed=0)
+    name = f"window-{keyframes}"
+    print(
+        f"\n== {name}: {data.cameras.shape[0]} cameras (6 parameters), {data.points.shape[0]} points, "
+        f"{data.observations.shape[0]} observations =="
+    )
+    cases = [("mixed cg", dict(precision="mixed", solver="cg"))]
+    if (keyframes - 2) * 6 <= MAX_DENSE:
+        cases.insert(0, ("fp64 schur", dict(precision="fp64")))
+    cases += [(f"{p} iterative_schur", dict(precision=p, solver="iterative_schur")) for p in ("fp64", "fp32", "mixed")]
+    base = None
+    head = f"{'row':24s} {'seconds':>8s} {'base/row':>8s} {'LM its':>6s} {'PCG its':>7s} {'final cost':>16s}"
+    print(head + f" {'rel':>9s}")
+    for label, kw in cases:
+        r = run_ours(data, kw, repeat)
+        base = base or r
+        r.update(file=name, row=label, ratio=base["seconds"] / r["seconds"], rel_cost=r["cost"] / base["cost"] - 1)
+        rows.append(r)
+        print(
+            f"{label:24s} {r['seconds']:8.3f} {r['ratio']:8.2f} {r['iterations']:6d} {r['note']:>7s} "
+            f"{r['cost']:16.8f} {r['rel_cost']:9.1e}"
+        )
 
 
 if __name__ == "__main__":

@@ -202,7 +202,9 @@ def warmup(model: str = "bal") -> float:
     """
     from .kernels.warm import ALL
 
+    f64, f32, f16 = np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.float16)
     schur = {SCHUR_KERNELS, SCHUR_KERNELS_32}
+    schur |= {("implicit_schur", st, dt, False) for st, dt in ((f64, f64), (f32, f32), (f16, f32))}
     specs = {s for s in ALL if not s[0].startswith("ic_")} | schur  # BA has no IC preconditioner
     return _warm(model, specs, (np.dtype(np.float64), np.dtype(np.float32)))
 
@@ -215,9 +217,11 @@ def _warm(model: str, specs, residual_dtypes) -> float:
 
     residual_dtypes = tuple(dict.fromkeys(residual_dtypes))
     schur_dtypes = tuple(np.dtype(s[1]) for s in specs if s[0] == "schur")
+    implicit = tuple(("implicit", np.dtype(s[1]), np.dtype(s[2])) for s in specs if s[0] == "implicit_schur")
     pc = 9 if model == "bal" else 6
-    seconds = warm_products({s for s in specs if s[0] != "schur"}, (2, pc, 3))
-    todo = [job for job in (*residual_dtypes, *(("schur", dt) for dt in schur_dtypes)) if (model, job) not in _WARM]
+    seconds = warm_products({s for s in specs if s[0] not in ("schur", "implicit_schur")}, (2, pc, 3))
+    jobs = (*residual_dtypes, *(("schur", dt) for dt in schur_dtypes), *implicit)
+    todo = [job for job in jobs if (model, job) not in _WARM]
     if not todo:
         return seconds
     t0 = time.perf_counter()
@@ -232,7 +236,9 @@ def _warm(model: str, specs, residual_dtypes) -> float:
     obs = np.zeros((3, 2))
     K = np.array([400.0, 400.0, 320.0, 240.0])
     for job in todo:
-        if isinstance(job, tuple):
+        if isinstance(job, tuple) and job[0] == "implicit":
+            schur_kernels.warm_implicit(pc, job[1], job[2])
+        elif isinstance(job, tuple):
             schur_kernels.warm(pc, job[1])
         else:
             reprojection.residuals(model, cams, pts, ci, pi, obs, K, 1.0, dtype=job)

@@ -146,9 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--solver",
         default=None,
-        choices=["schur", "cg", "cgnr"],
+        choices=["schur", "iterative_schur", "ischur", "cg", "cgnr"],
         help="linear solver (default: schur, in fp32 + PCG or fp64 as the policy says; CG with block-Jacobi for "
-        "mixed16/fp16); 'cgnr' = cg (earlier spelling)",
+        "mixed16/fp16); iterative_schur (alias ischur): PCG on the implicit reduced camera system, Jacobian "
+        "stored as the policy says, for many cameras; 'cgnr' = cg (earlier spelling)",
     )
     b.add_argument(
         "--preconditioner",

@@ -108,3 +108,44 @@ def test_reduced_camera_system_and_solve_match_dense(dt):
     kappa = np.linalg.cond(H)
     err = np.linalg.norm(x - expect) / np.linalg.norm(expect)
     assert err < 100 * _u(dt) * kappa
+
+
+@pytest.mark.parametrize("storage,dt", [(np.float64, np.float64), (np.float32, np.float32), (np.float16, np.float32)])
+def test_implicit_schur_product_rhs_and_back_substitution_match_dense(storage, dt):
+    from mixslam.kernels.schur import implicit_back, implicit_point_blocks, implicit_rhs, implicit_schur_matvec
+
+    A, B, ia, ib, dc, dp = _problem(seed=3)
+    A, B = A.astype(storage).astype(np.float64), B.astype(storage).astype(np.float64)  # the stored values
+    nc, pc = dc.shape
+    npts = dp.shape[0]
+    H = _dense_H(A, B, ia, ib, dc, dp)
+    nC = nc * pc
+    S_ref = H[:nC, :nC] - H[:nC, nC:] @ np.linalg.solve(H[nC:, nC:], H[nC:, :nC])
+    As, Bs = A.astype(storage), B.astype(storage)
+    if storage == np.float16:
+        As, Bs = As.view(np.uint16), Bs.view(np.uint16)
+    Linv, M = np.empty((npts, 3, 3), dt), np.empty((nc, pc, pc), dt)
+    assert implicit_point_blocks(As, ia, Bs, ib, dc.astype(dt), dp.astype(dt), Linv, M) == 0
+    u = _u(dt)
+    # Schur-Jacobi blocks: the diagonal blocks of S, per observation (exact for a camera that sees each of its
+    # points once; _problem's camera 2 sees point 0 twice, where the block leaves out the cross terms)
+    for c in (0, 1, 3):
+        blk = S_ref[c * pc:(c + 1) * pc, c * pc:(c + 1) * pc]
+        np.testing.assert_allclose(M[c], blk, rtol=0, atol=300 * u * np.abs(H).max())
+    x = np.random.default_rng(4).normal(size=(nc, pc))
+    out = np.empty((nc, pc), dt)
+    implicit_schur_matvec(As, ia, Bs, ib, Linv, dc.astype(dt), x.astype(dt), out, np.empty((A.shape[0], 2), dt),
+                          np.empty((npts, 3), dt))
+    expect = S_ref @ x.ravel()
+    assert np.linalg.norm(out.ravel() - expect) <= 300 * u * np.linalg.cond(H) ** 0.5 * np.abs(H).max() * \
+        np.linalg.norm(x)
+    # right-hand side and back-substitution (fp64 only: they use the unquantized Jacobian in the solver)
+    if dt == np.float64 and storage == np.float64:
+        r = np.random.default_rng(5).normal(size=H.shape[0])
+        rc, rp = r[:nC].reshape(nc, pc), r[nC:].reshape(npts, 3)
+        bc, t, xp = np.empty((nc, pc)), np.empty((npts, 3)), np.empty((npts, 3))
+        implicit_rhs(As, ia, Bs, ib, Linv, rc, rp, bc, t)
+        xc = np.linalg.solve(S_ref, bc.ravel()).reshape(nc, pc)
+        implicit_back(As, ia, Bs, ib, Linv, rp, xc, xp, t)
+        np.testing.assert_allclose(np.concatenate([xc.ravel(), xp.ravel()]), np.linalg.solve(H, r), rtol=1e-8,
+                                   atol=1e-10)

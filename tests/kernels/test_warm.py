@@ -66,6 +66,10 @@ def calls(monkeypatch):
     wrap(schur_mod, "schur_point_blocks",
          lambda A, ia, B, ib, dc, dp, Z, PC, W: (("schur", A.dtype, A.dtype, False),
                                                  (A.shape[1], A.shape[2], B.shape[2])))
+    from mixslam.linear import implicit_schur as implicit_mod
+    wrap(implicit_mod, "implicit_point_blocks",
+         lambda A, ia, B, ib, dc, dp, Linv, M: (("implicit_schur", _store(A), Linv.dtype, False),
+                                                (A.shape[1], A.shape[2], B.shape[2])))
     return seen
 
 
@@ -112,7 +116,8 @@ def test_pose_graph_solve_calls_exactly_the_listed_specializations(calls, warmed
     assert calls == listed
 
 
-BA_CASES = [("fp64", "schur"), ("mixed", "schur"), ("fp32", "schur")] + [(p, "cgnr") for p in PRESET_NAMES]
+BA_CASES = [("fp64", "schur"), ("mixed", "schur"), ("fp32", "schur")] + [(p, "cgnr") for p in PRESET_NAMES] + [
+    (p, "iterative_schur") for p in ("fp64", "fp32", "mixed")]
 
 
 @pytest.mark.parametrize("precision,solver", BA_CASES)
@@ -136,15 +141,19 @@ def test_direct_solvers_need_no_cg_kernels():
 
 def test_all_covers_every_preset_and_solver():
     # pgo.warmup() compiles ALL; ba.warmup() compiles ALL but the IC kernels, and the Schur kernels.
-    ba_all = {s for s in ALL if not s[0].startswith("ic_")} | {SCHUR_KERNELS, SCHUR_KERNELS_32}
+    f64, f32, f16 = np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.float16)
+    implicit = {("implicit_schur", st, dt, False) for st, dt in ((f64, f64), (f32, f32), (f16, f32))}
+    ba_all = {s for s in ALL if not s[0].startswith("ic_")} | {SCHUR_KERNELS, SCHUR_KERNELS_32} | implicit
     for problem, solvers, covered in (("pgo", ("cholesky", "cgnr", "ic", "cg"), ALL),
-                                      ("ba", ("schur", "cgnr", "cg"), ba_all)):
+                                      ("ba", ("schur", "cgnr", "cg", "iterative_schur"), ba_all)):
         for name in PRESET_NAMES:
             for solver in solvers:
                 if solver in ("cholesky", "schur") and PrecisionPolicy.preset(name, problem).factor not in (
                     DIRECT_FACTORS[problem]
                 ):
                     continue  # refused: no direct solver factors in that format
+                if solver == "iterative_schur" and name == "fp16":
+                    continue  # refused: 16-bit arithmetic
                 assert _specs(name, solver, problem) <= covered, (problem, name, solver)
 
 

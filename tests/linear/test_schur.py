@@ -139,3 +139,43 @@ def test_auto_measures_fp32_then_fp64_and_keeps_the_faster():
     assert "auto:" in two.decision and not solver.adaptive
     solver.solve(lin, d, 0.0)  # the choice holds
     assert solver.direct_stats().choice == choice
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Iterative Schur: PCG on the implicit reduced camera system
+# ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("precision,rtol,err", [("fp64", 1e-12, 1e-8), ("fp32", 1e-6, 3e-3), ("mixed", 1e-4, 3e-2)])
+def test_iterative_schur_matches_dense(precision, rtol, err):
+    from mixslam.linear.implicit_schur import ImplicitSchurSolver
+
+    lin = _random_ba(8, pc=9)
+    K, g = _system(lin, 1e-2)
+    expect = np.linalg.solve(K, -g)
+    policy = PrecisionPolicy.preset(precision, "ba")
+    solver = ImplicitSchurSolver(policy, CGConfig(max_iterations=500))
+    res = solver.solve(lin, Damping(1e-2, 1e-6, 1e32), rtol)
+    assert res.status.value == "converged" and res.relative_residual <= rtol
+    got = np.linalg.norm(res.delta - expect) / np.linalg.norm(expect)
+    assert got < err, (precision, got)
+    assert res.stats.overflows == 0
+    mem = solver.memory()
+    assert mem.jacobian_bytes == lin.A.size * (8 if precision == "fp64" else 2 if precision == "mixed" else 4) + \
+        lin.B.size * (8 if precision == "fp64" else 2 if precision == "mixed" else 4)
+
+
+def test_iterative_schur_choice_and_refusals():
+    from mixslam.errors import ConfigError
+    from mixslam.linear.choice import LinearSolverChoice, resolve_linear_solver
+
+    mixed = PrecisionPolicy.preset("mixed", "ba")
+    assert resolve_linear_solver("ischur", None, mixed, "ba") == LinearSolverChoice("iterative_schur")
+    got = resolve_linear_solver("iterative_schur", None, mixed, "ba")
+    assert got.iterative and got.label == "iterative_schur"
+    with pytest.raises(ConfigError, match="for bundle adjustment"):
+        resolve_linear_solver("iterative_schur", None, PrecisionPolicy.preset("fp64"), "pgo")
+    with pytest.raises(ConfigError, match="own preconditioner"):
+        resolve_linear_solver("iterative_schur", "jacobi", mixed, "ba")
+    from mixslam.linear.implicit_schur import ImplicitSchurSolver
+
+    with pytest.raises(ConfigError, match="fp32 or fp64 arithmetic"):
+        ImplicitSchurSolver(PrecisionPolicy.preset("fp16", "ba"))

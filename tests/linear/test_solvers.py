@@ -512,13 +512,18 @@ def test_refusals_name_the_value(solver, pre, preset, kind, phrases):
         assert phrase in str(exc.value), (phrase, str(exc.value))
 
 
-def test_default_switches_to_cg_above_the_direct_limit():
+def test_default_switches_to_iterative_schur_above_the_direct_limit():
     fp64 = PrecisionPolicy.preset("fp64", "ba")
     assert default_linear_solver(fp64, "ba", direct_unknowns=6000, max_direct=6000) == LinearSolverChoice("schur")
     assert default_linear_solver(fp64, "ba", direct_unknowns=6001, max_direct=6000) == LinearSolverChoice(
-        "cg", "jacobi")
+        "iterative_schur")
+    for name in ("fp32", "mixed", "mixed16"):  # fp32 arithmetic (16-bit storage allowed)
+        assert default_linear_solver(PrecisionPolicy.preset(name, "ba"), "ba", 6001, 6000) == LinearSolverChoice(
+            "iterative_schur")
+    fp16 = PrecisionPolicy.preset("fp16", "ba")  # 16-bit arithmetic: CG
+    assert default_linear_solver(fp16, "ba", 6001, 6000) == LinearSolverChoice("cg", "jacobi")
     assert default_linear_solver(fp64, "ba", direct_unknowns=6001) == LinearSolverChoice("schur")  # no limit
-    assert resolve_linear_solver(None, None, fp64, "ba", 10 ** 6, MAX_DENSE) == LinearSolverChoice("cg", "jacobi")
+    assert resolve_linear_solver(None, None, fp64, "ba", 10 ** 6, MAX_DENSE) == LinearSolverChoice("iterative_schur")
     assert resolve_linear_solver(None, "none", fp64, "ba", 10 ** 6, MAX_DENSE) == LinearSolverChoice("cg", "none")
     # a named solver is not overridden
     assert resolve_linear_solver("schur", None, fp64, "ba", 10 ** 6, MAX_DENSE) == LinearSolverChoice("schur")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .fp16 import load
 from .fpenv import ftz_on, ftz_restore
 from .simd import rank3_update
 
@@ -307,3 +308,201 @@ def warm(pc: int, dtype) -> None:
     bc, t, dp = np.empty((2, pc), dt), np.empty((2, 3), dt), np.empty((2, 3), dt)
     schur_rhs(Z, Linv, ia, ib, np.ones((2, pc), dt), np.ones((2, 3), dt), bc, t)
     schur_back(Z, Linv, ia, ib, t, bc, dp)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Implicit Schur complement (iterative Schur): products with S = U - W V⁻¹ Wᵀ without forming it
+# ---------------------------------------------------------------------------------------------------------
+@njit(cache=True, fastmath=True)
+def implicit_point_blocks(A, ia, B, ib, dc, dp, Linv, M):
+    """Linv (npts, 3, 3) = L_j⁻¹ of V_j = Σ BᵀB + diag(dp) = L_j L_jᵀ, and, when ``M`` (nc, pc, pc) has rows,
+    the Schur-Jacobi blocks M_c = U_c - Σ_{e ∈ obs(c)} W_e V_j⁻¹ W_eᵀ (U_c = Σ AᵀA + diag(dc)), in the dtype of
+    ``Linv`` / ``M``. ``A`` / ``B`` in any storage (fp16 as uint16 bits, widened by :func:`load`). Returns the
+    count of points whose V_j is not positive definite (their Linv is zero: they do not move)."""
+    old = ftz_on()
+    m = A.shape[0]
+    pc = A.shape[2]
+    npts = dp.shape[0]
+    V = np.zeros((npts, 3, 3), Linv.dtype)
+    for e in range(m):
+        j = ib[e]
+        if j < 0:
+            continue
+        for a in range(3):
+            b0 = load(B, (e, 0, a))
+            b1 = load(B, (e, 1, a))
+            for b in range(3):
+                V[j, a, b] += b0 * load(B, (e, 0, b)) + b1 * load(B, (e, 1, b))
+    npd = 0
+    for j in range(npts):
+        for a in range(3):
+            V[j, a, a] += dp[j, a]
+        if not _inv_chol3(V[j], Linv[j]):
+            npd += 1
+            Linv[j, :, :] = 0
+    if M.shape[0] > 0:
+        M[:, :, :] = 0
+        for c in range(dc.shape[0]):
+            for a in range(pc):
+                M[c, a, a] = dc[c, a]
+        z = np.empty((3, pc), Linv.dtype)
+        for e in range(m):
+            c = ia[e]
+            if c < 0:
+                continue
+            for a in range(pc):
+                a0 = load(A, (e, 0, a))
+                a1 = load(A, (e, 1, a))
+                for b in range(pc):
+                    M[c, a, b] += a0 * load(A, (e, 0, b)) + a1 * load(A, (e, 1, b))
+            j = ib[e]
+            if j < 0:
+                continue
+            # z = L_j⁻¹ W_eᵀ (3 x pc); M_c -= zᵀ z
+            for q in range(3):
+                for a in range(pc):
+                    s = Linv[j, q, 0] * (
+                        load(B, (e, 0, 0)) * load(A, (e, 0, a)) + load(B, (e, 1, 0)) * load(A, (e, 1, a))
+                    )
+                    for u in range(1, q + 1):
+                        s += Linv[j, q, u] * (
+                            load(B, (e, 0, u)) * load(A, (e, 0, a)) + load(B, (e, 1, u)) * load(A, (e, 1, a))
+                        )
+                    z[q, a] = s
+            for a in range(pc):
+                for b in range(pc):
+                    M[c, a, b] -= z[0, a] * z[0, b] + z[1, a] * z[1, b] + z[2, a] * z[2, b]
+    ftz_restore(old)
+    return npd
+
+
+@njit(cache=True)
+def _vinv_apply(Linv, j, t0, t1, t2, out):
+    """out = V_j⁻¹ (t0, t1, t2) = L⁻ᵀ L⁻¹ t."""
+    s0 = Linv[j, 0, 0] * t0
+    s1 = Linv[j, 1, 0] * t0 + Linv[j, 1, 1] * t1
+    s2 = Linv[j, 2, 0] * t0 + Linv[j, 2, 1] * t1 + Linv[j, 2, 2] * t2
+    out[0] = Linv[j, 0, 0] * s0 + Linv[j, 1, 0] * s1 + Linv[j, 2, 0] * s2
+    out[1] = Linv[j, 1, 1] * s1 + Linv[j, 2, 1] * s2
+    out[2] = Linv[j, 2, 2] * s2
+
+
+@njit(cache=True, fastmath=True)
+def implicit_schur_matvec(A, ia, B, ib, Linv, dc, x, out, y, t):
+    """out (nc, pc) = (AᵀA + diag(dc)) x - AᵀB V⁻¹ BᵀA x, in the dtype of ``out`` (``y`` (m, 2) and ``t``
+    (npts, 3) are work arrays of that dtype; ``A`` / ``B`` in any storage)."""
+    old = ftz_on()
+    m = A.shape[0]
+    pc = A.shape[2]
+    t[:, :] = 0
+    for e in range(m):
+        c = ia[e]
+        if c < 0:
+            y[e, 0] = 0
+            y[e, 1] = 0
+            continue
+        y0 = load(A, (e, 0, 0)) * x[c, 0]
+        y1 = load(A, (e, 1, 0)) * x[c, 0]
+        for a in range(1, pc):
+            y0 += load(A, (e, 0, a)) * x[c, a]
+            y1 += load(A, (e, 1, a)) * x[c, a]
+        y[e, 0] = y0
+        y[e, 1] = y1
+        j = ib[e]
+        if j >= 0:
+            for q in range(3):
+                t[j, q] += load(B, (e, 0, q)) * y0 + load(B, (e, 1, q)) * y1
+    s = np.empty(3, t.dtype)
+    for j in range(t.shape[0]):
+        _vinv_apply(Linv, j, t[j, 0], t[j, 1], t[j, 2], s)
+        t[j, 0] = s[0]
+        t[j, 1] = s[1]
+        t[j, 2] = s[2]
+    for c in range(out.shape[0]):
+        for a in range(pc):
+            out[c, a] = dc[c, a] * x[c, a]
+    for e in range(m):
+        c = ia[e]
+        if c < 0:
+            continue
+        z0 = y[e, 0]
+        z1 = y[e, 1]
+        j = ib[e]
+        if j >= 0:
+            for q in range(3):
+                z0 -= load(B, (e, 0, q)) * t[j, q]
+                z1 -= load(B, (e, 1, q)) * t[j, q]
+        for a in range(pc):
+            out[c, a] += load(A, (e, 0, a)) * z0 + load(A, (e, 1, a)) * z1
+    ftz_restore(old)
+
+
+@njit(cache=True, fastmath=True)
+def implicit_rhs(A, ia, B, ib, Linv, rc, rp, bc, t):
+    """bc (nc, pc) = rc - W V⁻¹ rp and t (npts, 3) = V⁻¹ rp (dtype of ``bc``)."""
+    pc = A.shape[2]
+    s = np.empty(3, t.dtype)
+    for j in range(rp.shape[0]):
+        _vinv_apply(Linv, j, rp[j, 0], rp[j, 1], rp[j, 2], s)
+        t[j, 0] = s[0]
+        t[j, 1] = s[1]
+        t[j, 2] = s[2]
+    bc[:, :] = rc
+    for e in range(A.shape[0]):
+        c = ia[e]
+        j = ib[e]
+        if c < 0 or j < 0:
+            continue
+        u0 = load(B, (e, 0, 0)) * t[j, 0] + load(B, (e, 0, 1)) * t[j, 1] + load(B, (e, 0, 2)) * t[j, 2]
+        u1 = load(B, (e, 1, 0)) * t[j, 0] + load(B, (e, 1, 1)) * t[j, 1] + load(B, (e, 1, 2)) * t[j, 2]
+        for a in range(pc):
+            bc[c, a] -= load(A, (e, 0, a)) * u0 + load(A, (e, 1, a)) * u1
+
+
+@njit(cache=True, fastmath=True)
+def implicit_back(A, ia, B, ib, Linv, rp, xc, xp, t):
+    """xp (npts, 3) = V⁻¹ (rp - Wᵀ xc) (dtype of ``xp``; ``t`` (npts, 3) is a work array)."""
+    pc = A.shape[2]
+    t[:, :] = rp
+    for e in range(A.shape[0]):
+        c = ia[e]
+        j = ib[e]
+        if c < 0 or j < 0:
+            continue
+        y0 = load(A, (e, 0, 0)) * xc[c, 0]
+        y1 = load(A, (e, 1, 0)) * xc[c, 0]
+        for a in range(1, pc):
+            y0 += load(A, (e, 0, a)) * xc[c, a]
+            y1 += load(A, (e, 1, a)) * xc[c, a]
+        for q in range(3):
+            t[j, q] -= load(B, (e, 0, q)) * y0 + load(B, (e, 1, q)) * y1
+    s = np.empty(3, t.dtype)
+    for j in range(xp.shape[0]):
+        _vinv_apply(Linv, j, t[j, 0], t[j, 1], t[j, 2], s)
+        xp[j, 0] = s[0]
+        xp[j, 1] = s[1]
+        xp[j, 2] = s[2]
+
+
+def warm_implicit(pc: int, storage, dtype) -> None:
+    """Compile the implicit Schur kernels for blocks stored as ``storage`` (float64, float32, or float16 passed
+    as uint16 bits) with products in ``dtype``, on a two-camera, two-point problem."""
+    st, dt = np.dtype(storage), np.dtype(dtype)
+    ia = np.array([-1, 0, 1, 0], np.int64)
+    ib = np.array([0, 0, 1, 1], np.int64)
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((4, 2, pc))
+    B = rng.standard_normal((4, 2, 3))
+    if st == np.float16:
+        A, B = A.astype(np.float16).view(np.uint16), B.astype(np.float16).view(np.uint16)
+    else:
+        A, B = A.astype(st), B.astype(st)
+    Linv, M = np.empty((2, 3, 3), dt), np.empty((2, pc, pc), dt)
+    dc, dp = np.ones((2, pc), dt), np.ones((2, 3), dt)
+    implicit_point_blocks(A, ia, B, ib, dc, dp, Linv, M)
+    x, out = np.ones((2, pc), dt), np.empty((2, pc), dt)
+    implicit_schur_matvec(A, ia, B, ib, Linv, dc, x, out, np.empty((4, 2), dt), np.empty((2, 3), dt))
+    if st == dt:
+        t = np.empty((2, 3), dt)
+        implicit_rhs(A, ia, B, ib, Linv, x, dp, out, t)
+        implicit_back(A, ia, B, ib, Linv, dp, x, np.empty((2, 3), dt), t)

@@ -140,6 +140,13 @@ class DirectStats:
     """An adaptive policy's (``auto``) choice of the factor's format and its reason: the measured seconds of
     its first step (fp32 factor + PCG) and its second (fp64 factor). None for the other policies."""
 
+    def count(self, out) -> None:
+        """Add one refinement's counts (a :class:`~mixslam.linear.refinement.RefineResult`)."""
+        self.refinements += out.refinements
+        self.cg_iterations += out.cg_iterations
+        if not out.converged:
+            self.not_converged += 1
+
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 

@@ -4,8 +4,10 @@ A pose graph's Jacobian has one row block per edge touching two poses (``ia``, `
 Its normal matrix has a p x p block on the diagonal of every free pose and one off-diagonal block per
 connected pair. :class:`BlockPattern` computes that pattern (lower triangle, block CSR with the diagonal
 block last in each row: the layout the IC(0) kernel takes), the scatter positions of every edge's
-contributions, and the permutation to a full symmetric scipy CSC matrix for the direct solver. All of it
-once (the "analyze" step); per linearization only the numeric values are recomputed.
+contributions, and the positions of every block entry in a full symmetric scipy CSC matrix for the direct
+solver. All of it once (the "analyze" step); per linearization only the numeric values are recomputed, by the
+one-pass kernels of :mod:`mixslam.kernels.assemble` (:meth:`BlockPattern.assemble_csc` goes from the Jacobian
+straight to the damped CSC matrix without forming the blocks).
 """
 
 from __future__ import annotations
@@ -13,7 +15,16 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ..kernels.assemble import assemble_blocks_nb, assemble_csc_nb, blocks_to_csc_nb, warm_assemble
 from .ordering import minimum_degree_order
+
+_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def _operand(X: np.ndarray) -> np.ndarray:
+    """A Jacobian block array as the kernels take it: C-contiguous float64 or float32 (others widened)."""
+    X = np.asarray(X)
+    return np.ascontiguousarray(X if X.dtype in _FLOATS else X.astype(np.float64))
 
 
 class BlockPattern:
@@ -77,27 +88,30 @@ class BlockPattern:
         self.pos_ab = np.where(both, np.searchsorted(keys, off_keys), -1)
         # Block at (max, min): AᵀB when ia > ib, else BᵀA.
         self.ab_is_upper = ia < ib
-        self._csc_perm: np.ndarray | None = None
-        self._csc_template: sp.csc_matrix | None = None
+        self._csc_cache: tuple[sp.csc_matrix, np.ndarray, np.ndarray] | None = None
 
     # -- numeric assembly --------------------------------------------------------------------------------
+    def _check_jacobian(self, A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        A, B = _operand(A), _operand(B)
+        m = self.pos_aa.shape[0]
+        if A.ndim != 3 or A.shape[0] != m or A.shape[2] != self.p or B.shape != A.shape:
+            raise ValueError(
+                f"A and B must both have shape ({m}, k, {self.p}) for this pattern, got {A.shape} and {B.shape}"
+            )
+        if B.dtype != A.dtype:  # one specialization per dtype: mixed inputs are widened
+            A, B = A.astype(np.float64), B.astype(np.float64)
+        return A, B
+
     def assemble(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
-        """Blocks (nnzb, p, p) of JᵀJ in fp64 from the Jacobian blocks A (m,k,p), B (m,k,p)."""
+        """Blocks (nnzb, p, p) of JᵀJ in fp64 from the Jacobian blocks A (m,k,p), B (m,k,p) (any float dtype;
+        the products and sums are fp64), one pass over the rows."""
+        A, B = self._check_jacobian(A, B)
         p = self.p
-        A = np.asarray(A, dtype=np.float64)
-        B = np.asarray(B, dtype=np.float64)
-        AtA = np.einsum("mki,mkj->mij", A, A)
-        BtB = np.einsum("mki,mkj->mij", B, B)
-        AtB = np.einsum("mki,mkj->mij", A, B)
-        AtB = np.where(self.ab_is_upper[:, None, None], np.swapaxes(AtB, 1, 2), AtB)
-        pos = np.concatenate([self.pos_aa, self.pos_bb, self.pos_ab])
-        vals = np.concatenate([AtA, BtB, AtB]).reshape(-1, p * p)
-        keep = pos >= 0
-        pos, vals = pos[keep], vals[keep]
-        out = np.empty((self.nnzb, p * p))
-        for c in range(p * p):
-            out[:, c] = np.bincount(pos, weights=vals[:, c], minlength=self.nnzb)
-        return out.reshape(self.nnzb, p, p)
+        out = np.empty((self.nnzb, p, p))
+        assemble_blocks_nb(
+            A, B, self.pos_aa, self.pos_bb, self.pos_ab, self.ab_is_upper, out, (0,) * A.shape[1], (0,) * p
+        )
+        return out
 
     def with_fill(self, level: int) -> BlockPattern:
         """The same Jacobian structure with ``level`` levels of fill (the pattern of an IC(level) factor)."""
@@ -133,39 +147,103 @@ class BlockPattern:
         return out.reshape(v.shape)
 
     # -- scipy CSC (full symmetric) for the direct solver ------------------------------------------------
-    def _build_csc(self) -> tuple[np.ndarray, sp.csc_matrix]:
+    def _build_csc(self) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray]:
+        """(template, off, offt): the full symmetric CSC holds entry (i, j) of stored block b at ``data[off[b, j]
+        + i]`` (a block's p rows are contiguous in each of its columns) and, for an off-diagonal block, its
+        mirror in the upper triangle at ``data[offt[b, i] + j]`` (offt = -1 for diagonal blocks). The
+        template's values are 1 + the flat index (b*p*p + i*p + j) of the block entry each position holds."""
         p, nnzb = self.p, self.nnzb
         r = self.block_rows[:, None, None] * p + np.arange(p)[None, :, None]
         c = self.indices[:, None, None] * p + np.arange(p)[None, None, :]
         r = np.broadcast_to(r, (nnzb, p, p)).ravel()
         c = np.broadcast_to(c, (nnzb, p, p)).ravel()
-        src = np.arange(nnzb * p * p)
+        total = nnzb * p * p
+        src = np.arange(total)
         off = np.repeat(self.block_rows != self.indices, p * p)
         rows = np.concatenate([r, c[off]])
         cols = np.concatenate([c, r[off]])
-        srcs = np.concatenate([src, src[off]])
+        tags = np.concatenate([src, total + src[off]])  # the mirrored copies tagged apart (exact in fp64)
         n = self.nv * p
-        M = sp.csc_matrix((srcs.astype(np.float64) + 1.0, (rows, cols)), shape=(n, n))
+        M = sp.csc_matrix((tags.astype(np.float64) + 1.0, (rows, cols)), shape=(n, n))
         M.sort_indices()
-        return M.data.astype(np.int64) - 1, M
+        tag = M.data.astype(np.int64) - 1
+        where = np.arange(tag.size, dtype=np.int64)
+        lower = tag < total
+        flat = np.empty(total, dtype=np.int64)
+        flat[tag[lower]] = where[lower]
+        flat_t = np.full(total, -1, dtype=np.int64)
+        flat_t[tag[~lower] - total] = where[~lower]
+        pos, pos_t = flat.reshape(nnzb, p, p), flat_t.reshape(nnzb, p, p)
+        off_b = np.ascontiguousarray(pos[:, 0, :])
+        offt_b = np.ascontiguousarray(pos_t[:, :, 0])
+        diag = ~off[:: p * p]
+        if not (
+            np.array_equal(pos, off_b[:, None, :] + np.arange(p)[None, :, None])
+            and np.array_equal(pos_t[~diag], (offt_b[:, :, None] + np.arange(p)[None, None, :])[~diag])
+        ):  # pragma: no cover - a sorted CSC of whole blocks always has this layout
+            raise AssertionError("CSC block layout: a block's rows are not contiguous")
+        M.data = (tag % total + 1).astype(np.float64)
+        return M, off_b, offt_b
 
-    def _csc(self) -> tuple[np.ndarray, sp.csc_matrix]:
-        """(data permutation, template) of the full symmetric CSC, built on the first call."""
-        if self._csc_perm is None or self._csc_template is None:
-            self._csc_perm, self._csc_template = self._build_csc()
-        return self._csc_perm, self._csc_template
+    def _csc(self) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray]:
+        """(template, off, offt) of the full symmetric CSC (:meth:`_build_csc`), built on the first call."""
+        if self._csc_cache is None:
+            self._csc_cache = self._build_csc()
+        return self._csc_cache
+
+    def _diag_add(self, diag_add: np.ndarray | None) -> np.ndarray:
+        if diag_add is None:
+            return np.empty(0)
+        d = np.ascontiguousarray(diag_add, dtype=np.float64).reshape(-1)
+        if d.size != self.nv * self.p:
+            raise ValueError(f"diag_add must have {self.nv * self.p} entries, got {d.size}")
+        return d
+
+    @staticmethod
+    def _with_data(template: sp.csc_matrix, data: np.ndarray) -> sp.csc_matrix:
+        """A new CSC matrix on (copies of) the template's indices with ``data`` as its values (not copied)."""
+        M = sp.csc_matrix((data, template.indices.copy(), template.indptr.copy()), shape=template.shape, copy=False)
+        M.has_sorted_indices = True
+        return M
 
     def to_csc(self, blocks: np.ndarray, diag_add: np.ndarray | None = None) -> sp.csc_matrix:
         """Full symmetric CSC of the blocks, plus ``diag_add`` (n,) on the scalar diagonal, same pattern every call."""
-        perm, template = self._csc()
-        b = blocks
-        if diag_add is not None:
-            b = blocks.copy()
-            idx = np.arange(self.p)
-            b[self.diag_pos[:, None], idx[None, :], idx[None, :]] += diag_add.reshape(self.nv, self.p)
-        M = template.copy()
-        M.data = b.ravel()[perm]
-        return M
+        template, off, offt = self._csc()
+        blocks = np.ascontiguousarray(blocks, dtype=np.float64)
+        if blocks.size != self.nnzb * self.p * self.p:
+            raise ValueError(f"blocks must have shape {(self.nnzb, self.p, self.p)}, got {blocks.shape}")
+        blocks = blocks.reshape(self.nnzb, self.p, self.p)
+        data = np.empty(template.nnz)
+        blocks_to_csc_nb(blocks, off, offt, self.diag_pos, self._diag_add(diag_add), data, (0,) * self.p)
+        return self._with_data(template, data)
+
+    def assemble_csc(self, A: np.ndarray, B: np.ndarray, diag_add: np.ndarray | None = None) -> sp.csc_matrix:
+        """``to_csc(assemble(A, B), diag_add)`` in one pass over the rows, without the block array."""
+        template, off, offt = self._csc()
+        A, B = self._check_jacobian(A, B)
+        data = np.empty(template.nnz)
+        assemble_csc_nb(
+            A,
+            B,
+            self.pos_aa,
+            self.pos_bb,
+            self.pos_ab,
+            self.ab_is_upper,
+            off,
+            offt,
+            self.diag_pos,
+            self._diag_add(diag_add),
+            data,
+            (0,) * A.shape[1],
+            (0,) * self.p,
+        )
+        return self._with_data(template, data)
 
     def csc_pattern(self) -> sp.csc_matrix:
-        return self._csc()[1]
+        """The full symmetric CSC pattern :meth:`to_csc` fills (its values: 1 + the flat block entry index)."""
+        return self._csc()[0]
+
+    def warm(self, k: int | None = None) -> float:
+        """Compile (or load from numba's cache) the assembly kernels for (k x p) Jacobian blocks (k = p when
+        None, the pose graphs' case), fp64 and fp32; returns the seconds it took."""
+        return warm_assemble(self.p if k is None else int(k), self.p)

@@ -4,24 +4,28 @@ Decisions made here, once for every problem kind and every caller (library, comm
 benchmarks):
 
 * **Two separate choices**, as Ceres' ``linear_solver_type`` and ``preconditioner_type``: the solver
-  (``cholesky``: fp64 sparse Cholesky of a pose graph; ``schur``: fp64 landmark elimination of a bundle
-  adjustment; ``cg``: CGNR in the policy's precisions) and, for ``cg`` only, the preconditioner (``jacobi``:
-  block-Jacobi; ``ic``: block incomplete Cholesky, pose graphs only; ``none``).
-* **Aliases kept from earlier releases**: ``ic`` = ``cg`` + ``ic``; ``cgnr`` = ``cg`` + ``jacobi`` (unless a
-  preconditioner is named). A preconditioner named without a solver means ``cg`` (only CG takes one).
+  (``cholesky``: sparse Cholesky of a pose graph; ``schur``: landmark elimination of a bundle adjustment with
+  a dense reduced camera system, both in fp64 or fp32 refined to fp64; ``iterative_schur``: PCG on the
+  implicit reduced camera system of a bundle adjustment, Schur-Jacobi preconditioned, Ceres'
+  ITERATIVE_SCHUR; ``cg``: CGNR in the policy's precisions) and, for ``cg`` only, the preconditioner
+  (``jacobi``: block-Jacobi; ``ic``: block incomplete Cholesky, pose graphs only; ``none``).
+* **Aliases**: ``ic`` = ``cg`` + ``ic``; ``cgnr`` = ``cg`` + ``jacobi`` (unless a preconditioner is named),
+  both kept from earlier releases; ``ischur`` = ``iterative_schur``. A preconditioner named without a solver
+  means ``cg`` (only CG takes one).
 * **Defaults from the policy's fields, never its name** (:func:`default_linear_solver`): a policy whose
-  ``factor`` the problem kind's direct solver has gets that direct solver: fp64 for both kinds, and fp32
-  with fp64 iterative refinement for pose graphs (``fp32`` and ``mixed`` presets: measured faster than CG
-  on every shared graph, and as accurate as fp64). Any other policy (a 16-bit ``factor``: the ``mixed16``
-  and ``fp16`` presets; bundle adjustment below fp64) gets CG, whose operations are the ones the policy's
+  ``factor`` the problem kind's direct solver has gets that direct solver: fp64, or fp32 refined to fp64
+  (``fp32``, ``mixed`` and ``auto`` presets; bundle adjustment's ``mixed`` and ``auto`` measure the fp32 and
+  the fp64 elimination on their first two steps and keep the faster). Any other policy (a 16-bit
+  ``factor``: the ``mixed16`` and ``fp16`` presets) gets CG, whose operations are the ones the policy's
   fields describe, with incomplete Cholesky for pose graphs (the article's design) and block-Jacobi for
   bundle adjustment (two variable sets). A bundle adjustment whose reduced camera system is too large for
-  the dense Schur solver gets fp64 CG instead. A custom policy equal to a preset gets what the preset gets.
+  the dense Schur solver gets ``iterative_schur`` where the policy's arithmetic is fp32 or wider, else CG.
+  A custom policy equal to a preset gets what the preset gets.
 * **Validation**: a direct solver refuses a policy whose ``factor`` it does not have (no 16-bit factor
-  exists; the Schur solver is fp64 only) and a preconditioner; ``cholesky`` is for pose graphs and
-  ``schur`` for bundle adjustment; ``ic`` needs one variable set (pose graphs). The CG-only fields of a
-  policy (Jacobian, preconditioner and Krylov formats) do not concern the direct solvers. Every refusal is
-  a :class:`~mixslam.errors.ConfigError` naming the value and the rule.
+  exists) and a preconditioner; ``iterative_schur`` is for bundle adjustment and takes no preconditioner;
+  ``cholesky`` is for pose graphs and ``schur`` for bundle adjustment; ``ic`` needs one variable set (pose
+  graphs). The CG-only fields of a policy (Jacobian, preconditioner and Krylov formats) do not concern the
+  direct solvers. Every refusal is a :class:`~mixslam.errors.ConfigError` naming the value and the rule.
 """
 
 from __future__ import annotations
@@ -31,13 +35,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
-from ..precision import Precision, PrecisionPolicy
+from ..precision import Precision, PrecisionPolicy, is_16bit
 from .base import LinearSolver, Preconditioner
 from .block_pattern import BlockPattern
 from .config import CGConfig, DirectConfig, ICConfig
 
 __all__ = [
     "SOLVERS",
+    "ITERATIVE",
     "PRECONDITIONERS",
     "SOLVER_ALIASES",
     "PROBLEM_KINDS",
@@ -49,11 +54,13 @@ __all__ = [
     "solve_kernel_specs",
 ]
 
-SOLVERS = ("cholesky", "schur", "cg")
+SOLVERS = ("cholesky", "schur", "cg", "iterative_schur")
 """Canonical linear solver names."""
+ITERATIVE = ("cg", "iterative_schur")
+"""The iterative solvers (inexact-Newton tolerances); the others are direct."""
 PRECONDITIONERS = ("jacobi", "ic", "none")
 """Preconditioner names (``cg`` only)."""
-SOLVER_ALIASES = {"ic": ("cg", "ic"), "cgnr": ("cg", "jacobi")}
+SOLVER_ALIASES = {"ic": ("cg", "ic"), "cgnr": ("cg", "jacobi"), "ischur": ("iterative_schur", None)}
 """Spellings of earlier releases: alias -> (solver, preconditioner it implies)."""
 PROBLEM_KINDS = ("pgo", "ba")
 
@@ -80,7 +87,7 @@ class LinearSolverChoice:
 
     @property
     def iterative(self) -> bool:
-        return self.solver == "cg"
+        return self.solver in ITERATIVE
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,9 @@ def default_linear_solver(
     too_big = direct_unknowns is not None and max_direct is not None and direct_unknowns > max_direct
     if policy.factor in DIRECT_FACTORS[kind] and not too_big:
         return LinearSolverChoice(_DIRECT[kind])
+    wide = not any(is_16bit(getattr(policy, f)) for f in ("jacobian_accumulate", "krylov", "preconditioner_accumulate"))
+    if kind == "ba" and too_big and wide:
+        return LinearSolverChoice("iterative_schur")
     return LinearSolverChoice("cg", _DEFAULT_PRECONDITIONER[kind])
 
 
@@ -142,9 +152,19 @@ def resolve_linear_solver(
                 f"solver 'ic' is CG with the 'ic' preconditioner; it cannot take preconditioner "
                 f"{preconditioner!r} (use solver 'cg')"
             )
+        if name == "iterative_schur":
+            return resolve_linear_solver(name, preconditioner, policy, kind, direct_unknowns, max_direct)
         choice = LinearSolverChoice(name, preconditioner or implied)
     elif solver == "cg":
         choice = LinearSolverChoice("cg", preconditioner or _DEFAULT_PRECONDITIONER[kind])
+    elif solver == "iterative_schur":
+        if kind != "ba":
+            raise ConfigError("the 'iterative_schur' solver is for bundle adjustment (cameras and points)")
+        if preconditioner is not None:
+            raise ConfigError(
+                f"the 'iterative_schur' solver has its own preconditioner (Schur-Jacobi), got {preconditioner!r}"
+            )
+        choice = LinearSolverChoice(solver)
     elif solver in SOLVERS:
         if preconditioner is not None:
             raise ConfigError(f"the direct solver {solver!r} takes no preconditioner, got {preconditioner!r}")
@@ -206,6 +226,10 @@ def make_linear_solver(
         from .schur import SchurSolver
 
         return SchurSolver(structure.nv, structure.p, structure.nb, policy, direct)
+    if choice.solver == "iterative_schur":
+        from .implicit_schur import ImplicitSchurSolver
+
+        return ImplicitSchurSolver(policy, cg)
     if choice.solver == "cg":
         from .cgnr import CGSolver
 

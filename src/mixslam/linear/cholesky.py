@@ -29,7 +29,7 @@ from .block_pattern import BlockPattern
 from .config import DirectConfig
 from .direct import SparseCholesky
 from .linearization import Linearization, model_decrease
-from .refinement import pcg, refine
+from .refinement import fp32_verdict, pcg, refine_to
 
 __all__ = ["CholeskySolver", "SHIFTS"]
 
@@ -185,27 +185,19 @@ class CholeskySolver(LinearSolver):
         times["factor"] = self._t_factor = time.perf_counter() - t
         st.factorizations += 1
         t = time.perf_counter()
-        steps = cfg.max_refinement_iterations if cfg.method == "refinement" else 0
-        out = refine(H.dot, self.chol.solve, b, cfg.tolerance, steps, cfg.max_cg_iterations)
+        out = refine_to(H.dot, self.chol.solve, b, cfg)
         times["refine"] = time.perf_counter() - t
         if out.iterations:
             self._t_iteration = times["refine"] / (1 + out.iterations)
-        st.refinements += out.refinements
-        st.cg_iterations += out.cg_iterations
+        st.count(out)
         if out.cg_iterations:
             decision += " + pcg"
         status = LinearStatus.CONVERGED if out.converged else LinearStatus.MAX_ITERATIONS
-        if not out.converged:
-            st.not_converged += 1
         if cfg.fp64_fallback:
             if shift:
                 self._switch_reason = f"fp32 factorization broke down, shift {shift:g} needed"
-            elif not out.converged:
-                self._switch_reason = f"PCG with the fp32 factor did not reach {cfg.tolerance:g}"
-            elif out.iterations > cfg.max_fp32_iterations:
-                self._switch_reason = (
-                    f"{out.iterations} solves with the fp32 factor for one step (> {cfg.max_fp32_iterations})"
-                )
+            else:
+                self._switch_reason = fp32_verdict(out, cfg, "factor")
         return out.x, 1 + out.iterations, out.relative_residual, status, decision, times
 
     def _factorize_fp32(self, H) -> float:
@@ -251,7 +243,7 @@ class CholeskySolver(LinearSolver):
     def warm(self) -> float:
         from ..kernels.supernodal import warm
 
-        return warm() if self.chol.backend == "mixslam" else 0.0
+        return self.pattern.warm() + (warm() if self.chol.backend == "mixslam" else 0.0)
 
     def direct_stats(self) -> DirectStats:
         return self._stats

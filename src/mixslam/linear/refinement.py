@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["RefineMethod", "RefineResult", "refine", "pcg"]
+__all__ = ["RefineMethod", "RefineResult", "refine", "pcg", "refine_to", "fp32_verdict"]
 
 #: A refinement step that reduces the residual by less than this factor hands over to PCG.
 STALL_RATIO = 0.5
@@ -134,3 +134,20 @@ def pcg(
         true = b - matvec(x)
         rel = float(np.linalg.norm(true)) / bnorm
     return RefineResult(x, 0, it, rel, rel <= tol, RefineMethod.PCG)
+
+
+def refine_to(matvec, factor_solve, b: np.ndarray, config) -> RefineResult:
+    """:func:`refine` with a :class:`~mixslam.linear.config.DirectConfig`'s tolerance, method and caps."""
+    steps = config.max_refinement_iterations if config.method == "refinement" else 0
+    return refine(matvec, factor_solve, b, config.tolerance, steps, config.max_cg_iterations)
+
+
+def fp32_verdict(out: RefineResult, config, factor: str) -> str | None:
+    """Why the fp32 ``factor`` does not pay on this problem after a freshly factored step ended as ``out``
+    (None: it does): PCG did not reach the tolerance, or the step needed more than ``max_fp32_iterations``
+    solves with the factor. The reason goes into ``DirectStats.switched_to_fp64``."""
+    if not out.converged:
+        return f"PCG with the fp32 {factor} did not reach {config.tolerance:g}"
+    if out.iterations > config.max_fp32_iterations:
+        return f"{out.iterations} solves with the fp32 {factor} for one step (> {config.max_fp32_iterations})"
+    return None

@@ -37,7 +37,7 @@ from ..precision import Precision, PrecisionPolicy
 from .base import Damping, DirectStats, LinearResult, LinearSolver, LinearStatus, MemoryUse
 from .config import DirectConfig
 from .linearization import Linearization, model_decrease
-from .refinement import refine
+from .refinement import fp32_verdict, refine_to
 
 _F64 = np.dtype(np.float64)
 _F32 = np.dtype(np.float32)
@@ -238,23 +238,14 @@ class SchurSolver(LinearSolver):
             st.not_converged += 1
             return np.zeros_like(g), LinearStatus.NONFINITE, float("nan"), 1, decision
         t = time.perf_counter()
-        steps = cfg.max_refinement_iterations if cfg.method == "refinement" else 0
-        out = refine(self._matvec(lin, d), lambda r: self._apply(M, r), -g, cfg.tolerance, steps, cfg.max_cg_iterations)
+        out = refine_to(self._matvec(lin, d), lambda r: self._apply(M, r), -g, cfg)
         times["refine"] = time.perf_counter() - t
-        st.refinements += out.refinements
-        st.cg_iterations += out.cg_iterations
+        st.count(out)
         if out.cg_iterations:
             decision += " + pcg"
         status = LinearStatus.CONVERGED if out.converged else LinearStatus.MAX_ITERATIONS
-        if not out.converged:
-            st.not_converged += 1
         if cfg.fp64_fallback:  # a shift alone is no reason: PCG removes it (counted in DirectStats.shifts)
-            if not out.converged:
-                self._switch_reason = f"PCG with the fp32 Schur solve did not reach {cfg.tolerance:g}"
-            elif out.iterations > cfg.max_fp32_iterations:
-                self._switch_reason = (
-                    f"{out.iterations} solves with the fp32 Schur factor for one step (> {cfg.max_fp32_iterations})"
-                )
+            self._switch_reason = fp32_verdict(out, cfg, "Schur factor")
         return out.x, status, out.relative_residual, 1 + out.iterations, decision
 
     def _adapt(self, seconds: float, decision: str) -> str:

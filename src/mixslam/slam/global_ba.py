@@ -14,9 +14,10 @@ seen again in a revisit no loop verified stays two tracks, as it would for a rea
 Steps:
 
 1. triangulate every track with two views or more from the loop-closed poses (linear, ``min_parallax_deg``);
-2. bundle-adjust (fp64: the direct Schur solver up to about 1,000 keyframes, fp64 CGNR above; the other
-   policies: CGNR in their precision), keyframe 0 fixed (the world frame); the monocular scale is left free (the LM
-   damping holds that one flat direction) and set afterwards, as the VO bootstrap does: the trajectory is scaled
+2. bundle-adjust (the policy's default solver: the direct Schur solver up to about 1,000 keyframes, in fp64
+   or, for mixed, measured against fp32; the implicit Schur solver above; CGNR for 16-bit arithmetic),
+   keyframe 0 fixed (the world frame); the monocular scale is left free (the LM damping holds that one flat
+   direction) and set afterwards, as the VO bootstrap does: the trajectory is scaled
    about keyframe 0 so its path length equals the wheel odometry's (unbiased, 5% noise per step: 0.3% over
    300 steps). Measured on 3 default-world runs: scaling to the pose graph's shape instead left 1.0-4.2 cm
    RMSE, the wheel path 0.65-0.72 cm;
@@ -187,9 +188,9 @@ def global_bundle_adjustment(
     pts, tri_ok = triangulate(R_cw, t_cw, track, frame, pixel, K, ntracks, cfg.min_parallax_deg)
     use = tri_ok[track]
     cams = np.concatenate([R_cw.reshape(-1, 9), t_cw], axis=1)
-    # The policy's default solver (mixslam.linear.choice): for fp64 the direct Schur solver while its dense
-    # reduced camera system fits (MAX_DENSE unknowns, about 1,000 keyframes), else fp64 CGNR; the other
-    # policies always run CGNR in their precision.
+    # The policy's default solver (mixslam.linear.choice): the direct Schur solver while its dense reduced
+    # camera system fits (MAX_DENSE unknowns, about 1,000 keyframes), else the implicit Schur solver; CGNR
+    # for the 16-bit-arithmetic policies.
     lm = LMConfig(max_iterations=cfg.max_iterations, initial_lambda=1e-4, function_tolerance=cfg.function_tolerance)
     bcfg = BAConfig(precision=precision, lm=lm, cg=CGConfig(max_iterations=cfg.cg_max_iterations))
     for rnd in range(cfg.rounds):
