@@ -57,6 +57,14 @@ def test_study_does_not_depend_on_workers():
     assert key(one) == key(two)
     for stage in ("ate_vo", "ate_lc"):
         assert set(one["policies"]["fp64"][stage]) >= {"max", "p99", "p90", "mean", "median", "rmse"}
+    # the VO windows' solve times: per trajectory and pooled over the study, against the 100 ms budget
+    pooled = one["policies"]["fp64"]["vo_window_time_s"]
+    rows = one["policies"]["fp64"]["trajectories"]
+    per = [t["vo_window_time_s"] for t in rows]
+    assert pooled["count"] == sum(p["count"] for p in per) == sum(t["ba_solves"] for t in rows) > 0
+    assert pooled["budget"] == 0.1 and pooled["over_budget"] == sum(p["over_budget"] for p in per)
+    assert 0 < pooled["median"] <= pooled["p99"] <= pooled["max"] == max(p["max"] for p in per)
+    assert all("vo_window_seconds" not in t for t in rows)  # the raw list stays out of the rows
 
 
 def _rows(report, policy="fp64"):
@@ -99,7 +107,8 @@ def test_a_study_interrupted_before_any_trajectory_finished_still_reports(monkey
     rep = stop.value.report
     assert rep["interrupted"] is True and (rep["trajectories"], rep["trajectories_finished"]) == (2, 0)
     for name in ("fp64", "mixed"):  # no statistics of nothing, no ratios
-        assert rep["policies"][name] == {"ate_vo": None, "ate_pgo": None, "ate_lc": None, "trajectories": []}
+        assert rep["policies"][name] == {"ate_vo": None, "ate_pgo": None, "ate_lc": None, "vo_window_time_s": None,
+                                         "trajectories": []}
     json.dumps(rep, allow_nan=False)
 
 

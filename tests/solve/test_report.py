@@ -162,3 +162,14 @@ def test_to_jsonable_containers_and_dataclasses():
     assert to_jsonable(DepthStats(DepthCounts(1, 2), DepthCounts())) == {"initial": {"behind": 1, "clamped": 2},
                                                                        "final": {"behind": 0, "clamped": 0}}
     assert to_jsonable({"ok": True, "none": None, "s": "x"}) == {"ok": True, "none": None, "s": "x"}
+
+
+def test_solve_counters_keep_each_solve_time_and_time_stats_count_the_budget():
+    from mixslam.solve.report import SolveCounters, time_stats
+
+    assert time_stats([], 0.1) is None
+    st = time_stats([0.01, 0.02, 0.5, 0.03], 0.1)
+    assert st["median"] == pytest.approx(0.025) and st["max"] == 0.5 and st["over_budget"] == 1
+    assert st["count"] == 4 and st["p99"] <= 0.5 and st["budget"] == 0.1
+    c = SolveCounters()
+    assert c.solve_seconds == []

@@ -25,7 +25,7 @@ from ..errors import ConfigError, check_config_fields, check_seed
 from ..eval import ALIGN_MODES, ate, stats
 from ..runner import BatchInterrupted, TaskRunner
 from ..sim.world import CameraConfig, TrajectoryConfig, WorldConfig, make_world, simulate_run
-from ..solve.report import SolveCounters
+from ..solve.report import SolveCounters, time_stats
 from .pipeline import PipelineConfig, run_pipeline
 from .vo import VOConfig
 
@@ -138,6 +138,8 @@ def run_trajectory(seed: int, policies=POLICIES, config: StudyConfig | None = No
             "seconds": time.perf_counter() - t0,
             "vo_seconds": res.vo.seconds,
             "vo_ba_seconds": ba.seconds,
+            "vo_window_time_s": time_stats(ba.solve_seconds, cfg.pipeline.vo.budget_s),
+            "vo_window_seconds": list(ba.solve_seconds),
             "pgo_seconds": pg.seconds,
             "ba_solves": ba.solves,
             "ba_lm_iterations": ba.iterations,
@@ -251,18 +253,27 @@ def summarize(results: list, policies) -> dict:
     for name in policies:
         rows: list[dict] = []
         errs: dict[str, list] = {"vo": [], "lc": [], "pgo": []}
+        windows: list[float] = []
+        budget = VOConfig().budget_s
         for r in results:
             p = r["policies"][name]
             for stage, e in errs.items():
                 e.extend(p.get(f"errors_{stage}", p["errors_lc"] if stage == "pgo" else []))
+            windows.extend(p.get("vo_window_seconds", []))
+            budget = (p.get("vo_window_time_s") or {}).get("budget", budget)
             rows.append(
                 {
                     "seed": r["seed"],
-                    **{k: v for k, v in p.items() if not k.startswith(("errors_", "ate_")) or k.endswith("_rmse")},
+                    **{
+                        k: v
+                        for k, v in p.items()
+                        if (not k.startswith(("errors_", "ate_")) or k.endswith("_rmse")) and k != "vo_window_seconds"
+                    },
                 }
             )
         out["policies"][name] = {
             **{f"ate_{stage}": stats(np.asarray(e)) if e else None for stage, e in errs.items()},
+            "vo_window_time_s": time_stats(windows, budget),
             "trajectories": rows,
         }
     if "fp64" in policies and results:

@@ -92,6 +92,10 @@ class VOConfig:
     up to ``window`` odometry steps instead of the first one: measured on the default world, 2.7% -> 0.3%
     scale error); later windows inherit it from their fixed frames."""
 
+    budget_s: float = 0.1
+    """Real-time budget of one window solve in seconds (the article's 10 Hz keyframe rate); the report counts
+    the windows over it (``vo_window_time_s``)."""
+
     def __post_init__(self):
         check_config_fields(
             self,
@@ -105,7 +109,7 @@ class VOConfig:
                 "cg_max_iterations": 1,
             },
             nonnegative=("function_tolerance", "min_parallax_deg"),
-            positive=("gate",),
+            positive=("gate", "budget_s"),
             choices={"odometry_scale": (True, False)},
         )
         if self.fixed >= self.window:

@@ -110,11 +110,21 @@ def single_threaded_blas():
     the core the next numba kernel needs: measured on problem-16-22106 (fp64 Schur), the whole BA solve takes
     0.76 s with the default BLAS threads and about 0.5 s with one.
     """
+    global _BLAS_CONTROLLER
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
     except ImportError:  # pragma: no cover - threadpoolctl is a core dependency
         return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    # One controller per process: building one scans every loaded library (2-3 ms, measured as 5% of a
+    # 50-keyframe VO window solve when it was done per solve). Rebuilt if a BLAS was loaded since.
+    if _BLAS_CONTROLLER is None or not _BLAS_CONTROLLER.select(user_api="blas").lib_controllers:
+        import scipy.linalg  # noqa: F401  (scipy's own BLAS loaded before the scan: the solvers call both)
+
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+
+
+_BLAS_CONTROLLER = None
 
 
 def solve(

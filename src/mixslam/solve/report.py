@@ -7,6 +7,8 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..jsonable import to_jsonable
 from ..linear.base import DirectStats, LinearStatus, MemoryUse, PreconditionerStats
 from ..precision import PrecisionPolicy, QuantizationStats
@@ -218,9 +220,12 @@ class SolveCounters:
     """Wall time of the solves as the caller measured it (:meth:`add`)."""
     statuses: dict = field(default_factory=dict)
     """Status value -> count."""
+    solve_seconds: list = field(default_factory=list)
+    """Each solve's wall time (``seconds`` is their sum): the VO windows' time distribution."""
 
     def add(self, report: SolveReport, seconds: float = 0.0) -> None:
         """Count one solve."""
+        self.solve_seconds.append(float(seconds))
         self.solves += 1
         self.iterations += report.iterations
         self.linear_iterations += report.linear_iterations
@@ -232,3 +237,19 @@ class SolveCounters:
 
     def as_dict(self) -> dict:
         return to_jsonable(dataclasses.asdict(self))
+
+
+def time_stats(seconds, budget_s: float) -> dict | None:
+    """Median, 99th percentile and maximum of solve times (seconds), and how many exceeded ``budget_s`` (the
+    real-time budget of a VO window); None for no solves."""
+    t = np.asarray(seconds, dtype=float)
+    if t.size == 0:
+        return None
+    return {
+        "median": float(np.median(t)),
+        "p99": float(np.percentile(t, 99)),
+        "max": float(t.max()),
+        "count": int(t.size),
+        "budget": float(budget_s),
+        "over_budget": int(np.sum(t > budget_s)),
+    }
