@@ -19,6 +19,7 @@ from .linear.block_pattern import BlockPattern
 from .linear.choice import LinearStructure
 from .linear.config import CGConfig, DirectConfig, ICConfig
 from .linear.linearization import Linearization
+from .linear.ordering import shared_orderings
 from .precision import Precision, PrecisionPolicy
 from .problem.between import cost as fp64_cost
 from .problem.between import linearize, sqrt_information
@@ -224,7 +225,8 @@ def optimize_pose_graph(graph: PoseGraph, config: PGOConfig | None = None, **ove
                 f"{graph.source}: an information matrix is not positive definite ({exc})"
             ) from None
 
-    problem, (R, t), report = driver.solve("pgo", config, graph.validate, analyze)
+    with shared_orderings():  # the chordal solves and the LM's factor order the same graph once
+        problem, (R, t), report = driver.solve("pgo", config, graph.validate, analyze)
     report.init = config.init if config.init != "auto" else f"auto ({chosen[0]})"
     return problem.graph.with_poses(R, t), report
 

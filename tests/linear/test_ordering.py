@@ -153,3 +153,28 @@ def test_block_pattern_refuses_a_fractional_fill_level():
     ia, ib = _arrow(5)
     with pytest.raises(ValueError, match="fill_level"):
         BlockPattern(ia, ib, 5, 3, fill_level=1.7)
+
+
+def test_orderings_are_shared_inside_one_solve_only(monkeypatch):
+    """Inside shared_orderings() a graph is ordered once (the chordal solves and the LM's factor); outside,
+    every call computes (repeated solves each pay for their orderings)."""
+    import mixslam.linear.ordering as ordering
+
+    calls = []
+    real = ordering._order
+    monkeypatch.setattr(ordering, "_order", lambda *a: calls.append(a[3]) or real(*a))
+    n = 6
+    ptr = np.array([0, 1, 3, 5, 7, 9, 10])
+    idx = np.array([1, 0, 2, 1, 3, 2, 4, 3, 5, 4])
+    first = ordering.fill_reducing_order(ptr, idx, n, "mmd")
+    ordering.fill_reducing_order(ptr, idx, n, "mmd")
+    assert calls == ["mmd", "mmd"]
+    with ordering.shared_orderings():
+        a = ordering.fill_reducing_order(ptr, idx, n, "mmd")
+        a[:] = -1  # callers get copies
+        b = ordering.fill_reducing_order(ptr, idx, n, "mmd")
+        with ordering.shared_orderings():  # nested: the same scope
+            ordering.fill_reducing_order(ptr, idx, n, "mmd")
+    assert calls == ["mmd"] * 3 and np.array_equal(b, first)
+    ordering.fill_reducing_order(ptr, idx, n, "mmd")
+    assert len(calls) == 4 and ordering._ORDER_CACHE is None
