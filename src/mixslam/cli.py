@@ -1,4 +1,4 @@
-"""Command line: ``mixslam pgo | ba | eval | sim | demo | bench``.
+"""Command line: ``mixslam pgo | ba | eval | sim | demo | bench | generate``.
 
 A thin layer over the library: parse arguments, call the library, print, write files.
 
@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbosity(m)
     _add_eval_parser(sub)
     _add_bench_parser(sub)
+    _add_generate_parser(sub)
     return ap
 
 
@@ -541,6 +542,12 @@ def cmd_sim(args) -> int:
                 f"  {p}: mean ATE VO {vo:.3e} -> pose graph {pg:.3e} -> global BA {lc:.3e} m "
                 f"(loop closure lowers it {vo / lc:.1f}x)"
             )
+            w = d.get("vo_window_time_s")
+            if w:
+                print(
+                    f"  {p}: VO window solve median {1e3 * w['median']:.1f} ms, p99 {1e3 * w['p99']:.1f} ms, "
+                    f"max {1e3 * w['max']:.1f} ms; {w['over_budget']} of {w['count']} over {1e3 * w['budget']:.0f} ms"
+                )
             for stage in ("vo", "pgo", "lc"):
                 r = d.get(f"ratio_to_fp64_{stage}")
                 if r:
@@ -603,6 +610,139 @@ def cmd_eval(args) -> int:
     return 0
 
 
+_TRUTH_RULE = (
+    "The ground truth is written beside OUT in the same format: '.truth' goes before OUT's last suffix "
+    "(problem.txt -> problem.truth.txt, graph.g2o -> graph.truth.g2o, out -> out.truth). The same seed writes "
+    "byte-identical files."
+)
+
+
+def _add_generate_parser(sub) -> None:
+    g = sub.add_parser(
+        "generate",
+        help="write a seeded synthetic problem (BAL or g2o) and its ground truth beside it",
+        description="Write a seeded synthetic problem and its ground truth. " + _TRUTH_RULE,
+    )
+    kinds = g.add_subparsers(dest="problem", required=True, parser_class=_Parser)
+    b = kinds.add_parser(
+        "ba",
+        help="bundle adjustment: cameras on a ring around a point cloud (BAL format)",
+        description="A BAL problem: CAMERAS cameras on a 10 m ring looking at POINTS points in a 4 m ball, each "
+        "point seen by --min-views..--max-views cameras (mean 5 by default: 2,000 cameras and 1,000,000 points "
+        "give about 5 million observations), noisy pixels; OUT holds the perturbed initial guess, OUT.truth "
+        "the true cameras and points with the same observations. " + _TRUTH_RULE,
+    )
+    b.add_argument("output", metavar="OUT", help="BAL file to write (the initial guess), e.g. problem.txt")
+    b.add_argument("--cameras", type=int, required=True, help="number of cameras (>= 2 and >= --max-views)")
+    b.add_argument("--points", type=int, required=True, help="number of points (>= 1)")
+    b.add_argument("--seed", type=int, default=0, help="random seed (>= 0; default 0)")
+    b.add_argument("--min-views", type=int, default=3, help="fewest cameras observing a point (>= 2; default 3)")
+    b.add_argument("--max-views", type=int, default=7, help="most cameras observing a point (default 7)")
+    b.add_argument("--pixel-sigma", type=float, default=1.0, help="pixel noise, px per coordinate (default 1)")
+    b.add_argument(
+        "--rotation-noise", type=float, default=0.01, help="initial guess: camera rotation error, rad (default 0.01)"
+    )
+    b.add_argument(
+        "--translation-noise", type=float, default=0.05, help="initial guess: camera centre error, m (default 0.05)"
+    )
+    b.add_argument("--point-noise", type=float, default=0.05, help="initial guess: point error, m (default 0.05)")
+    b.add_argument("--focal", type=float, default=500.0, help="true focal length, px (default 500)")
+    b.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+    p = kinds.add_parser(
+        "pgo",
+        help="pose graph with loop closures: grid2d, grid3d, sphere or city (g2o format)",
+        description="A pose graph with odometry and loop closures (grid2d: 2D Manhattan-world walk, loop closures "
+        "at revisits kept with probability 0.5; city: the same world with every revisit closed; grid3d: the 3D "
+        "lattice walk; sphere: g2o's sphere, one closure per pose to the ring below). OUT holds the "
+        "odometry-composed initial guess, OUT.truth the true poses with the same edges. " + _TRUTH_RULE,
+    )
+    p.add_argument("output", metavar="OUT", help="g2o file to write (the initial guess), e.g. graph.g2o")
+    p.add_argument("--poses", type=int, required=True, help="number of poses (>= 2)")
+    p.add_argument("--kind", required=True, choices=["grid2d", "grid3d", "sphere", "city"], help="the world")
+    p.add_argument("--seed", type=int, default=0, help="random seed (>= 0; default 0)")
+    p.add_argument("--translation-sigma", type=float, default=0.05, help="measurement noise, m per axis (default 0.05)")
+    p.add_argument("--rotation-sigma", type=float, default=0.01, help="measurement noise, rad per axis (default 0.01)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+
+def cmd_generate(args) -> int:
+    import math
+    import time
+    from functools import partial
+
+    from .errors import ConfigError
+    from .sim.generate import truth_path
+
+    truth = truth_path(args.output)
+    _check_int_option("--seed", args.seed, 0)
+    if args.problem == "ba":
+        _check_int_option("--cameras", args.cameras, 2)
+        _check_int_option("--points", args.points, 1)
+        options = {
+            "min_views": "--min-views",
+            "max_views": "--max-views",
+            "pixel_sigma": "--pixel-sigma",
+            "rotation_noise": "--rotation-noise",
+            "translation_noise": "--translation-noise",
+            "point_noise": "--point-noise",
+            "focal": "--focal",
+        }
+    else:
+        _check_int_option("--poses", args.poses, 2)
+        options = {"translation_sigma": "--translation-sigma", "rotation_sigma": "--rotation-sigma"}
+    values = {name: getattr(args, name) for name in options}
+    for name, value in values.items():
+        if isinstance(value, float) and not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{options[name]} must be a finite number >= 0, got {value}")
+    _check_output_files(("OUT", args.output), ("truth file", str(truth)))  # before any work
+    t0 = time.perf_counter()
+    if args.problem == "ba":
+        from .io.bal import write_bal
+        from .sim.generate import BundleGenConfig, generate_bundle
+
+        try:
+            config = BundleGenConfig(**values)
+        except ConfigError as exc:  # the config's rule, prefixed with the options it names
+            named = [f"{option} {values[name]}" for name, option in options.items() if f".{name} " in str(exc)]
+            raise ConfigError(f"{', '.join(named) or 'options'}: {exc}") from None
+        if args.cameras < config.max_views:
+            raise ConfigError(
+                f"--cameras {args.cameras}: fewer cameras than --max-views {config.max_views}; each point is seen "
+                f"by up to {config.max_views} distinct cameras: give --cameras >= {config.max_views} or lower "
+                "--max-views (and --min-views)"
+            )
+        bundle, bundle_truth = generate_bundle(args.cameras, args.points, args.seed, config)
+        what = f"{bundle.num_cameras} cameras, {bundle.num_points} points, {bundle.num_observations} observations"
+        writes = [partial(write_bal, args.output, bundle), partial(write_bal, truth, bundle_truth)]
+    else:
+        from .io import write_g2o
+        from .sim.generate import generate_pose_graph
+
+        graph, graph_truth = generate_pose_graph(args.kind, args.poses, args.seed, **values)
+        loops = graph.num_edges - (graph.num_poses - 1)
+        what = (
+            f"{args.kind} pose graph, {graph.num_poses} poses ({graph.dim}D), {graph.num_edges} edges "
+            f"({loops} loop closures)"
+        )
+        writes = [partial(write_g2o, graph, args.output), partial(write_g2o, graph_truth, truth)]
+    t1 = time.perf_counter()
+    writes[0]()
+    try:
+        writes[1]()
+    except BaseException:  # never leave a new problem beside an old (or no) truth
+        if special_file(args.output) is None:
+            Path(args.output).unlink(missing_ok=True)
+        raise
+    t2 = time.perf_counter()
+    if not args.quiet:
+        print(
+            f"mixslam generate {args.problem}: {what}, seed {args.seed}: generated in {t1 - t0:.1f} s; wrote "
+            f"{args.output} (initial guess) and {truth} (ground truth) in {t2 - t1:.1f} s"
+        )
+    return EXIT_OK
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -627,7 +767,15 @@ def main(argv=None) -> int:
 
 
 def _dispatch(args) -> int:
-    commands = {"pgo": cmd_pgo, "ba": cmd_ba, "sim": cmd_sim, "demo": cmd_demo, "eval": cmd_eval, "bench": cmd_bench}
+    commands = {
+        "pgo": cmd_pgo,
+        "ba": cmd_ba,
+        "sim": cmd_sim,
+        "demo": cmd_demo,
+        "eval": cmd_eval,
+        "bench": cmd_bench,
+        "generate": cmd_generate,
+    }
     command = commands.get(args.command)
     return EXIT_BAD_INPUT if command is None else command(args)
 

@@ -133,11 +133,15 @@ def test_sim_cli_report_and_histograms(tmp_path, capsys):
     assert "unknown precision" in capsys.readouterr().err
 
 
-def test_sim_cli_without_wheel_odometry(tmp_path):
+def test_sim_cli_without_wheel_odometry(tmp_path, capsys):
     rep = tmp_path / "r.json"
     assert main(["sim", "--trajectories", "1", "--keyframes", "40", "--window", "20", "--precision", "fp64",
-                 "--no-wheel-odometry", "--report", str(rep), "-q"]) == 0
-    assert json.loads(rep.read_text())["config"]["pipeline"]["wheel_odometry"] is False
+                 "--no-wheel-odometry", "--report", str(rep)]) == 0
+    data = json.loads(rep.read_text())
+    assert data["config"]["pipeline"]["wheel_odometry"] is False
+    w = data["policies"]["fp64"]["vo_window_time_s"]
+    out = capsys.readouterr().out
+    assert f"VO window solve median {1e3 * w['median']:.1f} ms" in out and f"of {w['count']} over 100 ms" in out
 
 
 def test_demo_writes_files(tmp_path, capsys):
