@@ -54,3 +54,28 @@ def test_hard_windows_run_to_convergence_and_mixed_matches_fp64():
         assert r.gated == 0, p
         err[p] = float(np.sqrt(np.mean(ate(run.R_wc, run.t_wc, r.R_wc, r.t_wc, mode="se3") ** 2)))
     assert abs(err["mixed"] / err["fp64"] - 1) < 0.01, err
+
+
+def test_an_adaptive_policy_keeps_the_first_full_windows_measured_choice():
+    from types import SimpleNamespace
+
+    from mixslam.linear.base import DirectStats
+    from mixslam.precision import PrecisionPolicy
+    from mixslam.slam.vo import _keep_measured_choice
+
+    mixed = PrecisionPolicy.preset("mixed", "ba")
+
+    def rep(choice):
+        return SimpleNamespace(direct=DirectStats("fp32", "lapack (dense)", choice=choice))
+
+    kept64 = _keep_measured_choice(mixed, rep("fp64 Schur: 0.002 s per step against fp32 + PCG's 0.003 s"), 10)
+    assert not kept64.adaptive and kept64.factor.value == "fp64" and kept64.name == "mixed"
+    kept32 = _keep_measured_choice(mixed, rep("fp32 Schur + PCG: 0.002 s per step against fp64's 0.003 s"), 10)
+    assert not kept32.adaptive and kept32.factor.value == "fp32"
+    # not yet measured (a one-step solve), the bootstrap window, a CG solve, a fixed policy: unchanged
+    assert _keep_measured_choice(mixed, rep("fp32 Schur + PCG for the first step (0.001 s); fp64 not measured yet"),
+                                 10) is mixed
+    assert _keep_measured_choice(mixed, rep("fp64 Schur: 1 s"), 0) is mixed
+    assert _keep_measured_choice(mixed, SimpleNamespace(direct=None), 10) is mixed
+    fp64 = PrecisionPolicy.preset("fp64", "ba")
+    assert _keep_measured_choice(fp64, rep("fp64 Schur: 1 s"), 10) is fp64
