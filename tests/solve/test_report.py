@@ -173,3 +173,18 @@ def test_solve_counters_keep_each_solve_time_and_time_stats_count_the_budget():
     assert st["count"] == 4 and st["p99"] <= 0.5 and st["budget"] == 0.1
     c = SolveCounters()
     assert c.solve_seconds == []
+
+
+def test_reports_carry_the_measured_peak_resident_memory():
+    import sys
+
+    from mixslam.pgo import optimize_pose_graph
+    from mixslam.sim.pose_graph import simulate_pose_graph
+    from mixslam.solve.report import peak_rss_bytes
+
+    _, rep = optimize_pose_graph(simulate_pose_graph("manhattan", 50, seed=0).graph)
+    if sys.platform.startswith("linux"):
+        with open("/proc/self/status") as f:
+            hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+        assert 0 < rep.peak_rss_bytes <= peak_rss_bytes() and abs(peak_rss_bytes() - hwm) <= 0.05 * hwm
+    assert rep.as_dict()["peak_rss_bytes"] == rep.peak_rss_bytes

@@ -387,6 +387,17 @@ def _vinv_apply(Linv, j, t0, t1, t2, out):
     out[2] = Linv[j, 2, 2] * s2
 
 
+@njit(cache=True, fastmath=True, inline="always")
+def _camera_rows(A, e, x, c, pc):
+    """(A[e] x[c]) for the 2-row camera block of observation ``e`` (any storage)."""
+    y0 = load(A, (e, 0, 0)) * x[c, 0]
+    y1 = load(A, (e, 1, 0)) * x[c, 0]
+    for a in range(1, pc):
+        y0 += load(A, (e, 0, a)) * x[c, a]
+        y1 += load(A, (e, 1, a)) * x[c, a]
+    return y0, y1
+
+
 @njit(cache=True, fastmath=True)
 def implicit_schur_matvec(A, ia, B, ib, Linv, dc, x, out, y, t):
     """out (nc, pc) = (AᵀA + diag(dc)) x - AᵀB V⁻¹ BᵀA x, in the dtype of ``out`` (``y`` (m, 2) and ``t``
@@ -401,11 +412,7 @@ def implicit_schur_matvec(A, ia, B, ib, Linv, dc, x, out, y, t):
             y[e, 0] = 0
             y[e, 1] = 0
             continue
-        y0 = load(A, (e, 0, 0)) * x[c, 0]
-        y1 = load(A, (e, 1, 0)) * x[c, 0]
-        for a in range(1, pc):
-            y0 += load(A, (e, 0, a)) * x[c, a]
-            y1 += load(A, (e, 1, a)) * x[c, a]
+        y0, y1 = _camera_rows(A, e, x, c, pc)
         y[e, 0] = y0
         y[e, 1] = y1
         j = ib[e]
@@ -469,11 +476,7 @@ def implicit_back(A, ia, B, ib, Linv, rp, xc, xp, t):
         j = ib[e]
         if c < 0 or j < 0:
             continue
-        y0 = load(A, (e, 0, 0)) * xc[c, 0]
-        y1 = load(A, (e, 1, 0)) * xc[c, 0]
-        for a in range(1, pc):
-            y0 += load(A, (e, 0, a)) * xc[c, a]
-            y1 += load(A, (e, 1, a)) * xc[c, a]
+        y0, y1 = _camera_rows(A, e, xc, c, pc)
         for q in range(3):
             t[j, q] -= load(B, (e, 0, q)) * y0 + load(B, (e, 1, q)) * y1
     s = np.empty(3, t.dtype)

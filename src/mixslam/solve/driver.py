@@ -29,7 +29,7 @@ from ..linear.config import CGConfig, DirectConfig, ICConfig
 from ..precision import PrecisionPolicy
 from .config import LMConfig
 from .lm import levenberg_marquardt
-from .report import SolveReport, Status
+from .report import SolveReport, Status, peak_rss_bytes
 
 __all__ = ["SolveSettings", "AnalyzedProblem", "solve", "single_threaded_blas"]
 
@@ -169,6 +169,7 @@ def solve(
     report.timing["total"] += t1 - t0
     report.timing["compile"] = compile_s
     problem.finish_report(report, state)
+    report.peak_rss_bytes = peak_rss_bytes()
     return problem, state, report
 
 

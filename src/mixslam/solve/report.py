@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -137,6 +138,10 @@ class SolveReport:
     """Bundle adjustment: depth guard counts."""
     problem: ProblemInfo | None = None
     """Bundle adjustment: the problem's sizes."""
+    peak_rss_bytes: int | None = None
+    """The process's peak resident set at the end of the solve, measured (``getrusage``'s ``ru_maxrss``; None
+    where the platform has no such counter). It is the process's high-water mark, earlier work included: to
+    compare policies, solve each in its own process (``benchmarks/ba_large.py``)."""
 
     @property
     def converged(self) -> bool:
@@ -181,6 +186,7 @@ class SolveReport:
                 "fallbacks": q.fallbacks,
             },
             "memory": self.memory,
+            "peak_rss_bytes": self.peak_rss_bytes,
             "history": self.history,
         }
         for name in ("policy", "file_cost", "depth", "problem"):
@@ -237,6 +243,17 @@ class SolveCounters:
 
     def as_dict(self) -> dict:
         return to_jsonable(dataclasses.asdict(self))
+
+
+def peak_rss_bytes() -> int | None:
+    """This process's peak resident set size in bytes (Linux reports KiB, macOS bytes); None without
+    ``resource`` (Windows)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def time_stats(seconds, budget_s: float) -> dict | None:
