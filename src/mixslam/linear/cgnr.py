@@ -152,7 +152,45 @@ def pcg(
     return CGResult(x, it, float(res), status, record())
 
 
-class CGSolver(LinearSolver):
+class KrylovSolver(LinearSolver):
+    """What the iterative solvers share: the policy, the CG settings, the inexact-Newton forcing sequence, and
+    the Jacobian stored in the policy's format once per linearization (a rejected step's re-solve reuses it,
+    and its quantization is not counted twice)."""
+
+    def __init__(self, policy: PrecisionPolicy, config: CGConfig | None = None):
+        self.policy = policy
+        self.config = config or CGConfig()
+        self.forcing = Forcing(self.config)
+        self._op: JacobianOperator | None = None
+        self._op_for: Linearization | None = None
+        self._memory = MemoryUse()
+
+    def next_tolerance(self, gnorm: float, g0norm: float) -> float:
+        return self.forcing.next(gnorm, g0norm)
+
+    def tighten_tolerance(self, relative_residual: float) -> None:
+        self.forcing.tighten(relative_residual)
+
+    def memory(self) -> MemoryUse:
+        return self._memory
+
+    def _is_new(self, lin: Linearization) -> bool:
+        return self._op_for is not lin or self._op is None
+
+    def _stored_jacobian(self, lin: Linearization, scale: np.ndarray) -> tuple[JacobianOperator, QuantizationStats]:
+        """(the column-scaled Jacobian of ``lin`` in the policy's storage, the statistics of storing it now)."""
+        if not self._is_new(lin):
+            assert self._op is not None
+            return self._op, QuantizationStats()
+        pol = self.policy
+        self._op = JacobianOperator.from_linearization(
+            lin, scale, pol.jacobian_storage, pol.jacobian_accumulate, pol.fallback
+        )
+        self._op_for = lin
+        return self._op, self._op.stats
+
+
+class CGSolver(KrylovSolver):
     """CGNR on the column-scaled Jacobian with any :class:`~mixslam.linear.base.Preconditioner`, every
     operation in the precision the policy names.
 
@@ -168,20 +206,9 @@ class CGSolver(LinearSolver):
     preconditioner: Preconditioner  # CG always has one (``none`` is the identity)
 
     def __init__(self, policy: PrecisionPolicy, preconditioner: Preconditioner, config: CGConfig | None = None):
-        self.policy = policy
+        super().__init__(policy, config)
         self.preconditioner = preconditioner
-        self.config = config or CGConfig()
-        self.forcing = Forcing(self.config)
         self.arith = KrylovArith(policy.krylov)
-        self._op: JacobianOperator | None = None
-        self._op_for: Linearization | None = None
-        self._memory = MemoryUse()
-
-    def next_tolerance(self, gnorm: float, g0norm: float) -> float:
-        return self.forcing.next(gnorm, g0norm)
-
-    def tighten_tolerance(self, relative_residual: float) -> None:
-        self.forcing.tighten(relative_residual)
 
     def _pcg(self, op, damping, b, rtol) -> CGResult:
         pre = None if self.preconditioner.is_identity else self.preconditioner
@@ -209,17 +236,8 @@ class CGSolver(LinearSolver):
         # A column no residual touches (a BAL camera's frozen pose) is decoupled with a zero right-hand side:
         # damping 1 keeps its preconditioner entries O(1) (not 1/(λ·min_diagonal)) and its step exactly 0.
         d = np.where(colsq > 0, damping.diagonal(colsq) * scale * scale, 1.0)
-        new_linearization = self._op_for is not lin or self._op is None
-        if not new_linearization and self._op is not None:
-            # Same linearization, new damping (a rejected step): the stored Jacobian is reused and its
-            # quantization is not counted twice.
-            op, stats = self._op, QuantizationStats()
-        else:
-            op = JacobianOperator.from_linearization(
-                lin, scale, pol.jacobian_storage, pol.jacobian_accumulate, pol.fallback
-            )
-            self._op, self._op_for = op, lin
-            stats = op.stats
+        new_linearization = self._is_new(lin)
+        op, stats = self._stored_jacobian(lin, scale)
         t1 = time.perf_counter()
         times["quantize"] = t1 - t0
         pre = self.preconditioner
@@ -257,9 +275,6 @@ class CGSolver(LinearSolver):
         return LinearResult(
             delta, res.iterations, res.relative_residual, res.status, model_decrease(lin, g, delta), stats, times
         )
-
-    def memory(self) -> MemoryUse:
-        return self._memory
 
     def kernel_specs(self) -> set:
         pol = self.policy

@@ -82,7 +82,7 @@ class CholeskySolver(LinearSolver):
         t0 = time.perf_counter()
         g = lin.gradient(np.float64)
         colsq = lin.column_sq_norms()
-        H = self.pattern.to_csc(self.pattern.assemble(lin.A, lin.B), damping.diagonal(colsq))
+        H = self.pattern.assemble_csc(lin.A, lin.B, damping.diagonal(colsq))  # one pass, no block array
         t1 = time.perf_counter()
         measuring = self._measuring
         if self.mixed:

@@ -25,19 +25,20 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..kernels.schur import implicit_back, implicit_point_blocks, implicit_rhs, implicit_schur_matvec
-from ..precision import PrecisionPolicy, QuantizationStats, is_16bit
+from ..precision import PrecisionPolicy, is_16bit
 from ..storage import kernel_types
-from .base import Damping, LinearResult, LinearSolver, LinearStatus, MemoryUse
-from .config import CGConfig, Forcing
+from .base import Damping, LinearResult, LinearStatus, MemoryUse
+from .cgnr import KrylovSolver
+from .config import CGConfig
 from .linearization import Linearization, model_decrease
-from .operators import JacobianOperator, column_scale, power_of_two
+from .operators import column_scale, power_of_two
 
 __all__ = ["ImplicitSchurSolver"]
 
 _F64 = np.dtype(np.float64)
 
 
-class ImplicitSchurSolver(LinearSolver):
+class ImplicitSchurSolver(KrylovSolver):
     """PCG on the implicit reduced camera system with the Schur-Jacobi preconditioner."""
 
     name = "iterative_schur"
@@ -50,22 +51,8 @@ class ImplicitSchurSolver(LinearSolver):
                     f"the iterative_schur solver needs fp32 or fp64 arithmetic; policy {policy.name!r} has "
                     f"{field}={getattr(policy, field).value} (use 'cg' for 16-bit arithmetic)"
                 )
-        self.policy = policy
-        self.config = config or CGConfig()
-        self.forcing = Forcing(self.config)
+        super().__init__(policy, config)
         self.dtype = np.dtype(policy.krylov.compute_dtype)
-        self._op: JacobianOperator | None = None
-        self._op_for: Linearization | None = None
-        self._memory = MemoryUse()
-
-    def next_tolerance(self, gnorm: float, g0norm: float) -> float:
-        return self.forcing.next(gnorm, g0norm)
-
-    def tighten_tolerance(self, relative_residual: float) -> None:
-        self.forcing.tighten(relative_residual)
-
-    def memory(self) -> MemoryUse:
-        return self._memory
 
     def kernel_specs(self) -> set:
         pol = self.policy
@@ -73,7 +60,6 @@ class ImplicitSchurSolver(LinearSolver):
         return {("implicit_schur", store_dt, self.dtype, False), ("implicit_schur", _F64, _F64, False)}
 
     def solve(self, lin: Linearization, damping: Damping, rtol: float) -> LinearResult:
-        pol = self.policy
         times: dict = {}
         t0 = time.perf_counter()
         if lin.pb != 3:
@@ -83,17 +69,7 @@ class ImplicitSchurSolver(LinearSolver):
         g = lin.gradient(np.float64)
         d = np.where(colsq > 0, damping.diagonal(colsq), 1.0)  # unscaled damping; a frozen column moves 0
         ds = d * scale * scale
-        new_linearization = self._op_for is not lin or self._op is None
-        if new_linearization:
-            self._op = JacobianOperator.from_linearization(
-                lin, scale, pol.jacobian_storage, pol.jacobian_accumulate, pol.fallback
-            )
-            self._op_for = lin
-            stats = self._op.stats
-        else:
-            stats = QuantizationStats()
-        op = self._op
-        assert op is not None
+        op, stats = self._stored_jacobian(lin, scale)
         dt = self.dtype
         # fp64 point inverses of the unquantized, unscaled Jacobian: the reduced right-hand side and the
         # back-substitution.
