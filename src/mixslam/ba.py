@@ -219,7 +219,7 @@ def _warm(model: str, specs, residual_dtypes) -> float:
     schur_dtypes = tuple(np.dtype(s[1]) for s in specs if s[0] == "schur")
     implicit = tuple(("implicit", np.dtype(s[1]), np.dtype(s[2])) for s in specs if s[0] == "implicit_schur")
     pc = 9 if model == "bal" else 6
-    seconds = warm_products({s for s in specs if s[0] not in ("schur", "implicit_schur")}, (2, pc, 3))
+    seconds = warm_products({s for s in specs if s[0] not in ("schur", "implicit_schur")}, (2, pc, 3), two_sets=True)
     jobs = (*residual_dtypes, *(("schur", dt) for dt in schur_dtypes), *implicit)
     todo = [job for job in jobs if (model, job) not in _WARM]
     if not todo:

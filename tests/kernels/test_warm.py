@@ -10,7 +10,7 @@ import pytest
 
 from mixslam.ba import BAConfig, BundleProblem, optimize_bundle
 from mixslam.kernels import ic as ic_mod
-from mixslam.kernels import products, warm
+from mixslam.kernels import camera_major, products, vector_products, warm
 from mixslam.kernels.warm import ALL, warm_products
 from mixslam.linear import LinearStructure, make_linear_solver, resolve_linear_solver, solve_kernel_specs
 from mixslam.linear import schur as schur_mod
@@ -56,6 +56,26 @@ def calls(monkeypatch):
     wrap(products, "normal_matvec_nb",
          lambda A, ia, B, ib, pa, pb, ga, gb, t, tag, K, PA, PB:
          (("normal_matvec", _store(A), ga.dtype, tag.dtype == np.uint16), sizes(K, PA, PB)))
+    # the vectorized cores (fp32/fp64 arithmetic) behind the same public products
+    wrap(vector_products, "matvec_chunk_nb",
+         lambda A, ia, B, ib, xa, xb, y, e0, e1, K, PA, PB:
+         (("jac_matvec", _store(A), y.dtype, False), sizes(K, PA, PB)))
+    wrap(vector_products, "rmatvec_chunk_nb",
+         lambda A, ia, B, ib, y, GA, GB, e0, e1, K, PA, PB:
+         (("jac_rmatvec", _store(A), GA.dtype, False), sizes(K, PA, PB)))
+    wrap(vector_products, "normal_chunk_nb",
+         lambda A, ia, B, ib, xa, xb, GA, GB, e0, e1, K, PA, PB:
+         (("normal_matvec", _store(A), GA.dtype, False), sizes(K, PA, PB)))
+    # the camera-major cores (bundle adjustment's CG products)
+    wrap(camera_major, "cm_matvec_chunk",
+         lambda JA, JB, IB, ROW, sc, b0, b1, s0, s1, XA, xb, y, K, PA, PB:
+         (("jac_matvec", _store(JA), y.dtype, False), sizes(K, PA, PB)))
+    wrap(camera_major, "cm_rmatvec_chunk",
+         lambda JA, JB, IB, ROW, sc, b0, b1, s0, s1, y, ga, gb, ACC, K, PA, PB:
+         (("jac_rmatvec", _store(JA), ga.dtype, False), sizes(K, PA, PB)))
+    wrap(camera_major, "cm_normal_chunk",
+         lambda JA, JB, IB, sc, b0, b1, s0, s1, XA, xb, ga, gb, ACC, NRM, K, PA, PB:
+         (("normal_matvec", _store(JA), ga.dtype, False), sizes(K, PA, PB)))
     wrap(ic_mod, "ic_solve_nb",
          lambda indptr, indices, L, b, x, w, tag, P:
          (("ic_solve", _store(L), x.dtype, tag.dtype == np.uint16), (len(P),) * 3))

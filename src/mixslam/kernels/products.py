@@ -33,6 +33,7 @@ import numpy as np
 from numba import njit
 
 from .fp16 import arith_in, arith_rnd, arith_tag, arith_zero, load, round16_ref
+from .vector_products import ProductPlan, matvec_vec, normal_vec, rmatvec_vec, supported
 
 __all__ = [
     "jac_matvec",
@@ -50,6 +51,7 @@ __all__ = [
     "jac_rmatvec_ref",
     "normal_matvec_ref",
     "check_two_block",
+    "plan_for",
 ]
 
 _STORAGE = (np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.uint16))
@@ -348,20 +350,45 @@ def check_two_block(A, ia, B, ib, na: int, nb: int) -> None:
             raise ValueError(f"{name} has entries outside [-1, {n}); got range [{idx.min()}, {idx.max()}]")
 
 
-def jac_matvec(A, ia, B, ib, xa, xb, y, acc16=False):
-    """y[e] = A[e] @ xa[ia[e]] + B[e] @ xb[ib[e]] (absent blocks skipped), written into ``y`` (R, k)."""
+def _vector_path(acc16, pa, pb, out) -> bool:
+    """The vectorized kernels serve fp32/fp64 arithmetic on blocks up to 16 wide into C-contiguous outputs;
+    emulated fp16 arithmetic (``acc16``) keeps the scalar kernels (its order of roundings is specified)."""
+    return not acc16 and supported(pa, pb) and out.flags.c_contiguous
+
+
+def _as(v, dtype):
+    return v if v.dtype == dtype and v.flags.c_contiguous else np.ascontiguousarray(v, dtype)
+
+
+def plan_for(ia, ib, aliased: bool, plan: ProductPlan | None = None) -> ProductPlan:
+    """``plan`` if it describes this structure, else a new one (:class:`~.vector_products.ProductPlan`)."""
+    if plan is not None and plan.matches(ia, aliased):
+        return plan
+    return ProductPlan(ia, ib, aliased)
+
+
+def jac_matvec(A, ia, B, ib, xa, xb, y, acc16=False, *, threads=None, plan=None):
+    """y[e] = A[e] @ xa[ia[e]] + B[e] @ xb[ib[e]] (absent blocks skipped), written into ``y`` (R, k).
+
+    ``threads``: kernel threads (default :func:`~.threads.default_threads`; the result does not depend on
+    it). ``plan``: a :class:`~.vector_products.ProductPlan` of this structure, reused across calls.
+    """
     _check_jac(A, ia, B, ib)
     R, k, pa = A.shape
     _check_vec("xa", xa, None, pa)
     _check_vec("xb", xb, None, B.shape[2])
     _check_vec("y", y, R, k, out=True)
-    jac_matvec_nb(
-        A, ia, B, ib, xa, xb, y, arith_tag(y.dtype, acc16), static_size(k), static_size(pa), static_size(B.shape[2])
-    )
+    sizes = (static_size(k), static_size(pa), static_size(B.shape[2]))
+    if _vector_path(acc16, pa, B.shape[2], y):
+        xa_ = _as(xa, y.dtype)
+        xb_ = xa_ if xb is xa else _as(xb, y.dtype)
+        matvec_vec(A, ia, B, ib, xa_, xb_, y, sizes, plan_for(ia, ib, xa is xb, plan), threads)
+        return y
+    jac_matvec_nb(A, ia, B, ib, xa, xb, y, arith_tag(y.dtype, acc16), *sizes)
     return y
 
 
-def jac_rmatvec(A, ia, B, ib, y, ga, gb, acc16=False):
+def jac_rmatvec(A, ia, B, ib, y, ga, gb, acc16=False, *, threads=None, plan=None):
     """ga = Jₐᵀ y, gb = J_bᵀ y (scatter-add over row blocks). ``ga`` and ``gb`` may be the same array."""
     _check_jac(A, ia, B, ib)
     R, k, pa = A.shape
@@ -370,17 +397,20 @@ def jac_rmatvec(A, ia, B, ib, y, ga, gb, acc16=False):
     _check_vec("gb", gb, None, B.shape[2], out=True)
     if ga.dtype != gb.dtype:
         raise TypeError(f"ga ({ga.dtype}) and gb ({gb.dtype}) must have the same dtype")
-    jac_rmatvec_nb(
-        A, ia, B, ib, y, ga, gb, arith_tag(ga.dtype, acc16), static_size(k), static_size(pa), static_size(B.shape[2])
-    )
+    sizes = (static_size(k), static_size(pa), static_size(B.shape[2]))
+    if _vector_path(acc16, pa, B.shape[2], ga) and gb.flags.c_contiguous:
+        rmatvec_vec(A, ia, B, ib, _as(y, ga.dtype), ga, gb, sizes, plan_for(ia, ib, ga is gb, plan), threads)
+        return ga, gb
+    jac_rmatvec_nb(A, ia, B, ib, y, ga, gb, arith_tag(ga.dtype, acc16), *sizes)
     return ga, gb
 
 
-def normal_matvec(A, ia, B, ib, pa, pb, ga, gb, acc16=False) -> float:
+def normal_matvec(A, ia, B, ib, pa, pb, ga, gb, acc16=False, *, threads=None, plan=None) -> float:
     """Fused (ga, gb) = Jᵀ J (pa, pb) in one pass over the Jacobian; returns ||J p||².
 
     ``ga`` and ``gb`` may be the same array (pose graphs). The squared norm is accumulated in the arithmetic of
     the outputs (float64 / float32) or in emulated fp16 when ``acc16`` (where it may overflow to inf).
+    ``threads`` and ``plan`` as in :func:`jac_matvec`.
     """
     _check_jac(A, ia, B, ib)
     R, k, na_ = A.shape
@@ -390,13 +420,14 @@ def normal_matvec(A, ia, B, ib, pa, pb, ga, gb, acc16=False) -> float:
     _check_vec("gb", gb, None, B.shape[2], out=True)
     if ga.dtype != gb.dtype:
         raise TypeError(f"ga ({ga.dtype}) and gb ({gb.dtype}) must have the same dtype")
+    sizes = (static_size(k), static_size(na_), static_size(B.shape[2]))
+    if _vector_path(acc16, na_, B.shape[2], ga) and gb.flags.c_contiguous:
+        xa = _as(pa, ga.dtype)
+        xb = xa if pb is pa else _as(pb, ga.dtype)
+        return normal_vec(A, ia, B, ib, xa, xb, ga, gb, sizes, plan_for(ia, ib, ga is gb, plan), threads)
     tag = arith_tag(ga.dtype, acc16)
     t = np.empty(k, np.float32 if acc16 else ga.dtype)
-    return float(
-        normal_matvec_nb(
-            A, ia, B, ib, pa, pb, ga, gb, t, tag, static_size(k), static_size(na_), static_size(B.shape[2])
-        )
-    )
+    return float(normal_matvec_nb(A, ia, B, ib, pa, pb, ga, gb, t, tag, *sizes))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -165,6 +165,10 @@ class KrylovSolver(LinearSolver):
         self._op_for: Linearization | None = None
         self._memory = MemoryUse()
 
+    layout = "auto"
+    """The stored Jacobian's layout (:class:`~mixslam.linear.operators.JacobianOperator`): CGNR only multiplies
+    by it, so the camera-major batches serve bundle adjustment; the implicit Schur kernels read row blocks."""
+
     def next_tolerance(self, gnorm: float, g0norm: float) -> float:
         return self.forcing.next(gnorm, g0norm)
 
@@ -184,7 +188,7 @@ class KrylovSolver(LinearSolver):
             return self._op, QuantizationStats()
         pol = self.policy
         self._op = JacobianOperator.from_linearization(
-            lin, scale, pol.jacobian_storage, pol.jacobian_accumulate, pol.fallback
+            lin, scale, pol.jacobian_storage, pol.jacobian_accumulate, pol.fallback, layout=self.layout
         )
         self._op_for = lin
         return self._op, self._op.stats

@@ -43,6 +43,7 @@ class ImplicitSchurSolver(KrylovSolver):
 
     name = "iterative_schur"
     initial_lambda = 1e-5
+    layout = "rows"  # its kernels read the row blocks
 
     def __init__(self, policy: PrecisionPolicy, config: CGConfig | None = None):
         for field in ("jacobian_accumulate", "krylov", "preconditioner_accumulate"):

@@ -14,8 +14,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..kernels import jac_matvec, jac_rmatvec, normal_matvec
+from ..kernels.camera_major import CameraMajor, cm_matvec, cm_normal, cm_rmatvec
+from ..kernels.camera_major import build as build_camera_major
 from ..kernels.fp16 import axpy16, dot16, round16_count
-from ..kernels.products import scaled_blocks_nb
+from ..kernels.products import plan_for, scaled_blocks_nb
+from ..kernels.vector_products import ProductPlan
 from ..precision import Precision, is_16bit
 from ..storage import store
 
@@ -57,7 +60,10 @@ class JacobianOperator:
         fallback: bool = True,
         nb: int = 0,
         pb: int = 0,
+        layout: str = "rows",
     ):
+        if layout not in ("rows", "auto"):
+            raise ValueError(f"layout must be 'rows' or 'auto', got {layout!r}")
         self.ia, self.ib, self.nv, self.p, self.nb, self.pb = ia, ib, nv, p, nb, pb
         sa, sb = self.split(scale)
         # Scaled blocks in one compiled pass; one quantization of both together, so a fallback applies to
@@ -79,16 +85,34 @@ class JacobianOperator:
         self.B = st.values[A.size :].reshape(B.shape)
         self.acc16 = st.acc16
         self.k = A.shape[1]
-        self.nbytes = self.A.nbytes + self.B.nbytes
+        self.camera_major: CameraMajor | None = None
+        """The camera-major layout (:mod:`mixslam.kernels.camera_major`) when ``layout="auto"`` chose it: two
+        variable sets, fp32/fp64 arithmetic, each camera sees a point once. The row blocks are then dropped."""
+        if layout == "auto" and pb and not self.acc16:
+            self.camera_major = build_camera_major(self.A, ia, self.B, ib, nv, nb)
+            if self.camera_major is not None:
+                self.A = self.B = None
+        self.nbytes = self.camera_major.nbytes if self.camera_major is not None else self.A.nbytes + self.B.nbytes
+        self.plan: ProductPlan | None = None
+        """The products' chunking and accumulators (:class:`~mixslam.kernels.vector_products.ProductPlan`),
+        built by the first product and reused by the others."""
 
     @property
     def fallbacks(self) -> int:
         return self.stats.fallbacks
 
     @classmethod
-    def from_linearization(cls, lin, scale, storage: Precision, accumulate: Precision, fallback: bool = True):
-        """The column-scaled Jacobian of ``lin`` stored in ``storage`` for ``accumulate`` arithmetic."""
-        return cls(lin.A, lin.ia, lin.B, lin.ib, lin.nv, lin.p, scale, storage, accumulate, fallback, lin.nb, lin.pb)
+    def from_linearization(
+        cls, lin, scale, storage: Precision, accumulate: Precision, fallback: bool = True, layout: str = "rows"
+    ):
+        """The column-scaled Jacobian of ``lin`` stored in ``storage`` for ``accumulate`` arithmetic.
+
+        ``layout``: ``rows`` keeps the row blocks (``A``, ``B``: what the implicit Schur kernels read);
+        ``auto`` uses the camera-major layout where it serves (bundle adjustment's CG products, 2-5x faster).
+        """
+        return cls(
+            lin.A, lin.ia, lin.B, lin.ib, lin.nv, lin.p, scale, storage, accumulate, fallback, lin.nb, lin.pb, layout
+        )
 
     @property
     def size(self) -> int:
@@ -101,18 +125,30 @@ class JacobianOperator:
         """out = JᵀJ p (scaled space); returns ‖J p‖²."""
         pa, pb = self.split(p_vec)
         oa, ob = self.split(out)
-        return normal_matvec(self.A, self.ia, self.B, self.ib, pa, pb, oa, ob, self.acc16)
+        if self.camera_major is not None:
+            return cm_normal(self.camera_major, pa, pb, oa, ob)
+        self.plan = plan_for(self.ia, self.ib, oa is ob, self.plan)
+        return normal_matvec(self.A, self.ia, self.B, self.ib, pa, pb, oa, ob, self.acc16, plan=self.plan)
 
     def matvec(self, x: np.ndarray) -> np.ndarray:
         y = np.empty((self.ia.shape[0], self.k), dtype=x.dtype)
         xa, xb = self.split(x)
-        jac_matvec(self.A, self.ia, self.B, self.ib, xa, xb, y, self.acc16)
+        if self.camera_major is not None:
+            cm_matvec(self.camera_major, xa, xb, y)
+            return y
+        self.plan = plan_for(self.ia, self.ib, xa is xb, self.plan)
+        jac_matvec(self.A, self.ia, self.B, self.ib, xa, xb, y, self.acc16, plan=self.plan)
         return y
 
     def rmatvec(self, y: np.ndarray, dtype=None) -> np.ndarray:
         g = np.zeros(self.size, dtype=dtype or y.dtype)
         ga, gb = self.split(g)
-        jac_rmatvec(self.A, self.ia, self.B, self.ib, np.ascontiguousarray(y, dtype=g.dtype), ga, gb, self.acc16)
+        y = np.ascontiguousarray(y, dtype=g.dtype)
+        if self.camera_major is not None:
+            cm_rmatvec(self.camera_major, y, ga, gb)
+            return g
+        self.plan = plan_for(self.ia, self.ib, ga is gb, self.plan)
+        jac_rmatvec(self.A, self.ia, self.B, self.ib, y, ga, gb, self.acc16, plan=self.plan)
         return g
 
 

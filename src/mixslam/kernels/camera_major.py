@@ -1,0 +1,563 @@
+"""Camera-major structure-of-arrays products of a bundle-adjustment Jacobian (two variable sets).
+
+The row-block kernels (:mod:`.vector_products`) load one observation's rows as vectors and must sum each
+row's lanes and scatter each observation's result alone: ~70 instructions per observation whatever the
+storage, so fp16 saved bytes but no time. Here the *lanes are observations*:
+
+Layout (:class:`CameraMajor`, built once per linearization by :func:`build`)
+    Observations are grouped by camera (then point) and each camera's group is padded to a multiple of 16.
+    A batch of 16 observations of one camera stores each Jacobian entry (r, c) as one 16-lane vector:
+    ``JA[batch, (r*pa + c)*16 + lane]``, ``JB[batch, (r*pb + c)*16 + lane]``, in the storage format (fp16 as
+    bits, converted 16 values per instruction). ``IB[batch, lane]`` is the point (int32; -1 for padding and
+    fixed points) and ``ROW[batch, lane]`` the observation's row in the original order (-1 for padding).
+
+Per batch (one intrinsic, :func:`cm_normal_batch`)
+    The camera's tangent values are broadcast (one camera per batch), the point values gathered
+    (``vgatherdps``), t_r = Σ_c JA[r, c] xa_c + Σ_c JB[r, c] xb_c is 2(pa + pb) fused multiply-adds on
+    whole vectors, the camera's Jᵀt accumulates in pa vectors summed once per camera, and the points'
+    Jᵀt is gathered, added and scattered back (``vscatterdps``: the points of one batch are distinct because
+    a camera sees a point once; :func:`build` refuses a Jacobian where it does not).
+
+Chunks and threads
+    The points are split into :func:`~.threads.chunk_count` ranges of nearly equal observation counts, fixed
+    when the layout is built. Each chunk holds the observations of its points, camera-major: chunks write
+    disjoint point rows, keep private camera sums, and everything is added in chunk order, so results do not
+    depend on the thread count.
+
+Arithmetic: fp32 or fp64 (the dtype of the vectors); products and sums with fused multiply-adds, lanes
+summed by a fixed tree. Emulated fp16 arithmetic keeps the scalar kernels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .simd import splat, vector_name
+from .threads import chunk_count, run_chunks
+
+__all__ = ["CameraMajor", "build", "cm_normal", "cm_matvec", "cm_rmatvec", "LANES"]
+
+LANES = 16
+_I1, _I32, _I64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Code generation
+# ---------------------------------------------------------------------------------------------------------
+def _vec_ptrs(builder, base, idx, elem_bytes, ety):
+    """Vector of pointers base + idx * elem_bytes (llvmlite's gep takes no vector indices)."""
+    vi64 = ir.VectorType(_I64, LANES)
+    b = builder.insert_element(ir.Constant(vi64, ir.Undefined), builder.ptrtoint(base, _I64), ir.Constant(_I32, 0))
+    b = builder.shuffle_vector(b, b, ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+    off = builder.mul(idx, ir.Constant(vi64, [elem_bytes] * LANES))
+    return builder.inttoptr(builder.add(b, off), ir.VectorType(ety.as_pointer(), LANES))
+
+
+def _fkind(ety) -> str:
+    return "f32" if isinstance(ety, ir.FloatType) else "f64"
+
+
+def _gather(builder, ptrs, vty, mask, align):
+    fn = cgutils.get_or_insert_function(
+        builder.module,
+        ir.FunctionType(vty, [ptrs.type, _I32, mask.type, vty]),
+        f"llvm.masked.gather.{vector_name(vty)}.v{LANES}p0{_fkind(vty.element)}",
+    )
+    return builder.call(fn, [ptrs, ir.Constant(_I32, align), mask, ir.Constant(vty, None)])
+
+
+def _scatter(builder, val, ptrs, mask, align):
+    vty = val.type
+    fn = cgutils.get_or_insert_function(
+        builder.module,
+        ir.FunctionType(ir.VoidType(), [vty, ptrs.type, _I32, mask.type]),
+        f"llvm.masked.scatter.{vector_name(vty)}.v{LANES}p0{_fkind(vty.element)}",
+    )
+    builder.call(fn, [val, ptrs, ir.Constant(_I32, align), mask])
+
+
+class _Batch:
+    """One batch of 16 observations: loads, conversions and the arithmetic of the three products."""
+
+    def __init__(self, context, builder, sig, args, acc_type, k, pa, pb):
+        self.c, self.b, self.sig, self.args = context, builder, sig, args
+        self.acc = acc_type
+        self.aty = context.get_value_type(acc_type)
+        self.vty = ir.VectorType(self.aty, LANES)
+        self.al = acc_type.bitwidth // 8
+        self.k, self.pa, self.pb = k, pa, pb
+        self.fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(self.vty, [self.vty] * 3), f"llvm.fma.{vector_name(self.vty)}"
+        )
+
+    def data(self, i):
+        return self.c.make_array(self.sig.args[i])(self.c, self.b, self.args[i]).data
+
+    def i64(self, i):
+        return self.c.cast(self.b, self.args[i], self.sig.args[i], types.int64)
+
+    def const(self, v):
+        return ir.Constant(_I64, v)
+
+    def jac(self, i, bat, n, q):
+        """Entry q of the batch's n vectors in array i (storage format) as an arithmetic vector."""
+        b = self.b
+        st = self.sig.args[i].dtype
+        sty = ir.IntType(16) if st == types.uint16 else self.c.get_value_type(st)
+        vs = ir.VectorType(sty, LANES)
+        off = b.add(b.mul(bat, self.const(n * LANES)), self.const(q * LANES))
+        x = b.load(b.bitcast(b.gep(self.data(i), [off]), vs.as_pointer()), align=st.bitwidth // 8)
+        if st == types.uint16:
+            return b.fpext(b.bitcast(x, ir.VectorType(ir.HalfType(), LANES)), self.vty)
+        if st.bitwidth < self.acc.bitwidth:
+            return b.fpext(x, self.vty)
+        if st.bitwidth > self.acc.bitwidth:
+            return b.fptrunc(x, self.vty)
+        return x
+
+    def lane_index(self, i, bat, ity):
+        """The 16 int32/int64 indices of the batch in array i, as <16 x i64>, and the mask index >= 0."""
+        b = self.b
+        w = ity.width if isinstance(ity, ir.IntType) else ity.bitwidth
+        vt = ir.VectorType(ir.IntType(w), LANES)
+        p = b.gep(self.data(i), [b.mul(bat, self.const(LANES))])
+        v = b.load(b.bitcast(p, vt.as_pointer()), align=w // 8)
+        mask = b.icmp_signed(">=", v, ir.Constant(vt, [0] * LANES))
+        v64 = b.sext(v, ir.VectorType(_I64, LANES)) if w < 64 else v
+        return v64, mask
+
+    def rows(self, ia_, ib_, bat):
+        JA = [[self.jac(ia_, bat, self.k * self.pa, r * self.pa + c) for c in range(self.pa)] for r in range(self.k)]
+        JB = [[self.jac(ib_, bat, self.k * self.pb, r * self.pb + c) for c in range(self.pb)] for r in range(self.k)]
+        return JA, JB
+
+    def camera_values(self, i_xa, j):
+        """Broadcasts of xa[j, c] (xa is (na + 1, pa), C-contiguous)."""
+        b = self.b
+        d = self.data(i_xa)
+        base = b.mul(j, self.const(self.pa))
+        return [splat(b, b.load(b.gep(d, [b.add(base, self.const(c))])), self.vty) for c in range(self.pa)]
+
+    def point_ptrs(self, i_arr, ib64, p):
+        """Per component c < p: the vector of pointers to arr[ib, c] ((n, p) C-contiguous)."""
+        b = self.b
+        d = self.data(i_arr)
+        base = b.mul(ib64, ir.Constant(ir.VectorType(_I64, LANES), [p] * LANES))
+        return [
+            _vec_ptrs(b, d, b.add(base, ir.Constant(ir.VectorType(_I64, LANES), [c] * LANES)), self.al, self.aty)
+            for c in range(p)
+        ]
+
+    def dots(self, JA, JB, xa, xb):
+        b = self.b
+        ts = []
+        for r in range(self.k):
+            t = b.fmul(JA[r][0], xa[0])
+            for c in range(1, self.pa):
+                t = b.call(self.fma, [JA[r][c], xa[c], t])
+            for c in range(self.pb):
+                t = b.call(self.fma, [JB[r][c], xb[c], t])
+            ts.append(t)
+        return ts
+
+    def accumulate(self, JA, JB, ts, i_acc, gptrs, pmask):
+        """ACC[c, :] += Σ_r JA[r, c] t_r (camera, whole vectors); gb[ib, c] += Σ_r JB[r, c] t_r (points)."""
+        b = self.b
+        accd = self.data(i_acc)
+        for c in range(self.pa):
+            p = b.bitcast(b.gep(accd, [self.const(c * LANES)]), self.vty.as_pointer())
+            u = b.load(p, align=self.al)
+            for r in range(self.k):
+                u = b.call(self.fma, [JA[r][c], ts[r], u])
+            b.store(u, p, align=self.al)
+        for c in range(self.pb):
+            u = b.fmul(JB[0][c], ts[0])
+            for r in range(1, self.k):
+                u = b.call(self.fma, [JB[r][c], ts[r], u])
+            old = _gather(b, gptrs[c], self.vty, pmask, self.al)
+            _scatter(b, b.fadd(old, u), gptrs[c], pmask, self.al)
+
+
+def _types_ok(JA, JB, IB, ROW, xdt, K, PA, PB):
+    return (
+        all(isinstance(a, types.Array) and a.layout == "C" for a in (JA, JB, IB, ROW))
+        and IB.dtype == types.int32
+        and ROW.dtype in (types.int32, types.int64)
+        and xdt in (types.float32, types.float64)
+        and all(isinstance(t, types.UniTuple) for t in (K, PA, PB))
+    )
+
+
+@intrinsic
+def cm_normal_batch(typingctx, JA, JB, IB, bat, XA, j, xb, gb, ACC, NRM, K, PA, PB):
+    """Batch ``bat`` of the fused JᵀJ p (camera ``j``): ACC (pa*16) += camera sums; gb[ib] += point sums;
+    NRM (16) += Σ_r t_r². ``XA`` (na+1, pa) with a zero last row for fixed cameras; njit only."""
+    if not (_types_ok(JA, JB, IB, IB, XA.dtype, K, PA, PB) and XA.dtype == xb.dtype == gb.dtype == ACC.dtype):
+        return None
+    k, pa, pb = K.count, PA.count, PB.count
+
+    def codegen(context, builder, sig, args):
+        g = _Batch(context, builder, sig, args, sig.args[4].dtype, k, pa, pb)
+        bat = g.i64(3)
+        ib64, pmask = g.lane_index(2, bat, _I32)
+        xa = g.camera_values(4, g.i64(5))
+        xb = [_gather(builder, p, g.vty, pmask, g.al) for p in g.point_ptrs(6, ib64, pb)]
+        JA_, JB_ = g.rows(0, 1, bat)
+        ts = g.dots(JA_, JB_, xa, xb)
+        nd = builder.bitcast(g.data(9), g.vty.as_pointer())
+        n = builder.load(nd, align=g.al)
+        for r in range(k):
+            n = builder.call(g.fma, [ts[r], ts[r], n])
+        builder.store(n, nd, align=g.al)
+        g.accumulate(JA_, JB_, ts, 8, g.point_ptrs(7, ib64, pb), pmask)
+        return context.get_dummy_value()
+
+    return types.void(JA, JB, IB, bat, XA, j, xb, gb, ACC, NRM, K, PA, PB), codegen
+
+
+@intrinsic
+def cm_matvec_batch(typingctx, JA, JB, IB, ROW, bat, XA, j, xb, y, K, PA, PB):
+    """Batch ``bat`` of y = J x: y[ROW[lane], r] = t_r (padding lanes write nothing). njit only."""
+    if not (_types_ok(JA, JB, IB, ROW, XA.dtype, K, PA, PB) and XA.dtype == xb.dtype == y.dtype):
+        return None
+    k, pa, pb = K.count, PA.count, PB.count
+
+    def codegen(context, builder, sig, args):
+        g = _Batch(context, builder, sig, args, sig.args[5].dtype, k, pa, pb)
+        bat = g.i64(4)
+        ib64, pmask = g.lane_index(2, bat, _I32)
+        row64, rmask = g.lane_index(3, bat, sig.args[3].dtype)
+        xa = g.camera_values(5, g.i64(6))
+        xb = [_gather(builder, p, g.vty, pmask, g.al) for p in g.point_ptrs(7, ib64, pb)]
+        JA_, JB_ = g.rows(0, 1, bat)
+        ts = g.dots(JA_, JB_, xa, xb)
+        for r, p in enumerate(g.point_ptrs(8, row64, k)):
+            _scatter(builder, ts[r], p, rmask, g.al)
+        return context.get_dummy_value()
+
+    return types.void(JA, JB, IB, ROW, bat, XA, j, xb, y, K, PA, PB), codegen
+
+
+@intrinsic
+def cm_rmatvec_batch(typingctx, JA, JB, IB, ROW, bat, y, gb, ACC, K, PA, PB):
+    """Batch ``bat`` of Jᵀ y: t_r = y[ROW[lane], r], then as :func:`cm_normal_batch`. njit only."""
+    if not (_types_ok(JA, JB, IB, ROW, y.dtype, K, PA, PB) and y.dtype == gb.dtype == ACC.dtype):
+        return None
+    k, pa, pb = K.count, PA.count, PB.count
+
+    def codegen(context, builder, sig, args):
+        g = _Batch(context, builder, sig, args, sig.args[5].dtype, k, pa, pb)
+        bat = g.i64(4)
+        ib64, pmask = g.lane_index(2, bat, _I32)
+        row64, rmask = g.lane_index(3, bat, sig.args[3].dtype)
+        ts = [_gather(builder, p, g.vty, rmask, g.al) for p in g.point_ptrs(5, row64, k)]
+        JA_, JB_ = g.rows(0, 1, bat)
+        g.accumulate(JA_, JB_, ts, 7, g.point_ptrs(6, ib64, pb), pmask)
+        return context.get_dummy_value()
+
+    return types.void(JA, JB, IB, ROW, bat, y, gb, ACC, K, PA, PB), codegen
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Compiled chunk loops
+# ---------------------------------------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def _camera_sums(ACC, ga, j):
+    """ga[j, c] = Σ_lanes ACC[c, :] by a fixed tree (pairwise halving), then ACC zeroed."""
+    for c in range(ga.shape[1]):
+        w = LANES
+        while w > 1:
+            h = w // 2
+            for q in range(h):
+                ACC[c * LANES + q] += ACC[c * LANES + q + h]
+            w = h
+        ga[j, c] += ACC[c * LANES]
+    ACC[:] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def cm_normal_chunk(JA, JB, IB, seg_cam, seg_b0, seg_b1, s0, s1, XA, xb, ga, gb, ACC, NRM, K, PA, PB):
+    """Segments [s0, s1) of the fused product; ``ga`` (na, pa) this chunk's camera sums (zeroed by the
+    caller), ``gb`` the shared point output (rows of this chunk's points zeroed by the caller)."""
+    na = ga.shape[0]
+    ACC[:] = 0.0
+    NRM[:] = 0.0
+    for s in range(s0, s1):
+        j = seg_cam[s]
+        jx = j if j >= 0 else na
+        for bat in range(seg_b0[s], seg_b1[s]):
+            cm_normal_batch(JA, JB, IB, bat, XA, jx, xb, gb, ACC, NRM, K, PA, PB)
+        if j >= 0:
+            _camera_sums(ACC, ga, j)
+        else:
+            ACC[:] = 0.0
+    w = LANES
+    while w > 1:
+        h = w // 2
+        for q in range(h):
+            NRM[q] += NRM[q + h]
+        w = h
+    return NRM[0]
+
+
+@njit(cache=True, nogil=True)
+def cm_rmatvec_chunk(JA, JB, IB, ROW, seg_cam, seg_b0, seg_b1, s0, s1, y, ga, gb, ACC, K, PA, PB):
+    """Segments [s0, s1) of Jᵀ y (outputs as :func:`cm_normal_chunk`)."""
+    ACC[:] = 0.0
+    for s in range(s0, s1):
+        j = seg_cam[s]
+        for bat in range(seg_b0[s], seg_b1[s]):
+            cm_rmatvec_batch(JA, JB, IB, ROW, bat, y, gb, ACC, K, PA, PB)
+        if j >= 0:
+            _camera_sums(ACC, ga, j)
+        else:
+            ACC[:] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def cm_matvec_chunk(JA, JB, IB, ROW, seg_cam, seg_b0, seg_b1, s0, s1, XA, xb, y, K, PA, PB):
+    """Segments [s0, s1) of y = J x."""
+    na = XA.shape[0] - 1
+    for s in range(s0, s1):
+        j = seg_cam[s]
+        jx = j if j >= 0 else na
+        for bat in range(seg_b0[s], seg_b1[s]):
+            cm_matvec_batch(JA, JB, IB, ROW, bat, XA, jx, xb, y, K, PA, PB)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Layout
+# ---------------------------------------------------------------------------------------------------------
+@dataclass
+class CameraMajor:
+    """A two-set Jacobian in camera-major batches of 16 observations (see the module docstring)."""
+
+    JA: np.ndarray
+    """(batches, k*pa*16) camera blocks, storage format (float64, float32 or fp16 bits as uint16)."""
+    JB: np.ndarray
+    """(batches, k*pb*16) point blocks, same format."""
+    IB: np.ndarray
+    """(batches, 16) int32 point of each lane; -1: padding or a fixed point."""
+    ROW: np.ndarray
+    """(batches, 16) row block of each lane in the original order; -1: padding."""
+    seg_cam: np.ndarray
+    """(segments,) camera of each segment (-1: the fixed cameras' observations)."""
+    seg_b0: np.ndarray
+    """(segments,) first batch of each segment."""
+    seg_b1: np.ndarray
+    """(segments,) one past the last batch."""
+    chunk_seg: np.ndarray
+    """(chunks + 1,) segment ranges of the chunks (each chunk owns a range of points)."""
+    chunk_pts: np.ndarray
+    """(chunks + 1,) point ranges of the chunks."""
+    shape: tuple
+    """(R, k, pa, pb, na, nb)."""
+
+    @property
+    def chunks(self) -> int:
+        return int(self.chunk_seg.shape[0] - 1)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored Jacobian values (padding lanes included; indices not: :attr:`index_nbytes`)."""
+        return int(self.JA.nbytes + self.JB.nbytes)
+
+    @property
+    def index_nbytes(self) -> int:
+        return int(self.IB.nbytes + self.ROW.nbytes + self.seg_cam.nbytes + self.seg_b0.nbytes + self.seg_b1.nbytes)
+
+    def sizes(self):
+        from .products import static_size
+
+        _, k, pa, pb, _, _ = self.shape
+        return static_size(k), static_size(pa), static_size(pb)
+
+
+def build(A, ia, B, ib, na: int, nb: int, chunks: int | None = None) -> CameraMajor | None:
+    """The camera-major layout of (A, ia, B, ib), or None where it cannot serve: a camera observing a point
+    twice (two lanes of one batch would scatter to the same point) or blocks wider than 16. Observations of
+    fixed cameras (-1) form groups in which each point appears once."""
+    R, k, pa = A.shape
+    pb = B.shape[2]
+    if max(pa, pb) > 16 or R == 0:
+        return None
+    ia = np.asarray(ia, np.int64)
+    ib = np.asarray(ib, np.int64)
+    C = chunk_count(R) if chunks is None else max(1, int(chunks))
+    # chunk c owns points [pts[c], pts[c+1]) with about R/C observations; fixed points (-1) go to chunk 0
+    counts = np.bincount(ib[ib >= 0], minlength=nb)
+    cum = np.concatenate([[0], np.cumsum(counts)])
+    pts = np.searchsorted(cum, [R * c / C for c in range(C)] + [cum[-1] + 1], side="left")
+    pts[0], pts[-1] = 0, nb
+    pts = np.maximum.accumulate(np.minimum(pts, nb))
+    chunk_of = np.searchsorted(pts, np.maximum(ib, 0), side="right") - 1
+    cam = np.where(ia >= 0, ia, na)  # fixed cameras sort last ...
+    fixed = np.flatnonzero(ia < 0)
+    if fixed.size:  # ... in groups that see each point at most once (the k-th observation of a point: group k)
+        f = fixed[np.argsort(ib[fixed], kind="stable")]
+        first = np.concatenate([[True], ib[f][1:] != ib[f][:-1]])
+        start = np.maximum.accumulate(np.where(first, np.arange(f.size), 0))
+        cam[f] = na + (np.arange(f.size) - start)
+    order = np.lexsort((ib, cam, chunk_of))
+    c_s, cam_s, ib_s = chunk_of[order], cam[order], ib[order]
+    dup = (c_s[1:] == c_s[:-1]) & (cam_s[1:] == cam_s[:-1]) & (ib_s[1:] == ib_s[:-1]) & (ib_s[1:] >= 0)
+    if dup.any():
+        return None
+    new_seg = np.concatenate([[True], (c_s[1:] != c_s[:-1]) | (cam_s[1:] != cam_s[:-1])])
+    starts = np.flatnonzero(new_seg)
+    lens = np.diff(np.concatenate([starts, [R]]))
+    nbat = (lens + LANES - 1) // LANES
+    seg_b1 = np.cumsum(nbat)
+    seg_b0 = seg_b1 - nbat
+    NB = int(seg_b1[-1]) if nbat.size else 0
+    # slot of each sorted observation in the padded batch array
+    slot = np.repeat(seg_b0 * LANES - starts, lens) + np.arange(R)
+    seg_cam = np.where(cam_s[starts] < na, cam_s[starts], -1).astype(np.int64)
+    seg_chunk = c_s[starts]
+    chunk_seg = np.searchsorted(seg_chunk, np.arange(C + 1), side="left").astype(np.int64)
+    IB = np.full(NB * LANES, -1, np.int32)
+    IB[slot] = ib_s
+    ROW = np.full(NB * LANES, -1, np.int32 if R < 2**31 else np.int64)
+    ROW[slot] = order
+    JA = _to_batches(A, order, slot, NB, k * pa)
+    JB = _to_batches(B, order, slot, NB, k * pb)
+    return CameraMajor(
+        JA,
+        JB,
+        IB.reshape(NB, LANES),
+        ROW.reshape(NB, LANES),
+        seg_cam,
+        seg_b0.astype(np.int64),
+        seg_b1.astype(np.int64),
+        chunk_seg,
+        np.asarray(pts, np.int64),
+        (R, k, pa, pb, na, nb),
+    )
+
+
+def _to_batches(M, order, slot, NB, n):
+    """(R, k, p) rows -> (NB, n*16): entry q of the observation in ``slot`` at [slot // 16, q*16 + slot % 16]."""
+    flat = np.zeros((NB * LANES, n), M.dtype)
+    flat[slot] = M.reshape(M.shape[0], n)[order]
+    return np.ascontiguousarray(flat.reshape(NB, LANES, n).transpose(0, 2, 1)).reshape(NB, n * LANES)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Products
+# ---------------------------------------------------------------------------------------------------------
+def _padded_xa(xa, dtype):
+    XA = np.zeros((xa.shape[0] + 1, xa.shape[1]), dtype)
+    XA[:-1] = xa
+    return XA
+
+
+def _zero_rows(gb, L, c):
+    gb[L.chunk_pts[c] : L.chunk_pts[c + 1]] = 0.0
+
+
+def cm_normal(L: CameraMajor, xa, xb, ga, gb, threads=None) -> float:
+    """ga, gb = JᵀJ (xa, xb) (overwritten; all four arrays of the arithmetic dtype); returns ||J x||²."""
+    dt = ga.dtype
+    XA = _padded_xa(xa, dt)
+    xb = np.ascontiguousarray(xb, dt)
+    sizes = L.sizes()
+    _, _, pa, _, na, _ = L.shape
+
+    def chunk(c):
+        gpart = np.zeros((na, pa), dt)
+        _zero_rows(gb, L, c)
+        ACC, NRM = np.zeros(pa * LANES, dt), np.zeros(LANES, dt)
+        s = cm_normal_chunk(
+            L.JA,
+            L.JB,
+            L.IB,
+            L.seg_cam,
+            L.seg_b0,
+            L.seg_b1,
+            L.chunk_seg[c],
+            L.chunk_seg[c + 1],
+            XA,
+            xb,
+            gpart,
+            gb,
+            ACC,
+            NRM,
+            *sizes,
+        )
+        return gpart, s
+
+    parts = run_chunks(chunk, L.chunks, threads)
+    ga[:] = 0.0
+    total = dt.type(0)
+    for gpart, s in parts:
+        ga += gpart
+        total = dt.type(total + s)
+    return float(total)
+
+
+def cm_rmatvec(L: CameraMajor, y, ga, gb, threads=None) -> None:
+    """ga, gb = Jᵀ y (overwritten; ``y`` (R, k) in the original row order, all of the arithmetic dtype)."""
+    dt = ga.dtype
+    y = np.ascontiguousarray(y, dt)
+    sizes = L.sizes()
+    _, _, pa, _, na, _ = L.shape
+
+    def chunk(c):
+        gpart = np.zeros((na, pa), dt)
+        _zero_rows(gb, L, c)
+        ACC = np.zeros(pa * LANES, dt)
+        cm_rmatvec_chunk(
+            L.JA,
+            L.JB,
+            L.IB,
+            L.ROW,
+            L.seg_cam,
+            L.seg_b0,
+            L.seg_b1,
+            L.chunk_seg[c],
+            L.chunk_seg[c + 1],
+            y,
+            gpart,
+            gb,
+            ACC,
+            *sizes,
+        )
+        return gpart
+
+    parts = run_chunks(chunk, L.chunks, threads)
+    ga[:] = 0.0
+    for gpart in parts:
+        ga += gpart
+
+
+def cm_matvec(L: CameraMajor, xa, xb, y, threads=None) -> None:
+    """y = J (xa, xb) in the original row order (``y`` (R, k) C-contiguous, the arithmetic dtype)."""
+    dt = y.dtype
+    XA = _padded_xa(xa, dt)
+    xb = np.ascontiguousarray(xb, dt)
+    sizes = L.sizes()
+
+    def chunk(c):
+        cm_matvec_chunk(
+            L.JA,
+            L.JB,
+            L.IB,
+            L.ROW,
+            L.seg_cam,
+            L.seg_b0,
+            L.seg_b1,
+            L.chunk_seg[c],
+            L.chunk_seg[c + 1],
+            XA,
+            xb,
+            y,
+            *sizes,
+        )
+
+    run_chunks(chunk, L.chunks, threads)
