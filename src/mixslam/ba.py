@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import check_config_fields
+from .errors import ConfigError, check_config_fields
 from .lie import se3
 from .linear.choice import LinearStructure
 from .linear.config import CGConfig, DirectConfig, ICConfig
@@ -34,9 +34,11 @@ from .linear.schur import MAX_DENSE, SCHUR_KERNELS, SCHUR_KERNELS_32
 from .precision import PrecisionPolicy
 from .problem import reprojection
 from .problem.bundle import BundleData
+from .problem.robust import RobustWeighting
 from .solve import driver
-from .solve.config import LMConfig
+from .solve.config import LMConfig, RobustConfig
 from .solve.report import DepthCounts, DepthStats, ProblemInfo, SolveReport
+from .solve.robust_report import fill_robust_report
 
 __all__ = ["BAConfig", "BundleProblem", "optimize_bundle", "warmup"]
 
@@ -72,9 +74,14 @@ class BAConfig:
     min_depth: float | None = None
     """Depth guard: |P.z| below this is clamped (counted in the report). None: the kernels' default for the
     residual precision."""
+    robust: RobustConfig = field(default_factory=RobustConfig)
+    """Robust loss of the reprojection errors (per observation: the 2-vector block) and graduated
+    non-convexity (default: plain least squares)."""
 
     def __post_init__(self):
         driver.check_solve_settings(self)
+        if self.robust.known_inliers == "odometry":
+            raise ConfigError("BAConfig.robust.known_inliers: 'odometry' applies to pose graphs; use 'none'")
         if self.min_depth is not None:
             check_config_fields(self, positive=("min_depth",))
 
@@ -82,8 +89,9 @@ class BAConfig:
 class BundleProblem:
     """The analyzed bundle-adjustment problem: free-variable numbering and the LM callbacks."""
 
-    def __init__(self, data: BundleData, policy: PrecisionPolicy, min_depth: float | None = None):
+    def __init__(self, data: BundleData, policy: PrecisionPolicy, min_depth: float | None = None, robust=None):
         self.data = data
+        self.robust = None if robust is None or robust.loss is None else RobustWeighting(robust.loss, 2)
         self.initial_state = (data.cameras, data.points)
         self.init_seconds = 0.0
         self.fp64_depths: list[DepthCounts] = []
@@ -116,15 +124,24 @@ class BundleProblem:
         return (d.model, cams, pts, d.cam_idx, d.pt_idx, d.observations, d.intrinsics, d.sigma)
 
     def cost(self, state) -> float:
-        dt = self.policy.cost.compute_dtype
+        dt = self.policy.cost.compute_dtype if self.robust is None else np.float64
         r, behind, clamped = reprojection.residuals(*self._args(state), dtype=dt, min_depth=self.min_depth)
         self.depth = {"behind": int(behind), "clamped": int(clamped)}
+        if self.robust is not None:  # the robust cost is fp64 whatever the policy
+            return self.robust.cost(np.sum(np.square(r, dtype=np.float64), axis=1))
         return 0.5 * float(np.sum(np.square(r, dtype=np.float64)))
+
+    def block_sq_norms(self, state) -> np.ndarray:
+        """(observations,) squared whitened reprojection errors in fp64."""
+        r, _, _ = reprojection.residuals(*self._args(state), dtype=np.float64, min_depth=self.min_depth)
+        return np.sum(np.square(r), axis=1)
 
     def linearize(self, state) -> Linearization:
         r, A, B, _, _ = reprojection.linearize(*self._args(state), dtype=self._res_dtype, min_depth=self.min_depth)
         if self.frozen_rows.size:
             A[self.frozen_rows, :, :6] = 0.0
+        if self.robust is not None:
+            self.robust.apply(r, A, B)
         return Linearization(r, A, B, self.ia, self.ib, self.nc, self.pc, self.npts, 3)
 
     def retract(self, state, delta: np.ndarray):
@@ -165,6 +182,8 @@ class BundleProblem:
         """The fp64 cost of ``state``; its depth counts are kept in ``fp64_depths``."""
         r, behind, clamped = reprojection.residuals(*self._args(state), dtype=np.float64, min_depth=self.min_depth)
         self.fp64_depths.append(DepthCounts(int(behind), int(clamped)))
+        if self.robust is not None:
+            return self.robust.loss_cost(np.sum(np.square(r), axis=1))
         return 0.5 * float(np.sum(np.square(r, dtype=np.float64)))
 
     def is_finite(self, state) -> bool:
@@ -177,6 +196,8 @@ class BundleProblem:
         report.problem = ProblemInfo(
             d.model, d.num_cameras, d.num_points, d.num_observations, self.nc, self.npts, list(d.warnings)
         )
+        if self.robust is not None:
+            fill_robust_report(report, self.robust, self.block_sq_norms(state))
 
 
 def optimize_bundle(data: BundleData, config: BAConfig | None = None, **overrides):
@@ -186,7 +207,7 @@ def optimize_bundle(data: BundleData, config: BAConfig | None = None, **override
     """
     config = dataclasses.replace(config or BAConfig(), **overrides)
     _, (cams, pts), report = driver.solve(
-        "ba", config, data.validate, lambda policy: BundleProblem(data, policy, config.min_depth)
+        "ba", config, data.validate, lambda policy: BundleProblem(data, policy, config.min_depth, config.robust)
     )
     return data.with_state(cams, pts), report
 

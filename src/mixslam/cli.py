@@ -47,6 +47,48 @@ def _setup_logging(verbosity: int) -> None:
     root.propagate = False
 
 
+def _add_robust(p: argparse.ArgumentParser, pose_graph: bool) -> None:
+    what = "edge" if pose_graph else "observation"
+    p.add_argument(
+        "--robust",
+        metavar="LOSS[:SCALE]",
+        help=f"robust loss of each {what}'s whitened error: huber, cauchy, geman-mcclure, tls or tukey, with an "
+        "optional scale in units of the whitened error norm (default: the 99%% chi-square quantile of the block "
+        "size), e.g. tls or cauchy:2.5",
+    )
+    p.add_argument(
+        "--gnc",
+        action="store_true",
+        help="graduated non-convexity on the loss (with --robust geman-mcclure or tls)",
+    )
+    if pose_graph:
+        p.add_argument(
+            "--known-inliers",
+            choices=["odometry", "none"],
+            default=None,
+            help="edges that keep weight 1: odometry = between consecutive vertex ids (default with --gnc)",
+        )
+
+
+def _robust_config(args, pose_graph: bool):
+    from .errors import ConfigError
+    from .solve.config import RobustConfig
+
+    known = getattr(args, "known_inliers", None)
+    if args.robust is None and (args.gnc or known is not None):
+        raise ConfigError("--gnc and --known-inliers need a loss: add --robust tls (or geman-mcclure)")
+    return RobustConfig(args.robust, gnc=args.gnc, known_inliers=known or "auto")
+
+
+def _robust_line(report) -> str:
+    r = report.robust
+    gnc = f", GNC {r['gnc_iterations']} iterations" if "gnc_iterations" in r else ""
+    return (
+        f"robust {r['loss']} (scale {r['scale']:.4g}{gnc}): {len(report.rejected_edges)} of "
+        f"{len(report.edge_weights)} rejected (weight < 0.5); {r['known_inliers']} known inliers"
+    )
+
+
 def _add_verbosity(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("-v", "--verbose", action="store_true", help="one progress line per iteration")
@@ -131,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["nearest", "isotropic"],
         help="repair non-positive-definite information matrices instead of refusing the file",
     )
+    _add_robust(p, pose_graph=True)
     p.add_argument("--report", help="write a JSON report")
     _add_verbosity(p)
 
@@ -167,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--fix", default="0", help="comma-separated camera indices held constant (gauge); 'none' for none (default: 0)"
     )
+    _add_robust(b, pose_graph=False)
     b.add_argument("--report", help="write a JSON report")
     _add_verbosity(b)
 
@@ -201,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_parser(sub)
     _add_bench_parser(sub)
     _add_generate_parser(sub)
+    _add_corrupt_parser(sub)
     return ap
 
 
@@ -307,6 +352,7 @@ def cmd_pgo(args) -> int:
     from .solve.interrupt import handle_interrupts
 
     _check_output_files(("-o", args.output), ("--tum", args.tum), ("--report", args.report))  # before any work
+    robust = _robust_config(args, pose_graph=True)
     graph = read_pose_graph(args.input, repair=args.repair_information)
     if args.tum:  # checked before the solve: vertex ids are the TUM timestamps
         check_distinct_timestamps(graph.ids.astype(float), f"--tum {args.tum}")
@@ -322,11 +368,14 @@ def cmd_pgo(args) -> int:
         init=args.init,
         lm=LMConfig(max_iterations=args.max_iterations, verbose=args.verbose),
         ic=ICConfig(fill_level=args.ic_fill, ordering=args.ic_ordering, refactor=args.ic_refactor),
+        robust=robust,
     )
     with handle_interrupts():  # the first Ctrl-C ends the solve after its iteration; the best iterate is written
         result, report = optimize_pose_graph(graph, config)
     if not args.quiet:
         print(report.summary())
+        if report.robust is not None:
+            print(_robust_line(report))
         print(
             f"chi2 (g2o) {2 * report.initial_cost:.10g} -> {2 * report.final_cost:.10g}; "
             f"fp16 overflows {report.fp16_overflows}; compile {report.timing.get('compile', 0):.2f} s (not in total)"
@@ -367,6 +416,7 @@ def cmd_ba(args) -> int:
     from .solve.interrupt import handle_interrupts
 
     _check_output_files(("-o", args.output), ("--report", args.report))  # before any work
+    robust = _robust_config(args, pose_graph=False)
     data = read_bal(args.input, fixed_cameras=_parse_fix(args.fix))
     if not args.quiet:
         assert data.fixed_cameras is not None  # an array since BundleData.__post_init__
@@ -386,11 +436,14 @@ def cmd_ba(args) -> int:
             function_tolerance=args.function_tolerance,
             verbose=args.verbose,
         ),
+        robust=robust,
     )
     with handle_interrupts():  # the first Ctrl-C ends the solve after its iteration; the best iterate is written
         result, report = optimize_bundle(data, config)
     if not args.quiet:
         print(report.summary())
+        if report.robust is not None:
+            print(_robust_line(report))
         depth = report.depth.final
         print(
             f"fp16 overflows {report.fp16_overflows}; observations behind the camera {depth.behind} "
@@ -743,6 +796,90 @@ def cmd_generate(args) -> int:
     return EXIT_OK
 
 
+_CORRUPT_RULE = (
+    "--outliers is a fraction in (0, 1), the share of outliers among OUT's loop closures (added = round(f * L / "
+    "(1 - f)), L the input's loop closures: edges whose vertex ids are not consecutive), or a count (an integer "
+    ">= 1); a value containing '.' or below 1 is a fraction. The record of the added edges goes beside OUT: "
+    "'.outliers.json' replaces OUT's last suffix (bad.g2o -> bad.outliers.json). The same seed writes "
+    "byte-identical files."
+)
+
+
+def _add_corrupt_parser(sub) -> None:
+    c = sub.add_parser(
+        "corrupt",
+        help="add false loop closures (outliers) to a pose graph, as Vertigo's generator (g2o format)",
+        description="Append false loop closures to a pose graph (Vertigo's outlier modes): random pose pairs, "
+        "local pairs (2 to 20 poses apart) or groups of --group-size consecutive edges sharing one wrong "
+        "transform; each with a random rotation, a translation in the trajectory's bounding box and the "
+        "information of the file's median loop closure. The input's edges stay unchanged and first. " + _CORRUPT_RULE,
+    )
+    c.add_argument("input", metavar="IN", help="pose graph file (.g2o, TORO .graph)")
+    c.add_argument("-o", "--output", metavar="OUT", required=True, help="g2o file to write (not IN), e.g. bad.g2o")
+    c.add_argument(
+        "--outliers",
+        required=True,
+        metavar="FRACTION|COUNT",
+        help="share of outliers among OUT's loop closures (0.2) or number of edges to add (50)",
+    )
+    c.add_argument(
+        "--mode",
+        default="random",
+        choices=["random", "local", "group"],
+        help="which poses the outliers join (default random)",
+    )
+    c.add_argument("--group-size", type=int, default=10, help="outliers per group in --mode group (>= 1; default 10)")
+    c.add_argument("--seed", type=int, default=0, help="random seed (>= 0; default 0)")
+    c.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+
+def cmd_corrupt(args) -> int:
+    from .io import read_pose_graph, write_g2o
+    from .sim.corrupt import corrupt_pose_graph, loop_closure_mask, num_outliers, parse_outliers, sidecar_path
+
+    outliers = parse_outliers(args.outliers, "--outliers")
+    _check_int_option("--group-size", args.group_size, 1)
+    _check_int_option("--seed", args.seed, 0)
+    sidecar = sidecar_path(args.output)
+    for option, path in (("-o", args.output), ("sidecar", str(sidecar))):
+        if os.path.realpath(path) == os.path.realpath(args.input):  # the clean graph is never replaced
+            raise OutputError(f"{option} {path}", f"is the input file {args.input}; write to another file")
+    _check_output_files(("-o", args.output), ("sidecar", str(sidecar)))  # before any work
+    graph = read_pose_graph(args.input)
+    num_loops = int(loop_closure_mask(graph).sum())
+    num_outliers(outliers, num_loops, name="--outliers", source=str(args.input))  # the option named in errors
+    corrupted, added = corrupt_pose_graph(graph, outliers, args.mode, args.group_size, args.seed)
+    record = {
+        "source": str(args.input),
+        "output": str(args.output),
+        "mode": args.mode,
+        "outliers_requested": outliers,
+        "seed": args.seed,
+        "group_size": args.group_size,
+        "num_edges_input": graph.num_edges,
+        "num_loop_closures_input": num_loops,
+        "num_added": int(added.size),
+        "added_edges": added.tolist(),
+    }
+    write_g2o(corrupted, args.output)
+    try:
+        atomic_write_text(sidecar, json.dumps(record, indent=2) + "\n")
+    except BaseException:  # never leave a corrupted graph beside a stale (or no) record of its outliers
+        if special_file(args.output) is None:
+            Path(args.output).unlink(missing_ok=True)
+        raise
+    if not args.quiet:
+        total = num_loops + added.size
+        share = added.size / total if total else 0.0
+        group = f" in groups of {args.group_size}" if args.mode == "group" else ""
+        print(
+            f"mixslam corrupt: added {added.size} {args.mode} false loop closures{group} (seed {args.seed}) to "
+            f"{args.input} ({graph.num_edges} edges, {num_loops} loop closures): {share:.1%} of OUT's {total} "
+            f"loop closures are outliers; wrote {args.output} and {sidecar}"
+        )
+    return EXIT_OK
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -775,6 +912,7 @@ def _dispatch(args) -> int:
         "eval": cmd_eval,
         "bench": cmd_bench,
         "generate": cmd_generate,
+        "corrupt": cmd_corrupt,
     }
     command = commands.get(args.command)
     return EXIT_BAD_INPUT if command is None else command(args)

@@ -22,11 +22,13 @@ from .linear.linearization import Linearization
 from .linear.ordering import shared_orderings
 from .precision import Precision, PrecisionPolicy
 from .problem.between import cost as fp64_cost
-from .problem.between import linearize, sqrt_information
+from .problem.between import edge_errors, linearize, sqrt_information
 from .problem.pose_graph import PoseGraph
+from .problem.robust import RobustWeighting
 from .solve import driver
-from .solve.config import LMConfig
+from .solve.config import LMConfig, RobustConfig
 from .solve.report import SolveReport
+from .solve.robust_report import fill_robust_report, known_inlier_edges
 
 __all__ = [
     "PGOConfig",
@@ -71,6 +73,8 @@ class PGOConfig:
     direct: DirectConfig = field(default_factory=DirectConfig)
     """Mixed-precision direct solve settings (refinement tolerance, factor reuse, ordering), used when the
     policy's ``factor`` is fp32."""
+    robust: RobustConfig = field(default_factory=RobustConfig)
+    """Robust loss of the edges and graduated non-convexity (default: plain least squares)."""
 
     def __post_init__(self):
         check_config_fields(self, choices={"init": INITS})
@@ -81,11 +85,17 @@ class PoseGraphProblem:
     """The analyzed pose graph: variable numbering, whitening and the normal-matrix pattern."""
 
     def __init__(
-        self, graph: PoseGraph, policy: PrecisionPolicy, file_graph: PoseGraph | None = None, init_seconds: float = 0.0
+        self,
+        graph: PoseGraph,
+        policy: PrecisionPolicy,
+        file_graph: PoseGraph | None = None,
+        init_seconds: float = 0.0,
+        robust: RobustConfig | None = None,
     ):
         """``graph``: the graph with the initial guess; ``file_graph``: the graph as read (for the report's
-        ``file_cost``), if another initialization produced ``graph``."""
+        ``file_cost``), if another initialization produced ``graph``; ``robust``: the edges' robust loss."""
         self.graph = graph
+        self.robust = robust_weighting(graph, robust)
         self.file_graph = file_graph
         self.init_seconds = init_seconds
         self.initial_state = (graph.rotations, graph.translations)
@@ -112,8 +122,15 @@ class PoseGraphProblem:
         return self._pattern
 
     # state = (rotations, translations), fp64
+    def block_sq_norms(self, state) -> np.ndarray:
+        """(edges,) eᵀΩe of every edge in fp64."""
+        e = linearize(self.graph, state[0], state[1], dtype=np.float64, jacobians=False)[0]
+        return np.einsum("mi,mij,mj->m", e, self.graph.information, e)
+
     def cost(self, state) -> float:
         R, t = state
+        if self.robust is not None:  # the robust cost is fp64 whatever the policy (issue: GTSAM #1129)
+            return self.robust.cost(self.block_sq_norms(state))
         if self.policy.cost is Precision.FP64:
             return fp64_cost(self.graph, R, t)
         dt = self.policy.cost.compute_dtype
@@ -128,6 +145,8 @@ class PoseGraphProblem:
         r = np.einsum("mij,mj->mi", W, e)
         A = W @ Ji
         B = W @ Jj
+        if self.robust is not None:
+            self.robust.apply(r, A, B)
         return Linearization(r, A, B, self.ia, self.ib, self.nv, self.p)
 
     def retract(self, state, delta: np.ndarray):
@@ -153,6 +172,8 @@ class PoseGraphProblem:
         return warm_products(specs, (self.p, self.p, self.p))
 
     def fp64_cost(self, state) -> float:
+        if self.robust is not None:
+            return self.robust.loss_cost(self.block_sq_norms(state))
         return fp64_cost(self.graph, *state)
 
     def is_finite(self, state) -> bool:
@@ -161,9 +182,23 @@ class PoseGraphProblem:
     def finish_report(self, report: SolveReport, state) -> None:
         g = self.file_graph
         report.file_cost = report.initial_cost if g is None else fp64_cost(g, g.rotations, g.translations)
+        if self.robust is not None:
+            fill_robust_report(report, self.robust, self.block_sq_norms(state))
 
 
-def choose_initial_guess(graph: PoseGraph) -> tuple[PoseGraph, str]:
+def robust_weighting(graph: PoseGraph, robust: RobustConfig | None) -> RobustWeighting | None:
+    """The robust part of the cost for ``robust`` (None: plain least squares). Known inliers: ``odometry`` =
+    edges between consecutive vertex ids (``auto``: with GNC)."""
+    if robust is None or robust.loss is None:
+        return None
+    mode = robust.known_inliers
+    if mode == "auto":
+        mode = "odometry" if robust.gnc else "none"
+    mask = known_inlier_edges(graph.ids[graph.edge_i], graph.ids[graph.edge_j]) if mode == "odometry" else None
+    return RobustWeighting(robust.loss, graph.tangent_dim, mask)
+
+
+def choose_initial_guess(graph: PoseGraph, robust: RobustConfig | None = None) -> tuple[PoseGraph, str]:
     """The ``auto`` rule: the chordal relaxation's guess unless the file's guess has a lower (fp64) cost.
 
     Measured on the 12 shared graphs (``docs/pgo_results.md``): from the chordal guess LM reaches the best
@@ -172,16 +207,37 @@ def choose_initial_guess(graph: PoseGraph) -> tuple[PoseGraph, str]:
     than the file's on all of them. A file that already holds a (near-)optimal solution, e.g. the output of
     an earlier solve, costs less than its chordal relaxation and is kept, so re-optimizing does not move
     it. Returns (graph with the chosen poses, ``"chordal"`` or ``"file"``; the file with the reason when the
-    chordal relaxation cannot be solved)."""
+    chordal relaxation cannot be solved).
+
+    With a robust loss (``robust``) the odometry guess (measurements composed along a spanning tree that
+    prefers consecutive ids) is a third candidate and the candidates are compared by the robust cost: the
+    chordal relaxation weighs every edge alike, so false loop closures bend it, while odometry ignores them.
+    """
+    rw = robust_weighting(graph, robust)
+    candidates: list[tuple[str, PoseGraph]] = [("file", graph)]
     try:
-        chordal = initial_guess(graph, "chordal")
+        candidates.append(("chordal", initial_guess(graph, "chordal")))
     except SolverError as exc:  # a chordal system the file's guess does not need (e.g. singular rotations)
-        return graph, f"file; chordal failed: {exc}"
-    c_chordal = fp64_cost(chordal, chordal.rotations, chordal.translations)
-    c_file = fp64_cost(graph, graph.rotations, graph.translations)
-    if np.isfinite(c_file) and not (c_chordal < c_file):
-        return graph, "file"
-    return chordal, "chordal"
+        if rw is None:
+            return graph, f"file; chordal failed: {exc}"
+    if rw is not None:
+        candidates.append(("odometry", initial_guess(graph, "odometry")))
+
+    def score(g: PoseGraph) -> float:
+        if rw is None:
+            return fp64_cost(g, g.rotations, g.translations)
+        e = edge_errors(g, g.rotations, g.translations)
+        return rw.loss_cost(np.einsum("mi,mij,mj->m", e, g.information, e))
+
+    costs = [score(g) for _, g in candidates]
+    # ties and NaN favour the earlier candidate: the file, then chordal
+    best = 0
+    for i in range(1, len(candidates)):
+        if costs[i] < costs[best] or not np.isfinite(costs[best]):
+            best = i
+    if rw is None and len(candidates) == 2 and np.isfinite(costs[0]) and not (costs[1] < costs[0]):
+        best = 0
+    return candidates[best][1], candidates[best][0]
 
 
 def initial_guess(graph: PoseGraph, init: str) -> PoseGraph:
@@ -212,14 +268,14 @@ def optimize_pose_graph(graph: PoseGraph, config: PGOConfig | None = None, **ove
     def analyze(policy: PrecisionPolicy) -> PoseGraphProblem:
         t0 = time.perf_counter()
         if config.init == "auto":
-            start, chosen[0] = choose_initial_guess(graph)
+            start, chosen[0] = choose_initial_guess(graph, config.robust)
         else:
             start = initial_guess(graph, config.init)
         if not (np.isfinite(start.rotations).all() and np.isfinite(start.translations).all()):
             raise NonFiniteError(f"{graph.source}: the initial guess ({config.init}) has NaN/inf poses")
         init_s = time.perf_counter() - t0
         try:
-            return PoseGraphProblem(start, policy, None if start is graph else graph, init_s)
+            return PoseGraphProblem(start, policy, None if start is graph else graph, init_s, config.robust)
         except np.linalg.LinAlgError as exc:
             raise InformationMatrixError(
                 f"{graph.source}: an information matrix is not positive definite ({exc})"

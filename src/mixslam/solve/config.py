@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ConfigError, check_config_fields
 
@@ -67,3 +68,57 @@ class LMConfig:
                 raise ConfigError(f"LMConfig.{lo} must be <= {hi}, got {getattr(self, lo)!r} > {getattr(self, hi)!r}")
         if self.callback is not None and not callable(self.callback):
             raise ConfigError(f"LMConfig.callback must be callable or None, got {self.callback!r}")
+
+
+KNOWN_INLIERS = ("auto", "odometry", "none")
+"""The values of :attr:`RobustConfig.known_inliers`."""
+
+
+@dataclass(frozen=True)
+class RobustConfig:
+    """Robust losses and graduated non-convexity (:mod:`mixslam.problem.robust`)."""
+
+    loss: Any = None
+    """A :class:`~mixslam.problem.robust.RobustLoss`, its text (``"tls"``, ``"cauchy:2.5"``), or None (plain
+    least squares)."""
+    gnc: bool = False
+    """Graduated non-convexity on the loss (``geman-mcclure`` or ``tls`` only)."""
+    known_inliers: str = "auto"
+    """Blocks that keep weight 1: ``odometry`` (pose graphs: edges between consecutive vertex ids), ``none``;
+    ``auto`` = ``odometry`` for a pose graph with GNC, else ``none``."""
+    gnc_factor: float = 1.4
+    """μ's factor per GNC iteration (Yang et al. 2020)."""
+    gnc_max_iterations: int = 100
+    """GNC iterations (weighted solves) at most."""
+    gnc_inner_iterations: int = 50
+    """LM iterations of each weighted solve at most (warm-started from the previous one)."""
+    gnc_initial_solve: bool = False
+    """Solve the plain least-squares problem first and start GNC from its residuals (the paper's and GTSAM's
+    order); False starts from the initial guess's residuals (measured better with false loop closures, see
+    :mod:`mixslam.solve.gnc`)."""
+
+    def __post_init__(self):
+        from ..problem.robust import GNC_LOSSES, RobustLoss
+
+        if isinstance(self.loss, str):
+            object.__setattr__(self, "loss", RobustLoss.parse(self.loss))
+        if self.loss is not None and not isinstance(self.loss, RobustLoss):
+            raise ConfigError(f"RobustConfig.loss must be a RobustLoss, a loss name or None, got {self.loss!r}")
+        check_config_fields(
+            self,
+            ints={"gnc_max_iterations": 1, "gnc_inner_iterations": 1},
+            bools=("gnc", "gnc_initial_solve"),
+            choices={"known_inliers": KNOWN_INLIERS},
+        )
+        if not (isinstance(self.gnc_factor, (int, float)) and math.isfinite(self.gnc_factor) and self.gnc_factor > 1):
+            raise ConfigError(f"RobustConfig.gnc_factor must be a number > 1, got {self.gnc_factor!r}")
+        if self.gnc and (self.loss is None or self.loss.name not in GNC_LOSSES):
+            name = None if self.loss is None else self.loss.name
+            raise ConfigError(
+                f"RobustConfig.gnc needs the loss geman-mcclure or tls (GNC has a surrogate for those only), "
+                f"got {name!r}; e.g. --robust tls --gnc"
+            )
+
+    @property
+    def active(self) -> bool:
+        return self.loss is not None

@@ -27,7 +27,8 @@ from ..linear.choice import (
 )
 from ..linear.config import CGConfig, DirectConfig, ICConfig
 from ..precision import PrecisionPolicy
-from .config import LMConfig
+from .config import LMConfig, RobustConfig
+from .gnc import graduated_non_convexity
 from .lm import levenberg_marquardt
 from .report import SolveReport, Status, peak_rss_bytes
 
@@ -51,6 +52,8 @@ class SolveSettings(Protocol):
     def ic(self) -> ICConfig: ...
     @property
     def direct(self) -> DirectConfig: ...
+    @property
+    def robust(self) -> RobustConfig: ...
 
 
 class AnalyzedProblem(Protocol):
@@ -79,7 +82,8 @@ class AnalyzedProblem(Protocol):
         """Compile the kernels a solve calls (the problem's own and ``specs``); returns the seconds."""
 
     def fp64_cost(self, state) -> float:
-        """The cost 0.5 Σ eᵀΩe of ``state`` in fp64 (what the report gives, whatever the policy)."""
+        """The cost 0.5 Σ eᵀΩe of ``state`` in fp64 (what the report gives, whatever the policy); with a robust
+        loss 0.5 Σ ρ(eᵀΩe)."""
 
     def is_finite(self, state) -> bool: ...
 
@@ -92,7 +96,13 @@ def check_solve_settings(settings: SolveSettings) -> None:
     the solver fields, as a :class:`~mixslam.errors.ConfigError` naming ``Class.field``. Names are checked
     when the solve resolves them (:func:`~mixslam.linear.choice.resolve_linear_solver`)."""
     cls = type(settings).__name__
-    for name, kind in (("lm", LMConfig), ("cg", CGConfig), ("ic", ICConfig), ("direct", DirectConfig)):
+    for name, kind in (
+        ("lm", LMConfig),
+        ("cg", CGConfig),
+        ("ic", ICConfig),
+        ("direct", DirectConfig),
+        ("robust", RobustConfig),
+    ):
         if not isinstance(getattr(settings, name), kind):
             raise ConfigError(f"{cls}.{name} must be a {kind.__name__}, got {getattr(settings, name)!r}")
     if not isinstance(settings.precision, (str, PrecisionPolicy)):
@@ -157,7 +167,10 @@ def solve(
     compile_s = problem.warm(solve_kernel_specs(solver, policy)) + solver.warm()
     state0 = problem.initial_state
     with single_threaded_blas():  # spinning BLAS threads steal the numba core (see single_threaded_blas)
-        state, report = levenberg_marquardt(problem, state0, solver, policy, settings.lm)
+        if settings.robust.gnc:
+            state, report = graduated_non_convexity(problem, state0, solver, policy, settings.lm, settings.robust)
+        else:
+            state, report = levenberg_marquardt(problem, state0, solver, policy, settings.lm)
     # The returned state must be finite whatever the precision did; LM keeps the best finite iterate.
     if not problem.is_finite(state):
         raise NonFiniteError(f"{kind}: the optimization produced non-finite values in the state")

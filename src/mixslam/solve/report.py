@@ -142,6 +142,15 @@ class SolveReport:
     """The process's peak resident set at the end of the solve, measured (``getrusage``'s ``ru_maxrss``; None
     where the platform has no such counter). It is the process's high-water mark, earlier work included: to
     compare policies, solve each in its own process (``benchmarks/ba_large.py``)."""
+    robust: dict | None = None
+    """Robust solves: ``loss``, ``scale``, ``known_inliers`` (count) and, with GNC, ``gnc_iterations``,
+    ``gnc_mu`` (μ per iteration), ``gnc_finished``; ``plain_final_cost`` (0.5 Σ eᵀΩe over every block). The
+    costs of a robust solve (``initial_cost``, ``final_cost``) are the robust cost 0.5 Σ ρ(eᵀΩe) in fp64."""
+    edge_weights: np.ndarray | None = None
+    """Robust solves: the final weight of every residual block (pose-graph edge in file order, or
+    observation), in [0, 1]."""
+    rejected_edges: list | None = None
+    """Robust solves: 0-based indices (file order) of the blocks whose final weight is below 0.5."""
 
     @property
     def converged(self) -> bool:
@@ -189,6 +198,10 @@ class SolveReport:
             "peak_rss_bytes": self.peak_rss_bytes,
             "history": self.history,
         }
+        if self.robust is not None:
+            out["robust"] = self.robust
+            out["edge_weights"] = [] if self.edge_weights is None else [float(w) for w in self.edge_weights]
+            out["rejected_edges"] = list(self.rejected_edges or [])
         for name in ("policy", "file_cost", "depth", "problem"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
