@@ -80,8 +80,12 @@ def bal_problem():
 
 
 def random_ba(R, nc, npts, rng):
+    """Observations sorted by point, each point seen by distinct cameras (as in every real problem)."""
     ib = np.sort(rng.integers(0, npts, R)).astype(np.int64)
-    ia = rng.integers(0, nc, R).astype(np.int64)
+    start = np.flatnonzero(np.r_[True, ib[1:] != ib[:-1]])
+    rank = np.arange(R) - np.repeat(start, np.diff(np.r_[start, R]))  # k-th observation of its point
+    first = rng.integers(0, nc, npts)  # a point is seen by consecutive cameras (a track), all distinct
+    ia = ((first[ib] + rank) % nc).astype(np.int64)
     A = (rng.standard_normal((R, 2, 9)) * 0.3).astype(np.float32)
     B = (rng.standard_normal((R, 2, 3)) * 0.3).astype(np.float32)
     return dict(A=A, ia=ia, B=B, ib=ib, na=nc, nb=npts, alias=False)

@@ -131,3 +131,15 @@ def test_operator_auto_layout_matches_row_layout():
         assert np.allclose(a, b, rtol=1e-4, atol=1e-3)
     with pytest.raises(ValueError, match="layout"):
         JacobianOperator(A, ia, B, ib, nc, 9, scale, Precision.FP16, Precision.FP32, nb=npts, pb=3, layout="x")
+
+
+def test_layout_structure_reused_for_the_same_indices():
+    A, ia, B, ib, nc, npts, rng = _ba(R=900, seed=8)
+    L1 = build(A, ia, B, ib, nc, npts, chunks=2)
+    A2, B2 = rng.standard_normal(A.shape), rng.standard_normal(B.shape)
+    fresh = build(A2, ia, B2, ib, nc, npts, chunks=2)
+    reused = build(A2, ia, B2, ib, nc, npts, like=L1)
+    assert reused.IB is L1.IB and reused.ROW is L1.ROW  # the structure is shared, not rebuilt
+    assert np.array_equal(reused.JA, fresh.JA) and np.array_equal(reused.JB, fresh.JB)
+    other = build(A2, ia.copy(), B2, ib, nc, npts, chunks=2, like=L1)  # other index arrays: fresh analysis
+    assert other.IB is not L1.IB and np.array_equal(other.JA, fresh.JA)

@@ -19,10 +19,10 @@ Per batch (one intrinsic, :func:`cm_normal_batch`)
     a camera sees a point once; :func:`build` refuses a Jacobian where it does not).
 
 Chunks and threads
-    The points are split into :func:`~.threads.chunk_count` ranges of nearly equal observation counts, fixed
-    when the layout is built. Each chunk holds the observations of its points, camera-major: chunks write
-    disjoint point rows, keep private camera sums, and everything is added in chunk order, so results do not
-    depend on the thread count.
+    The points are split into ranges of nearly equal observation counts (:func:`~.threads.chunk_count`, or
+    more so that no range holds over :data:`TILE_POINTS` points), fixed when the layout is built. Each chunk
+    holds the observations of its points, camera-major: chunks write disjoint point rows, keep private
+    camera sums, and everything is added in chunk order, so results do not depend on the thread count.
 
 Arithmetic: fp32 or fp64 (the dtype of the vectors); products and sums with fused multiply-adds, lanes
 summed by a fixed tree. Emulated fp16 arithmetic keeps the scalar kernels.
@@ -30,6 +30,7 @@ summed by a fixed tree. Emulated fp16 arithmetic keeps the scalar kernels.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +45,10 @@ from .threads import chunk_count, run_chunks
 __all__ = ["CameraMajor", "build", "cm_normal", "cm_matvec", "cm_rmatvec", "LANES"]
 
 LANES = 16
+TILE_POINTS = 32768
+"""Most points per chunk: a chunk's point values and sums (2 x 32768 x 3 fp32 = 768 KiB) stay in the 2 MiB L2
+while its cameras sweep them. Measured on a generated 6M-observation problem (1M points): with 8 chunks of
+125k points the fused product gathered from L3 and fp16 storage saved no time over fp32."""
 _I1, _I32, _I64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
 
 
@@ -358,6 +363,12 @@ class CameraMajor:
     """(chunks + 1,) point ranges of the chunks."""
     shape: tuple
     """(R, k, pa, pb, na, nb)."""
+    order: np.ndarray
+    """(R,) the original row of each observation in camera-major order (int32 below 2**31 rows)."""
+    slot: np.ndarray
+    """(R,) the lane (batch * 16 + lane) of each observation in camera-major order."""
+    source: tuple = ()
+    """(ia, ib) the layout was built from: :func:`build` reuses the structure when given the same arrays."""
 
     @property
     def chunks(self) -> int:
@@ -379,17 +390,36 @@ class CameraMajor:
         return static_size(k), static_size(pa), static_size(pb)
 
 
-def build(A, ia, B, ib, na: int, nb: int, chunks: int | None = None) -> CameraMajor | None:
+def build(
+    A, ia, B, ib, na: int, nb: int, chunks: int | None = None, like: CameraMajor | None = None
+) -> CameraMajor | None:
     """The camera-major layout of (A, ia, B, ib), or None where it cannot serve: a camera observing a point
     twice (two lanes of one batch would scatter to the same point) or blocks wider than 16. Observations of
-    fixed cameras (-1) form groups in which each point appears once."""
+    fixed cameras (-1) form groups in which each point appears once.
+
+    ``like``: a layout built from the same ``ia`` and ``ib`` arrays (the same objects: a problem's structure
+    does not change between linearizations) whose structure is reused; only the values are placed (one
+    compiled pass, instead of the sorts: 1.5 s per linearization on 2M observations).
+    """
+    if (
+        like is not None
+        and len(like.source) == 2
+        and like.source[0] is ia
+        and like.source[1] is ib
+        and like.shape == (A.shape[0], A.shape[1], A.shape[2], B.shape[2], na, nb)
+        and (chunks is None or chunks == like.chunks)
+    ):
+        JA = _batches(A, like.order, like.slot, like.IB.shape[0])
+        JB = _batches(B, like.order, like.slot, like.IB.shape[0])
+        return dataclasses.replace(like, JA=JA, JB=JB)
     R, k, pa = A.shape
     pb = B.shape[2]
     if max(pa, pb) > 16 or R == 0:
         return None
+    source = (ia, ib)
     ia = np.asarray(ia, np.int64)
     ib = np.asarray(ib, np.int64)
-    C = chunk_count(R) if chunks is None else max(1, int(chunks))
+    C = max(chunk_count(R), -(-nb // TILE_POINTS)) if chunks is None else max(1, int(chunks))
     # chunk c owns points [pts[c], pts[c+1]) with about R/C observations; fixed points (-1) go to chunk 0
     counts = np.bincount(ib[ib >= 0], minlength=nb)
     cum = np.concatenate([[0], np.cumsum(counts)])
@@ -423,10 +453,12 @@ def build(A, ia, B, ib, na: int, nb: int, chunks: int | None = None) -> CameraMa
     chunk_seg = np.searchsorted(seg_chunk, np.arange(C + 1), side="left").astype(np.int64)
     IB = np.full(NB * LANES, -1, np.int32)
     IB[slot] = ib_s
-    ROW = np.full(NB * LANES, -1, np.int32 if R < 2**31 else np.int64)
+    idx = np.int32 if NB * LANES < 2**31 else np.int64
+    ROW = np.full(NB * LANES, -1, idx)
     ROW[slot] = order
-    JA = _to_batches(A, order, slot, NB, k * pa)
-    JB = _to_batches(B, order, slot, NB, k * pb)
+    order, slot = order.astype(idx), slot.astype(idx)
+    JA = _batches(A, order, slot, NB)
+    JB = _batches(B, order, slot, NB)
     return CameraMajor(
         JA,
         JB,
@@ -438,14 +470,31 @@ def build(A, ia, B, ib, na: int, nb: int, chunks: int | None = None) -> CameraMa
         chunk_seg,
         np.asarray(pts, np.int64),
         (R, k, pa, pb, na, nb),
+        order,
+        slot,
+        source,
     )
 
 
-def _to_batches(M, order, slot, NB, n):
-    """(R, k, p) rows -> (NB, n*16): entry q of the observation in ``slot`` at [slot // 16, q*16 + slot % 16]."""
-    flat = np.zeros((NB * LANES, n), M.dtype)
-    flat[slot] = M.reshape(M.shape[0], n)[order]
-    return np.ascontiguousarray(flat.reshape(NB, LANES, n).transpose(0, 2, 1)).reshape(NB, n * LANES)
+@njit(cache=True, nogil=True)
+def _fill_batches(M2, order, slot, out):
+    """out[s // 16, q*16 + s % 16] = M2[order[e], q] for s = slot[e] (padding lanes stay 0)."""
+    n = M2.shape[1]
+    for e in range(order.shape[0]):
+        r = order[e]
+        s = slot[e]
+        b = s // LANES
+        lane = s - b * LANES
+        for q in range(n):
+            out[b, q * LANES + lane] = M2[r, q]
+
+
+def _batches(M, order, slot, NB):
+    """(R, k, p) rows in the storage format -> (NB, k*p*16) camera-major batches."""
+    n = M.shape[1] * M.shape[2]
+    out = np.zeros((NB, n * LANES), M.dtype)
+    _fill_batches(np.ascontiguousarray(M).reshape(M.shape[0], n), order, slot, out)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------

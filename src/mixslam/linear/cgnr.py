@@ -187,8 +187,9 @@ class KrylovSolver(LinearSolver):
             assert self._op is not None
             return self._op, QuantizationStats()
         pol = self.policy
+        like = self._op.camera_major if self._op is not None else None
         self._op = JacobianOperator.from_linearization(
-            lin, scale, pol.jacobian_storage, pol.jacobian_accumulate, pol.fallback, layout=self.layout
+            lin, scale, pol.jacobian_storage, pol.jacobian_accumulate, pol.fallback, layout=self.layout, like=like
         )
         self._op_for = lin
         return self._op, self._op.stats

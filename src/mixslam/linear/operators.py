@@ -61,6 +61,7 @@ class JacobianOperator:
         nb: int = 0,
         pb: int = 0,
         layout: str = "rows",
+        like: CameraMajor | None = None,
     ):
         if layout not in ("rows", "auto"):
             raise ValueError(f"layout must be 'rows' or 'auto', got {layout!r}")
@@ -89,7 +90,7 @@ class JacobianOperator:
         """The camera-major layout (:mod:`mixslam.kernels.camera_major`) when ``layout="auto"`` chose it: two
         variable sets, fp32/fp64 arithmetic, each camera sees a point once. The row blocks are then dropped."""
         if layout == "auto" and pb and not self.acc16:
-            self.camera_major = build_camera_major(self.A, ia, self.B, ib, nv, nb)
+            self.camera_major = build_camera_major(self.A, ia, self.B, ib, nv, nb, like=like)
             if self.camera_major is not None:
                 self.A = self.B = None
         self.nbytes = self.camera_major.nbytes if self.camera_major is not None else self.A.nbytes + self.B.nbytes
@@ -103,15 +104,36 @@ class JacobianOperator:
 
     @classmethod
     def from_linearization(
-        cls, lin, scale, storage: Precision, accumulate: Precision, fallback: bool = True, layout: str = "rows"
+        cls,
+        lin,
+        scale,
+        storage: Precision,
+        accumulate: Precision,
+        fallback: bool = True,
+        layout: str = "rows",
+        like: CameraMajor | None = None,
     ):
         """The column-scaled Jacobian of ``lin`` stored in ``storage`` for ``accumulate`` arithmetic.
 
         ``layout``: ``rows`` keeps the row blocks (``A``, ``B``: what the implicit Schur kernels read);
-        ``auto`` uses the camera-major layout where it serves (bundle adjustment's CG products, 2-5x faster).
+        ``auto`` uses the camera-major layout where it serves (bundle adjustment's CG products, 2-5x faster);
+        ``like``: the previous operator's layout, whose structure is reused when ``lin`` has the same indices.
         """
         return cls(
-            lin.A, lin.ia, lin.B, lin.ib, lin.nv, lin.p, scale, storage, accumulate, fallback, lin.nb, lin.pb, layout
+            lin.A,
+            lin.ia,
+            lin.B,
+            lin.ib,
+            lin.nv,
+            lin.p,
+            scale,
+            storage,
+            accumulate,
+            fallback,
+            lin.nb,
+            lin.pb,
+            layout,
+            like,
         )
 
     @property
