@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mixslam.bench.peers import gtsam_poses, gtsam_problem
 from mixslam.io import read_pose_graph, write_g2o
 from mixslam.pgo import PGOConfig, optimize_pose_graph
 from mixslam.sim.corrupt import corrupt_pose_graph
@@ -71,21 +72,7 @@ def gtsam_gnc(path: Path, graph, start, loss: str, known: np.ndarray):
     except ImportError:
         return "not installed (pip install gtsam)"
     try:
-        is3d = graph.dim == 3
-        g, _ = gtsam.readG2o(str(path), is3d)
-        vals = gtsam.Values()
-        for k, pid in enumerate(start.ids):
-            R, t = start.rotations[k], start.translations[k]
-            if is3d:
-                vals.insert(int(pid), gtsam.Pose3(gtsam.Rot3(R), gtsam.Point3(*t)))
-            else:
-                vals.insert(int(pid), gtsam.Pose2(t[0], t[1], float(np.arctan2(R[1, 0], R[0, 0]))))
-        first = int(graph.ids[0])
-        m = g.size()
-        if is3d:
-            g.add(gtsam.PriorFactorPose3(first, vals.atPose3(first), gtsam.noiseModel.Isotropic.Sigma(6, 1e-6)))
-        else:
-            g.add(gtsam.PriorFactorPose2(first, vals.atPose2(first), gtsam.noiseModel.Isotropic.Sigma(3, 1e-6)))
+        g, vals, m = gtsam_problem(gtsam, path, graph, start)
         params = gtsam.GncLMParams(gtsam.LevenbergMarquardtParams())
         params.setLossType(gtsam.GncLossType.TLS if loss == "tls" else gtsam.GncLossType.GM)
         params.setKnownInliers([int(k) for k in np.flatnonzero(known)] + [m])
@@ -95,10 +82,7 @@ def gtsam_gnc(path: Path, graph, start, loss: str, known: np.ndarray):
         result = opt.optimize()
         dt = time.perf_counter() - t0
         w = np.asarray(opt.getWeights())[:m]
-        t = np.empty_like(graph.translations)
-        for k, pid in enumerate(graph.ids):
-            p = result.atPose3(int(pid)) if is3d else result.atPose2(int(pid))
-            t[k] = p.translation() if is3d else [p.x(), p.y()]
+        t = gtsam_poses(result, graph)[1]
         return dt, w, t
     except Exception as e:  # a peer's API drift must not end the benchmark
         return f"failed ({type(e).__name__}: {e})"
@@ -116,6 +100,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-gtsam", action="store_true")
     ap.add_argument("--gtsam-seeds", nargs="+", type=int, default=[0],
                     help="seeds GTSAM also runs on (its GNC takes 10-80 s a case here)")
+    ap.add_argument("--gtsam-files", nargs="+", default=None, help="files GTSAM runs on (default: all)")
+    ap.add_argument("--gtsam-losses", nargs="+", default=None, help="losses GTSAM runs (default: --losses)")
     ap.add_argument("--csv", type=Path)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--figure", type=Path, help="top views of the first case: clean, plain, robust")
@@ -191,7 +177,9 @@ def main(argv=None) -> int:
                                    rep.fp16_overflows, vs)
                             if figure_case is None and precision == "fp64":
                                 figure_case = (name, rate, mode, seed, clean, bad, plain, res)
-                        if not a.no_gtsam and seed in a.gtsam_seeds:
+                        if (not a.no_gtsam and seed in a.gtsam_seeds
+                                and (a.gtsam_files is None or name in a.gtsam_files)
+                                and (a.gtsam_losses is None or loss in a.gtsam_losses)):
                             gpath = tmp / f"{Path(name).stem}-{rate}-{mode}-{seed}.g2o"
                             write_g2o(bad, gpath)
                             start = read_pose_graph(gpath)

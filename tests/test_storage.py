@@ -139,3 +139,25 @@ def test_thresholds_per_dtype():
 def test_thresholds_refuse_other_dtypes(dtype):
     with pytest.raises(PrecisionPolicyError, match="float64 or float32"):
         thresholds(dtype)
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["fits", "overflows"])
+@pytest.mark.parametrize("prec", ["fp16", "fp32", "fp64"])
+def test_store_chunked_equals_store(prec, big):
+    from mixslam.storage import store, store_chunked
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(10_007) * np.exp2(rng.integers(-30, 8, 10_007))
+    x[5] = 0.0
+    if big:
+        x[7000] = 1e6  # beyond fp16: the whole array falls back to fp32
+    whole = store(x, Precision.parse(prec), Precision.FP32)
+
+    def parts():
+        for off in range(0, x.size, 999):
+            yield off, x[off : off + 999]
+
+    chunked = store_chunked(x.size, parts, Precision.parse(prec), Precision.FP32)
+    assert chunked.storage == whole.storage and chunked.accumulate == whole.accumulate
+    assert np.array_equal(chunked.values, whole.values.reshape(-1))
+    assert chunked.stats == whole.stats

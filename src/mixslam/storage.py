@@ -27,6 +27,7 @@ __all__ = [
     "round_to",
     "Stored",
     "store",
+    "store_chunked",
     "kernel_types",
     "kernel_array",
 ]
@@ -175,6 +176,32 @@ class Stored:
         """The stored values widened (exactly) to ``dtype`` (default: the arithmetic's dtype)."""
         v = self.values.view(np.float16) if self.storage is Precision.FP16 else self.values
         return v.astype(dtype or self.compute_dtype)
+
+
+def store_chunked(total: int, parts, storage: Precision, accumulate: Precision, fallback: bool = True) -> Stored:
+    """:func:`store` of a flat array of ``total`` values produced in pieces: ``parts()`` yields (offset, fp64
+    chunk) pairs covering [0, total). Each chunk is quantized as it comes, so no full-size fp64 array exists
+    (the Jacobian's column scaling made one of 8 bytes per entry). Same rounding, statistics and fallback as
+    :func:`store` on the whole array (tested); a fallback re-runs ``parts()`` in the wider format."""
+    storage, accumulate = Precision.parse(storage), Precision.parse(accumulate)
+
+    def attempt(prec: Precision):
+        out = np.empty(total, np.uint16 if prec is Precision.FP16 else prec.storage_dtype)
+        stats = QuantizationStats()
+        for off, x in parts():
+            q, st = quantize(x, prec)
+            out[off : off + x.size] = q.view(np.uint16) if prec is Precision.FP16 else q
+            stats = stats.merge(st)
+        return out, stats
+
+    values, stats = attempt(storage)
+    used, fell = storage, False
+    if stats.overflows and fallback and storage is not Precision.FP64:
+        used, fell = next_wider(storage), True
+        values = attempt(used)[0]
+    stats.fallbacks = int(fell)
+    acc = accumulate if accumulate.contains(used) else used
+    return Stored(values, used, acc, stats)
 
 
 def store(x: np.ndarray, storage: Precision, accumulate: Precision, fallback: bool = True) -> Stored:

@@ -119,6 +119,44 @@ def peer_version(name: str) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # pose graphs: peers (adapted from benchmarks/pgo.py)
 # ---------------------------------------------------------------------------------------------------------
+def gtsam_problem(gtsam, path: Path, graph, init_graph):
+    """(factor graph read from the g2o file with a tight prior on the first pose appended, initial values
+    from ``init_graph``'s poses, the number of factors read from the file)."""
+    is3d = graph.dim == 3
+    g, _ = gtsam.readG2o(str(path), is3d)
+    m = g.size()
+    vals = gtsam.Values()
+    for k, pid in enumerate(init_graph.ids):
+        R, t = init_graph.rotations[k], init_graph.translations[k]
+        if is3d:
+            vals.insert(int(pid), gtsam.Pose3(gtsam.Rot3(R), gtsam.Point3(*t)))
+        else:
+            vals.insert(int(pid), gtsam.Pose2(t[0], t[1], float(np.arctan2(R[1, 0], R[0, 0]))))
+    first = int(graph.ids[0])
+    if is3d:
+        g.add(gtsam.PriorFactorPose3(first, vals.atPose3(first), gtsam.noiseModel.Isotropic.Sigma(6, 1e-6)))
+    else:
+        g.add(gtsam.PriorFactorPose2(first, vals.atPose2(first), gtsam.noiseModel.Isotropic.Sigma(3, 1e-6)))
+    return g, vals, m
+
+
+def gtsam_poses(result, graph):
+    """(rotations, translations) of ``graph``'s poses in a GTSAM ``Values``."""
+    is3d = graph.dim == 3
+    R = np.empty_like(graph.rotations)
+    t = np.empty_like(graph.translations)
+    for k, pid in enumerate(graph.ids):
+        if is3d:
+            p = result.atPose3(int(pid))
+            R[k], t[k] = p.rotation().matrix(), p.translation()
+        else:
+            p = result.atPose2(int(pid))
+            c, s = np.cos(p.theta()), np.sin(p.theta())
+            R[k] = np.array([[c, -s], [s, c]])
+            t[k] = [p.x(), p.y()]
+    return R, t
+
+
 def gtsam_pgo(path: Path, graph, init_graph):
     """GTSAM LM on the g2o file from ``init_graph``'s poses; (seconds, iterations, R, t) or a reason string.
 
@@ -131,20 +169,7 @@ def gtsam_pgo(path: Path, graph, init_graph):
     if gtsam is None:
         return "not installed (pip install 'mixslam[peers]')"
     try:
-        is3d = graph.dim == 3
-        g, _ = gtsam.readG2o(str(path), is3d)
-        vals = gtsam.Values()
-        for k, pid in enumerate(init_graph.ids):
-            R, t = init_graph.rotations[k], init_graph.translations[k]
-            if is3d:
-                vals.insert(int(pid), gtsam.Pose3(gtsam.Rot3(R), gtsam.Point3(*t)))
-            else:
-                vals.insert(int(pid), gtsam.Pose2(t[0], t[1], float(np.arctan2(R[1, 0], R[0, 0]))))
-        first = int(graph.ids[0])
-        if is3d:
-            g.add(gtsam.PriorFactorPose3(first, vals.atPose3(first), gtsam.noiseModel.Isotropic.Sigma(6, 1e-6)))
-        else:
-            g.add(gtsam.PriorFactorPose2(first, vals.atPose2(first), gtsam.noiseModel.Isotropic.Sigma(3, 1e-6)))
+        g, vals, _ = gtsam_problem(gtsam, path, graph, init_graph)
         params = gtsam.LevenbergMarquardtParams()
         params.setRelativeErrorTol(1e-10)
         params.setMaxIterations(200)
@@ -152,17 +177,7 @@ def gtsam_pgo(path: Path, graph, init_graph):
         opt = gtsam.LevenbergMarquardtOptimizer(g, vals, params)
         result = opt.optimize()
         dt = time.perf_counter() - t0
-        R = np.empty_like(graph.rotations)
-        t = np.empty_like(graph.translations)
-        for k, pid in enumerate(graph.ids):
-            if is3d:
-                p = result.atPose3(int(pid))
-                R[k], t[k] = p.rotation().matrix(), p.translation()
-            else:
-                p = result.atPose2(int(pid))
-                c, s = np.cos(p.theta()), np.sin(p.theta())
-                R[k] = np.array([[c, -s], [s, c]])
-                t[k] = [p.x(), p.y()]
+        R, t = gtsam_poses(result, graph)
         return dt, int(opt.iterations()), R, t
     except Exception as e:  # a peer's API drift must not end the benchmark
         return f"failed ({type(e).__name__}: {e})"

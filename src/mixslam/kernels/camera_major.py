@@ -171,6 +171,17 @@ class _Batch:
             ts.append(t)
         return ts
 
+    def forward(self, i_ib, i_xa, i_j, i_xb):
+        """The shared part of the normal and matvec batches: (batch as i64, point indices, their mask, rows of
+        JA, rows of JB, t_r per row); the ``i_*`` are argument positions (JA, JB are 0 and 1; the batch is
+        the argument just before XA)."""
+        bat = self.i64(i_xa - 1)
+        ib64, pmask = self.lane_index(i_ib, bat, _I32)
+        xa = self.camera_values(i_xa, self.i64(i_j))
+        xb = [_gather(self.b, p, self.vty, pmask, self.al) for p in self.point_ptrs(i_xb, ib64, self.pb)]
+        JA_, JB_ = self.rows(0, 1, bat)
+        return bat, ib64, pmask, JA_, JB_, self.dots(JA_, JB_, xa, xb)
+
     def accumulate(self, JA, JB, ts, i_acc, gptrs, pmask):
         """ACC[c, :] += Σ_r JA[r, c] t_r (camera, whole vectors); gb[ib, c] += Σ_r JB[r, c] t_r (points)."""
         b = self.b
@@ -209,12 +220,7 @@ def cm_normal_batch(typingctx, JA, JB, IB, bat, XA, j, xb, gb, ACC, NRM, K, PA, 
 
     def codegen(context, builder, sig, args):
         g = _Batch(context, builder, sig, args, sig.args[4].dtype, k, pa, pb)
-        bat = g.i64(3)
-        ib64, pmask = g.lane_index(2, bat, _I32)
-        xa = g.camera_values(4, g.i64(5))
-        xb = [_gather(builder, p, g.vty, pmask, g.al) for p in g.point_ptrs(6, ib64, pb)]
-        JA_, JB_ = g.rows(0, 1, bat)
-        ts = g.dots(JA_, JB_, xa, xb)
+        bat, ib64, pmask, JA_, JB_, ts = g.forward(2, 4, 5, 6)
         nd = builder.bitcast(g.data(9), g.vty.as_pointer())
         n = builder.load(nd, align=g.al)
         for r in range(k):
@@ -235,13 +241,8 @@ def cm_matvec_batch(typingctx, JA, JB, IB, ROW, bat, XA, j, xb, y, K, PA, PB):
 
     def codegen(context, builder, sig, args):
         g = _Batch(context, builder, sig, args, sig.args[5].dtype, k, pa, pb)
-        bat = g.i64(4)
-        ib64, pmask = g.lane_index(2, bat, _I32)
+        bat, _, _, _, _, ts = g.forward(2, 5, 6, 7)
         row64, rmask = g.lane_index(3, bat, sig.args[3].dtype)
-        xa = g.camera_values(5, g.i64(6))
-        xb = [_gather(builder, p, g.vty, pmask, g.al) for p in g.point_ptrs(7, ib64, pb)]
-        JA_, JB_ = g.rows(0, 1, bat)
-        ts = g.dots(JA_, JB_, xa, xb)
         for r, p in enumerate(g.point_ptrs(8, row64, k)):
             _scatter(builder, ts[r], p, rmask, g.al)
         return context.get_dummy_value()

@@ -175,6 +175,20 @@ def scaled_blocks_nb(A, ia, sa, B, ib, sb, out):
                 o += 1
 
 
+@njit(cache=True, nogil=True)
+def scaled_rows_nb(M, idx, s, e0, e1, out):
+    """out = M[e0:e1] S (flattened, fp64): entry (e, r, c) times s[idx[e], c], zero where idx[e] < 0 (a
+    fixed variable). The chunked form of :func:`scaled_blocks_nb`."""
+    k, p = M.shape[1], M.shape[2]
+    o = 0
+    for e in range(e0, e1):
+        j = idx[e]
+        for r in range(k):
+            for c in range(p):
+                out[o] = np.float64(M[e, r, c]) * s[j, c] if j >= 0 else 0.0
+                o += 1
+
+
 @njit(cache=True)
 def spd_block_inverse_nb(D, damping, out):
     """out[n] = (D[n] + diag(damping[n]))⁻¹ by Cholesky, per block, in fp64. A block that is not positive

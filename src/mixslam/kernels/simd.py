@@ -254,6 +254,18 @@ class _Obs:
             out.append(_hsum(b, q[-1]))
         return out
 
+    def forward(self, sig, args, k, pa, pb):
+        """The shared part of :func:`obs_normal` and :func:`obs_matvec` (arguments A, B, e, ja, jb, xa, xb
+        first): (e as i64, A's rows, B's rows, t_r per row)."""
+        b, ti = self.b, sig.args
+        e64, ja64, jb64 = (self.i64(args[i], ti[i]) for i in (2, 3, 4))
+        ma, mb = self.mask(pa, self.wa, ja64), self.mask(pb, self.wb, jb64)
+        xav = self.load(self.data(ti[5], args[5]), ti[5].dtype, b.mul(ja64, ir.Constant(_I64, pa)), ma)
+        xbv = self.load(self.data(ti[6], args[6]), ti[6].dtype, b.mul(jb64, ir.Constant(_I64, pb)), mb)
+        rA = self.rows(self.data(ti[0], args[0]), ti[0].dtype, e64, k, pa, ma)
+        rB = self.rows(self.data(ti[1], args[1]), ti[1].dtype, e64, k, pb, mb)
+        return e64, rA, rB, self.dots(rA, xav, rB, xbv)
+
     def accumulate(self, rows, t, pad, prow):
         """pad[prow, :] += Σ_r rows[r] t_r: a whole padded row, unmasked (store-to-load forwarding works)."""
         b = self.b
@@ -302,21 +314,14 @@ def obs_normal(typingctx, A, B, e, ja, jb, xa, xb, GA, ra, GB, rb, K, PA, PB):
     wa, wb = lanes(pa), lanes(pb)
 
     def codegen(context, builder, sig, args):
-        A_v, B_v, e_v, ja_v, jb_v, xa_v, xb_v, GA_v, ra_v, GB_v, rb_v = args[:11]
         g = _Obs(context, builder, sig.args[7].dtype, wa, wb)
         ti = sig.args
-        e64, ja64, jb64 = g.i64(e_v, ti[2]), g.i64(ja_v, ti[3]), g.i64(jb_v, ti[4])
-        ma, mb = g.mask(pa, wa, ja64), g.mask(pb, wb, jb64)
-        xav = g.load(g.data(ti[5], xa_v), ti[5].dtype, builder.mul(ja64, ir.Constant(_I64, pa)), ma)
-        xbv = g.load(g.data(ti[6], xb_v), ti[6].dtype, builder.mul(jb64, ir.Constant(_I64, pb)), mb)
-        rA = g.rows(g.data(ti[0], A_v), ti[0].dtype, e64, k, pa, ma)
-        rB = g.rows(g.data(ti[1], B_v), ti[1].dtype, e64, k, pb, mb)
-        t = g.dots(rA, xav, rB, xbv)
+        _, rA, rB, t = g.forward(sig, args, k, pa, pb)
         nrm = builder.fmul(t[0], t[0])
         for r in range(1, k):
             nrm = builder.fadd(nrm, builder.fmul(t[r], t[r]))
-        g.accumulate(rA, t, g.data(ti[7], GA_v), g.i64(ra_v, ti[8]))
-        g.accumulate(rB, t, g.data(ti[9], GB_v), g.i64(rb_v, ti[10]))
+        g.accumulate(rA, t, g.data(ti[7], args[7]), g.i64(args[8], ti[8]))
+        g.accumulate(rB, t, g.data(ti[9], args[9]), g.i64(args[10], ti[10]))
         return nrm
 
     return GA.dtype(A, B, e, ja, jb, xa, xb, GA, ra, GB, rb, K, PA, PB), codegen
@@ -331,17 +336,9 @@ def obs_matvec(typingctx, A, B, e, ja, jb, xa, xb, y, K, PA, PB):
     wa, wb = lanes(pa), lanes(pb)
 
     def codegen(context, builder, sig, args):
-        A_v, B_v, e_v, ja_v, jb_v, xa_v, xb_v, y_v = args[:8]
         g = _Obs(context, builder, sig.args[7].dtype, wa, wb)
-        ti = sig.args
-        e64, ja64, jb64 = g.i64(e_v, ti[2]), g.i64(ja_v, ti[3]), g.i64(jb_v, ti[4])
-        ma, mb = g.mask(pa, wa, ja64), g.mask(pb, wb, jb64)
-        xav = g.load(g.data(ti[5], xa_v), ti[5].dtype, builder.mul(ja64, ir.Constant(_I64, pa)), ma)
-        xbv = g.load(g.data(ti[6], xb_v), ti[6].dtype, builder.mul(jb64, ir.Constant(_I64, pb)), mb)
-        rA = g.rows(g.data(ti[0], A_v), ti[0].dtype, e64, k, pa, ma)
-        rB = g.rows(g.data(ti[1], B_v), ti[1].dtype, e64, k, pb, mb)
-        t = g.dots(rA, xav, rB, xbv)
-        yd = g.data(ti[7], y_v)
+        e64, _, _, t = g.forward(sig, args, k, pa, pb)
+        yd = g.data(sig.args[7], args[7])
         base = builder.mul(e64, ir.Constant(_I64, k))
         for r in range(k):
             builder.store(t[r], builder.gep(yd, [builder.add(base, ir.Constant(_I64, r))]))

@@ -17,10 +17,10 @@ from ..kernels import jac_matvec, jac_rmatvec, normal_matvec
 from ..kernels.camera_major import CameraMajor, cm_matvec, cm_normal, cm_rmatvec
 from ..kernels.camera_major import build as build_camera_major
 from ..kernels.fp16 import axpy16, dot16, round16_count
-from ..kernels.products import plan_for, scaled_blocks_nb
+from ..kernels.products import plan_for, scaled_rows_nb
 from ..kernels.vector_products import ProductPlan
 from ..precision import Precision, is_16bit
-from ..storage import store
+from ..storage import store_chunked
 
 
 def split_stacked(x: np.ndarray, nv: int, p: int, nb: int = 0, pb: int = 0):
@@ -41,6 +41,10 @@ def column_scale(colsq: np.ndarray) -> np.ndarray:
     neither overflows nor underflows; a column no residual touches keeps scale 1."""
     scale = power_of_two(1.0 / np.sqrt(np.maximum(colsq, 1e-300)))
     return np.where(colsq > 0, scale, 1.0)
+
+
+QUANTIZE_CHUNK = 1 << 20
+"""Jacobian entries scaled and quantized per chunk (8 MiB of fp64)."""
 
 
 class JacobianOperator:
@@ -67,19 +71,25 @@ class JacobianOperator:
             raise ValueError(f"layout must be 'rows' or 'auto', got {layout!r}")
         self.ia, self.ib, self.nv, self.p, self.nb, self.pb = ia, ib, nv, p, nb, pb
         sa, sb = self.split(scale)
-        # Scaled blocks in one compiled pass; one quantization of both together, so a fallback applies to
-        # the whole operator.
-        both = np.empty(A.size + B.size)
-        scaled_blocks_nb(
-            np.ascontiguousarray(A),
-            ia,
-            np.ascontiguousarray(sa),
-            np.ascontiguousarray(B),
-            ib,
-            np.ascontiguousarray(sb),
-            both,
-        )
-        st = store(both, storage, accumulate, fallback)
+        A, B = np.ascontiguousarray(A), np.ascontiguousarray(B)
+        sa, sb = np.ascontiguousarray(sa), np.ascontiguousarray(sb)
+
+        def parts():
+            """The scaled blocks, A's rows then B's, in chunks (no full-size fp64 copy)."""
+            off = 0
+            for M, idx, s in ((A, ia, sa), (B, ib, sb)):
+                per = M.shape[1] * M.shape[2]
+                step = max(1, QUANTIZE_CHUNK // max(per, 1))
+                buf = np.empty(step * per)
+                for e0 in range(0, M.shape[0], step):
+                    e1 = min(M.shape[0], e0 + step)
+                    n = (e1 - e0) * per
+                    scaled_rows_nb(M, idx, s, e0, e1, buf)
+                    yield off, buf[:n]
+                    off += n
+
+        # One quantization of both blocks together, so a fallback applies to the whole operator.
+        st = store_chunked(A.size + B.size, parts, storage, accumulate, fallback)
         self.stats = st.stats
         self.storage, self.accumulate = st.storage, st.accumulate
         self.A = st.values[: A.size].reshape(A.shape)
