@@ -58,7 +58,7 @@ def rmse(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def pr(rejected, added) -> tuple[float, float]:
-    rej, add = set(int(k) for k in rejected), set(int(k) for k in added)
+    rej, add = {int(k) for k in rejected}, {int(k) for k in added}
     tp = len(rej & add)
     precision = tp / len(rej) if rej else (1.0 if not add else 0.0)
     recall = tp / len(add) if add else 1.0
@@ -105,12 +105,23 @@ def main(argv=None) -> int:
     ap.add_argument("--csv", type=Path)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--figure", type=Path, help="top views of the first case: clean, plain, robust")
+    ap.add_argument("--summarize", type=Path, help="only print the summary of an earlier run's CSV")
     a = ap.parse_args(argv)
     lines: list[str] = []
 
     def log(s=""):
         print(s, flush=True)
         lines.append(s)
+
+    if a.summarize:
+        with open(a.summarize) as f:
+            rows = [{k: (v if k in ("file", "mode", "solver", "loss", "precision", "status") else float(v))
+                     for k, v in r.items()} for r in csv.DictReader(f)]
+        summarize(rows, log)
+        if a.out:
+            with open(a.out, "a") as f:
+                f.write("\n".join(lines) + "\n")
+        return 0
 
     log(f"robust benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}, {platform.machine()}, "
         f"{len(os.sched_getaffinity(0))} cores")

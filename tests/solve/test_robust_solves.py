@@ -56,7 +56,7 @@ def _extent(g):
     return float(np.sqrt(np.mean(np.sum(t * t, axis=1))))
 
 
-@pytest.mark.parametrize("precision", ["fp64", "mixed"])
+@pytest.mark.parametrize("precision", ["fp64", "mixed", "mixed16"])
 def test_gnc_tls_finds_the_false_loop_closures(corrupted, precision):
     """Scale 5: the simulated inliers' whitened errors are χ²(3)-distributed, and the default scale (the 99%
     quantile) would reject 1% of them (real datasets' information matrices are far more conservative)."""
@@ -70,7 +70,7 @@ def test_gnc_tls_finds_the_false_loop_closures(corrupted, precision):
     ext = _extent(clean)
     assert _rmse(res, clean) <= 1e-3 * ext
     assert _rmse(plain, clean) > 10 * _rmse(res, clean) + 1e-3 * ext  # the damage without a robust loss
-    assert rep.fp16_overflows == 0
+    assert rep.fp16_overflows == 0  # mixed16: the rejected edges' rows are exact zeros in fp16 storage
     data = rep.as_dict()
     assert data["rejected_edges"] == sorted(added.tolist()) and len(data["edge_weights"]) == bad.num_edges
 
