@@ -64,6 +64,7 @@ class SchurSolver(LinearSolver):
     def __init__(
         self, nc: int, pc: int, npts: int, policy: PrecisionPolicy | None = None, config: DirectConfig | None = None
     ):
+        self._jd2: float | None = None
         if nc * pc > MAX_DENSE:
             raise ConfigError(
                 f"the reduced camera system has {nc * pc} unknowns (> {MAX_DENSE}), too many for the "
@@ -120,6 +121,7 @@ class SchurSolver(LinearSolver):
         times: dict = {}
         M = self._eliminate(lin, d, self.dtype, times)
         decision = "factor"
+        self._jd2 = None  # ‖J δ‖² in fp64 when the residual check computed it (saves the model's product)
         if not self.mixed:
             delta, status, res, iters = self._direct(lin, M, g, d)
         else:
@@ -128,6 +130,7 @@ class SchurSolver(LinearSolver):
                 self._switch_to_fp64()
                 decision += f"; fp32 -> fp64 ({self._switch_reason})"
                 if status is not LinearStatus.CONVERGED:  # redo this step exactly
+                    self._jd2 = None
                     M = self._eliminate(lin, d, self.dtype, times)
                     delta, status, res, more = self._direct(lin, M, g, d)
                     iters += more
@@ -141,7 +144,8 @@ class SchurSolver(LinearSolver):
             return LinearResult(
                 np.zeros_like(delta), iters, float("nan"), LinearStatus.NONFINITE, float("nan"), times=times
             )
-        return LinearResult(delta, iters, res, status, model_decrease(lin, g, delta), times=times, decision=decision)
+        model = -float(g @ delta) - 0.5 * self._jd2 if self._jd2 is not None else model_decrease(lin, g, delta)
+        return LinearResult(delta, iters, res, status, model, times=times, decision=decision)
 
     # -- elimination and the solve with M ------------------------------------------------------------------
     def _eliminate(self, lin: Linearization, d: np.ndarray, dtype: np.dtype, times: dict):
@@ -206,25 +210,32 @@ class SchurSolver(LinearSolver):
         out *= scale
         return out
 
-    def _matvec(self, lin: Linearization, d: np.ndarray):
-        """x -> (JᵀJ + D) x in fp64 (the Jacobian as evaluated; fp32 blocks widened in the kernel)."""
+    def _matvec(self, lin: Linearization, d: np.ndarray, norms: list | None = None):
+        """x -> (JᵀJ + D) x in fp64 (the Jacobian as evaluated; fp32 blocks widened in the kernel); ``norms``
+        collects ‖J x‖² of each product (the fused kernel returns it)."""
         A, B = np.ascontiguousarray(lin.A), np.ascontiguousarray(lin.B)
 
         def matvec(x: np.ndarray) -> np.ndarray:
             out = np.empty_like(x)
             (pa, pb), (oa, ob) = lin.split(x), lin.split(out)
-            normal_matvec(A, lin.ia, B, lin.ib, pa, pb, oa, ob)
+            jx2 = normal_matvec(A, lin.ia, B, lin.ib, pa, pb, oa, ob)
+            if norms is not None:
+                norms.append(jx2)
             out += d * x
             return out
 
         return matvec
 
     def _direct(self, lin, M, g, d):
-        """The fp64 step: one solve with the fp64 factor; the true relative residual measured in fp64."""
+        """The fp64 step: one solve with the fp64 factor; the true relative residual measured in fp64 (its
+        product also gives ‖J δ‖² for the model decrease)."""
         if M[3] is None:
             return np.zeros_like(g), LinearStatus.NONFINITE, float("nan"), 1
         delta = -self._apply(M, g)
-        res = float(np.linalg.norm(self._matvec(lin, d)(delta) + g)) / max(float(np.linalg.norm(g)), 1e-300)
+        norms: list = []
+        r = self._matvec(lin, d, norms)(delta) + g
+        res = float(np.linalg.norm(r)) / max(float(np.linalg.norm(g)), 1e-300)
+        self._jd2 = float(norms[0])
         return delta, LinearStatus.CONVERGED, res, 1
 
     def _refined(self, lin, M, g, d, times):
