@@ -65,25 +65,18 @@ def _chains(typingctx, x, n, kind):
     def codegen(context, builder, sig, args):
         i32, i64 = ir.IntType(32), ir.IntType(64)
         f32 = ir.FloatType()
-        if what == "fp32":
-            vty = ir.VectorType(f32, 16)
-            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), "llvm.fma.v16f32")
+        if what in ("fp32", "fp16"):  # llvm.fma on one zmm of floats or halves
+            lanes = 16 if what == "fp32" else 32
+            vty = ir.VectorType(f32 if what == "fp32" else ir.HalfType(), lanes)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [vty] * 3), f"llvm.fma.v{lanes}f{32 if what == 'fp32' else 16}"
+            )
 
             def step(v, a, b):
                 return builder.call(fn, [v, a, b])
 
-            a = ir.Constant(vty, [0.75] * 16)
-            b = ir.Constant(vty, [0.25] * 16)
-        elif what == "fp16":
-            h = ir.HalfType()
-            vty = ir.VectorType(h, 32)
-            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), "llvm.fma.v32f16")
-
-            def step(v, a, b):
-                return builder.call(fn, [v, a, b])
-
-            a = ir.Constant(vty, [0.75] * 32)
-            b = ir.Constant(vty, [0.25] * 32)
+            a = ir.Constant(vty, [0.75] * lanes)
+            b = ir.Constant(vty, [0.25] * lanes)
         else:  # bf16: acc(16 x f32) += dot(pairs of bf16 in a, b)
             vty = ir.VectorType(f32, 16)
             bty = ir.VectorType(_BFloat(), 32)  # llvmlite has no bfloat type: one that prints as LLVM's

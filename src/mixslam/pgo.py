@@ -235,8 +235,6 @@ def choose_initial_guess(graph: PoseGraph, robust: RobustConfig | None = None) -
     for i in range(1, len(candidates)):
         if costs[i] < costs[best] or not np.isfinite(costs[best]):
             best = i
-    if rw is None and len(candidates) == 2 and np.isfinite(costs[0]) and not (costs[1] < costs[0]):
-        best = 0
     return candidates[best][1], candidates[best][0]
 
 

@@ -511,79 +511,55 @@ def _zero_rows(gb, L, c):
     gb[L.chunk_pts[c] : L.chunk_pts[c + 1]] = 0.0
 
 
+def _segments(L: CameraMajor, c: int) -> tuple:
+    """The arguments that name chunk ``c``'s segments: (seg_cam, seg_b0, seg_b1, first, one past last)."""
+    return L.seg_cam, L.seg_b0, L.seg_b1, L.chunk_seg[c], L.chunk_seg[c + 1]
+
+
+def _camera_chunks(L: CameraMajor, ga, gb, threads, run) -> list:
+    """Run ``run(c, gpart, ACC)`` for every chunk with a zeroed private camera output ``gpart`` and accumulator,
+    after zeroing the chunk's own rows of ``gb``; then ga = Σ gpart in chunk order. Returns run's results."""
+    _, _, pa, _, na, _ = L.shape
+    dt = ga.dtype
+
+    def chunk(c):
+        gpart = np.zeros((na, pa), dt)
+        _zero_rows(gb, L, c)
+        return gpart, run(c, gpart, np.zeros(pa * LANES, dt))
+
+    parts = run_chunks(chunk, L.chunks, threads)
+    ga[:] = 0.0
+    for gpart, _ in parts:
+        ga += gpart
+    return [r for _, r in parts]
+
+
 def cm_normal(L: CameraMajor, xa, xb, ga, gb, threads=None) -> float:
     """ga, gb = JᵀJ (xa, xb) (overwritten; all four arrays of the arithmetic dtype); returns ||J x||²."""
     dt = ga.dtype
     XA = _padded_xa(xa, dt)
     xb = np.ascontiguousarray(xb, dt)
     sizes = L.sizes()
-    _, _, pa, _, na, _ = L.shape
 
-    def chunk(c):
-        gpart = np.zeros((na, pa), dt)
-        _zero_rows(gb, L, c)
-        ACC, NRM = np.zeros(pa * LANES, dt), np.zeros(LANES, dt)
-        s = cm_normal_chunk(
-            L.JA,
-            L.JB,
-            L.IB,
-            L.seg_cam,
-            L.seg_b0,
-            L.seg_b1,
-            L.chunk_seg[c],
-            L.chunk_seg[c + 1],
-            XA,
-            xb,
-            gpart,
-            gb,
-            ACC,
-            NRM,
-            *sizes,
-        )
-        return gpart, s
+    def run(c, gpart, ACC):
+        NRM = np.zeros(LANES, dt)
+        return cm_normal_chunk(L.JA, L.JB, L.IB, *_segments(L, c), XA, xb, gpart, gb, ACC, NRM, *sizes)
 
-    parts = run_chunks(chunk, L.chunks, threads)
-    ga[:] = 0.0
     total = dt.type(0)
-    for gpart, s in parts:
-        ga += gpart
+    for s in _camera_chunks(L, ga, gb, threads, run):
         total = dt.type(total + s)
     return float(total)
 
 
 def cm_rmatvec(L: CameraMajor, y, ga, gb, threads=None) -> None:
     """ga, gb = Jᵀ y (overwritten; ``y`` (R, k) in the original row order, all of the arithmetic dtype)."""
-    dt = ga.dtype
-    y = np.ascontiguousarray(y, dt)
+    y = np.ascontiguousarray(y, ga.dtype)
     sizes = L.sizes()
-    _, _, pa, _, na, _ = L.shape
 
-    def chunk(c):
-        gpart = np.zeros((na, pa), dt)
-        _zero_rows(gb, L, c)
-        ACC = np.zeros(pa * LANES, dt)
-        cm_rmatvec_chunk(
-            L.JA,
-            L.JB,
-            L.IB,
-            L.ROW,
-            L.seg_cam,
-            L.seg_b0,
-            L.seg_b1,
-            L.chunk_seg[c],
-            L.chunk_seg[c + 1],
-            y,
-            gpart,
-            gb,
-            ACC,
-            *sizes,
-        )
-        return gpart
+    def run(c, gpart, ACC):
+        cm_rmatvec_chunk(L.JA, L.JB, L.IB, L.ROW, *_segments(L, c), y, gpart, gb, ACC, *sizes)
 
-    parts = run_chunks(chunk, L.chunks, threads)
-    ga[:] = 0.0
-    for gpart in parts:
-        ga += gpart
+    _camera_chunks(L, ga, gb, threads, run)
 
 
 def cm_matvec(L: CameraMajor, xa, xb, y, threads=None) -> None:
@@ -594,20 +570,6 @@ def cm_matvec(L: CameraMajor, xa, xb, y, threads=None) -> None:
     sizes = L.sizes()
 
     def chunk(c):
-        cm_matvec_chunk(
-            L.JA,
-            L.JB,
-            L.IB,
-            L.ROW,
-            L.seg_cam,
-            L.seg_b0,
-            L.seg_b1,
-            L.chunk_seg[c],
-            L.chunk_seg[c + 1],
-            XA,
-            xb,
-            y,
-            *sizes,
-        )
+        cm_matvec_chunk(L.JA, L.JB, L.IB, L.ROW, *_segments(L, c), XA, xb, y, *sizes)
 
     run_chunks(chunk, L.chunks, threads)

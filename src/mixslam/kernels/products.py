@@ -42,7 +42,7 @@ __all__ = [
     "column_sq_norms_nb",
     "diag_blocks_nb",
     "block_diag_apply_nb",
-    "scaled_blocks_nb",
+    "scaled_rows_nb",
     "spd_block_inverse_nb",
     "jac_matvec_nb",
     "jac_rmatvec_nb",
@@ -155,30 +155,10 @@ def block_diag_apply_nb(M, r, out):
             out[n, i] = s
 
 
-@njit(cache=True)
-def scaled_blocks_nb(A, ia, sa, B, ib, sb, out):
-    """out = [A S_a (flattened), B S_b (flattened)] in fp64, rows of fixed variables zeroed (one pass)."""
-    m, k, pa = A.shape
-    pb = B.shape[2]
-    o = 0
-    for e in range(m):
-        j = ia[e]
-        for r in range(k):
-            for c in range(pa):
-                out[o] = np.float64(A[e, r, c]) * sa[j, c] if j >= 0 else 0.0
-                o += 1
-    for e in range(m):
-        j = ib[e]
-        for r in range(k):
-            for c in range(pb):
-                out[o] = np.float64(B[e, r, c]) * sb[j, c] if j >= 0 else 0.0
-                o += 1
-
-
 @njit(cache=True, nogil=True)
 def scaled_rows_nb(M, idx, s, e0, e1, out):
     """out = M[e0:e1] S (flattened, fp64): entry (e, r, c) times s[idx[e], c], zero where idx[e] < 0 (a
-    fixed variable). The chunked form of :func:`scaled_blocks_nb`."""
+    fixed variable); called per chunk of rows so that no full-size fp64 copy of the Jacobian exists."""
     k, p = M.shape[1], M.shape[2]
     o = 0
     for e in range(e0, e1):

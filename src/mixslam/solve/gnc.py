@@ -96,7 +96,7 @@ def graduated_non_convexity(problem, state, solver, policy, lm: LMConfig, config
     report.iterations = totals["iterations"]
     report.linear_iterations = totals["linear_iterations"]
     report.history = history
-    report.timing = {**timing, "total": timing.get("total", 0.0)}
+    report.timing = dict(timing)
     finished = gnc_done(loss, mu, w)
     report.robust = {
         "gnc_iterations": it,
