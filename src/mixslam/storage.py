@@ -178,14 +178,37 @@ class Stored:
         return v.astype(dtype or self.compute_dtype)
 
 
+def store_filled(fill, storage: Precision, accumulate: Precision, fallback: bool = True):
+    """:func:`store` for an operand that ``fill(precision)`` writes itself, already rounded, in the kernels'
+    format of ``precision`` (fp16 as uint16 bits), returning (values, :class:`QuantizationStats` of that
+    rounding). Same fallback rule as :func:`store`: on overflow (with ``fallback``), ``fill`` runs again in the
+    next wider format. Returns (values, format used, arithmetic, stats of the requested format)."""
+    storage, accumulate = Precision.parse(storage), Precision.parse(accumulate)
+    values, stats = fill(storage)
+    used, fell = storage, False
+    if stats.overflows and fallback and storage is not Precision.FP64:
+        used, fell = next_wider(storage), True
+        values = fill(used)[0]
+    stats.fallbacks = int(fell)
+    acc = accumulate if accumulate.contains(used) else used
+    return values, used, acc, stats
+
+
+def kernel_dtype(precision: Precision) -> np.dtype:
+    """The dtype the kernels read ``precision``'s stored values as (fp16 as uint16 bits)."""
+    precision = Precision.parse(precision)
+    if precision is Precision.BF16:
+        raise NotImplementedError("bf16 kernels are not implemented; use fp16 storage")
+    return np.dtype(np.uint16) if precision is Precision.FP16 else np.dtype(precision.storage_dtype)
+
+
 def store_chunked(total: int, parts, storage: Precision, accumulate: Precision, fallback: bool = True) -> Stored:
     """:func:`store` of a flat array of ``total`` values produced in pieces: ``parts()`` yields (offset, fp64
     chunk) pairs covering [0, total). Each chunk is quantized as it comes, so no full-size fp64 array exists
     (the Jacobian's column scaling made one of 8 bytes per entry). Same rounding, statistics and fallback as
     :func:`store` on the whole array (tested); a fallback re-runs ``parts()`` in the wider format."""
-    storage, accumulate = Precision.parse(storage), Precision.parse(accumulate)
 
-    def attempt(prec: Precision):
+    def fill(prec: Precision):
         out = np.empty(total, np.uint16 if prec is Precision.FP16 else prec.storage_dtype)
         stats = QuantizationStats()
         for off, x in parts():
@@ -194,13 +217,7 @@ def store_chunked(total: int, parts, storage: Precision, accumulate: Precision, 
             stats = stats.merge(st)
         return out, stats
 
-    values, stats = attempt(storage)
-    used, fell = storage, False
-    if stats.overflows and fallback and storage is not Precision.FP64:
-        used, fell = next_wider(storage), True
-        values = attempt(used)[0]
-    stats.fallbacks = int(fell)
-    acc = accumulate if accumulate.contains(used) else used
+    values, used, acc, stats = store_filled(fill, storage, accumulate, fallback)
     return Stored(values, used, acc, stats)
 
 

@@ -143,3 +143,28 @@ def test_layout_structure_reused_for_the_same_indices():
     assert np.array_equal(reused.JA, fresh.JA) and np.array_equal(reused.JB, fresh.JB)
     other = build(A2, ia.copy(), B2, ib, nc, npts, chunks=2, like=L1)  # other index arrays: fresh analysis
     assert other.IB is not L1.IB and np.array_equal(other.JA, fresh.JA)
+
+
+@pytest.mark.parametrize("fmt", [Precision.FP64, Precision.FP32, Precision.FP16])
+@pytest.mark.parametrize("overflow", [False, True])
+def test_operator_fills_the_batches_as_the_row_store_then_build(fmt, overflow):
+    """The auto layout scales, rounds and places the values in one pass: bit for bit the batches that storing
+    the row blocks and building the layout from them gives, with the same statistics and fallback."""
+    A, ia, B, ib, nc, npts, rng = _ba(R=1200, seed=9)
+    A = A.astype(np.float32)  # the residual precision of mixed/fp32 (fp64 blocks in the fp64 case below)
+    if fmt is Precision.FP64:
+        A = A.astype(np.float64)
+    scale = np.exp2(rng.integers(-3, 3, nc * 9 + npts * 3)).astype(float)
+    if overflow:
+        scale[5] = 2.0**20  # column 5 of camera 0 (fixed: its rows are zero) ...
+        scale[9 * 5 + 2] = 2.0**20  # ... and of camera 5: beyond fp16's range
+    acc = Precision.FP64 if fmt is Precision.FP64 else Precision.FP32
+    rows = JacobianOperator(A, ia, B, ib, nc, 9, scale, fmt, acc, nb=npts, pb=3, layout="rows")
+    auto = JacobianOperator(A, ia, B, ib, nc, 9, scale, fmt, acc, nb=npts, pb=3, layout="auto")
+    ref = build(rows.A, ia, B=rows.B, ib=ib, na=nc, nb=npts, chunks=auto.camera_major.chunks)
+    assert auto.camera_major.JA.dtype == ref.JA.dtype
+    assert np.array_equal(auto.camera_major.JA, ref.JA) and np.array_equal(auto.camera_major.JB, ref.JB)
+    assert auto.stats.as_dict() == rows.stats.as_dict()
+    assert (auto.storage, auto.accumulate) == (rows.storage, rows.accumulate)
+    if overflow and fmt is Precision.FP16:
+        assert auto.stats.overflows > 0 and auto.fallbacks == 1 and auto.storage is Precision.FP32

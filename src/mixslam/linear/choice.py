@@ -39,6 +39,7 @@ from ..precision import Precision, PrecisionPolicy, is_16bit
 from .base import LinearSolver, Preconditioner
 from .block_pattern import BlockPattern
 from .config import CGConfig, DirectConfig, ICConfig
+from .linearization import blocks_dtype
 
 __all__ = [
     "SOLVERS",
@@ -239,7 +240,9 @@ def make_linear_solver(
 
 def solve_kernel_specs(solver: LinearSolver, policy: PrecisionPolicy) -> frozenset:
     """The compiled (kernel, storage dtype, vector dtype, acc16) specializations one LM solve with ``solver``
-    calls: the fp64 J·δ of the model decrease, the fp64 Jᵀr of the gradient, and what the solver and its
+    calls: the fp64 J·δ of the model decrease, the fp64 Jᵀr of the gradient (both on the unquantized blocks in
+    the residual precision), and what the solver and its
     preconditioner list themselves (CG: the gradient in the policy's right-hand-side precision too)."""
-    common = {("jac_matvec", _F64, _F64, False), ("jac_rmatvec", _F64, _F64, False)}
+    blocks = blocks_dtype(policy.residual.compute_dtype, _F64)  # the Linearization's blocks, as they enter
+    common = {("jac_matvec", blocks, _F64, False), ("jac_rmatvec", blocks, _F64, False)}
     return frozenset(common | solver.kernel_specs())

@@ -11,16 +11,18 @@ Precision decisions made here (all read from the :class:`~mixslam.precision.Prec
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ..kernels import jac_matvec, jac_rmatvec, normal_matvec
-from ..kernels.camera_major import CameraMajor, cm_matvec, cm_normal, cm_rmatvec
-from ..kernels.camera_major import build as build_camera_major
+from ..kernels.camera_major import CameraMajor, cm_matvec, cm_normal, cm_rmatvec, fill_scaled
+from ..kernels.camera_major import structure_of as camera_major_structure
 from ..kernels.fp16 import axpy16, dot16, round16_count
 from ..kernels.products import plan_for, scaled_rows_nb
 from ..kernels.vector_products import ProductPlan
-from ..precision import Precision, is_16bit
-from ..storage import store_chunked
+from ..precision import Precision, QuantizationStats, is_16bit
+from ..storage import kernel_dtype, store_chunked, store_filled
 
 
 def split_stacked(x: np.ndarray, nv: int, p: int, nb: int = 0, pb: int = 0):
@@ -74,8 +76,43 @@ class JacobianOperator:
         A, B = np.ascontiguousarray(A), np.ascontiguousarray(B)
         sa, sb = np.ascontiguousarray(sa), np.ascontiguousarray(sb)
 
+        self.k = A.shape[1]
+        self.A: np.ndarray | None = None
+        self.B: np.ndarray | None = None
+        """The stored row blocks (``rows`` layout; None when the camera-major layout holds the values)."""
+        self.camera_major: CameraMajor | None = None
+        """The camera-major layout (:mod:`mixslam.kernels.camera_major`) when ``layout="auto"`` chose it: two
+        variable sets, fp32/fp64 arithmetic, each camera sees a point once. The row blocks are then dropped."""
+        storage, accumulate = Precision.parse(storage), Precision.parse(accumulate)
+        structure = None
+        if layout == "auto" and pb and not is_16bit(accumulate) and storage is not Precision.BF16:
+            structure = camera_major_structure(A, ia, B, ib, nv, nb, like=like)
+        if structure is not None:
+            # Scaled, rounded and placed in the batches in one compiled pass per block set (no row-block copy):
+            # 0.1 s -> about 0.02 s per linearization on 600k BA observations.
+            def fill(prec: Precision):
+                JA, JB, st = fill_scaled(structure, A, ia, sa, B, ib, sb, kernel_dtype(prec))
+                stats = QuantizationStats(count=A.size + B.size)
+                (stats.nonfinite_inputs, stats.max_abs, stats.overflows, stats.underflows, stats.subnormals) = st
+                return (JA, JB), stats
+
+            (JA, JB), used, acc, stats = store_filled(fill, storage, accumulate, fallback)
+            self.stats, self.storage, self.accumulate = stats, used, acc
+            self.acc16 = is_16bit(acc)
+            self.camera_major = dataclasses.replace(structure, JA=JA, JB=JB)
+            self.nbytes = self.camera_major.nbytes
+        else:
+            self.nbytes = self._store_rows(A, ia, sa, B, ib, sb, storage, accumulate, fallback)
+        self.plan: ProductPlan | None = None
+        """The products' chunking and accumulators (:class:`~mixslam.kernels.vector_products.ProductPlan`),
+        built by the first product and reused by the others."""
+
+    def _store_rows(self, A, ia, sa, B, ib, sb, storage: Precision, accumulate: Precision, fallback: bool) -> int:
+        """The row-block layout: the scaled blocks quantized in chunks (no full-size fp64 copy); returns the
+        stored bytes."""
+
         def parts():
-            """The scaled blocks, A's rows then B's, in chunks (no full-size fp64 copy)."""
+            """The scaled blocks, A's rows then B's, in chunks."""
             off = 0
             for M, idx, s in ((A, ia, sa), (B, ib, sb)):
                 per = M.shape[1] * M.shape[2]
@@ -95,18 +132,7 @@ class JacobianOperator:
         self.A = st.values[: A.size].reshape(A.shape)
         self.B = st.values[A.size :].reshape(B.shape)
         self.acc16 = st.acc16
-        self.k = A.shape[1]
-        self.camera_major: CameraMajor | None = None
-        """The camera-major layout (:mod:`mixslam.kernels.camera_major`) when ``layout="auto"`` chose it: two
-        variable sets, fp32/fp64 arithmetic, each camera sees a point once. The row blocks are then dropped."""
-        if layout == "auto" and pb and not self.acc16:
-            self.camera_major = build_camera_major(self.A, ia, self.B, ib, nv, nb, like=like)
-            if self.camera_major is not None:
-                self.A = self.B = None
-        self.nbytes = self.camera_major.nbytes if self.camera_major is not None else self.A.nbytes + self.B.nbytes
-        self.plan: ProductPlan | None = None
-        """The products' chunking and accumulators (:class:`~mixslam.kernels.vector_products.ProductPlan`),
-        built by the first product and reused by the others."""
+        return int(st.values.nbytes)
 
     @property
     def fallbacks(self) -> int:
