@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("init", ("mixslam.init",)),
     ("io", ("mixslam.io",)),
     ("solve", ("mixslam.solve",)),
+    ("backend", ("mixslam.backend",)),
     ("drivers", ("mixslam.pgo", "mixslam.ba", "mixslam.driver", "mixslam.solvers")),
     ("eval", ("mixslam.eval",)),
     ("sim", ("mixslam.sim",)),
