@@ -42,11 +42,15 @@ The run (:func:`simulate_run`):
   length and ``(a, b) = odometry_noise``: the error of the composed odometry grows with the distance driven.
 
 Loop closures (:func:`loop_candidates`): a true revisit is a pair (i, j), ``j - i > min_separation``, of
-keyframes at most ``max_distance`` apart whose orientations differ by at most ``max_angle``.
+keyframes at most ``max_distance`` apart whose orientations differ by at most ``max_angle``. The
+simulated front end matches landmarks by their true ids, so its false candidates (different places) share no
+landmarks and never pass a geometric verification; :func:`aliased_candidates` (``aliasing_rate``, off by
+default) adds the failure a real front end has, perceptual aliasing: a different place proposed with wrong
+matches, part of them consistent with one wrong relative pose (repeated structure).
 
 Randomness: ``numpy.random.default_rng([seed, k])`` with a distinct ``k`` per stream (world layout 0, world
 landmarks 1, trajectory start 10, path wobble 14, camera wobble 15, pixel noise 11, outliers 12,
-odometry 13, loops 20), so a seed reproduces every array bit for bit and the streams are independent
+odometry 13, loops 20, aliased loops 21), so a seed reproduces every array bit for bit and the streams are independent
 (changing ``outlier_fraction`` does not change the pixel noise, changing the odometry noise does not change
 the trajectory, ...).
 """
@@ -73,6 +77,8 @@ __all__ = [
     "make_world",
     "simulate_run",
     "loop_candidates",
+    "aliased_candidates",
+    "AliasedCandidate",
     "revisit_pairs",
     "tour",
     "SURFACE_WALL",
@@ -261,16 +267,36 @@ class LoopConfig:
     """A true revisit's camera centres are at most this far apart (m)."""
     max_angle: float = 30.0
     """... and its camera orientations differ by at most this angle (deg)."""
+    aliasing_rate: float = 0.0
+    """Probability per keyframe j (with some i < j - min_separation more than ``2 * max_distance`` away) of one
+    perceptually aliased candidate (:func:`aliased_candidates`): a different place that looks like an
+    earlier one, proposed with wrong matches of which ``aliasing_matches`` agree on one wrong relative pose.
+    0 (the default) draws none; ``false_positive_rate``'s candidates are different places too, but they
+    share no landmark ids with j, so the verification always rejects them."""
+    aliasing_matches: tuple = (6, 40)
+    """Range (inclusive integers) of an aliased candidate's wrong matches that are consistent with its wrong
+    relative pose (repeated structure: the inliers a verification finds)."""
+    aliasing_outliers: tuple = (0, 20)
+    """Range (inclusive integers) of its further wrong matches, at random pixels (the verification's outliers)."""
 
     def __post_init__(self):
         check_config_fields(
             self,
             ints={"min_separation": 0},
             nonnegative=("max_distance", "max_angle"),
-            fractions=("recall", "false_positive_rate"),
+            fractions=("recall", "false_positive_rate", "aliasing_rate"),
         )
         if self.max_angle > 180.0:
             _fail(self, "max_angle", "a number of degrees in [0, 180]", self.max_angle)
+        for name in ("aliasing_matches", "aliasing_outliers"):
+            v = getattr(self, name)
+            if not (
+                isinstance(v, (tuple, list))
+                and len(v) == 2
+                and all(isinstance(x, Integral) and not isinstance(x, bool) for x in v)
+                and 0 <= v[0] <= v[1]
+            ):
+                _fail(self, name, "a pair (lo, hi) of integers with 0 <= lo <= hi", v)
 
 
 # -- results -------------------------------------------------------------------------------------------------
@@ -1057,3 +1083,117 @@ def loop_candidates(run: Run, config: LoopConfig = LoopConfig(), seed: int = 0) 
         ]
     )
     return rows[np.lexsort((rows[:, 0], rows[:, 1]))]
+
+
+@dataclass(frozen=True, eq=False)
+class AliasedCandidate:
+    """A perceptually aliased loop candidate (i, j) of :func:`aliased_candidates` with its wrong matches.
+
+    Keyframe j is at a different place from keyframe i (centres more than ``2 * max_distance`` apart) but the
+    front end believes it is a revisit: it pairs ``landmarks_i`` (landmarks keyframe i mapped) with pixels of
+    keyframe j. The first ``consistent`` matches agree on one wrong relative pose (``R``, ``t``: what a
+    verification that accepts them measures); the others are at random pixels. Each match also names the
+    landmark of j's own observations the front end associated (``landmarks_j``, a wrong association that a
+    global bundle adjustment fusing the loop's inliers would merge)."""
+
+    i: int
+    j: int
+    landmarks_i: np.ndarray
+    """(m,) int64 landmark ids of keyframe i's map in the matches."""
+    pixels_j: np.ndarray
+    """(m, 2) float64 the matched pixels in keyframe j."""
+    points_j: np.ndarray
+    """(m, 3) float64 the matched points in j's camera frame as j's own map would hold them (1% depth noise;
+    NaN rows for the random matches): the 3-D/3-D initial guess of a verification."""
+    landmarks_j: np.ndarray
+    """(m,) int64 landmark ids of keyframe j's observations the matches were associated with."""
+    consistent: int
+    """The first ``consistent`` matches are consistent with (R, t)."""
+    R: np.ndarray
+    """(3, 3) the wrong relative rotation R_ci_cj the consistent matches agree on."""
+    t: np.ndarray
+    """(3,) the wrong relative translation t_ci_cj (m)."""
+
+
+def aliased_candidates(run: Run, config: LoopConfig = LoopConfig(), seed: int = 0) -> list[AliasedCandidate]:
+    """Perceptually aliased loop candidates (different places that look alike), sorted by j: each keyframe j
+    gets, with probability ``aliasing_rate``, one candidate (i, j) with i uniform over the keyframes before
+    ``j - min_separation`` whose centres are more than ``2 * max_distance`` from j's. Its matches: keyframe
+    i's landmarks seen from a wrong pose of j relative to i drawn like a revisit (within ``max_distance`` and
+    ``max_angle``), a count uniform in ``aliasing_matches`` of them projected there (+ pixel noise), plus a
+    count uniform in ``aliasing_outliers`` at random pixels. Own random stream (21): turning aliasing on does
+    not change :func:`loop_candidates`. None with ``aliasing_rate == 0``."""
+    cfg = _check_loop(config)
+    rng = _rng(_seed(seed, "aliased_candidates"), 21)
+    n = run.num_frames
+    sep = int(cfg.min_separation)
+    cam = run.camera_config
+    K = np.asarray(run.intrinsics, np.float64)
+    sigma = float(run.pixel_noise)
+    draw = rng.random(n)
+    out: list[AliasedCandidate] = []
+    if cfg.aliasing_rate <= 0:
+        return out
+    for jj in np.flatnonzero(draw < cfg.aliasing_rate):
+        j = int(jj)
+        if j - sep <= 0:
+            continue
+        far = np.flatnonzero(np.linalg.norm(run.t_wc[: j - sep] - run.t_wc[j], axis=1) > 2 * cfg.max_distance)
+        if far.size == 0:
+            continue
+        i = int(far[rng.integers(far.size)])
+        # The wrong pose of j relative to i (camera axes: x right, y down, z forward), like a true revisit:
+        # a yaw about the camera's y axis and a horizontal offset, small tilts.
+        yaw = math.radians(cfg.max_angle) * rng.uniform(-1.0, 1.0)
+        tilt = np.radians(rng.uniform(-1.5, 1.5, 2))
+        R = so3.exp(np.array([tilt[0], yaw, tilt[1]]))
+        r, phi = cfg.max_distance * math.sqrt(rng.random()), rng.uniform(0.0, 2 * math.pi)
+        t = np.array([r * math.cos(phi), rng.uniform(-0.03, 0.03), r * math.sin(phi)])
+        seen_i = np.unique(run.obs_landmark[(run.obs_frame == i) & ~run.obs_outlier])
+        X_ci = (run.landmarks[seen_i] - run.t_wc[i]) @ run.R_wc[i]  # R_wc^T (X - c)
+        X_cj = (X_ci - t) @ R
+        depth = X_cj[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            uv = K[:2] * X_cj[:, :2] / depth[:, None] + K[2:]
+        inside = (
+            (depth >= cam.min_depth)
+            & (depth <= cam.max_range)
+            & (uv[:, 0] >= 0)
+            & (uv[:, 0] < cam.width)
+            & (uv[:, 1] >= 0)
+            & (uv[:, 1] < cam.height)
+        )
+        good = rng.permutation(np.flatnonzero(inside))
+        n_c = min(int(rng.integers(cfg.aliasing_matches[0], cfg.aliasing_matches[1] + 1)), good.size)
+        rest = rng.permutation(np.setdiff1d(np.arange(seen_i.size), good[:n_c]))
+        n_r = min(int(rng.integers(cfg.aliasing_outliers[0], cfg.aliasing_outliers[1] + 1)), rest.size)
+        seen_j = np.unique(run.obs_landmark[run.obs_frame == j])
+        m = min(n_c + n_r, seen_j.size)
+        n_c, n_r = min(n_c, m), m - min(n_c, m)
+        pick = np.concatenate([good[:n_c], rest[:n_r]]).astype(np.int64)
+        pixels = np.concatenate(
+            [
+                uv[good[:n_c]] + rng.normal(0.0, 1.0, (n_c, 2)) * sigma,
+                rng.uniform(0.0, 1.0, (n_r, 2)) * np.array([cam.width, cam.height]),
+            ]
+        )
+        points = np.concatenate(
+            [
+                X_cj[good[:n_c]] * (1.0 + 0.01 * rng.normal(0.0, 1.0, (n_c, 1))),
+                np.full((n_r, 3), np.nan),
+            ]
+        )
+        out.append(
+            AliasedCandidate(
+                i,
+                j,
+                seen_i[pick].astype(np.int64),
+                pixels,
+                points,
+                rng.choice(seen_j, m, replace=False).astype(np.int64),
+                int(n_c),
+                R,
+                t,
+            )
+        )
+    return out

@@ -107,8 +107,9 @@ class GlobalBAResult:
 
 
 def fuse_tracks(run, window: int, loop_edges) -> tuple[np.ndarray, int]:
-    """Track id per observation: the VO's tracks, merged through the loops' inlier landmarks.
-    Returns (track ids 0..T-1 per observation, merges made)."""
+    """Track id per observation: the VO's tracks, merged through the loops' inlier landmarks (keyframe i's
+    observation of ``landmarks[k]`` with keyframe j's of ``landmarks_j[k]``, the same landmark unless the
+    loop's matches were wrong). Returns (track ids 0..T-1 per observation, merges made)."""
     frame = np.asarray(run.obs_frame, np.int64)
     landmark = np.asarray(run.obs_landmark, np.int64)
     track = track_ids(frame, landmark, window)
@@ -134,9 +135,12 @@ def fuse_tracks(run, window: int, loop_edges) -> tuple[np.ndarray, int]:
         ids = np.asarray(e.landmarks if e.landmarks is not None else [], np.int64)
         if ids.size == 0:
             continue
+        # keyframe j's side of each match: the same landmark, or the one the front end associated with it
+        ids_j = getattr(e, "landmarks_j", None)
+        ids_j = ids if ids_j is None else np.asarray(ids_j, np.int64)
         obs = []
-        for f in (e.i, e.j):
-            q = f * stride + ids
+        for f, fids in ((e.i, ids), (e.j, ids_j)):
+            q = f * stride + fids
             pos = np.searchsorted(skey, q)
             pos = np.minimum(pos, len(skey) - 1)
             hit = skey[pos] == q

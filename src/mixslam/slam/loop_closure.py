@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import check_config_fields
 from ..eval import umeyama
 from ..lie import so3
+from ..sim.world import AliasedCandidate
 from .geometry import refine_pose
 
 
@@ -62,31 +63,60 @@ class LoopEdge:
     rms_px: float
     landmarks: np.ndarray | None = None
     """Landmark ids of the inlier matches (the associations the global bundle adjustment fuses)."""
+    landmarks_j: np.ndarray | None = None
+    """Landmark ids of keyframe j's observations the inliers were matched with, when the front end's matches
+    are not by id (an aliased candidate's wrong associations); None: the same ids as ``landmarks``."""
 
 
 def verify(
-    i: int, j: int, snapshots: list, run, R_cw: np.ndarray, t_cw: np.ndarray, config: LoopVerifyConfig | None = None
+    i: int,
+    j: int,
+    snapshots: list,
+    run,
+    R_cw: np.ndarray,
+    t_cw: np.ndarray,
+    config: LoopVerifyConfig | None = None,
+    matches: AliasedCandidate | None = None,
 ):
-    """Verify candidate (i, j); returns a :class:`LoopEdge` or None (rejected), and the number of matches."""
+    """Verify candidate (i, j); returns a :class:`LoopEdge` or None (rejected), and the number of matches.
+
+    ``matches``: the front end's own matches of an aliased candidate (:func:`~mixslam.sim.world.aliased_candidates`)
+    instead of the matching by landmark id; those of its landmarks keyframe i's snapshot holds are verified
+    the same way, from the 3-D/3-D alignment of the snapshot's points with the matches' ``points_j``."""
     cfg = config or LoopVerifyConfig()
     ids_i, P_i = snapshots[i]
     if len(ids_i) < cfg.min_inliers:
         return None, len(ids_i)
-    obs = np.flatnonzero(run.obs_frame == j)
-    ids_j = run.obs_landmark[obs]
-    common, ai, aj = np.intersect1d(ids_i, ids_j, return_indices=True)
-    if common.size < cfg.min_inliers:
-        return None, int(common.size)
-    points = P_i[ai]
-    pixels = run.obs_pixel[obs[aj]]
-    # Initial T_cj_ci: rigid alignment of the two snapshots, or the VO estimate.
-    ids_sj, P_sj = snapshots[j]
-    both, bi, bj = np.intersect1d(ids_i, ids_sj, return_indices=True)
+    ids_j_matched: np.ndarray | None = None
     R0: np.ndarray | None = None
     t0: np.ndarray | None = None
-    if both.size >= 3:
+    if matches is None:
+        obs = np.flatnonzero(run.obs_frame == j)
+        ids_j = run.obs_landmark[obs]
+        common, ai, aj = np.intersect1d(ids_i, ids_j, return_indices=True)
+        if common.size < cfg.min_inliers:
+            return None, int(common.size)
+        points = P_i[ai]
+        pixels = run.obs_pixel[obs[aj]]
+        # Initial T_cj_ci: rigid alignment of the two snapshots, or the VO estimate.
+        ids_sj, P_sj = snapshots[j]
+        both, bi, bj = np.intersect1d(ids_i, ids_sj, return_indices=True)
+        src, dst = P_i[bi], P_sj[bj]
+    else:
+        order = np.argsort(ids_i, kind="stable")
+        pos = np.minimum(np.searchsorted(ids_i[order], matches.landmarks_i), len(ids_i) - 1)
+        held = ids_i[order][pos] == matches.landmarks_i
+        common = matches.landmarks_i[held]
+        if common.size < cfg.min_inliers:
+            return None, int(common.size)
+        points = P_i[order[pos[held]]]
+        pixels = matches.pixels_j[held]
+        ids_j_matched = matches.landmarks_j[held]
+        ok = np.isfinite(matches.points_j[held]).all(axis=1)
+        src, dst = points[ok], matches.points_j[held][ok]
+    if len(src) >= 3:
         try:
-            R0, t0, _ = umeyama(P_i[bi], P_sj[bj])
+            R0, t0, _ = umeyama(src, dst)
         except ValueError:
             R0 = None
     if R0 is None or t0 is None:  # (t0 is None only with R0)
@@ -110,6 +140,17 @@ def verify(
     var_r = max(float(np.mean(np.diag(cov)[3:])), 1e-14)
     info = np.diag([1 / var_t] * 3 + [4 / var_r] * 3)
     return (
-        LoopEdge(i, j, so3.project(Rz), tz, info, ninl, int(common.size), rms, common[inl].astype(np.int64)),
+        LoopEdge(
+            i,
+            j,
+            so3.project(Rz),
+            tz,
+            info,
+            ninl,
+            int(common.size),
+            rms,
+            common[inl].astype(np.int64),
+            None if ids_j_matched is None else ids_j_matched[inl].astype(np.int64),
+        ),
         int(common.size),
     )

@@ -30,6 +30,19 @@ from .pipeline import PipelineConfig, run_pipeline
 from .vo import VOConfig
 
 POLICIES = ("fp64", "fp32", "mixed", "fp16")
+LOOP_COUNTS = (
+    "loop_candidates",
+    "loop_candidates_aliased",
+    "loops_accepted",
+    "loops_wrong",
+    "loops_rejected",
+    "loops_rejected_wrong",
+    "loops_wrong_kept",
+)
+"""The loop-closure counts of a trajectory's row that :func:`summarize` totals over the study (``loops``):
+candidates (aliased among them), loops admitted by the verification, false loops admitted (measurement off
+the truth, :func:`mixslam.slam.pipeline.loop_is_wrong`), loops GNC rejected (false ones among them), false
+loops left in the final trajectory."""
 MIN_KEYFRAMES = 3
 """Fewest keyframes of a study run: the se3/sim3 alignment before the ATE needs 3 poses."""
 
@@ -166,6 +179,12 @@ def run_trajectory(seed: int, policies=POLICIES, config: StudyConfig | None = No
             "loop_candidates_true": res.true_candidates,
             "loops_accepted": res.accepted,
             "loops_accepted_false": res.accepted_false,
+            "loop_policy": res.loop_policy,
+            "loop_candidates_aliased": res.aliased_candidates,
+            "loops_wrong": res.wrong,
+            "loops_rejected": res.rejected,
+            "loops_rejected_wrong": res.rejected_wrong,
+            "loops_wrong_kept": res.wrong_kept,
             "observations_gated": res.vo.gated,
         }
         objects["results"][name] = res
@@ -245,8 +264,9 @@ def _check_study(config) -> StudyConfig:
 
 
 def summarize(results: list, policies) -> dict:
-    """``{"policies": {NAME: {"ate_vo": STATS, "ate_lc": STATS, "trajectories": [...]}}}`` with the pooled
-    per-keyframe statistics and each trajectory's RMSE, plus mixed/fp64-style ratios against ``fp64``.
+    """``{"policies": {NAME: {"ate_vo": STATS, "ate_lc": STATS, "loops": COUNTS, "trajectories": [...]}}}``
+    with the pooled per-keyframe statistics, the loop counts (:data:`LOOP_COUNTS`) summed over the
+    trajectories (None without any) and each trajectory's RMSE, plus mixed/fp64-style ratios against ``fp64``.
     Without results (a study interrupted before its first trajectory finished) the statistics are None and
     there are no ratios."""
     out: dict[str, Any] = {"policies": {}}
@@ -274,6 +294,7 @@ def summarize(results: list, policies) -> dict:
         out["policies"][name] = {
             **{f"ate_{stage}": stats(np.asarray(e)) if e else None for stage, e in errs.items()},
             "vo_window_time_s": time_stats(windows, budget),
+            "loops": {k: int(sum(t.get(k, 0) for t in rows)) for k in LOOP_COUNTS} if rows else None,
             "trajectories": rows,
         }
     if "fp64" in policies and results:
