@@ -66,7 +66,7 @@ def test_pgo_solver_aliases_still_work(g2o_file, tmp_path, solver, preconditione
 
 
 @pytest.mark.parametrize("args,phrase", [
-    (["--solver", "cholesky", "--precision", "mixed16"], "cholesky solver factors in fp64 or fp32"),
+    (["--solver", "cholesky", "--precision", "fp16"], "fp16 with fp32 arithmetic only"),
     (["--solver", "cholesky", "--preconditioner", "jacobi"], "takes no preconditioner"),
     (["--solver", "ic", "--preconditioner", "jacobi", "--precision", "mixed"], "solver 'ic'"),
 ])

@@ -141,3 +141,24 @@ def test_bad_graphs_and_configs_get_clear_errors(graph2d):
     with pytest.raises(PrecisionPolicyError, match="bf16"):
         from mixslam.precision import PrecisionPolicy
         PrecisionPolicy("b", jacobian_storage="bf16", jacobian_accumulate="fp32")
+
+
+@pytest.mark.parametrize("dim", ["2d", "3d"])
+def test_fp16_factor_refined_reaches_the_fp64_optimum(dim, reference, graph3d, graph2d):
+    """mixed16 with the named Cholesky: the fp32 factor kept in fp16 panels, refined with fp64 residuals, ends
+    at the fp64 direct optimum (the refinement's fp64 tolerance decides, not the factor's precision)."""
+    sim = graph3d if dim == "3d" else graph2d
+    _, ref = reference[dim]
+    _, rep = optimize_pose_graph(sim.graph, precision="mixed16", solver="cholesky")
+    assert rep.status is Status.CONVERGED, rep.reason
+    assert abs(rep.final_cost - ref.final_cost) <= 1e-9 * ref.final_cost
+    assert rep.quantization.count > 0 and rep.quantization.overflows == 0
+    assert rep.direct is not None and rep.direct.factor == "fp16"
+    assert any("fp16 panels" in (it.linear_decision or "") for it in rep.history)
+
+
+def test_fp16_factor_refused_with_16_bit_arithmetic(graph2d):
+    from mixslam.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fp32 arithmetic"):
+        optimize_pose_graph(graph2d.graph, precision="fp16", solver="cholesky")

@@ -488,9 +488,17 @@ def test_names_and_aliases(solver, pre, kind, expect):
     assert resolve_linear_solver(solver, pre, policy, kind) == LinearSolverChoice(*expect)
 
 
+def test_named_cholesky_takes_an_fp16_factor_with_fp32_arithmetic():
+    """mixed16 (fp16 factor, fp32 arithmetic): the pose-graph Cholesky keeps its fp32 factor in fp16 panels when
+    named; the default stays CG + IC (the preset's study design)."""
+    mixed16 = PrecisionPolicy.preset("mixed16", "pgo")
+    assert resolve_linear_solver("cholesky", None, mixed16, "pgo") == LinearSolverChoice("cholesky")
+    assert resolve_linear_solver(None, None, mixed16, "pgo") == LinearSolverChoice("cg", "ic")
+
+
 @pytest.mark.parametrize("solver,pre,preset,kind,phrases", [
-    ("cholesky", None, "mixed16", "pgo", ["cholesky solver factors in fp64 or fp32", "'mixed16'", "factor in fp16"]),
-    ("cholesky", None, "fp16", "pgo", ["cholesky solver factors in fp64 or fp32", "'fp16'"]),
+    ("cholesky", None, "fp16", "pgo", ["cholesky solver factors in fp64 or fp32 or fp16", "fp32 arithmetic only",
+                                        "'fp16'"]),
     ("schur", None, "mixed16", "ba", ["schur solver factors in fp64 or fp32", "'mixed16'", "factor in fp16"]),
     ("schur", None, "fp16", "ba", ["schur solver factors in fp64 or fp32", "'fp16'"]),
     ("schur", None, "fp64", "pgo", ["'schur' solver is not for pgo", "'cholesky'"]),

@@ -193,3 +193,39 @@ def test_auto_ordering_keeps_the_cheapest_available():
         assert SupernodalCholesky(H.shape[0], L.indptr, L.indices, ordering=name).ordering_flops[name] == flops
     S.factorize(L.data)
     check_backward_error(S, H, np.float64)
+
+
+@pytest.mark.parametrize("d", [3, 6])
+def test_fp16_panels_are_the_rounded_fp32_factor(d):
+    """store16: the fp32 factor rounded once to fp16 per panel (power-of-two panel scale, exact), so the
+    backward error is fp16's; solves read the fp16 panels and equal solves with the dequantized factor."""
+    H = block_spd(nv=90 if d == 3 else 50, d=d, seed=d, shift=1.0)
+    L = lower(H)
+    S = SupernodalCholesky(H.shape[0], L.indptr, L.indices)
+    S.factorize(L.data, np.float32)
+    L32 = S.L.copy()
+    nbytes32 = S.nbytes
+    st = S.store16()
+    assert S.L is None and S.L16.dtype == np.uint16 and st.overflows == 0 and st.count == L32.size
+    assert S.nbytes < 0.6 * nbytes32
+    # each panel's largest entry sits in [2^14, 2^15) before the scale: fp16's precision, not its range
+    deq = S.L16.view(np.float16).astype(np.float64)
+    big = np.maximum.reduceat(np.abs(deq), S.poff[:-1])
+    assert np.all((big >= 2.0**14) & (big < 2.0**15))
+    # the stored values are fp32's rounded once to fp16 (relative error <= u16 on normal values)
+    full = deq * np.repeat(S.pscale, np.diff(S.poff))
+    nz = L32 != 0
+    assert np.max(np.abs(full[nz] - L32[nz]) / np.abs(L32[nz])) <= unit_roundoff(np.float16) * (1 + 1e-6)
+    check_backward_error(S, H, np.float16)
+    b = np.random.default_rng(1).standard_normal((H.shape[0], 2))
+    x = S.solve(b)
+    ref = np.linalg.solve(H.toarray(), b)
+    kappa = np.linalg.cond(H.toarray())
+    assert np.linalg.norm(x - ref) / np.linalg.norm(ref) < 50 * H.shape[0] ** 0.5 * unit_roundoff(np.float16) * kappa
+    # the same solve as with the dequantized panels in fp64 (only the summation order differs)
+    S2 = SupernodalCholesky(H.shape[0], L.indptr, L.indices)
+    S2.factorize(L.data, np.float64)
+    S2.L[:] = full
+    np.testing.assert_allclose(x, S2.solve(b), rtol=1e-10, atol=1e-12)
+    S.factorize(L.data, np.float32)  # a new factorization starts from fp32 panels again
+    assert S.L16 is None and S.L is not None

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .fp16 import f2h, h2f
 from .fpenv import ftz_on, ftz_restore
 
 __all__ = [
@@ -553,6 +554,103 @@ def solve(sptr, srows, scol0, sncol, poff, L, x):
                 for i in range(j + 1, mt):
                     acc -= P[j, i] * y[i]
                 y[j] = acc / P[j, j]
+            for i in range(kt):
+                x[c0 + i, v] = y[i]
+
+
+@njit(cache=True)
+def panels_to_fp16(L, poff, out, pscale):
+    """Each panel t of ``L`` (fp32/fp64) scaled by the power of two that puts its largest |entry| in [2^14,
+    2^15) and rounded to fp16 bits in ``out``; ``pscale[t]`` = the inverse power (the factor = fp16 value x
+    pscale). One pass per panel, no temporary; returns the rounding's statistics as
+    ``kernels.fp16.quantize16_stats`` counts them (non-finite inputs, max |finite x| of the scaled values,
+    overflows, underflows, subnormals)."""
+    nonfinite = 0
+    overflows = 0
+    underflows = 0
+    subnormals = 0
+    max_abs = 0.0
+    for t in range(poff.size - 1):
+        big = 0.0
+        for q in range(poff[t], poff[t + 1]):
+            a = abs(np.float64(L[q]))
+            if a > big and np.isfinite(a):
+                big = a
+        e = np.int64(np.floor(np.log2(big))) - 14 if big > 0.0 else np.int64(0)
+        pscale[t] = np.ldexp(1.0, e)
+        up = np.ldexp(1.0, -e)
+        for q in range(poff[t], poff[t + 1]):
+            x = np.float64(L[q]) * up  # exact: a power of two
+            v = np.float32(x)
+            b = f2h(v)
+            out[q] = b
+            if not np.isfinite(x):
+                nonfinite += 1
+                continue
+            a = abs(x)
+            if a > max_abs:
+                max_abs = a
+            back = h2f(b)
+            if not np.isfinite(back):
+                overflows += 1
+            elif v != 0:
+                if back == 0:
+                    underflows += 1
+                elif abs(back) < 6.103515625e-05:
+                    subnormals += 1
+    return nonfinite, max_abs, overflows, underflows, subnormals
+
+
+@njit(cache=True, fastmath=_FM)
+def solve16(sptr, srows, scol0, sncol, poff, L16, pscale, x):
+    """:func:`solve` with fp16 panels: ``L16`` holds the fp16 bits of each panel times ``1 / pscale[t]`` (a
+    power of two per supernode, so the values use fp16's range), read and widened a vector at a time; the
+    scale is applied to the vector entry, not to every panel entry (exact: a power of two). Accumulates in
+    x's dtype."""
+    nsuper = sncol.size
+    r = x.shape[1]
+    maxm = 0
+    for t in range(nsuper):
+        maxm = max(maxm, sptr[t + 1] - sptr[t])
+    y = np.empty(maxm, x.dtype)
+    for v in range(r):
+        for t in range(nsuper):  # forward: L y = x
+            bt = sptr[t]
+            mt = sptr[t + 1] - bt
+            kt = sncol[t]
+            c0 = scol0[t]
+            s = x.dtype.type(pscale[t])
+            P = L16[poff[t] : poff[t] + mt * kt].reshape((kt, mt))
+            for i in range(kt):
+                y[i] = x[c0 + i, v]
+            for i in range(kt, mt):
+                y[i] = 0.0
+            for j in range(kt):
+                yj = y[j] / (h2f(P[j, j]) * s)
+                y[j] = yj
+                w = yj * s
+                for i in range(j + 1, mt):
+                    y[i] -= h2f(P[j, i]) * w
+            for i in range(kt):
+                x[c0 + i, v] = y[i]
+            for i in range(kt, mt):
+                x[srows[bt + i], v] += y[i]
+        for t in range(nsuper - 1, -1, -1):  # backward: Lᵀ x = y
+            bt = sptr[t]
+            mt = sptr[t + 1] - bt
+            kt = sncol[t]
+            c0 = scol0[t]
+            s = x.dtype.type(pscale[t])
+            P = L16[poff[t] : poff[t] + mt * kt].reshape((kt, mt))
+            for i in range(kt):
+                y[i] = x[c0 + i, v]
+            for i in range(kt, mt):
+                y[i] = x[srows[bt + i], v]
+            for j in range(kt - 1, -1, -1):
+                acc = x.dtype.type(0.0)
+                for i in range(j + 1, mt):
+                    acc += h2f(P[j, i]) * y[i]
+                y[j] = (y[j] - acc * s) / (h2f(P[j, j]) * s)
             for i in range(kt):
                 x[c0 + i, v] = y[i]
 

@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from ..errors import SolverError
-from ..precision import Precision, PrecisionPolicy
+from ..precision import Precision, PrecisionPolicy, QuantizationStats
 from .base import Damping, DirectStats, LinearResult, LinearSolver, LinearStatus, MemoryUse
 from .block_pattern import BlockPattern
 from .config import DirectConfig
@@ -55,12 +55,15 @@ class CholeskySolver(LinearSolver):
         self.pattern = pattern
         self.policy = policy
         self.config = config or DirectConfig()
-        self.mixed = policy.factor is Precision.FP32
+        self.mixed = policy.factor in (Precision.FP32, Precision.FP16)
+        self.store16 = policy.factor is Precision.FP16
+        """The fp16 factor: factored in fp32, then kept in fp16 panels with a power-of-two scale per
+        supernode (half the bytes of every refinement solve); refined to fp64 like the fp32 factor."""
         if self.mixed:  # only the mixslam backend factors below fp64
             self.chol = SparseCholesky(
                 pattern.csc_pattern(),
                 backend="mixslam",
-                dtype=policy.factor.storage_dtype,
+                dtype=np.float32,
                 ordering=self.config.ordering,
             )
         else:  # DirectConfig refuses an ordering other than "auto" with a backend that orders by itself
@@ -68,11 +71,12 @@ class CholeskySolver(LinearSolver):
                 pattern.csc_pattern(), backend=self.config.backend, ordering=self.config.ordering
             )
         self._memory = MemoryUse()
+        self._qstats = QuantizationStats()
         self._stats = DirectStats(factor=policy.factor.value, backend=self.chol.backend)
         self._t_factor: float | None = None
         self._t_iteration: float | None = None
         self._switch_reason: str | None = None
-        self.adaptive = policy.adaptive and self.mixed
+        self.adaptive = policy.adaptive and policy.factor is Precision.FP32
         self._measuring = False
         self._t32: float | None = None
         self._failures = 0
@@ -85,6 +89,7 @@ class CholeskySolver(LinearSolver):
         H = self.pattern.assemble_csc(lin.A, lin.B, damping.diagonal(colsq))  # one pass, no block array
         t1 = time.perf_counter()
         measuring = self._measuring
+        self._qstats = QuantizationStats()
         if self.mixed:
             delta, iters, res, status, decision, times = self._mixed_solve(H, g)
             if self._switch_reason is not None and self.mixed:  # this step showed fp32 does not pay here
@@ -108,6 +113,7 @@ class CholeskySolver(LinearSolver):
             res,
             status,
             model_decrease(lin, g, delta),
+            stats=self._qstats,
             times={"assemble": t1 - t0, "factor_solve": t2 - t1, **times},
             decision=decision,
         )
@@ -151,7 +157,7 @@ class CholeskySolver(LinearSolver):
             self.chol.set_dtype(np.float64)
         else:
             self.chol = SparseCholesky(self.pattern.csc_pattern(), backend=self.config.backend)
-        self.mixed = False
+        self.mixed = self.store16 = False
         self._stats.switched_to_fp64 = self._switch_reason
         self._stats.backend = f"mixslam (fp32), then {self.chol.backend} (fp64)"
 
@@ -182,6 +188,9 @@ class CholeskySolver(LinearSolver):
         shift = self._factorize_fp32(H)
         if shift:
             decision += f" (shift {shift:g})"
+        if self.store16:
+            self._qstats = self._qstats.merge(self.chol.store_panels16(self.policy.fallback))
+            decision += " (fp16 panels)"
         times["factor"] = self._t_factor = time.perf_counter() - t
         st.factorizations += 1
         t = time.perf_counter()

@@ -45,6 +45,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ..errors import SolverError
+from ..precision import QuantizationStats
 from .ordering import compressed_graph, fill_reducing_order, sorted_unique
 
 __all__ = ["SparseCholesky", "available_backends", "AUTO_ORDER"]
@@ -599,6 +600,19 @@ class SparseCholesky:
         if not np.isfinite(x).all():
             raise SolverError("the solution has non-finite entries: H is numerically singular")
         return x
+
+    def store_panels16(self, fallback: bool = True) -> QuantizationStats:
+        """Keep the last factor in fp16 panels with a power-of-two scale per supernode (``mixslam`` backend
+        only: :meth:`mixslam.linear.supernodal.SupernodalCholesky.store16`); later solves read half the
+        bytes of fp32. Returns the rounding's statistics. The next :meth:`factorize` starts from fp32/fp64
+        panels again."""
+        if self.backend != "mixslam" or self._impl is None:
+            raise SolverError(f"only the mixslam backend stores its factor in fp16 (backend {self.backend!r})")
+        impl = self._impl
+        assert isinstance(impl, _MixslamBackend)
+        stats = impl._s.store16(fallback)
+        impl.nbytes = impl._s.nbytes
+        return stats
 
     def set_dtype(self, dtype) -> None:
         """Factor in ``dtype`` (float64 or float32) from the next :meth:`factorize` on, with the same

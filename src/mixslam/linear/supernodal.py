@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels import supernodal as K
+from ..precision import Precision, QuantizationStats
+from ..storage import store_filled
 from .ordering import ORDERINGS, available_orderings, compressed_graph, fill_reducing_order
 
 __all__ = ["SupernodalCholesky", "Relaxation", "NotPositiveDefinite"]
@@ -165,11 +167,43 @@ class SupernodalCholesky:
             np.empty(nsuper, dtype=np.int64),
         )
         self.L: np.ndarray | None = None
+        """The panels in fp64 or fp32 (None while they are stored in fp16: :meth:`store16`)."""
+        self.L16: np.ndarray | None = None
+        """The panels as fp16 bits, each panel scaled by ``1 / pscale[t]`` (after :meth:`store16`)."""
+        self.pscale: np.ndarray | None = None
+        """Per supernode: the power of two the fp16 panel values are multiplied by to give the factor."""
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the numeric factor's panels (0 before the first factorization)."""
+        """Bytes of the numeric factor's panels (0 before the first factorization), fp16 scales included."""
+        if self.L16 is not None and self.pscale is not None:
+            return int(self.L16.nbytes + self.pscale.nbytes)
         return 0 if self.L is None else int(self.L.nbytes)
+
+    def store16(self, fallback: bool = True) -> QuantizationStats:
+        """Store the factor's panels in fp16 with one power-of-two scale per supernode (the panel's largest
+        entry lands in [2^14, 2^15): entries down to 2^-28 of it stay normal, to 2^-38 subnormal), and drop the
+        fp32/fp64 panels: half the bytes of fp32 for every later :meth:`solve`, which is memory-bound on
+        large factors. Returns the rounding's statistics (:func:`mixslam.storage.store`); on an overflow
+        (impossible after the scaling unless the factor holds non-finite values) with ``fallback`` the
+        panels stay as they are."""
+        assert self.L is not None and self.factorized
+        L = self.L
+        pscale = np.empty(self.nsuper)
+
+        def fill(prec: Precision):
+            if prec is not Precision.FP16:  # the fallback: keep the panels as they are
+                return L, QuantizationStats(count=int(L.size))
+            bits = np.empty(L.size, np.uint16)
+            stats = QuantizationStats(count=int(L.size))
+            st = K.panels_to_fp16(L, self.poff, bits, pscale)
+            (stats.nonfinite_inputs, stats.max_abs, stats.overflows, stats.underflows, stats.subnormals) = st
+            return bits, stats
+
+        values, used, _, stats = store_filled(fill, Precision.FP16, Precision.FP32, fallback)
+        if used is Precision.FP16:
+            self.L16, self.pscale, self.L = values, pscale, None
+        return stats
 
     def factorize(self, data: np.ndarray, dtype=np.float64, blas_min: int = K.BLAS_MIN_FLOPS) -> None:
         """Numeric factorization in ``dtype`` of the matrix whose lower-pattern values are ``data``.
@@ -177,6 +211,7 @@ class SupernodalCholesky:
         dtype = np.dtype(dtype)
         if dtype not in (np.float64, np.float32):
             raise ValueError(f"factor dtype must be float64 or float32, got {dtype}")
+        self.L16 = self.pscale = None
         if self.L is None or self.L.dtype != dtype:
             self.L = np.zeros(int(self.poff[-1]), dtype=dtype)
         else:
@@ -204,9 +239,12 @@ class SupernodalCholesky:
 
     def solve(self, b: np.ndarray, dtype=np.float64) -> np.ndarray:
         """x with A x = b (b of shape (n,) or (n, k)) from the last factor, accumulated in ``dtype``."""
-        assert self.L is not None
         x = np.ascontiguousarray(b.reshape(self.n, -1)[self.perm], dtype=dtype)
-        K.solve(self.sptr, self.srows, self.scol0, self.sncol, self.poff, self.L, x)
+        if self.L16 is not None:
+            K.solve16(self.sptr, self.srows, self.scol0, self.sncol, self.poff, self.L16, self.pscale, x)
+        else:
+            assert self.L is not None
+            K.solve(self.sptr, self.srows, self.scol0, self.sncol, self.poff, self.L, x)
         out = np.empty_like(x)
         out[self.perm] = x
         return out.reshape(b.shape)
@@ -214,11 +252,15 @@ class SupernodalCholesky:
     def dense_factor(self) -> np.ndarray:
         """The factor as a dense lower-triangular fp64 matrix in the permuted order (``L Lᵀ = P A Pᵀ`` with
         ``P A Pᵀ = A[perm][:, perm]``); for tests and small problems."""
-        assert self.L is not None
+        if self.L16 is not None and self.pscale is not None:
+            L = self.L16.view(np.float16).astype(np.float64) * np.repeat(self.pscale, np.diff(self.poff))
+        else:
+            assert self.L is not None
+            L = self.L
         out = np.zeros((self.n, self.n))
         for t in range(self.nsuper):
             m, k = int(self.sptr[t + 1] - self.sptr[t]), int(self.sncol[t])
-            P = self.L[self.poff[t] : self.poff[t] + m * k].reshape(k, m).astype(np.float64)
+            P = L[self.poff[t] : self.poff[t] + m * k].reshape(k, m).astype(np.float64)
             rows = self.srows[self.sptr[t] : self.sptr[t + 1]]
             c0 = int(self.scol0[t])
             out[np.ix_(rows, np.arange(c0, c0 + k))] = P.T
