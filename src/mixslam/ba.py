@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .backend.choice import check_backend
 from .errors import ConfigError, check_config_fields
 from .lie import se3
 from .linear.choice import LinearStructure
@@ -77,9 +78,16 @@ class BAConfig:
     robust: RobustConfig = field(default_factory=RobustConfig)
     """Robust loss of the reprojection errors (per observation: the 2-vector block) and graduated
     non-convexity (default: plain least squares)."""
+    backend: str = "numba"
+    """What runs the LM iterations: ``numba`` (the CPU kernels, every solver) or ``jax`` (the device backend,
+    :mod:`mixslam.backend`: CG with ``jacobi`` (the default there) or ``none``, no robust loss, no 16-bit
+    arithmetic; needs ``pip install "mixslam[jax]"``)."""
+    device: str | None = None
+    """``jax`` only: ``cpu``, ``gpu``, or None (the GPU when JAX sees one, else the CPU)."""
 
     def __post_init__(self):
         driver.check_solve_settings(self)
+        check_backend(self)
         if self.robust.known_inliers == "odometry":
             raise ConfigError("BAConfig.robust.known_inliers: 'odometry' applies to pose graphs; use 'none'")
         if self.min_depth is not None:
@@ -206,9 +214,20 @@ def optimize_bundle(data: BundleData, config: BAConfig | None = None, **override
     ``overrides`` are BAConfig fields, e.g. ``optimize_bundle(d, precision="mixed")``.
     """
     config = dataclasses.replace(config or BAConfig(), **overrides)
-    _, (cams, pts), report = driver.solve(
-        "ba", config, data.validate, lambda policy: BundleProblem(data, policy, config.min_depth, config.robust)
-    )
+
+    def analyze(policy: PrecisionPolicy) -> BundleProblem:
+        return BundleProblem(data, policy, config.min_depth, config.robust)
+
+    if config.backend == "jax":
+        from .backend import jax_solve
+        from .backend.jax_lm import device_bundle
+
+        def to_device(problem: BundleProblem, policy: PrecisionPolicy, device):
+            return device_bundle(problem.data, policy, device, config.min_depth)
+
+        _, (cams, pts), report = jax_solve.solve("ba", config, data.validate, analyze, to_device)
+    else:
+        _, (cams, pts), report = driver.solve("ba", config, data.validate, analyze)
     return data.with_state(cams, pts), report
 
 

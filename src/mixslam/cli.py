@@ -89,6 +89,22 @@ def _robust_line(report) -> str:
     )
 
 
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        default="numba",
+        choices=["numba", "jax"],
+        help="what runs the LM iterations: numba (CPU kernels, default) or jax (CG with jacobi/none on a JAX "
+        'device; needs pip install "mixslam[jax]")',
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        choices=["cpu", "gpu"],
+        help="device of --backend jax (default: the GPU when JAX sees one, else the CPU)",
+    )
+
+
 def _add_verbosity(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("-v", "--verbose", action="store_true", help="one progress line per iteration")
@@ -174,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="repair non-positive-definite information matrices instead of refusing the file",
     )
     _add_robust(p, pose_graph=True)
+    _add_backend(p)
     p.add_argument("--report", help="write a JSON report")
     _add_verbosity(p)
 
@@ -211,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fix", default="0", help="comma-separated camera indices held constant (gauge); 'none' for none (default: 0)"
     )
     _add_robust(b, pose_graph=False)
+    _add_backend(b)
     b.add_argument("--report", help="write a JSON report")
     _add_verbosity(b)
 
@@ -369,6 +387,8 @@ def cmd_pgo(args) -> int:
         lm=LMConfig(max_iterations=args.max_iterations, verbose=args.verbose),
         ic=ICConfig(fill_level=args.ic_fill, ordering=args.ic_ordering, refactor=args.ic_refactor),
         robust=robust,
+        backend=args.backend,
+        device=args.device,
     )
     with handle_interrupts():  # the first Ctrl-C ends the solve after its iteration; the best iterate is written
         result, report = optimize_pose_graph(graph, config)
@@ -379,6 +399,7 @@ def cmd_pgo(args) -> int:
         print(
             f"chi2 (g2o) {2 * report.initial_cost:.10g} -> {2 * report.final_cost:.10g}; "
             f"fp16 overflows {report.fp16_overflows}; compile {report.timing.get('compile', 0):.2f} s (not in total)"
+            + ("" if report.backend == "numba" else f"; backend {report.backend}")
         )
     if args.output and not report.failed:  # a failed solve has no answer to hand on (see the module docstring)
         write_g2o(result, args.output)
@@ -437,6 +458,8 @@ def cmd_ba(args) -> int:
             verbose=args.verbose,
         ),
         robust=robust,
+        backend=args.backend,
+        device=args.device,
     )
     with handle_interrupts():  # the first Ctrl-C ends the solve after its iteration; the best iterate is written
         result, report = optimize_bundle(data, config)
@@ -448,6 +471,7 @@ def cmd_ba(args) -> int:
         print(
             f"fp16 overflows {report.fp16_overflows}; observations behind the camera {depth.behind} "
             f"(depth-clamped {depth.clamped}); compile {report.timing.get('compile', 0):.2f} s (not in total)"
+            + ("" if report.backend == "numba" else f"; backend {report.backend}")
         )
     if args.output and not report.failed:  # a failed solve has no answer to hand on (see the module docstring)
         write_bal(args.output, result)

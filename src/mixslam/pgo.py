@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .backend.choice import check_backend
 from .errors import ConfigError, InformationMatrixError, NonFiniteError, SolverError, check_config_fields
 from .lie import se2, se3
 from .linear.block_pattern import BlockPattern
@@ -75,10 +76,17 @@ class PGOConfig:
     policy's ``factor`` is fp32."""
     robust: RobustConfig = field(default_factory=RobustConfig)
     """Robust loss of the edges and graduated non-convexity (default: plain least squares)."""
+    backend: str = "numba"
+    """What runs the LM iterations: ``numba`` (the CPU kernels, every solver) or ``jax`` (the device backend,
+    :mod:`mixslam.backend`: CG with ``jacobi`` (the default there) or ``none``, no robust loss, no 16-bit
+    arithmetic; needs ``pip install "mixslam[jax]"``)."""
+    device: str | None = None
+    """``jax`` only: ``cpu``, ``gpu``, or None (the GPU when JAX sees one, else the CPU)."""
 
     def __post_init__(self):
         check_config_fields(self, choices={"init": INITS})
         driver.check_solve_settings(self)
+        check_backend(self)
 
 
 class PoseGraphProblem:
@@ -280,7 +288,16 @@ def optimize_pose_graph(graph: PoseGraph, config: PGOConfig | None = None, **ove
             ) from None
 
     with shared_orderings():  # the chordal solves and the LM's factor order the same graph once
-        problem, (R, t), report = driver.solve("pgo", config, graph.validate, analyze)
+        if config.backend == "jax":
+            from .backend import jax_solve
+            from .backend.jax_lm import device_pose_graph
+
+            def to_device(problem: PoseGraphProblem, policy: PrecisionPolicy, device):
+                return device_pose_graph(problem.graph, policy, device)
+
+            problem, (R, t), report = jax_solve.solve("pgo", config, graph.validate, analyze, to_device)
+        else:
+            problem, (R, t), report = driver.solve("pgo", config, graph.validate, analyze)
     report.init = config.init if config.init != "auto" else f"auto ({chosen[0]})"
     return problem.graph.with_poses(R, t), report
 

@@ -16,4 +16,10 @@ Modules, bottom up:
 * :mod:`.jax_products`: block-sparse J·x, Jᵀ·y, fused JᵀJ·p and block-Jacobi.
 * :mod:`.jax_cgnr`: preconditioned CG on the normal equations (``lax.while_loop`` under ``jit``) and the
   damped step of one linearization (:func:`~.jax_cgnr.cgnr_step`, the CPU's ``CGSolver.solve``).
+* :mod:`.jax_lm`: the whole LM iteration on the device (linearization, step, retraction, trial cost),
+  its decisions on the host (:class:`~.jax_lm.LMControl`, the CPU loop's rules).
+* :mod:`.jax_solve`: the drivers' solve sequence with it (``backend="jax"``).
+* :mod:`.jax_batch`: :func:`~.jax_batch.solve_batch`, many same-shaped problems under ``jax.vmap``.
+
+:mod:`.choice` (no JAX import) checks the configurations' ``backend`` and ``device`` fields.
 """

@@ -44,7 +44,7 @@ _CONV, _MAXIT, _STAG, _BREAK, _NONFIN, _DIV = range(6)
 _RUNNING = -1
 
 
-@partial(jax.jit, static_argnames=("max_iterations", "refresh_every", "stagnation_window"))
+@partial(jax.jit, static_argnames=("max_iterations", "refresh_every", "stagnation_window", "axis_name"))
 def pcg(
     J: StoredJacobian,
     M: BlockJacobi | None,
@@ -55,9 +55,16 @@ def pcg(
     max_iterations: int,
     refresh_every: int = 50,
     stagnation_window: int = 20,
+    axis_name: str | None = None,
 ):
     """CG on (JᵀJ + diag(``damping``)) x = ``b`` in ``b``'s dtype (the Krylov precision), preconditioned by
-    ``M`` (None: none). Returns (x, iterations, relative residual (fp64), status code of :data:`STATUS`)."""
+    ``M`` (None: none). Returns (x, iterations, relative residual (fp64), status code of :data:`STATUS`).
+
+    ``axis_name``: the name of a ``jax.vmap`` axis this call is mapped over (a batch of problems). The
+    true-residual refresh then asks the batch's largest iteration count (``lax.pmax``: the running problems'
+    count, as a finished one's is frozen) whether it is due, so the refresh stays a real ``lax.cond`` taken
+    once per ``refresh_every`` iterations; with a per-problem predicate ``vmap`` would turn it into a select
+    that computes the extra product at every iteration."""
     dt = b.dtype
     d = damping.astype(dt)
     f64 = jnp.float64
@@ -108,8 +115,9 @@ def pcg(
             alpha = s["rz"] / pAp
             x = s["x"] + alpha.astype(dt) * s["p"]
             if refresh_every:
+                due_it = it if axis_name is None else lax.pmax(it, axis_name)
                 r = lax.cond(
-                    it % refresh_every == 0,
+                    due_it % refresh_every == 0,
                     lambda _: b - apply_A(x),
                     lambda _: s["r"] - alpha.astype(dt) * Ap,
                     None,

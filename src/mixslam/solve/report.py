@@ -151,6 +151,9 @@ class SolveReport:
     observation), in [0, 1]."""
     rejected_edges: list | None = None
     """Robust solves: 0-based indices (file order) of the blocks whose final weight is below 0.5."""
+    backend: str = "numba"
+    """What ran the LM iterations: ``numba`` (the CPU kernels) or ``jax:cpu`` / ``jax:gpu`` (the device
+    backend, :mod:`mixslam.backend`, on that JAX platform)."""
 
     @property
     def converged(self) -> bool:
@@ -185,6 +188,7 @@ class SolveReport:
             "solver": self.solver,
             "preconditioner": self.preconditioner,
             "init": self.init,
+            "backend": self.backend,
             "time_s": self.timing.get("total", float("nan")),
             "timing": dict(self.timing),
             "fp16_overflows": self.fp16_overflows,
