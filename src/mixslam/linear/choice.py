@@ -24,9 +24,10 @@ benchmarks):
 * **Validation**: a direct solver refuses a policy whose ``factor`` it does not have and a preconditioner
   (named, the pose-graph ``cholesky`` also takes an fp16 factor where the arithmetic is fp32: the fp32 factor
   kept in fp16 panels, ``mixed16``; :data:`NAMED_DIRECT_FACTORS`); ``iterative_schur`` is for bundle
-  adjustment and takes no preconditioner; ``cholesky`` is for pose graphs and ``schur`` for bundle adjustment; ``ic`` needs one variable set (pose
-  graphs). The CG-only fields of a policy (Jacobian, preconditioner and Krylov formats) do not concern the
-  direct solvers. Every refusal is a :class:`~mixslam.errors.ConfigError` naming the value and the rule.
+  adjustment and takes no preconditioner; ``cholesky`` is for pose graphs and ``schur`` for bundle
+  adjustment; ``ic`` needs one variable set (pose graphs). The CG-only fields of a policy (Jacobian,
+  preconditioner and Krylov formats) do not concern the direct solvers. Every refusal is a
+  :class:`~mixslam.errors.ConfigError` naming the value and the rule.
 """
 
 from __future__ import annotations
