@@ -533,8 +533,12 @@ def solve(sptr, srows, scol0, sncol, poff, L, x):
             for j in range(kt):
                 yj = y[j] / P[j, j]
                 y[j] = yj
-                for i in range(j + 1, mt):
-                    y[i] -= P[j, i] * yj
+                # through 1-D views: numba then vectorizes the loop (indexing P[j, i], y[i] kept it scalar:
+                # 4-5x slower, measured on a 68 x 220 panel)
+                yy = y[j + 1 : mt]
+                pp = P[j, j + 1 : mt]
+                for i in range(mt - j - 1):
+                    yy[i] -= pp[i] * yj
             for i in range(kt):
                 x[c0 + i, v] = y[i]
             for i in range(kt, mt):
@@ -550,10 +554,12 @@ def solve(sptr, srows, scol0, sncol, poff, L, x):
             for i in range(kt, mt):
                 y[i] = x[srows[bt + i], v]
             for j in range(kt - 1, -1, -1):
-                acc = y[j]
-                for i in range(j + 1, mt):
-                    acc -= P[j, i] * y[i]
-                y[j] = acc / P[j, j]
+                yy = y[j + 1 : mt]
+                pp = P[j, j + 1 : mt]
+                acc = x.dtype.type(0.0)
+                for i in range(mt - j - 1):
+                    acc += pp[i] * yy[i]
+                y[j] = (y[j] - acc) / P[j, j]
             for i in range(kt):
                 x[c0 + i, v] = y[i]
 
@@ -629,8 +635,10 @@ def solve16(sptr, srows, scol0, sncol, poff, L16, pscale, x):
                 yj = y[j] / (h2f(P[j, j]) * s)
                 y[j] = yj
                 w = yj * s
-                for i in range(j + 1, mt):
-                    y[i] -= h2f(P[j, i]) * w
+                yy = y[j + 1 : mt]  # 1-D views, as in solve(): vectorized
+                pp = P[j, j + 1 : mt]
+                for i in range(mt - j - 1):
+                    yy[i] -= h2f(pp[i]) * w
             for i in range(kt):
                 x[c0 + i, v] = y[i]
             for i in range(kt, mt):
@@ -647,9 +655,11 @@ def solve16(sptr, srows, scol0, sncol, poff, L16, pscale, x):
             for i in range(kt, mt):
                 y[i] = x[srows[bt + i], v]
             for j in range(kt - 1, -1, -1):
+                yy = y[j + 1 : mt]
+                pp = P[j, j + 1 : mt]
                 acc = x.dtype.type(0.0)
-                for i in range(j + 1, mt):
-                    acc += h2f(P[j, i]) * y[i]
+                for i in range(mt - j - 1):
+                    acc += h2f(pp[i]) * yy[i]
                 y[j] = (y[j] - acc * s) / (h2f(P[j, j]) * s)
             for i in range(kt):
                 x[c0 + i, v] = y[i]

@@ -97,18 +97,30 @@ class BlockJacobiInverse:
         self.nv, self.p = nv, p
         self.nbytes = st.nbytes
 
-    def apply(self, r: np.ndarray) -> np.ndarray:
+    def apply(self, r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """M⁻¹ r for this set's blocks; written into ``out`` (r's shape and dtype) when given."""
         rv = r.reshape(self.nv, self.p).astype(self.inv.dtype, copy=False)
         if not self.acc16:
-            out = np.empty_like(rv)
-            block_diag_apply_nb(self.inv, np.ascontiguousarray(rv), out)
-            return out.reshape(-1).astype(r.dtype, copy=False)
+            if out is not None and out.dtype == self.inv.dtype and out.flags.c_contiguous:
+                block_diag_apply_nb(self.inv, np.ascontiguousarray(rv), out.reshape(self.nv, self.p))
+                return out
+            res = np.empty_like(rv)
+            block_diag_apply_nb(self.inv, np.ascontiguousarray(rv), res)
+            z = res.reshape(-1).astype(r.dtype, copy=False)
+            if out is not None:
+                out[:] = z
+                return out
+            return z
         # Emulated fp16 arithmetic: operands enter as fp16, one rounding after every multiply and every add,
         # in a fixed order.
         rv = round16_array(rv)
-        out = np.empty((self.nv, self.p), np.float32)
-        block_diag_apply16(np.ascontiguousarray(self.inv, np.float32), np.ascontiguousarray(rv, np.float32), out)
-        return out.reshape(-1).astype(r.dtype, copy=False)
+        res16 = np.empty((self.nv, self.p), np.float32)
+        block_diag_apply16(np.ascontiguousarray(self.inv, np.float32), np.ascontiguousarray(rv, np.float32), res16)
+        z = res16.reshape(-1).astype(r.dtype, copy=False)
+        if out is not None:
+            out[:] = z
+            return out
+        return z
 
 
 class ICFactor:
@@ -217,11 +229,12 @@ class JacobiPreconditioner(Preconditioner):
     def apply(self, r: np.ndarray) -> np.ndarray:
         if len(self.parts) == 1:
             return self.parts[0].apply(r)
-        out, o = [], 0
+        out = np.empty_like(r)
+        o = 0
         for q, n in zip(self.parts, self.sizes):
-            out.append(q.apply(r[o : o + n]))
+            q.apply(r[o : o + n], out[o : o + n])  # each set into its slice: no concatenation pass
             o += n
-        return np.concatenate(out)
+        return out
 
     @property
     def nbytes(self) -> int:
