@@ -369,30 +369,39 @@ def _dense_panel(P, kt, mt, j0, j1, tmp):
     one = P[0, 0] * 0 + 1
     for j in range(j0, j1):
         n = mt - j
+        t = tmp[:n]
+        pj = P[j, j:mt]
         for i in range(n):
-            tmp[i] = P[j, j + i]
+            t[i] = pj[i]
+        # rows of P through 1-D views: numba then vectorizes (2-D indexing P[c, j + i] kept these loops
+        # scalar: 2 against 11 GFMA/s in fp32, 5 in fp64, measured on a 68 x 220 panel)
         c = j0
         while c + 4 <= j:
             a0 = P[c, j]
             a1 = P[c + 1, j]
             a2 = P[c + 2, j]
             a3 = P[c + 3, j]
+            r0 = P[c, j:mt]
+            r1 = P[c + 1, j:mt]
+            r2 = P[c + 2, j:mt]
+            r3 = P[c + 3, j:mt]
             for i in range(n):
-                tmp[i] -= a0 * P[c, j + i] + a1 * P[c + 1, j + i] + a2 * P[c + 2, j + i] + a3 * P[c + 3, j + i]
+                t[i] -= a0 * r0[i] + a1 * r1[i] + a2 * r2[i] + a3 * r3[i]
             c += 4
         while c < j:
             a = P[c, j]
+            r0 = P[c, j:mt]
             for i in range(n):
-                tmp[i] -= a * P[c, j + i]
+                t[i] -= a * r0[i]
             c += 1
-        d = tmp[0]
+        d = t[0]
         if not (d > 0.0):
             return j
         d = np.sqrt(d)
         inv = one / d
         P[j, j] = d
         for i in range(1, n):
-            P[j, j + i] = tmp[i] * inv
+            pj[i] = t[i] * inv
     return -1
 
 
@@ -455,29 +464,31 @@ def _factor(sptr, srows, scol0, sncol, poff, col2super, L, Map, pos, head, nxt, 
                 for jj in range(p, q):
                     col = srows[bs + jj] - c0
                     nr = ms - jj
+                    acc = tmp[:nr]
                     for ii in range(nr):
-                        tmp[ii] = 0
+                        acc[ii] = 0
                     c = 0
-                    while c + 4 <= ks:
+                    while c + 4 <= ks:  # 1-D row views, as in _dense_panel: vectorized
                         a0 = Ps[c, jj]
                         a1 = Ps[c + 1, jj]
                         a2 = Ps[c + 2, jj]
                         a3 = Ps[c + 3, jj]
+                        r0 = Ps[c, jj:ms]
+                        r1 = Ps[c + 1, jj:ms]
+                        r2 = Ps[c + 2, jj:ms]
+                        r3 = Ps[c + 3, jj:ms]
                         for ii in range(nr):
-                            tmp[ii] += (
-                                a0 * Ps[c, jj + ii]
-                                + a1 * Ps[c + 1, jj + ii]
-                                + a2 * Ps[c + 2, jj + ii]
-                                + a3 * Ps[c + 3, jj + ii]
-                            )
+                            acc[ii] += a0 * r0[ii] + a1 * r1[ii] + a2 * r2[ii] + a3 * r3[ii]
                         c += 4
                     while c < ks:
                         a = Ps[c, jj]
+                        r0 = Ps[c, jj:ms]
                         for ii in range(nr):
-                            tmp[ii] += Ps[c, jj + ii] * a
+                            acc[ii] += r0[ii] * a
                         c += 1
+                    pc = Pt[col]
                     for ii in range(nr):
-                        Pt[col, Map[srows[bs + jj + ii]]] -= tmp[ii]
+                        pc[Map[srows[bs + jj + ii]]] -= acc[ii]
             pos[s] = q
             if q < ms:
                 tg = col2super[srows[bs + q]]
