@@ -17,7 +17,7 @@ Modules, bottom up:
 * :mod:`.jax_cgnr`: preconditioned CG on the normal equations (``lax.while_loop`` under ``jit``) and the
   damped step of one linearization (:func:`~.jax_cgnr.cgnr_step`, the CPU's ``CGSolver.solve``).
 * :mod:`.jax_lm`: the whole LM iteration on the device (linearization, step, retraction, trial cost),
-  its decisions on the host (:class:`~.jax_lm.LMControl`, the CPU loop's rules).
+  its decisions on the host (:class:`mixslam.solve.lm_control.LMControl`, the machine the CPU loop drives).
 * :mod:`.jax_solve`: the drivers' solve sequence with it (``backend="jax"``).
 * :mod:`.jax_batch`: :func:`~.jax_batch.solve_batch`, many same-shaped problems under ``jax.vmap``.
 

@@ -1,5 +1,6 @@
 """Many problems of the same shape solved in one call: the per-problem device functions of :mod:`.jax_lm`
-mapped over the batch with ``jax.vmap``, one :class:`~.jax_lm.LMControl` per problem on the host.
+mapped over the batch with ``jax.vmap``, one :class:`~mixslam.solve.lm_control.LMControl` per problem on the
+host.
 
 Pose graphs with the same number of poses and edges (the same dimension and number of fixed poses), or
 bundle-adjustment problems (VO windows, BAL problems) with the same numbers of cameras, points and
@@ -23,6 +24,7 @@ The batch starts from the problems' own states (``init="file"``: initialize pose
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import numpy as np
@@ -35,19 +37,21 @@ from .choice import jax_preconditioner
 from .jax_device import device as jax_device
 from .jax_device import jax, jnp
 from .jax_lm import (
-    LMControl,
-    StepNumbers,
     StepSpec,
     backend_name,
     check_policy,
+    column_cosine,
     compiled,
     cost_fn,
     device_bundle,
     device_peak_bytes,
     device_pose_graph,
     linearize_fn,
+    lm_control,
     memory_use,
+    solve_report,
     step_fn,
+    step_numbers,
     step_stats,
     stored_sizes,
 )
@@ -168,7 +172,7 @@ def solve_batch(problems, config) -> list[tuple[object, SolveReport]]:
     t_loop = time.perf_counter()
     state0 = state
     costs0 = jax.device_get(cost_exe(arrays, state))
-    ctls = [LMControl(config.lm, config.cg, CGSolver.initial_lambda) for _ in range(n)]
+    ctls = [lm_control(config.lm, config.cg, CGSolver.initial_lambda) for _ in range(n)]
     if size == 0:
         for ctl in ctls:
             ctl.stop(Status.CONVERGED, "no free variable (every one is fixed): the input is returned unchanged")
@@ -191,7 +195,8 @@ def solve_batch(problems, config) -> list[tuple[object, SolveReport]]:
             timing["jacobian"] += time.perf_counter() - t0
             for i in (int(k) for k in np.flatnonzero(needs)):
                 new_lin[i] = True
-                if not ctls[i].linearized(*(float(v) for v in norms[i])):
+                gi, g2, cn = (float(v) for v in norms[i])
+                if not ctls[i].linearized(gi, g2, functools.partial(column_cosine, cn)):
                     running[i] = False
         if not running.any():
             break
@@ -229,7 +234,7 @@ def solve_batch(problems, config) -> list[tuple[object, SolveReport]]:
             stats = step_stats(out, i, jac_size, pre_size, bool(new_lin[i]))
             stats.fallbacks += int(fallbacks[i])
             new_lin[i] = False
-            accept[i] = ctls[i].stepped(StepNumbers.of(out, i), stats, elapsed)
+            accept[i] = ctls[i].stepped(step_numbers(out, i), stats, elapsed)
             ctls[i].end_iteration()
         if accept.any():
             state = _select(jax.device_put(accept, dev), trial, state)
@@ -246,7 +251,7 @@ def solve_batch(problems, config) -> list[tuple[object, SolveReport]]:
     del state0
     results = []
     for i, (p, ctl) in enumerate(zip(problems, ctls)):
-        rep = ctl.report(float(costs0[1][i]), policy, preconditioner, backend_name(dev))
+        rep = solve_report(ctl, float(costs0[1][i]), policy, preconditioner, backend_name(dev))
         rep.initial_cost = float(costs0[1][i])
         rep.final_cost = float(final[1][i])
         rep.timing = dict(timing)

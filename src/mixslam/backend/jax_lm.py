@@ -10,10 +10,10 @@ The device twin of :func:`mixslam.solve.lm.levenberg_marquardt` with the CG solv
   on the right as :func:`mixslam.lie.se2.retract` / :func:`mixslam.lie.se3.retract`; BAL additive with a
   fixed camera's pose frozen; pinhole SE(3)) and the trial cost in the policy's cost precision. The state
   (poses, cameras, points) stays in fp64 on the device for the whole solve;
-* on the host, per iteration, a few scalars read back (two transfers): the gain ratio, the damping rule, the
-  stopping rules and the inexact-Newton forcing of :mod:`mixslam.solve.lm` and
-  :class:`mixslam.linear.config.Forcing`, line for line (:class:`LMControl`), so that both backends take
-  the same decisions on the same numbers.
+* on the host, per iteration, a few scalars read back (two transfers) and fed to
+  :class:`mixslam.solve.lm_control.LMControl`, the state machine the CPU loop drives too (gain ratio,
+  damping, stopping rules, the inexact-Newton forcing of :class:`mixslam.linear.config.Forcing`), so both
+  backends take the same decisions on the same numbers.
 
 An overflowing 16-bit store (despite the column scaling) is redone in the next wider format when the
 policy allows it, as on the CPU: the step is computed again with the wider storage (a second compiled
@@ -26,7 +26,7 @@ timed apart as ``timing["compile"]``) and kept for later solves of the same shap
 
 from __future__ import annotations
 
-import logging
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -38,9 +38,8 @@ from ..linear.base import LinearStatus, MemoryUse
 from ..linear.config import CGConfig, Forcing
 from ..precision import THRESHOLDS, Precision, PrecisionPolicy, QuantizationStats, next_wider
 from ..solve.config import LMConfig
-from ..solve.interrupt import interrupt_requested
-from ..solve.lm import LOOSE_SOLVE, SMALL_STEPS, STALL_COSINE, STALL_GRADIENT
-from ..solve.report import IterationRecord, SolveReport, Status
+from ..solve.lm_control import LMControl, StepNumbers
+from ..solve.report import SolveReport, Status
 from .jax_cgnr import STATUS, pcg
 from .jax_device import BackendError, jax, jnp
 from .jax_linearization import DeviceLinearization, column_sq_norms, gather_rows, gradient, split_stacked
@@ -72,21 +71,21 @@ __all__ = [
     "device_pose_graph",
     "device_bundle",
     "check_policy",
-    "LMControl",
+    "lm_control",
+    "solve_report",
     "compiled",
     "levenberg_marquardt",
     "backend_name",
     "stored_sizes",
     "memory_use",
     "device_peak_bytes",
-    "StepNumbers",
+    "step_numbers",
+    "column_cosine",
     "step_stats",
     "cost_fn",
     "linearize_fn",
     "step_fn",
 ]
-
-log = logging.getLogger("mixslam")
 
 PRECONDITIONERS = ("jacobi", "none")
 """The preconditioners of the device CG."""
@@ -475,39 +474,32 @@ def device_bundle(data, policy: PrecisionPolicy, device, min_depth: float | None
 
 
 # ---------------------------------------------------------------------------------------------------------
-# the host side: LM's decisions, line for line as mixslam.solve.lm
+# the host side: the device's scalars fed to the solve layer's LM decisions (mixslam.solve.lm_control)
 # ---------------------------------------------------------------------------------------------------------
-@dataclass
-class StepNumbers:
-    """The host copy of one step's scalars (one problem)."""
+def step_numbers(out: dict, i: int | None = None) -> StepNumbers:
+    """The host copy of :func:`step_fn`'s outputs (problem ``i`` of a batch) as the decisions read them."""
 
-    iterations: int
-    relative_residual: float
-    status: LinearStatus
-    model_decrease: float
-    step_norm: float
-    new_cost: float
-    xnorm: float
+    def v(name):
+        x = out[name]
+        return x if i is None else x[i]
 
-    @classmethod
-    def of(cls, out: dict, i: int | None = None) -> StepNumbers:
-        """From the host copy of :func:`step_fn`'s outputs (problem ``i`` of a batch)."""
+    finite = bool(v("finite"))
+    status = STATUS[int(v("code"))] if finite else LinearStatus.NONFINITE
+    return StepNumbers(
+        int(v("iterations")),
+        float(v("relative_residual")) if finite else float("nan"),
+        status,
+        float(v("model_decrease")) if finite else float("nan"),
+        float(v("step_norm")),
+        float(v("new_cost")),
+        float(v("xnorm")),
+    )
 
-        def v(name):
-            x = out[name]
-            return x if i is None else x[i]
 
-        finite = bool(v("finite"))
-        status = STATUS[int(v("code"))] if finite else LinearStatus.NONFINITE
-        return cls(
-            int(v("iterations")),
-            float(v("relative_residual")) if finite else float("nan"),
-            status,
-            float(v("model_decrease")) if finite else float("nan"),
-            float(v("step_norm")),
-            float(v("new_cost")),
-            float(v("xnorm")),
-        )
+def column_cosine(cos_num: float, cost: float) -> float:
+    """max_i |g_i| / (‖J_i‖ ‖r‖) from :func:`linearize_fn`'s numerator max_i |g_i| / ‖J_i‖ and the cost
+    0.5 ‖r‖² (the CPU's :func:`mixslam.solve.lm.max_cosine`)."""
+    return 0.0 if cost <= 0.0 else float(cos_num / math.sqrt(2.0 * cost))
 
 
 def step_stats(out: dict, i: int | None, jacobian_size: int, preconditioner_size: int, new_lin: bool):
@@ -527,240 +519,32 @@ def step_stats(out: dict, i: int | None, jacobian_size: int, preconditioner_size
     return stats
 
 
-class LMControl:
-    """The host side of one problem's LM solve: every decision of :func:`mixslam.solve.lm.levenberg_marquardt`
-    (damping, acceptance, stopping rules, forcing), fed with the device's scalars.
+def lm_control(lm: LMConfig, cg: CGConfig, initial_lambda: float) -> LMControl:
+    """The decisions of one problem's solve, with the CG's forcing sequence (:class:`Forcing`, as
+    :class:`mixslam.linear.cgnr.CGSolver` asks its solves)."""
+    forcing = Forcing(cg)
+    return LMControl(lm, initial_lambda, next_tolerance=forcing.next, tighten_tolerance=forcing.tighten)
 
-    Use: :meth:`start` with the initial cost; then per iteration :meth:`begin` (False: stop), when
-    :attr:`needs_linearization` :meth:`linearized` (False: stopped by the gradient test), :meth:`stepped`
-    (True: take the trial state). :attr:`done` once stopped; :meth:`finish` fills the report.
-    """
 
-    def __init__(self, config: LMConfig, cg: CGConfig, initial_lambda: float):
-        self.config = config
-        self.forcing = Forcing(cg)
-        lam0 = initial_lambda if config.initial_lambda is None else config.initial_lambda
-        self.lam = lam0 if config.method == "lm" else 0.0
-        self.nu = 2.0
-        self.g0norm = self.g0norm2 = math.nan
-        self.small = 0
-        self.needs_linearization = True
-        self.status, self.reason = Status.HIT_ITERATION_LIMIT, f"reached max_iterations={config.max_iterations}"
-        self.it = 0
-        self.done = False
-        self.cost = math.nan
-        self.best_iter = 0
-        self.history: list[IterationRecord] = []
-        self.linear_iterations = 0
-        self.quantization = QuantizationStats()
-        self.eta = math.nan
-        self.gnorm_inf = self.gnorm = self.cos_num = math.nan
-        self._step_lin = (math.nan, math.nan)  # (cos numerator, cost) of the linearization the step came from
-
-    def stop(self, status: Status, reason: str) -> None:
-        """End the solve with ``status`` and ``reason``."""
-        self.status, self.reason, self.done = status, reason, True
-
-    def start(self, cost: float, xnorm0: float) -> None:
-        self.cost = cost
-        if not math.isfinite(cost):
-            self.status = Status.FAILED
-            self.stop(
-                Status.FAILED, "the initial cost is not finite (NaN/inf in poses or measurements, or an fp64 overflow)"
-            )
-        elif not math.isfinite(xnorm0):
-            self.stop(
-                Status.FAILED,
-                f"the initial state's norm overflows fp64 ({xnorm0}): a coordinate is too large (near 1e308) for "
-                "the step and convergence tests; rescale the problem",
-            )
-        elif interrupt_requested():
-            self.stop(Status.INTERRUPTED, "interrupted (signal) before the first iteration")
-
-    def begin(self) -> bool:
-        """Start the next iteration; False when the iteration limit is reached (the loop ends)."""
-        if self.done:
-            return False
-        if self.it >= self.config.max_iterations:
-            self.done = True  # status stays HIT_ITERATION_LIMIT
-            return False
-        self.it += 1
-        self._t_it = time.perf_counter()
-        return True
-
-    def linearized(self, gnorm_inf: float, gnorm: float, cos_num: float) -> bool:
-        """A new linearization's gradient numbers; False when they stop the solve."""
-        self.needs_linearization = False
-        self.gnorm_inf, self.gnorm, self.cos_num = gnorm_inf, gnorm, cos_num
-        if math.isnan(self.g0norm):
-            self.g0norm = max(gnorm_inf, 1e-300)
-            self.g0norm2 = max(gnorm, 1e-300)
-        if not math.isfinite(gnorm):
-            self.it -= 1
-            self.stop(Status.FAILED, "the gradient is not finite")
-            return False
-        if gnorm_inf <= self.config.gradient_tolerance * self.g0norm:
-            self.it -= 1
-            self.stop(Status.CONVERGED, f"gradient max-norm {gnorm_inf:.3g} below tolerance")
-            return False
-        self.eta = self.forcing.next(gnorm, self.g0norm2)
-        self._step_lin = (cos_num, self.cost)
-        return True
-
-    def _cosine(self) -> float:
-        cos_num, cost = self._step_lin
-        return 0.0 if cost <= 0.0 else float(cos_num / math.sqrt(2.0 * cost))
-
-    def stepped(self, res: StepNumbers, stats: QuantizationStats, time_s: float | None = None) -> bool:
-        """The step's numbers; True when the trial state is taken (accepted)."""
-        cfg = self.config
-        self.quantization = self.quantization.merge(stats)
-        self.linear_iterations += res.iterations
-        new_cost = float("nan")
-        if res.status is LinearStatus.NONFINITE or not np.isfinite(res.model_decrease):
-            accepted, rho = False, float("nan")
-        else:
-            new_cost = res.new_cost
-            actual = self.cost - new_cost
-            pred = res.model_decrease
-            rho = actual / pred if pred > 0 else (-1.0 if actual <= 0 else 1.0)
-            accepted = bool(np.isfinite(new_cost) and actual > 0 and rho > 0)
-        cost, lam = self.cost, self.lam
-        record = IterationRecord(
-            self.it,
-            cost,
-            new_cost,
-            self.gnorm_inf,
-            res.step_norm,
-            float(rho),
-            lam,
-            accepted,
-            res.iterations,
-            res.relative_residual,
-            res.status,
-            time.perf_counter() - self._t_it if time_s is None else time_s,
-            None,
-        )
-        self.history.append(record)
-        if cfg.verbose:
-            log.info(
-                "[iter %3d] cost %.10g -> %.10g  rel %.2e  |g| %.2e  |dx| %.2e  rho %+.3f  lambda %.1e  "
-                "%s %d (res %.1e, %s)%s",
-                self.it,
-                cost,
-                new_cost,
-                (cost - new_cost) / cost if cost else 0.0,
-                self.gnorm_inf,
-                res.step_norm,
-                rho,
-                lam,
-                "cg",
-                res.iterations,
-                res.relative_residual,
-                res.status.value,
-                "" if accepted else "  rejected",
-            )
-        if cfg.callback is not None:
-            try:
-                cfg.callback(record)
-            except StopIteration:
-                if accepted:
-                    self.cost = new_cost
-                    self.best_iter = self.it
-                self.stop(Status.CONVERGED, "stopped by the callback")
-                return accepted
-        if accepted:
-            xnorm = res.xnorm
-            if not math.isfinite(xnorm):
-                self.stop(
-                    Status.FAILED,
-                    f"the state's norm overflows fp64 after the step of iteration {self.it} ({xnorm}); "
-                    "the best finite iterate is returned",
-                )
-                return False
-            rel = (cost - new_cost) / max(cost, 1e-300)
-            self.cost = new_cost
-            self.needs_linearization = True
-            self.best_iter = self.it
-            if cfg.method == "lm":
-                self.lam = max(cfg.min_lambda, lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3))
-                self.nu = 2.0
-            self.small = self.small + 1 if rel < cfg.function_tolerance else 0
-            if rel < cfg.function_tolerance:
-                if res.relative_residual <= LOOSE_SOLVE or self.small >= SMALL_STEPS:
-                    rel_g = self.gnorm_inf / self.g0norm
-                    cosine = self._cosine()
-                    why = f"relative cost decrease {rel:.3g} below function_tolerance" + (
-                        "" if res.relative_residual <= LOOSE_SOLVE else f" for {self.small} accepted steps in a row"
-                    )
-                    if rel_g <= STALL_GRADIENT or cosine <= STALL_COSINE:
-                        self.stop(Status.CONVERGED, why)
-                    else:
-                        self.stop(
-                            Status.STALLED,
-                            f"{why}, but the gradient is still {rel_g:.1e} of its start (above {STALL_GRADIENT:g}) "
-                            f"and at a cosine {cosine:.1e} with a Jacobian column (above {STALL_COSINE:g}): the cost "
-                            "stopped falling away from a minimum",
-                        )
-                    return True
-                self.forcing.tighten(res.relative_residual)
-            if (
-                res.step_norm < cfg.step_tolerance * (xnorm + cfg.step_tolerance)
-                and res.relative_residual <= LOOSE_SOLVE
-            ):
-                self.stop(Status.CONVERGED, f"step norm {res.step_norm:.3g} below step_tolerance")
-            return True
-        if cfg.method == "gn":
-            rel_g = self.gnorm_inf / self.g0norm
-            status = Status.CONVERGED if rel_g <= STALL_GRADIENT else Status.STALLED
-            self.stop(status, f"Gauss-Newton step did not decrease the cost (gradient at {rel_g:.1e} of its start)")
-            return False
-        if res.status is LinearStatus.NONFINITE:
-            self.lam = max(self.lam, 1e-8) * 10.0
-        self.lam = max(self.lam, cfg.min_lambda) * self.nu
-        self.nu *= 2.0
-        if self.lam > cfg.max_lambda:
-            rel_g = self.gnorm_inf / self.g0norm
-            if rel_g <= STALL_GRADIENT:
-                self.stop(
-                    Status.CONVERGED,
-                    f"no step decreases the cost (lambda above {cfg.max_lambda:g}) with the "
-                    f"gradient at {rel_g:.1e} of its start: the attainable accuracy is reached",
-                )
-            else:
-                self.stop(
-                    Status.STALLED,
-                    f"no step decreases the cost (lambda above {cfg.max_lambda:g}) but the "
-                    f"gradient is still {rel_g:.1e} of its start (last linear solve: "
-                    f"{res.status.value}); this precision or solver cannot get closer",
-                )
-        return False
-
-    def end_iteration(self) -> None:
-        """After an iteration: a pending signal stops the loop (the iteration's accepted step is kept)."""
-        if not self.done and interrupt_requested():
-            self.stop(Status.INTERRUPTED, f"interrupted (signal) after {self.it} iterations")
-
-    def report(self, initial_cost: float, policy: PrecisionPolicy, preconditioner: str, backend: str) -> SolveReport:
-        """The :class:`~mixslam.solve.report.SolveReport` of the solve so far (costs in the LM precision: the
-        caller sets the fp64 ones)."""
-        rep = SolveReport(
-            self.status,
-            self.reason,
-            initial_cost,
-            self.cost,
-            self.it,
-            self.best_iter,
-            history=self.history,
-            linear_iterations=self.linear_iterations,
-            precision=policy.name,
-            solver="cg",
-            preconditioner=preconditioner,
-            quantization=self.quantization,
-            policy=policy,
-            backend=backend,
-        )
-        return rep
+def solve_report(
+    ctl: LMControl, initial_cost: float, policy: PrecisionPolicy, preconditioner: str, backend: str
+) -> SolveReport:
+    """The :class:`~mixslam.solve.report.SolveReport` of a device solve so far (costs in the LM precision:
+    the caller sets the fp64 ones)."""
+    report = SolveReport(
+        Status.FAILED,
+        "",
+        initial_cost,
+        initial_cost,
+        0,
+        0,
+        precision=policy.name,
+        solver="cg",
+        preconditioner=preconditioner,
+        policy=policy,
+        backend=backend,
+    )
+    return ctl.finish(report)
 
 
 def _host(tree):
@@ -817,8 +601,8 @@ def levenberg_marquardt(
     t0 = time.perf_counter()
     cost0, _, xnorm0 = (float(v) for v in _host(cost_exe(arrays, state)))
     timing["residual"] += time.perf_counter() - t0
-    ctl = LMControl(lm, cg, initial_lambda)
-    ctl.start(cost0, xnorm0)
+    ctl = lm_control(lm, cg, initial_lambda)
+    ctl.start(cost0, xnorm0)  # False: the loop below does not run
     lin = None
     wide: dict = {}
     while ctl.begin():
@@ -828,7 +612,7 @@ def levenberg_marquardt(
             gi, g2, cn = (float(v) for v in _host(norms))
             timing["jacobian"] += time.perf_counter() - t0
             new_lin = True
-            if not ctl.linearized(gi, g2, cn):
+            if not ctl.linearized(gi, g2, functools.partial(column_cosine, cn)):
                 break
         t0 = time.perf_counter()
         lam = jnp.asarray(ctl.lam, jnp.float64)
@@ -853,10 +637,10 @@ def levenberg_marquardt(
         stats = step_stats(out, None, jac_size, pre_size, new_lin)
         stats.fallbacks += fallbacks
         new_lin = False
-        if ctl.stepped(StepNumbers.of(out), stats):
+        if ctl.stepped(step_numbers(out), stats):
             state = trial
         ctl.end_iteration()
-    report = ctl.report(cost0, policy, preconditioner, backend_name(problem.device))
+    report = solve_report(ctl, cost0, policy, preconditioner, backend_name(problem.device))
     report.memory = memory_use(problem, lin_shape, step)
     report.timing = {**timing, "total": time.perf_counter() - t_start - timing["compile"]}
     peak = device_peak_bytes(problem.device)

@@ -22,8 +22,8 @@ class Status(str, enum.Enum):
     """The first-order condition holds: max|Jᵀr| fell below ``gradient_tolerance`` of its start, or a step
     test proved it (a step below ``step_tolerance`` from a tight linear solve), or the cost stopped falling
     (a decrease below ``function_tolerance``, or no step decreases it) with the gradient below 1e-4 of its
-    initial value (the attainable accuracy of the precision; ``mixslam.solve.lm.STALL_GRADIENT``). A local
-    minimum: another start (or another damping path) may reach a lower one."""
+    initial value (the attainable accuracy of the precision; ``mixslam.solve.lm_control.STALL_GRADIENT``).
+    A local minimum: another start (or another damping path) may reach a lower one."""
     STALLED = "stalled"
     """The cost stopped falling (no step decreases it, or the decrease fell below ``function_tolerance``) but
     the gradient is still large: the precision in use (or the linear solver) cannot get closer. Not
