@@ -116,6 +116,21 @@ def round16(typingctx, x):
     return types.float32(x), codegen
 
 
+def widen(v):
+    """A stored scalar as a float: fp16 bits (uint16) widened to float32 (``h2f``), floats as they are. njit
+    only, inlined (loops over it vectorize)."""
+    raise NotImplementedError("widen is for njit code")
+
+
+@overload(widen, inline="always")
+def _ov_widen(v):
+    if isinstance(v, types.Integer) and v.bitwidth == 16:
+        return lambda v: h2f(v)
+    if v in (types.float32, types.float64):
+        return lambda v: v
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Storage-generic load
 # ---------------------------------------------------------------------------------------------------------

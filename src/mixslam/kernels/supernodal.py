@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .fp16 import f2h, h2f
+from .fp16 import f2h, h2f, widen
 from .fpenv import ftz_on, ftz_restore
 
 __all__ = [
@@ -519,11 +519,12 @@ def factor(sptr, srows, scol0, sncol, poff, col2super, L, Map, pos, head, nxt, b
 
 
 @njit(cache=True, fastmath=_FM)
-def solve(sptr, srows, scol0, sncol, poff, L, x):
+def _solve(sptr, srows, scol0, sncol, poff, L, pscale, x):
     """x <- L⁻ᵀ L⁻¹ x in place (x in the permuted order, shape (n, r)), reading the panels in their own
-    dtype and accumulating in x's dtype. Per supernode and right-hand side the rows it touches are
-    gathered into a dense vector, solved with the dense triangle and the rectangle below it (contiguous,
-    vectorized loops), and scattered back."""
+    format (fp64, fp32, or fp16 bits: each panel t then holds the factor / ``pscale[t]``, a power of two) and
+    accumulating in x's dtype. Per supernode and right-hand side the rows it touches are gathered into a
+    dense vector, solved with the dense triangle and the rectangle below it (contiguous, vectorized loops),
+    and scattered back. The scale multiplies vector entries, not panel entries (exact: a power of two)."""
     nsuper = sncol.size
     r = x.shape[1]
     maxm = 0
@@ -536,20 +537,22 @@ def solve(sptr, srows, scol0, sncol, poff, L, x):
             mt = sptr[t + 1] - bt
             kt = sncol[t]
             c0 = scol0[t]
+            s = x.dtype.type(pscale[t])
             P = L[poff[t] : poff[t] + mt * kt].reshape((kt, mt))
             for i in range(kt):
                 y[i] = x[c0 + i, v]
             for i in range(kt, mt):
                 y[i] = 0.0
             for j in range(kt):
-                yj = y[j] / P[j, j]
+                yj = y[j] / (widen(P[j, j]) * s)
                 y[j] = yj
+                w = yj * s
                 # through 1-D views: numba then vectorizes the loop (indexing P[j, i], y[i] kept it scalar:
                 # 4-5x slower, measured on a 68 x 220 panel)
                 yy = y[j + 1 : mt]
                 pp = P[j, j + 1 : mt]
                 for i in range(mt - j - 1):
-                    yy[i] -= pp[i] * yj
+                    yy[i] -= widen(pp[i]) * w
             for i in range(kt):
                 x[c0 + i, v] = y[i]
             for i in range(kt, mt):
@@ -559,6 +562,7 @@ def solve(sptr, srows, scol0, sncol, poff, L, x):
             mt = sptr[t + 1] - bt
             kt = sncol[t]
             c0 = scol0[t]
+            s = x.dtype.type(pscale[t])
             P = L[poff[t] : poff[t] + mt * kt].reshape((kt, mt))
             for i in range(kt):
                 y[i] = x[c0 + i, v]
@@ -569,10 +573,20 @@ def solve(sptr, srows, scol0, sncol, poff, L, x):
                 pp = P[j, j + 1 : mt]
                 acc = x.dtype.type(0.0)
                 for i in range(mt - j - 1):
-                    acc += pp[i] * yy[i]
-                y[j] = (y[j] - acc) / P[j, j]
+                    acc += widen(pp[i]) * yy[i]
+                y[j] = (y[j] - acc * s) / (widen(P[j, j]) * s)
             for i in range(kt):
                 x[c0 + i, v] = y[i]
+
+
+def solve(sptr, srows, scol0, sncol, poff, L, x):
+    """x <- L⁻ᵀ L⁻¹ x in place from fp64/fp32 panels (:func:`_solve` with unit scales)."""
+    _solve(sptr, srows, scol0, sncol, poff, L, np.ones(sncol.size), x)
+
+
+def solve16(sptr, srows, scol0, sncol, poff, L16, pscale, x):
+    """x <- L⁻ᵀ L⁻¹ x in place from fp16 panels (uint16 bits) with per-supernode scales ``pscale``."""
+    _solve(sptr, srows, scol0, sncol, poff, L16, pscale, x)
 
 
 @njit(cache=True)
@@ -616,64 +630,6 @@ def panels_to_fp16(L, poff, out, pscale):
                 elif abs(back) < 6.103515625e-05:
                     subnormals += 1
     return nonfinite, max_abs, overflows, underflows, subnormals
-
-
-@njit(cache=True, fastmath=_FM)
-def solve16(sptr, srows, scol0, sncol, poff, L16, pscale, x):
-    """:func:`solve` with fp16 panels: ``L16`` holds the fp16 bits of each panel times ``1 / pscale[t]`` (a
-    power of two per supernode, so the values use fp16's range), read and widened a vector at a time; the
-    scale is applied to the vector entry, not to every panel entry (exact: a power of two). Accumulates in
-    x's dtype."""
-    nsuper = sncol.size
-    r = x.shape[1]
-    maxm = 0
-    for t in range(nsuper):
-        maxm = max(maxm, sptr[t + 1] - sptr[t])
-    y = np.empty(maxm, x.dtype)
-    for v in range(r):
-        for t in range(nsuper):  # forward: L y = x
-            bt = sptr[t]
-            mt = sptr[t + 1] - bt
-            kt = sncol[t]
-            c0 = scol0[t]
-            s = x.dtype.type(pscale[t])
-            P = L16[poff[t] : poff[t] + mt * kt].reshape((kt, mt))
-            for i in range(kt):
-                y[i] = x[c0 + i, v]
-            for i in range(kt, mt):
-                y[i] = 0.0
-            for j in range(kt):
-                yj = y[j] / (h2f(P[j, j]) * s)
-                y[j] = yj
-                w = yj * s
-                yy = y[j + 1 : mt]  # 1-D views, as in solve(): vectorized
-                pp = P[j, j + 1 : mt]
-                for i in range(mt - j - 1):
-                    yy[i] -= h2f(pp[i]) * w
-            for i in range(kt):
-                x[c0 + i, v] = y[i]
-            for i in range(kt, mt):
-                x[srows[bt + i], v] += y[i]
-        for t in range(nsuper - 1, -1, -1):  # backward: Lᵀ x = y
-            bt = sptr[t]
-            mt = sptr[t + 1] - bt
-            kt = sncol[t]
-            c0 = scol0[t]
-            s = x.dtype.type(pscale[t])
-            P = L16[poff[t] : poff[t] + mt * kt].reshape((kt, mt))
-            for i in range(kt):
-                y[i] = x[c0 + i, v]
-            for i in range(kt, mt):
-                y[i] = x[srows[bt + i], v]
-            for j in range(kt - 1, -1, -1):
-                yy = y[j + 1 : mt]
-                pp = P[j, j + 1 : mt]
-                acc = x.dtype.type(0.0)
-                for i in range(mt - j - 1):
-                    acc += h2f(pp[i]) * yy[i]
-                y[j] = (y[j] - acc * s) / (h2f(P[j, j]) * s)
-            for i in range(kt):
-                x[c0 + i, v] = y[i]
 
 
 _WARM: set = set()
