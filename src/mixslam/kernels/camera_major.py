@@ -39,7 +39,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .fp16 import f2h, h2f
+from .fp16 import FP16_TINY, FP32_TINY, f2h, h2f, rounding_outcome
 from .simd import splat, vector_name
 from .threads import chunk_count, run_chunks
 
@@ -546,20 +546,14 @@ def _fill_scaled(M, idx, s, order, slot, out, mode):
                 v = np.float32(x)
                 if mode == 1:
                     out[b, col] = v
-                    back = v
-                    tiny = 1.1754943508222875e-38
+                    o, u, sub = rounding_outcome(x, v, FP32_TINY)
                 else:
                     h = f2h(v)
                     out[b, col] = h
-                    back = h2f(h)
-                    tiny = 6.103515625e-05
-                if not np.isfinite(back):
-                    overflows += 1
-                elif x != 0:
-                    if back == 0:
-                        underflows += 1
-                    elif abs(back) < tiny:
-                        subnormals += 1
+                    o, u, sub = rounding_outcome(v, h2f(h), FP16_TINY)
+                overflows += o
+                underflows += u
+                subnormals += sub
     return nonfinite, max_abs, overflows, underflows, subnormals
 
 

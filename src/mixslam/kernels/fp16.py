@@ -116,6 +116,12 @@ def round16(typingctx, x):
     return types.float32(x), codegen
 
 
+FP16_TINY = 6.103515625e-05
+"""fp16's smallest normal value (2^-14)."""
+FP32_TINY = 1.1754943508222875e-38
+"""fp32's smallest normal value (2^-126)."""
+
+
 def widen(v):
     """A stored scalar as a float: fp16 bits (uint16) widened to float32 (``h2f``), floats as they are. njit
     only, inlined (loops over it vectorize)."""
@@ -365,6 +371,21 @@ def block_diag_apply16(M, r, out):
             out[n, i] = s
 
 
+@njit(inline="always")
+def rounding_outcome(x, back, tiny):
+    """How rounding the finite value ``x`` gave ``back`` (the stored value, widened): (overflow, underflow,
+    subnormal), each 0 or 1. ``tiny``: the format's smallest normal. The one definition of these counts for
+    every quantizing kernel."""
+    if not np.isfinite(back):
+        return 1, 0, 0
+    if x != 0:
+        if back == 0:
+            return 0, 1, 0
+        if abs(back) < tiny:
+            return 0, 0, 1
+    return 0, 0, 0
+
+
 @njit(cache=True)
 def quantize16_stats(x, out):
     """out = fp16 bits of x (via fp32, round to nearest even) and the statistics of that quantization in one
@@ -385,14 +406,10 @@ def quantize16_stats(x, out):
         a = abs(np.float64(x[i]))
         if a > max_abs:
             max_abs = a
-        back = h2f(b)
-        if not np.isfinite(back):
-            overflows += 1
-        elif v != 0:
-            if back == 0:
-                underflows += 1
-            elif abs(back) < 6.103515625e-05:
-                subnormals += 1
+        o, u, sub = rounding_outcome(v, h2f(b), FP16_TINY)
+        overflows += o
+        underflows += u
+        subnormals += sub
     return nonfinite, max_abs, overflows, underflows, subnormals
 
 
@@ -413,11 +430,8 @@ def quantize32_stats(x, out):
         a = abs(x[i])
         if a > max_abs:
             max_abs = a
-        if not np.isfinite(v):
-            overflows += 1
-        elif x[i] != 0:
-            if v == 0:
-                underflows += 1
-            elif abs(v) < 1.1754943508222875e-38:
-                subnormals += 1
+        o, u, sub = rounding_outcome(x[i], v, FP32_TINY)
+        overflows += o
+        underflows += u
+        subnormals += sub
     return nonfinite, max_abs, overflows, underflows, subnormals

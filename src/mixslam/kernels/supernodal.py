@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .fp16 import f2h, h2f, widen
+from .fp16 import FP16_TINY, f2h, h2f, rounding_outcome, widen
 from .fpenv import ftz_on, ftz_restore
 
 __all__ = [
@@ -621,14 +621,10 @@ def panels_to_fp16(L, poff, out, pscale):
             a = abs(x)
             if a > max_abs:
                 max_abs = a
-            back = h2f(b)
-            if not np.isfinite(back):
-                overflows += 1
-            elif v != 0:
-                if back == 0:
-                    underflows += 1
-                elif abs(back) < 6.103515625e-05:
-                    subnormals += 1
+            o, u, sub = rounding_outcome(v, h2f(b), FP16_TINY)
+            overflows += o
+            underflows += u
+            subnormals += sub
     return nonfinite, max_abs, overflows, underflows, subnormals
 
 
