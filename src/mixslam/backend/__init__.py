@@ -20,6 +20,8 @@ Modules, bottom up:
   its decisions on the host (:class:`mixslam.solve.lm_control.LMControl`, the machine the CPU loop drives).
 * :mod:`.jax_solve`: the drivers' solve sequence with it (``backend="jax"``).
 * :mod:`.jax_batch`: :func:`~.jax_batch.solve_batch`, many same-shaped problems under ``jax.vmap``.
+* :mod:`.jax_triangular`: the supernodal factor's triangular solves, level-scheduled
+  (:func:`~.jax_triangular.level_schedule`, :class:`~.jax_triangular.DeviceTriangular`).
 
 :mod:`.choice` (no JAX import) checks the configurations' ``backend`` and ``device`` fields.
 """
