@@ -38,7 +38,8 @@ def test_pgo_gnc_report_and_output(corrupted, tmp_path, capsys):
 def test_pgo_robust_without_gnc_and_known_inliers_none(corrupted, tmp_path):
     bad, _ = corrupted
     rep = tmp_path / "r.json"
-    assert main(["pgo", str(bad), "--robust", "cauchy", "--known-inliers", "none", "--report", str(rep), "-q"]) in (0, 1)
+    args = ["pgo", str(bad), "--robust", "cauchy", "--known-inliers", "none", "--report", str(rep), "-q"]
+    assert main(args) in (0, 1)
     data = json.loads(rep.read_text())
     assert data["robust"]["known_inliers"] == 0 and "gnc_iterations" not in data["robust"]
 

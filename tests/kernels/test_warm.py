@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from mixslam.ba import BAConfig, BundleProblem, optimize_bundle
-from mixslam.kernels import ic as ic_mod
 from mixslam.kernels import camera_major, products, vector_products, warm
+from mixslam.kernels import ic as ic_mod
 from mixslam.kernels.warm import ALL, warm_products
 from mixslam.linear import LinearStructure, make_linear_solver, resolve_linear_solver, solve_kernel_specs
 from mixslam.linear import schur as schur_mod

@@ -8,7 +8,7 @@ import pytest
 
 from mixslam.ba import BAConfig, optimize_bundle
 from mixslam.errors import ConfigError
-from mixslam.pgo import PGOConfig, optimize_pose_graph
+from mixslam.pgo import optimize_pose_graph
 from mixslam.sim.bundle import WindowConfig, simulate_window
 from mixslam.sim.pose_graph import simulate_pose_graph
 from mixslam.solve.config import RobustConfig
