@@ -29,7 +29,7 @@ from .jax_linearization import DeviceLinearization, column_sq_norms, gradient
 from .jax_products import BlockJacobi, apply_block_jacobi, block_jacobi, jac_matvec, normal_matvec
 from .jax_storage import StoredJacobian, check_arithmetic, device_column_scale, store_jacobian
 
-__all__ = ["STATUS", "pcg", "CGNRStep", "cgnr_step"]
+__all__ = ["STATUS", "pcg", "CGNRStep", "cgnr_step", "model_decrease"]
 
 STATUS = (
     LinearStatus.CONVERGED,
@@ -172,8 +172,8 @@ class CGNRStep:
     preconditioner: BlockJacobi | None = None
 
 
-@jax.jit
-def _model_decrease(lin: DeviceLinearization, g, delta):
+def model_decrease(lin: DeviceLinearization, g, delta):
+    """-gᵀδ - 0.5‖Jδ‖² from the unquantized blocks in fp64 (traceable; the CPU's ``model_decrease``)."""
     J = StoredJacobian(
         lin.A.astype(jnp.float64),
         lin.B.astype(jnp.float64),
@@ -188,6 +188,9 @@ def _model_decrease(lin: DeviceLinearization, g, delta):
     )
     Jd = jac_matvec(J, delta)
     return -(g @ delta) - 0.5 * jnp.sum(Jd * Jd)
+
+
+_model_decrease = jax.jit(model_decrease)
 
 
 def cgnr_step(

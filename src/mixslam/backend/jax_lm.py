@@ -40,10 +40,10 @@ from ..precision import THRESHOLDS, Precision, PrecisionPolicy, QuantizationStat
 from ..solve.config import LMConfig
 from ..solve.lm_control import LMControl, StepNumbers
 from ..solve.report import SolveReport, Status
-from .jax_cgnr import STATUS, pcg
+from .jax_cgnr import STATUS, model_decrease, pcg
 from .jax_device import BackendError, jax, jnp
 from .jax_linearization import DeviceLinearization, column_sq_norms, gather_rows, gradient, split_stacked
-from .jax_products import BlockJacobi, diag_blocks, jac_matvec, spd_block_inverse
+from .jax_products import BlockJacobi, diag_blocks, spd_block_inverse
 from .jax_residuals import (
     BundleArrays,
     PoseGraphArrays,
@@ -346,20 +346,7 @@ def step_fn(spec: ProblemSpec, step: StepSpec, arrays, state, lin: DeviceLineari
     delta = scale * x.astype(jnp.float64) / rhs_scale
     finite = jnp.all(jnp.isfinite(delta))
     delta = jnp.where(finite, delta, 0.0)
-    J64 = StoredJacobian(
-        lin.A.astype(jnp.float64),
-        lin.B.astype(jnp.float64),
-        lin.ia,
-        lin.ib,
-        lin.nv,
-        lin.p,
-        lin.nb,
-        lin.pb,
-        Precision.FP64,
-        Precision.FP64,
-    )
-    Jd = jac_matvec(J64, delta)
-    mdec = -(g @ delta) - 0.5 * jnp.sum(Jd * Jd)
+    mdec = model_decrease(lin, g, delta)
     trial = _retract(spec, arrays, state, delta)
     new_cost = _cost(spec, arrays, trial, spec.cost)
     out = {

@@ -44,6 +44,17 @@ class _Timed:
         self.seconds, self.calls = 0.0, 0
 
 
+def _stop(res: float, tol: float, since_best: int, stagnation_window: int) -> LinearStatus | None:
+    """The CG loops' stopping verdict after an iteration with relative residual ``res`` (None: go on)."""
+    if res <= tol:
+        return LinearStatus.CONVERGED
+    if res > 1e3:
+        return LinearStatus.DIVERGED
+    if since_best >= stagnation_window:
+        return LinearStatus.STAGNATED
+    return None
+
+
 def pcg(
     op: JacobianOperator,
     damping: np.ndarray,
@@ -147,14 +158,8 @@ def pcg(
             best_x = x  # axpy rebinds x to a new array, never mutates it
         else:
             since_best += 1
-        if res <= tol:
-            status = LinearStatus.CONVERGED
-            break
-        if res > 1e3:
-            status = LinearStatus.DIVERGED
-            break
-        if since_best >= stagnation_window:
-            status = LinearStatus.STAGNATED
+        if (stop := _stop(res, tol, since_best, stagnation_window)) is not None:
+            status = stop
             break
         z = arith.round(apply_M(r)) if precond is not None else r
         rz_new = arith.dot(r, z)
@@ -218,14 +223,8 @@ def _pcg_fused(apply_M, op, d, b, bnorm, q, tol, max_iterations, refresh_every, 
             best_res, since_best, best_is_x = res, 0, True
         else:
             since_best += 1
-        if res <= tol:
-            status = LinearStatus.CONVERGED
-            break
-        if res > 1e3:
-            status = LinearStatus.DIVERGED
-            break
-        if since_best >= stagnation_window:
-            status = LinearStatus.STAGNATED
+        if (stop := _stop(res, tol, since_best, stagnation_window)) is not None:
+            status = stop
             break
         z = np.asarray(apply_M(r), dtype=b.dtype) if apply_M is not None else r
         rz_new = float(krylov.dot(r, z))

@@ -68,7 +68,7 @@ class Linearization:
             self.ia,
             blocks_for(self.B, dtype),
             self.ib,
-            as_dtype(self.r, dtype),
+            np.ascontiguousarray(self.r, dtype=dtype),
             ga,
             gb,
             False,
@@ -91,11 +91,6 @@ class Linearization:
         """(blocks, variable index, offset in the stacked vector, block width) for A and for B."""
         off_b = self.nv * self.p if self.pb else 0
         return ((self.A, self.ia, 0, self.p), (self.B, self.ib, off_b, self.pb or self.p))
-
-
-def as_dtype(x: np.ndarray, dtype) -> np.ndarray:
-    """``x`` C-contiguous in ``dtype`` (no copy when it already is)."""
-    return np.ascontiguousarray(x, dtype=dtype)
 
 
 def blocks_dtype(blocks, arithmetic) -> np.dtype:

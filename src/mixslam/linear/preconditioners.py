@@ -100,27 +100,23 @@ class BlockJacobiInverse:
     def apply(self, r: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """M⁻¹ r for this set's blocks; written into ``out`` (r's shape and dtype) when given."""
         rv = r.reshape(self.nv, self.p).astype(self.inv.dtype, copy=False)
+        if not self.acc16 and out is not None and out.dtype == self.inv.dtype and out.flags.c_contiguous:
+            block_diag_apply_nb(self.inv, np.ascontiguousarray(rv), out.reshape(self.nv, self.p))  # in place
+            return out
         if not self.acc16:
-            if out is not None and out.dtype == self.inv.dtype and out.flags.c_contiguous:
-                block_diag_apply_nb(self.inv, np.ascontiguousarray(rv), out.reshape(self.nv, self.p))
-                return out
             res = np.empty_like(rv)
             block_diag_apply_nb(self.inv, np.ascontiguousarray(rv), res)
-            z = res.reshape(-1).astype(r.dtype, copy=False)
-            if out is not None:
-                out[:] = z
-                return out
+        else:
+            # Emulated fp16 arithmetic: operands enter as fp16, one rounding after every multiply and every
+            # add, in a fixed order.
+            res = np.empty((self.nv, self.p), np.float32)
+            inv32 = np.ascontiguousarray(self.inv, np.float32)
+            block_diag_apply16(inv32, np.ascontiguousarray(round16_array(rv), np.float32), res)
+        z = res.reshape(-1).astype(r.dtype, copy=False)
+        if out is None:
             return z
-        # Emulated fp16 arithmetic: operands enter as fp16, one rounding after every multiply and every add,
-        # in a fixed order.
-        rv = round16_array(rv)
-        res16 = np.empty((self.nv, self.p), np.float32)
-        block_diag_apply16(np.ascontiguousarray(self.inv, np.float32), np.ascontiguousarray(rv, np.float32), res16)
-        z = res16.reshape(-1).astype(r.dtype, copy=False)
-        if out is not None:
-            out[:] = z
-            return out
-        return z
+        out[:] = z
+        return out
 
 
 class ICFactor:

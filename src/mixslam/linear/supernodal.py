@@ -200,7 +200,8 @@ class SupernodalCholesky:
             (stats.nonfinite_inputs, stats.max_abs, stats.overflows, stats.underflows, stats.subnormals) = st
             return bits, stats
 
-        values, used, _, stats = store_filled(fill, Precision.FP16, Precision.FP32, fallback)
+        # the solves widen the panels and accumulate in their vectors' dtype (fp64 by default, as with fp32 panels)
+        values, used, _, stats = store_filled(fill, Precision.FP16, Precision.FP64, fallback)
         if used is Precision.FP16:
             self.L16, self.pscale, self.L = values, pscale, None
         return stats
