@@ -23,7 +23,7 @@ from .linear.linearization import Linearization
 from .linear.ordering import shared_orderings
 from .precision import Precision, PrecisionPolicy
 from .problem.between import cost as fp64_cost
-from .problem.between import edge_errors, linearize, sqrt_information
+from .problem.between import edge_errors, quadratic_forms, sqrt_information, whitened
 from .problem.pose_graph import PoseGraph
 from .problem.robust import RobustWeighting
 from .solve import driver
@@ -132,8 +132,8 @@ class PoseGraphProblem:
     # state = (rotations, translations), fp64
     def block_sq_norms(self, state) -> np.ndarray:
         """(edges,) eᵀΩe of every edge in fp64."""
-        e = linearize(self.graph, state[0], state[1], dtype=np.float64, jacobians=False)[0]
-        return np.einsum("mi,mij,mj->m", e, self.graph.information, e)
+        e = edge_errors(self.graph, state[0], state[1], dtype=np.float64)
+        return quadratic_forms(e, self.graph.information)
 
     def cost(self, state) -> float:
         R, t = state
@@ -142,17 +142,13 @@ class PoseGraphProblem:
         if self.policy.cost is Precision.FP64:
             return fp64_cost(self.graph, R, t)
         dt = self.policy.cost.compute_dtype
-        e = linearize(self.graph, R, t, dtype=dt, jacobians=False)[0]
+        e = edge_errors(self.graph, R, t, dtype=dt)
         we = np.einsum("mij,mj->mi", self._W_res if self._res_dtype == dt else self.W.astype(dt), e)
         return 0.5 * float(np.sum(we * we, dtype=dt))
 
     def linearize(self, state) -> Linearization:
         R, t = state
-        e, Ji, Jj = linearize(self.graph, R, t, dtype=self._res_dtype)
-        W = self._W_res
-        r = np.einsum("mij,mj->mi", W, e)
-        A = W @ Ji
-        B = W @ Jj
+        r, A, B = whitened(self.graph, R, t, self._W_res, dtype=self._res_dtype)
         if self.robust is not None:
             self.robust.apply(r, A, B)
         return Linearization(r, A, B, self.ia, self.ib, self.nv, self.p)
@@ -175,9 +171,10 @@ class PoseGraphProblem:
         return None  # the sparse Cholesky has no size limit
 
     def warm(self, specs: frozenset) -> float:
+        from .kernels.between import warm_between
         from .kernels.warm import warm_products
 
-        return warm_products(specs, (self.p, self.p, self.p))
+        return warm_products(specs, (self.p, self.p, self.p)) + warm_between()
 
     def fp64_cost(self, state) -> float:
         if self.robust is not None:
@@ -235,7 +232,7 @@ def choose_initial_guess(graph: PoseGraph, robust: RobustConfig | None = None) -
         if rw is None:
             return fp64_cost(g, g.rotations, g.translations)
         e = edge_errors(g, g.rotations, g.translations)
-        return rw.loss_cost(np.einsum("mi,mij,mj->m", e, g.information, e))
+        return rw.loss_cost(quadratic_forms(e, g.information))
 
     costs = [score(g) for _, g in candidates]
     # ties and NaN favour the earlier candidate: the file, then chordal
@@ -308,10 +305,11 @@ def warmup(dims=(2, 3)) -> float:
     time every policy; a solve compiles only what it calls (:mod:`mixslam.kernels.warm`). Warmed
     specializations are remembered: a second call costs nothing.
     """
+    from .kernels.between import warm_between
     from .kernels.supernodal import warm as supernodal_warm
     from .kernels.warm import ALL, warm_products
 
-    seconds = supernodal_warm()
+    seconds = supernodal_warm() + warm_between()
     for d in dims:
         p = 3 if d == 2 else 6  # the kernels specialize on the block size: SE(2) and SE(3) poses
         seconds += warm_products(ALL, (p, p, p))

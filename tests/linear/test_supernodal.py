@@ -183,14 +183,29 @@ def test_fp32_factor_flushes_subnormals_and_restores_the_mode():
 
 def test_auto_ordering_keeps_the_cheapest_available():
     from mixslam.linear.ordering import available_orderings
+    from mixslam.linear.supernodal import AUTO_ORDERING_MIN_FLOPS
 
-    H = block_spd(nv=300, d=3, loops=300, seed=7)
+    H = block_spd(nv=300, d=6, loops=600, seed=7)  # about 1e8 flops in MMD order: worth comparing orderings
     L = lower(H)
     S = SupernodalCholesky(H.shape[0], L.indptr, L.indices)  # ordering="auto"
+    assert S.ordering_flops["mmd"] >= AUTO_ORDERING_MIN_FLOPS
     assert set(S.ordering_flops) == set(available_orderings()) and "mmd" in S.ordering_flops
     assert S.ordering == min(S.ordering_flops, key=S.ordering_flops.get)
     for name, flops in S.ordering_flops.items():  # the estimate is the one of that ordering's own analysis
         assert SupernodalCholesky(H.shape[0], L.indptr, L.indices, ordering=name).ordering_flops[name] == flops
+    S.factorize(L.data)
+    check_backward_error(S, H, np.float64)
+
+
+def test_auto_ordering_stops_at_a_cheap_first_ordering():
+    """A factor cheaper than AUTO_ORDERING_MIN_FLOPS in MMD order is kept without analyzing the others."""
+    from mixslam.linear.supernodal import AUTO_ORDERING_MIN_FLOPS
+
+    H = block_spd(nv=300, d=3, loops=300, seed=7)  # about 4e6 flops
+    L = lower(H)
+    S = SupernodalCholesky(H.shape[0], L.indptr, L.indices)
+    assert S.ordering == "mmd" and list(S.ordering_flops) == ["mmd"]
+    assert S.ordering_flops["mmd"] < AUTO_ORDERING_MIN_FLOPS
     S.factorize(L.data)
     check_backward_error(S, H, np.float64)
 

@@ -86,11 +86,14 @@ def _translation_weights(graph: PoseGraph, weighted: bool) -> np.ndarray:
         return np.broadcast_to(np.eye(d), (m, d, d)).copy()
     omega = np.array(graph.information[:, tb, tb], dtype=np.float64)
     omega = 0.5 * (omega + np.swapaxes(omega, 1, 2))
-    eig, V = np.linalg.eigh(omega)
-    bad = eig[:, 0] < 0.0
-    if bad.any():
-        e = np.maximum(eig[bad], 0.0)
-        omega[bad] = (V[bad] * e[:, None, :]) @ np.swapaxes(V[bad], 1, 2)
+    # Sylvester's criterion (every leading minor positive) clears a positive-definite block, which needs no
+    # clipping, without an eigensolve; only the others (none after validation) are eigendecomposed.
+    minors = [omega[:, 0, 0], np.linalg.det(omega[:, :2, :2])] + ([np.linalg.det(omega)] if d == 3 else [])
+    unsure = np.nonzero(~np.all(np.stack(minors) > 0.0, axis=0))[0]
+    if unsure.size:
+        eig, V = np.linalg.eigh(omega[unsure])
+        e = np.maximum(eig, 0.0)
+        omega[unsure] = (V * e[:, None, :]) @ np.swapaxes(V, 1, 2)
     return omega
 
 

@@ -151,38 +151,47 @@ class BlockPattern:
         """(template, off, offt): the full symmetric CSC holds entry (i, j) of stored block b at ``data[off[b, j]
         + i]`` (a block's p rows are contiguous in each of its columns) and, for an off-diagonal block, its
         mirror in the upper triangle at ``data[offt[b, i] + j]`` (offt = -1 for diagonal blocks). The
-        template's values are 1 + the flat index (b*p*p + i*p + j) of the block entry each position holds."""
-        p, nnzb = self.p, self.nnzb
-        r = self.block_rows[:, None, None] * p + np.arange(p)[None, :, None]
-        c = self.indices[:, None, None] * p + np.arange(p)[None, None, :]
-        r = np.broadcast_to(r, (nnzb, p, p)).ravel()
-        c = np.broadcast_to(c, (nnzb, p, p)).ravel()
-        total = nnzb * p * p
-        src = np.arange(total)
-        off = np.repeat(self.block_rows != self.indices, p * p)
-        rows = np.concatenate([r, c[off]])
-        cols = np.concatenate([c, r[off]])
-        tags = np.concatenate([src, total + src[off]])  # the mirrored copies tagged apart (exact in fp64)
-        n = self.nv * p
-        M = sp.csc_matrix((tags.astype(np.float64) + 1.0, (rows, cols)), shape=(n, n))
-        M.sort_indices()
-        tag = M.data.astype(np.int64) - 1
-        where = np.arange(tag.size, dtype=np.int64)
-        lower = tag < total
-        flat = np.empty(total, dtype=np.int64)
-        flat[tag[lower]] = where[lower]
-        flat_t = np.full(total, -1, dtype=np.int64)
-        flat_t[tag[~lower] - total] = where[~lower]
-        pos, pos_t = flat.reshape(nnzb, p, p), flat_t.reshape(nnzb, p, p)
-        off_b = np.ascontiguousarray(pos[:, 0, :])
-        offt_b = np.ascontiguousarray(pos_t[:, :, 0])
-        diag = ~off[:: p * p]
-        if not (
-            np.array_equal(pos, off_b[:, None, :] + np.arange(p)[None, :, None])
-            and np.array_equal(pos_t[~diag], (offt_b[:, :, None] + np.arange(p)[None, None, :])[~diag])
-        ):  # pragma: no cover - a sorted CSC of whole blocks always has this layout
-            raise AssertionError("CSC block layout: a block's rows are not contiguous")
-        M.data = (tag % total + 1).astype(np.float64)
+        template's values are 1 + the flat index (b*p*p + i*p + j) of the block entry each position holds.
+
+        Built at the block level: the full block pattern (each stored block and the mirror of each
+        off-diagonal one) sorted by (block column, block row) gives every block's rank k in its block column
+        J; scalar column J*p + c of the CSC then starts at p*p*bptr[J] + c*p*cnt[J] and holds that block's
+        rows from p*(k - bptr[J]) on. O(nnz) numpy, no scalar-level sort."""
+        p, nnzb, nv = self.p, self.nnzb, self.nv
+        br, bc = self.block_rows, self.indices  # stored lower blocks: br >= bc, unique
+        off_diag = np.nonzero(br != bc)[0]
+        fr = np.concatenate([br, bc[off_diag]])  # full block pattern: stored, then mirrors
+        fc = np.concatenate([bc, br[off_diag]])
+        rank = np.argsort(fc * nv + fr, kind="stable")  # rank[k] = the full entry in sorted position k
+        where = np.empty(rank.size, dtype=np.int64)
+        where[rank] = np.arange(rank.size)
+        cnt = np.bincount(fc, minlength=nv).astype(np.int64)
+        bptr = np.zeros(nv + 1, dtype=np.int64)
+        np.cumsum(cnt, out=bptr[1:])
+        c = np.arange(p)
+        # first CSC position of each (full entry, scalar column c of its block column)
+        start = p * p * bptr[fc][:, None] + c[None, :] * p * cnt[fc][:, None] + p * (where - bptr[fc])[:, None]
+        off_b = np.ascontiguousarray(start[:nnzb])
+        offt_b = np.full((nnzb, p), -1, dtype=np.int64)
+        offt_b[off_diag] = start[nnzb:]
+        n = nv * p
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        indptr[1:] = np.cumsum(np.repeat(p * cnt, p))
+        # rows: scalar column J*p + c lists the sorted entries bptr[J] .. bptr[J+1] of block column J, p rows each
+        sorted_rows = fr[rank]
+        seg_start, seg_len = np.repeat(bptr[:-1], p), np.repeat(cnt, p)
+        seg_off = np.zeros(seg_len.size, dtype=np.int64)
+        np.cumsum(seg_len[:-1], out=seg_off[1:])
+        ent = np.repeat(seg_start - seg_off, seg_len) + np.arange(int(seg_len.sum()), dtype=np.int64)
+        indices = (sorted_rows[ent][:, None] * p + c[None, :]).ravel()
+        # values: 1 + flat block-entry index; stored block b entry (i, j) at off[b, j] + i, mirror at offt[b, i] + j
+        data = np.empty(indices.size, dtype=np.float64)
+        flat = np.arange(nnzb * p * p, dtype=np.float64).reshape(nnzb, p, p) + 1.0
+        data[(off_b[:, None, :] + c[None, :, None]).ravel()] = flat.ravel()
+        od = offt_b[off_diag]
+        data[(od[:, :, None] + c[None, None, :]).ravel()] = flat[off_diag].ravel()
+        M = sp.csc_matrix((data, indices, indptr), shape=(n, n))
+        M.has_sorted_indices = True
         return M, off_b, offt_b
 
     def _csc(self) -> tuple[sp.csc_matrix, np.ndarray, np.ndarray]:

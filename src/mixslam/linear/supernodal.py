@@ -38,7 +38,15 @@ from ..precision import Precision, QuantizationStats
 from ..storage import store_filled
 from .ordering import ORDERINGS, available_orderings, compressed_graph, fill_reducing_order
 
-__all__ = ["SupernodalCholesky", "Relaxation", "NotPositiveDefinite"]
+__all__ = ["SupernodalCholesky", "Relaxation", "NotPositiveDefinite", "AUTO_ORDERING_MIN_FLOPS"]
+
+#: ``ordering="auto"`` stops after the first ordering (MMD) when its factorization needs fewer estimated
+#: multiply-adds than this. Another ordering costs its own computation and symbolic analysis, 3-4 ms on a
+#: 1,700-pose graph (intel.g2o: MMD 2.9 ms, METIS 3.2 ms, each analysis about 1 ms more), while a 1e7-flop
+#: factorization takes about 2 ms here: even a much better ordering could not repay that within the ten or
+#: so factorizations of a solve. The small shared graphs (CSAIL, MIT, intel, ais2klinik: 2e5-5e6 flops)
+#: stop at MMD; the larger ones (city10000 9e7, the 3-D files, generated grids) still compare.
+AUTO_ORDERING_MIN_FLOPS = 1e7
 
 
 class NotPositiveDefinite(Exception):
@@ -76,8 +84,9 @@ class SupernodalCholesky:
     ``factorize(data, dtype)`` takes the values of that pattern (same order) and factors in ``dtype``
     (float64 or float32); ``solve(b)`` returns x with A x = b for the last factorized A (fp64 vectors).
     ``ordering`` is ``"auto"`` (the default: every ordering of :func:`~mixslam.linear.ordering.
-    available_orderings` is analyzed and the one with the fewest estimated multiply-adds kept; its name in
-    ``self.ordering``, the estimates in ``self.ordering_flops``) or one of
+    available_orderings` is analyzed and the one with the fewest estimated multiply-adds kept, except that
+    a first ordering whose factor needs fewer than :data:`AUTO_ORDERING_MIN_FLOPS` is kept without
+    computing the others; its name in ``self.ordering``, the estimates in ``self.ordering_flops``) or one of
     :data:`~mixslam.linear.ordering.ORDERINGS` (:func:`~mixslam.linear.ordering.fill_reducing_order`).
     """
 
@@ -108,6 +117,8 @@ class SupernodalCholesky:
             self.ordering_flops[name] = sym[-1]
             if best is None or sym[-1] < best[-1]:
                 best, self.ordering = sym, name
+            if ordering == "auto" and sym[-1] < AUTO_ORDERING_MIN_FLOPS:
+                break  # a factor this cheap cannot repay another ordering's analysis
         assert best is not None
         order, ptr2, idx2, parent, bsize, count, scount, _ = best
         sfirst = K.supernodes(parent, count, scount, bsize, *relax.nrelax, *relax.zrelax)

@@ -13,14 +13,22 @@ t <- t + R rho, R <- R Exp(phi) (tangent order (rho, phi)), derived in closed fo
 * 2D, S = [[0, -1], [1, 0]]: dE/dXi = [[-Rz^T, -Rz^T S u], [0, -1]],  dE/dXj = [[R_D, 0], [0, 1]].
 
 All functions compute in the dtype they are given (the policy's residual precision); callers cast.
+:func:`linearize` is the numpy reference; :func:`edge_errors`, :func:`whitened`, :func:`quadratic_forms` and
+:func:`cost` run the compiled one-pass kernels of :mod:`mixslam.kernels.between` for fp64 and fp32 (other
+dtypes, the emulated 16-bit ones, go through the reference).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from ..kernels import between as K
 from ..lie import so2, so3
 from .pose_graph import PoseGraph
+
+_KERNEL_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 
 def _mT(a):
@@ -31,9 +39,50 @@ def _mv(A, x):
     return np.einsum("...ij,...j->...i", A, x)
 
 
+def _kernel_args(graph: PoseGraph, rotations, translations, dt: np.dtype):
+    R = graph.rotations if rotations is None else rotations
+    t = graph.translations if translations is None else translations
+    return (
+        np.ascontiguousarray(R, dtype=dt),
+        np.ascontiguousarray(t, dtype=np.float64),
+        np.ascontiguousarray(graph.edge_i, dtype=np.int64),
+        np.ascontiguousarray(graph.edge_j, dtype=np.int64),
+        np.ascontiguousarray(graph.meas_rotations, dtype=dt),
+        np.ascontiguousarray(graph.meas_translations, dtype=dt),
+    )
+
+
 def edge_errors(graph: PoseGraph, rotations=None, translations=None, dtype=np.float64) -> np.ndarray:
     """Unwhitened g2o errors e (m, k) at the given poses (default: the graph's), computed in ``dtype``."""
-    return linearize(graph, rotations, translations, dtype=dtype, jacobians=False)[0]
+    dt = np.dtype(dtype)
+    if dt not in _KERNEL_DTYPES:
+        return linearize(graph, rotations, translations, dtype=dt, jacobians=False)[0]
+    out = np.empty((graph.num_edges, graph.tangent_dim), dt)
+    kernel: Any = K.se2_errors if graph.dim == 2 else K.se3_errors
+    kernel(*_kernel_args(graph, rotations, translations, dt), out)
+    return out
+
+
+def whitened(graph: PoseGraph, rotations, translations, W: np.ndarray, dtype=np.float64):
+    """(r, A, B): whitened residuals r = W e (m, k) and Jacobian blocks A = W dE/dXi, B = W dE/dXj (m, k, p) in
+    ``dtype``, ``W`` (m, k, k) the square-root information (:func:`sqrt_information`)."""
+    dt = np.dtype(dtype)
+    m, k = graph.num_edges, graph.tangent_dim
+    if dt not in _KERNEL_DTYPES:
+        e, Ji, Jj = linearize(graph, rotations, translations, dtype=dt)
+        Wd = W.astype(dt, copy=False)
+        return np.einsum("mij,mj->mi", Wd, e), Wd @ Ji, Wd @ Jj
+    r, A, B = np.empty((m, k), dt), np.empty((m, k, k), dt), np.empty((m, k, k), dt)
+    kernel: Any = K.se2_whitened if graph.dim == 2 else K.se3_whitened
+    kernel(*_kernel_args(graph, rotations, translations, dt), np.ascontiguousarray(W, dtype=dt), r, A, B)
+    return r, A, B
+
+
+def quadratic_forms(e: np.ndarray, information: np.ndarray) -> np.ndarray:
+    """(m,) eᵀ Ω e of every edge, accumulated in fp64."""
+    out = np.empty(e.shape[0])
+    K.quadratic_forms(np.ascontiguousarray(e, np.float64), np.ascontiguousarray(information, np.float64), out)
+    return out
 
 
 def linearize(graph: PoseGraph, rotations=None, translations=None, *, dtype=np.float64, jacobians=True):
@@ -92,7 +141,7 @@ def sqrt_information(information: np.ndarray) -> np.ndarray:
 def cost(graph: PoseGraph, rotations=None, translations=None) -> float:
     """0.5 * sum e^T Omega e in fp64 (g2o's chi2 is twice this)."""
     e = edge_errors(graph, rotations, translations, dtype=np.float64)
-    return 0.5 * float(np.einsum("mi,mij,mj->", e, graph.information, e))
+    return 0.5 * float(np.sum(quadratic_forms(e, graph.information)))
 
 
 def chi2(graph: PoseGraph, rotations=None, translations=None) -> float:

@@ -101,9 +101,19 @@ def indefinite_edges(information: np.ndarray) -> np.ndarray:
     """Indices of information matrices that are not positive definite (smallest eigenvalue <= 0)."""
     if information.shape[0] == 0:
         return np.zeros(0, dtype=np.int64)
-    eig = np.linalg.eigvalsh(information)
+    # Gershgorin's discs bound every eigenvalue: lo <= eig_min and max|eig| <= hi, so lo > 1e-12 hi clears a
+    # matrix without an eigensolve (the information of most files is diagonal or nearly so); the batched
+    # eigensolve, 0.8 us a matrix, runs only on the others.
+    diag = np.diagonal(information, axis1=1, axis2=2)
+    radius = np.abs(information).sum(axis=2) - np.abs(diag)
+    lo = (diag - radius).min(axis=1)
+    hi = np.abs(diag).max(axis=1) + radius.max(axis=1)
+    unsure = np.nonzero(~(lo > 1e-12 * hi))[0]
+    if unsure.size == 0:
+        return unsure.astype(np.int64)
+    eig = np.linalg.eigvalsh(information[unsure])
     scale = np.maximum(np.abs(eig).max(axis=1), 1e-300)
-    return np.where(eig[:, 0] <= 1e-12 * scale)[0]
+    return unsure[eig[:, 0] <= 1e-12 * scale].astype(np.int64)
 
 
 def check_information(information: np.ndarray, graph: PoseGraph | None = None) -> None:
