@@ -27,6 +27,25 @@ def _arrow(n):
     return ia, ib
 
 
+def test_minimum_degree_order_is_superlus_complete_lu_order():
+    """The order comes from SuperLU's incomplete LU with everything dropped (cheap numeric phase); it must be
+    the column order of its complete LU on the same matrix."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    g = simulate_pose_graph("manhattan", 300, seed=4).graph
+    n = g.num_poses
+    order = minimum_degree_order(g.edge_i, g.edge_j, n)
+    r = np.concatenate([g.edge_i, g.edge_j])
+    c = np.concatenate([g.edge_j, g.edge_i])
+    G = sp.csc_matrix((np.full(r.size, -1.0), (r, c)), shape=(n, n))
+    G.sum_duplicates()
+    G.data[:] = -1.0
+    G = (G + sp.diags(np.diff(G.indptr) + 1.0)).tocsc()
+    lu = spla.splu(G, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    assert np.array_equal(order, np.argsort(lu.perm_c))
+
+
 def test_minimum_degree_is_a_deterministic_permutation_that_avoids_fill():
     n = 40
     ia, ib = _arrow(n)

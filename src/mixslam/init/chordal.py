@@ -40,8 +40,10 @@ def chordal_initialization(graph: PoseGraph, *, weighted: bool = True) -> PoseGr
     a linear system is singular.
     """
     check_connected(graph)
-    rotations = chordal_rotations(graph, weighted=weighted)
-    translations = chordal_translations(graph, rotations, weighted=weighted)
+    # The two systems have d x d blocks at the same places: one analysis serves both.
+    analysis: dict = {}
+    rotations = chordal_rotations(graph, weighted=weighted, analysis=analysis)
+    translations = chordal_translations(graph, rotations, weighted=weighted, analysis=analysis)
     return graph.with_poses(rotations, translations)
 
 
@@ -105,8 +107,11 @@ def _solve_reduced(
     fixed_cols: np.ndarray,
     what: str,
     source: str,
+    analysis: dict | None = None,
 ) -> np.ndarray:
-    """Solve H x = rhs with the entries ``fixed_cols`` of x held at ``fixed_vals``; returns the free part."""
+    """Solve H x = rhs with the entries ``fixed_cols`` of x held at ``fixed_vals``; returns the free part.
+    ``analysis`` (a dict, filled on the first call) carries the sparse Cholesky's analysis to a later system
+    with the same pattern (the translations after the rotations), which then only refactors."""
     Hr = H.tocsr()[free_cols].tocsc()
     Hff = Hr[:, free_cols]
     b = rhs[free_cols]
@@ -115,8 +120,19 @@ def _solve_reduced(
     if Hff.shape[0] == 0:
         return np.zeros((0,) + rhs.shape[1:])
     try:  # the normal matrix is SPD when every pose is tied to a fixed one: the fastest sparse Cholesky
-        chol = SparseCholesky(Hff)
-        chol.factorize(Hff)
+        chol = None if analysis is None else analysis.get("chol")
+        if chol is not None and chol.n == Hff.shape[0]:
+            try:
+                chol.factorize(Hff)
+            except SolverError:  # another pattern (or not positive definite: the new analysis says so again)
+                chol = None
+        else:
+            chol = None
+        if chol is None:
+            chol = SparseCholesky(Hff)
+            chol.factorize(Hff)
+            if analysis is not None:
+                analysis["chol"] = chol
         x = chol.solve(np.asarray(b, dtype=np.float64))
     except SolverError as exc:
         raise SolverError(
@@ -131,7 +147,7 @@ def _solve_reduced(
 
 
 # -- step 1: rotations -----------------------------------------------------------------------------------
-def chordal_rotations(graph: PoseGraph, *, weighted: bool = True) -> np.ndarray:
+def chordal_rotations(graph: PoseGraph, *, weighted: bool = True, analysis: dict | None = None) -> np.ndarray:
     """Chordal-relaxation rotations (n, d, d), projected onto SO(d); fixed poses keep their rotations."""
     d, _, _ = _blocks(graph)
     n, m = graph.num_poses, graph.num_edges
@@ -165,7 +181,7 @@ def chordal_rotations(graph: PoseGraph, *, weighted: bool = True) -> np.ndarray:
     # Right-hand side column r holds the unknown vector x for row r: x[d*p + a] = R_p[r, a].
     fixed_vals = np.swapaxes(R0[fixed], 1, 2).reshape(-1, d)  # [d*p + a, r] = R_p[r, a]
     rhs = np.zeros((n * d, d))
-    x = _solve_reduced(H, rhs, free_cols, fixed_vals, fixed_cols, "rotation", graph.source)
+    x = _solve_reduced(H, rhs, free_cols, fixed_vals, fixed_cols, "rotation", graph.source, analysis)
 
     M = np.empty((n, d, d))
     M[~fixed] = np.swapaxes(x.reshape(-1, d, d), 1, 2)  # x[d*p + a, r] -> M_p[r, a]
@@ -185,7 +201,9 @@ def _block_matrix(blocks: np.ndarray, brow: np.ndarray, bcol: np.ndarray, n: int
 
 
 # -- step 2: translations --------------------------------------------------------------------------------
-def chordal_translations(graph: PoseGraph, rotations: np.ndarray, *, weighted: bool = True) -> np.ndarray:
+def chordal_translations(
+    graph: PoseGraph, rotations: np.ndarray, *, weighted: bool = True, analysis: dict | None = None
+) -> np.ndarray:
     """Translations (n, d) minimizing the g2o translation errors with ``rotations`` held fixed."""
     d, _, _ = _blocks(graph)
     n = graph.num_poses
@@ -213,7 +231,9 @@ def chordal_translations(graph: PoseGraph, rotations: np.ndarray, *, weighted: b
     free_cols = (d * np.where(~fixed)[0][:, None] + a).ravel()
     fixed_cols = (d * np.where(fixed)[0][:, None] + a).ravel()
     t0 = np.asarray(graph.translations, dtype=np.float64)
-    x = _solve_reduced(H, g.reshape(-1), free_cols, t0[fixed].reshape(-1), fixed_cols, "translation", graph.source)
+    x = _solve_reduced(
+        H, g.reshape(-1), free_cols, t0[fixed].reshape(-1), fixed_cols, "translation", graph.source, analysis
+    )
     out = t0.copy()
     out[~fixed] = x.reshape(-1, d)
     return out
