@@ -13,7 +13,9 @@ Cases, in this order (the headline GPU cases first, so that a global time budget
    guess (computed once per graph on the host, not timed).
 
 Every case runs each policy (``fp64``, ``fp32``, ``mixed``, ``mixed16``) with the same linear solver on
-both backends (CG with block-Jacobi, the only one the device backend has). Per row: LM iterations, CG
+both backends (CG with block-Jacobi); the pose graphs then run again as ``NAME [cholesky]``: on the device
+CG preconditioned by the complete supernodal factor (factored on the host in the policy's format, its
+triangular solves level-scheduled on the device, reused across LM steps), on the CPU the direct solver. Per row: LM iterations, CG
 iterations, fp64 final cost (and relative to the device fp64's), time per LM step ((linearization + step
 time) / LM iterations), time per CG iteration (step time / CG iterations: the per-step work amortized in),
 total solve time (compilation apart, in ``compile_s``), the stored Jacobian's bytes, the device's peak
@@ -86,6 +88,7 @@ class Case:
     kind: str  # "pgo", "ba", "vo-batch"
     make: object  # () -> problem(s)
     cpu: bool = True
+    solver: str = "cg"  # pose graphs: "cg" (block-Jacobi) or "cholesky" (CG preconditioned by the complete factor)
 
 
 def _row(case: Case, batch: int, unknowns: int, terms: int, policy: str, backend: str, rep, seconds=None) -> dict:
@@ -196,6 +199,11 @@ def _cases(args) -> list:
         graphs = [p for p in graphs if p.name == "smallGrid3D.g2o"]
     for path in graphs:
         cases.append(Case(path.stem, "pgo", lambda p=path: read_pose_graph(str(p))))
+    if "cholesky" in args.pgo_solvers.split(","):  # after every CG case: the budget cuts these first
+        for path in graphs:
+            cases.append(
+                Case(f"{path.stem} [cholesky]", "pgo", lambda p=path: read_pose_graph(str(p)), solver="cholesky")
+            )
     return cases
 
 
@@ -224,10 +232,11 @@ def _solve(case: Case, problem, policy: str, backend: str, device, args):
 
     dev = {"device": device} if backend == "jax" else {}
     if case.kind == "pgo":
+        pre = {"preconditioner": "jacobi"} if case.solver == "cg" else {}
         cfg = PGOConfig(
             precision=policy,
-            solver="cg",
-            preconditioner="jacobi",
+            solver=case.solver,
+            **pre,
             init="file",
             backend=backend,
             lm=_lm(args, False),
@@ -288,6 +297,12 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-windows", type=int, default=None, help="windows the CPU solves (default 50; quick 4)")
     ap.add_argument("--max-iterations", type=int, default=100)
     ap.add_argument("--no-cpu", action="store_true", help="skip the CPU (numba) backend")
+    ap.add_argument(
+        "--pgo-solvers",
+        default="cg,cholesky",
+        help="pose-graph solvers: cg (block-Jacobi) and cholesky (device: CG preconditioned by the complete "
+        "factor, built on the host, triangular solves level-scheduled on the device; CPU: the direct solver)",
+    )
     args = ap.parse_args(argv)
     if args.budget is None:
         args.budget = 100.0 if args.quick else 450.0
@@ -406,7 +421,13 @@ def _write(out: Path, rows: list, header: dict, skipped: list, failed: list) -> 
             w.writerow({k: _fmt(r.get(k, "")) for k in FIELDS})
     lines = ["# Device backend (JAX) vs CPU backend (numba): `benchmarks/gpu.py`", ""]
     lines += [f"- {k}: `{v}`" if k == "command" else f"- {k}: {v}" for k, v in header.items()]
-    lines += ["", "Linear solver on both backends: CG with block-Jacobi. Times exclude compilation (`compile_s`).", ""]
+    lines += [
+        "",
+        "Linear solver on both backends: CG with block-Jacobi; `[cholesky]` rows: the device's CG preconditioned "
+        "by the complete factor (host factorization in `timing.factor`, inside the step time), the CPU's direct "
+        "solver. Times exclude compilation (`compile_s`).",
+        "",
+    ]
     cols = (
         "case",
         "policy",

@@ -42,10 +42,21 @@ def test_backend_jax_runs_and_reports_it(files, command, capsys):
     assert "backend jax:cpu" in capsys.readouterr().out
 
 
+def test_pgo_cholesky_on_the_device_reports_the_factor(files, capsys):
+    pytest.importorskip("jax")
+    report = files["dir"] / "pgo-chol.json"
+    argv = ["pgo", files["pgo"], "--backend", "jax", "--device", "cpu", "--solver", "cholesky", "--precision", "mixed"]
+    code = main([*argv, "--report", str(report)])
+    assert code == 0, capsys.readouterr().err
+    data = json.loads(report.read_text())
+    assert data["backend"] == "jax:cpu" and data["preconditioner"] == "cholesky"
+    assert data["direct"]["factor"] == "fp32" and data["direct"]["factorizations"] >= 1
+
+
 @pytest.mark.parametrize(
     "args",
     [
-        ["--backend", "jax", "--solver", "cholesky"],
+        ["--backend", "jax", "--solver", "ic"],
         ["--backend", "jax", "--preconditioner", "ic"],
         ["--backend", "jax", "--precision", "fp16"],
         ["--backend", "jax", "--robust", "tls"],

@@ -95,7 +95,8 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
         default="numba",
         choices=["numba", "jax"],
         help="what runs the LM iterations: numba (CPU kernels, default) or jax (CG with jacobi/none on a JAX "
-        'device; needs pip install "mixslam[jax]")',
+        "device; pose graphs also --solver cholesky: CG preconditioned by the complete factor, built on the "
+        'host, applied on the device; needs pip install "mixslam[jax]")',
     )
     p.add_argument(
         "--device",

@@ -84,7 +84,7 @@ def test_widened_step_spec():
     "overrides,match",
     [
         ({"backend": "cuda"}, "backend must be one of"),
-        ({"backend": "jax", "solver": "cholesky"}, "CG solver only"),
+        ({"backend": "jax", "solver": "ic"}, "runs the CG solver"),
         ({"backend": "jax", "preconditioner": "ic"}, "'jacobi' and 'none'"),
         ({"backend": "jax", "precision": "fp16"}, "16-bit arithmetic"),
         ({"backend": "jax", "robust": "tls"}, "no robust losses"),

@@ -4,7 +4,8 @@
 device backend of this package) and ``device`` (``"cpu"``, ``"gpu"``, None = the GPU when JAX sees one).
 :func:`check_backend` validates both when the configuration is built, as a
 :class:`~mixslam.errors.ConfigError` naming the field; :func:`jax_preconditioner` resolves the linear solver
-the device backend runs (CG with block-Jacobi or none: it has no direct solver and no incomplete Cholesky).
+the device backend runs (CG with block-Jacobi or none, or for pose graphs with the complete Cholesky factor
+as its preconditioner; no incomplete Cholesky).
 """
 
 from __future__ import annotations
@@ -52,10 +53,13 @@ def check_backend(settings) -> None:
             f"{cls}.backend='jax' needs jax, which is not installed: pip install \"mixslam[jax]\" (CPU), or jax's "
             "CUDA wheel for a GPU"
         )
-    if settings.solver not in _JAX_SOLVERS:
+    if settings.solver == "cholesky" and cls == "PGOConfig":
+        pass  # CG preconditioned by the complete factor, its triangular solves on the device (jax_factor)
+    elif settings.solver not in _JAX_SOLVERS:
         raise ConfigError(
-            f"{cls}.solver={settings.solver!r}: backend 'jax' runs the CG solver only (solver 'cg' or None, with "
-            "preconditioner 'jacobi' or 'none'); use backend 'numba' for the direct solvers"
+            f"{cls}.solver={settings.solver!r}: backend 'jax' runs the CG solver (solver 'cg' or None, with "
+            "preconditioner 'jacobi' or 'none'; pose graphs also 'cholesky': CG preconditioned by the complete "
+            "factor); use backend 'numba' for the other direct solvers"
         )
     if settings.preconditioner not in _JAX_PRECONDITIONERS:
         raise ConfigError(
@@ -83,6 +87,10 @@ def check_backend(settings) -> None:
 
 
 def jax_preconditioner(settings) -> str:
-    """The device CG's preconditioner for ``settings`` (``jacobi`` unless ``none`` is asked for; solver alias
-    ``cgnr`` = ``cg`` + ``jacobi``)."""
+    """The device CG's preconditioner for ``settings``: ``cholesky`` for solver ``cholesky`` (pose graphs: the
+    complete supernodal factor in the policy's ``factor`` format, built on the host, applied on the device by
+    level-scheduled triangular solves, :mod:`.jax_factor`), else ``jacobi`` unless ``none`` is asked for
+    (solver alias ``cgnr`` = ``cg`` + ``jacobi``)."""
+    if settings.solver == "cholesky":
+        return "cholesky"
     return "none" if settings.preconditioner == "none" else "jacobi"

@@ -16,6 +16,7 @@ policy says, the right-hand side scaled by a power of two to max|b| ~ 1, δ = S 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -47,7 +48,7 @@ _RUNNING = -1
 @partial(jax.jit, static_argnames=("max_iterations", "refresh_every", "stagnation_window", "axis_name"))
 def pcg(
     J: StoredJacobian,
-    M: BlockJacobi | None,
+    M: BlockJacobi | Callable | None,
     damping,
     b,
     tol,
@@ -58,7 +59,8 @@ def pcg(
     axis_name: str | None = None,
 ):
     """CG on (JᵀJ + diag(``damping``)) x = ``b`` in ``b``'s dtype (the Krylov precision), preconditioned by
-    ``M`` (None: none). Returns (x, iterations, relative residual (fp64), status code of :data:`STATUS`).
+    ``M`` (None: none; a callable: v -> M⁻¹v). Returns (x, iterations, relative residual (fp64), status
+    code of :data:`STATUS`).
 
     ``axis_name``: the name of a ``jax.vmap`` axis this call is mapped over (a batch of problems). The
     true-residual refresh then asks the batch's largest iteration count (``lax.pmax``: the running problems'
@@ -77,7 +79,11 @@ def pcg(
         return q + d * v
 
     def apply_M(v):
-        return v if M is None else apply_block_jacobi(M, v).astype(dt)
+        if M is None:
+            return v
+        if callable(M):  # a pytree preconditioner (the device Cholesky factor, jax_factor.FactorPreconditioner)
+            return M(v).astype(dt)
+        return apply_block_jacobi(M, v).astype(dt)
 
     bnorm = jnp.sqrt(dot(b, b))
     x0 = jnp.zeros_like(b)

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from ..linear.base import LinearStatus, MemoryUse
+from ..linear.base import DirectStats, LinearStatus, MemoryUse
 from ..linear.config import CGConfig, Forcing
 from ..precision import THRESHOLDS, Precision, PrecisionPolicy, QuantizationStats, next_wider
 from ..solve.config import LMConfig
@@ -42,6 +42,7 @@ from ..solve.lm_control import LMControl, StepNumbers
 from ..solve.report import SolveReport, Status
 from .jax_cgnr import STATUS, model_decrease, pcg
 from .jax_device import BackendError, jax, jnp
+from .jax_factor import REFACTOR_AFTER, DeviceFactor, FactorPreconditioner
 from .jax_linearization import DeviceLinearization, column_sq_norms, gather_rows, gradient, split_stacked
 from .jax_products import BlockJacobi, diag_blocks, spd_block_inverse
 from .jax_residuals import (
@@ -87,8 +88,9 @@ __all__ = [
     "step_fn",
 ]
 
-PRECONDITIONERS = ("jacobi", "none")
-"""The preconditioners of the device CG."""
+PRECONDITIONERS = ("jacobi", "none", "cholesky")
+"""The preconditioners of the device CG (``cholesky``: the complete supernodal factor, pose graphs,
+:mod:`.jax_factor`)."""
 
 _F64 = np.dtype(np.float64)
 
@@ -138,6 +140,8 @@ class StepSpec:
     stagnation_window: int
     min_diagonal: float
     max_diagonal: float
+    factor: Any = None
+    """``cholesky``: the factor's :class:`~.jax_factor.FactorLayout` (None before the first factorization)."""
 
     @classmethod
     def of(cls, policy: PrecisionPolicy, preconditioner: str, cg: CGConfig, lm: LMConfig) -> StepSpec:
@@ -290,7 +294,18 @@ def _store(blocks, precision: Precision):
     return [s for s, _, _ in q], counts, max_abs
 
 
-def step_fn(spec: ProblemSpec, step: StepSpec, arrays, state, lin: DeviceLinearization, lam, rtol, active, axis_name):
+def step_fn(
+    spec: ProblemSpec,
+    step: StepSpec,
+    arrays,
+    state,
+    lin: DeviceLinearization,
+    lam,
+    rtol,
+    active,
+    factor=None,
+    axis_name=None,
+):
     """One damped CGNR step of ``lin`` (the CPU's ``CGSolver.solve`` with block-Jacobi or none), its
     retraction and the trial's cost and state norm. ``active`` False: a zero right-hand side (0 CG
     iterations; a batch's finished problem). Returns (trial state, a dict of device scalars and counts)."""
@@ -303,7 +318,7 @@ def step_fn(spec: ProblemSpec, step: StepSpec, arrays, state, lin: DeviceLineari
     J = StoredJacobian(
         qa, qb, lin.ia, lin.ib, lin.nv, lin.p, lin.nb, lin.pb, step.jacobian_storage, step.jacobian_accumulate
     )
-    M = None
+    M: Any = None
     pc = jnp.zeros(4, jc.dtype)
     pm = jnp.zeros((), jnp.float64)
     shifted = jnp.zeros((), jnp.int32)
@@ -324,6 +339,9 @@ def step_fn(spec: ProblemSpec, step: StepSpec, arrays, state, lin: DeviceLineari
             step.preconditioner_storage,
             step.preconditioner_accumulate,
         )
+    if step.preconditioner == "cholesky":  # the host-built factor, applied to this step's scaling
+        M = FactorPreconditioner(factor, scale, step.factor)
+
     b = -scale * g
     bmax = jnp.max(jnp.abs(b)) if b.size else jnp.zeros((), jnp.float64)
     ok = (bmax > 0) & jnp.isfinite(bmax)
@@ -580,8 +598,17 @@ def levenberg_marquardt(
     lin_exe, c1 = compiled(linearize_fn, (spec,), (arrays, state))
     lin_shape = jax.eval_shape(lambda a, s: linearize_fn(spec, a, s), arrays, state)[0]
     active = jnp.ones((), bool)
-    step_args = (arrays, state, lin_shape, lam0, lam0, active)
-    step_exe, c2 = compiled(step_fn, (spec, step), step_args)
+    step_args: tuple = (arrays, state, lin_shape, lam0, lam0, active)
+    chol = preconditioner == "cholesky"
+    if chol and spec.kind != "pgo":
+        raise BackendError("the device Cholesky preconditioner is for pose graphs; bundle adjustment: jacobi or none")
+    dfac: DeviceFactor | None = None
+    last_cg = 0
+    refactor_log = {"factorizations": 0, "reused": 0}
+    c2 = 0.0
+    step_exe = None
+    if not chol:  # the Cholesky step is compiled once the factor's layout is known (first linearization)
+        step_exe, c2 = compiled(step_fn, (spec, step), step_args)
     timing["compile"] += c0 + c1 + c2
     jac_size, pre_size = stored_sizes(problem, lin_shape.A.shape, preconditioner)
 
@@ -601,11 +628,29 @@ def levenberg_marquardt(
             new_lin = True
             if not ctl.linearized(gi, g2, functools.partial(column_cosine, cn)):
                 break
+            if chol:  # factor at the first linearization, refactor when the last step's CG ran long
+                if dfac is None or last_cg > REFACTOR_AFTER:
+                    t0 = time.perf_counter()
+                    if dfac is None:
+                        dfac = DeviceFactor(lin, policy, problem.device, step.krylov)
+                    dfac.factor(lin, float(ctl.lam), step.min_diagonal, step.max_diagonal)
+                    refactor_log["factorizations"] += 1
+                    timing["factor"] = timing.get("factor", 0.0) + time.perf_counter() - t0
+                    if step.factor != dfac.layout:
+                        step = _replace(step, factor=dfac.layout)
+                        step_args = (arrays, state, lin_shape, lam0, lam0, active, dfac.operands())
+                        step_exe, cw = compiled(step_fn, (spec, step), step_args)
+                        timing["compile"] += cw
+                else:
+                    refactor_log["reused"] += 1
         t0 = time.perf_counter()
         lam = jnp.asarray(ctl.lam, jnp.float64)
         rtol = jnp.asarray(ctl.eta, jnp.float64)
-        trial, out = step_exe(arrays, state, lin, lam, rtol, active)
+        extra = (dfac.operands(),) if dfac is not None else ()
+        assert step_exe is not None
+        trial, out = step_exe(arrays, state, lin, lam, rtol, active, *extra)
         out = _host(out)
+        last_cg = int(out["iterations"])
         fallbacks = 0
         jac_over = int(out["jacobian_counts"][1]) > 0 and step.jacobian_storage is not Precision.FP64
         pre_over = int(out["preconditioner_counts"][1]) > 0 and step.preconditioner_storage is not Precision.FP64
@@ -617,7 +662,7 @@ def levenberg_marquardt(
             counts = {
                 k: out[k] for k in ("jacobian_counts", "jacobian_max", "preconditioner_counts", "preconditioner_max")
             }
-            trial, out = wide[wspec](arrays, state, lin, lam, rtol, active)
+            trial, out = wide[wspec](arrays, state, lin, lam, rtol, active, *extra)
             out = {**_host(out), **counts}
             fallbacks = int(jac_over) + int(pre_over)
         timing["linear_solve"] += time.perf_counter() - t0
@@ -629,6 +674,17 @@ def levenberg_marquardt(
         ctl.end_iteration()
     report = solve_report(ctl, cost0, policy, preconditioner, backend_name(problem.device))
     report.memory = memory_use(problem, lin_shape, step)
+    if dfac is not None:
+        report.memory.preconditioner_bytes = dfac.nbytes
+        fmt = "fp16 panels" if dfac.store16 else np.dtype(dfac.factor_dtype).name.replace("float", "fp")
+        report.direct = DirectStats(
+            factor=fmt,
+            backend=f"mixslam, triangular solves on {backend_name(problem.device)}",
+            steps=refactor_log["factorizations"] + refactor_log["reused"],
+            factorizations=refactor_log["factorizations"],
+            reuses=refactor_log["reused"],
+            cg_iterations=int(report.linear_iterations),
+        )
     report.timing = {**timing, "total": time.perf_counter() - t_start - timing["compile"]}
     peak = device_peak_bytes(problem.device)
     if peak is not None:

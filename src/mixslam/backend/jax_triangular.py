@@ -45,7 +45,7 @@ from ..linear.supernodal import SupernodalCholesky
 from .jax_device import device as _device
 from .jax_device import jax, jnp, lax
 
-__all__ = ["LevelGroup", "TriangularSchedule", "level_schedule", "DeviceTriangular"]
+__all__ = ["LevelGroup", "TriangularSchedule", "level_schedule", "DeviceTriangular", "triangular_solver"]
 
 _FP16_ONE = np.uint16(0x3C00)
 """The fp16 bits of 1.0 (the padded diagonal of fp16 panels)."""
@@ -213,8 +213,9 @@ def _pack(S: SupernodalCholesky, g: LevelGroup, flat: np.ndarray, one) -> np.nda
 
 
 @functools.lru_cache(maxsize=32)
-def _solver(n: int, layout, fp16: bool, scaled: bool, vdtype: str):
-    """The jitted solve for one schedule layout, panel format and vector dtype."""
+def triangular_solver(n: int, layout, fp16: bool, scaled: bool, vdtype: str):
+    """The jitted solve ``run(arrays, perm, iperm, b)`` for one schedule layout, panel format and vector dtype
+    (:class:`DeviceTriangular` holds the arguments; a compiled LM step calls it on them)."""
     vt = jnp.dtype(vdtype)
 
     def widen(Q):
@@ -286,10 +287,10 @@ class DeviceTriangular:
         if self.dtype not in (np.float64, np.float32):
             raise ValueError(f"vector dtype must be float64 or float32, got {self.dtype}")
         self.S = S
-        self.device = _device(device)
+        self.device = device if isinstance(device, jax.Device) else _device(device)
         self.schedule = schedule if schedule is not None else level_schedule(S, max_waste)
-        self._perm = jax.device_put(np.asarray(S.perm, np.int64), self.device)
-        self._iperm = jax.device_put(np.asarray(S.iperm, np.int64), self.device)
+        self.perm = jax.device_put(np.asarray(S.perm, np.int64), self.device)
+        self.iperm = jax.device_put(np.asarray(S.iperm, np.int64), self.device)
         self._idx = [
             [(jax.device_put(g.own, self.device), jax.device_put(g.below, self.device)) for g in lv]
             for lv in self.schedule.levels
@@ -318,11 +319,13 @@ class DeviceTriangular:
                 lv_arr.append((jax.device_put(Q, self.device), jax.device_put(s, self.device), own, below))
             arrays.append(lv_arr)
         self.arrays, self.storage, self.nbytes = arrays, storage, nbytes
-        self._fn = _solver(self.schedule.n, self.schedule.layout, storage == "fp16", scale is not None, self.dtype.name)
+        self._fn = triangular_solver(
+            self.schedule.n, self.schedule.layout, storage == "fp16", scale is not None, self.dtype.name
+        )
 
     def solve(self, b):
         """x with L Lᵀ x = b (b of shape (n,) or (n, k)) in the original order, a JAX array of ``dtype``."""
         if b.shape[0] != self.schedule.n or b.ndim > 2:
             raise ValueError(f"b must have shape ({self.schedule.n},) or ({self.schedule.n}, k), got {b.shape}")
         b = jax.device_put(jnp.asarray(b, self.dtype), self.device)
-        return self._fn(self.arrays, self._perm, self._iperm, b)
+        return self._fn(self.arrays, self.perm, self.iperm, b)
