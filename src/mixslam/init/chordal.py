@@ -22,10 +22,10 @@ With ``weighted=False`` every ``kappa_e = 1`` and every ``Omega_tt = I``.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import NonFiniteError, SolverError
 from ..lie import so2, so3
+from ..linear.block_pattern import BlockPattern
 from ..linear.direct import SparseCholesky
 from ..problem.pose_graph import PoseGraph, check_connected
 
@@ -99,105 +99,109 @@ def _translation_weights(graph: PoseGraph, weighted: bool) -> np.ndarray:
     return omega
 
 
-def _solve_reduced(
-    H: sp.csr_matrix,
-    rhs: np.ndarray,
-    free_cols: np.ndarray,
-    fixed_vals: np.ndarray,
-    fixed_cols: np.ndarray,
+def _solve_edges(
+    graph: PoseGraph,
+    Hii: np.ndarray,
+    Hjj: np.ndarray,
+    Hij: np.ndarray,
+    gi: np.ndarray,
+    gj: np.ndarray,
+    x0: np.ndarray,
     what: str,
-    source: str,
     analysis: dict | None = None,
 ) -> np.ndarray:
-    """Solve H x = rhs with the entries ``fixed_cols`` of x held at ``fixed_vals``; returns the free part.
-    ``analysis`` (a dict, filled on the first call) carries the sparse Cholesky's analysis to a later system
-    with the same pattern (the translations after the rotations), which then only refactors."""
-    Hr = H.tocsr()[free_cols].tocsc()
-    Hff = Hr[:, free_cols]
-    b = rhs[free_cols]
-    if fixed_cols.size:
-        b = b - Hr[:, fixed_cols] @ fixed_vals
-    if Hff.shape[0] == 0:
-        return np.zeros((0,) + rhs.shape[1:])
+    """Solve normal equations summed over the edges, the fixed poses held at their values in ``x0``.
+
+    Edge e adds ``Hii[e]`` / ``Hjj[e]`` (d x d) to the diagonal blocks of its poses i and j, ``Hij[e]`` to block
+    (i, j) (its transpose to (j, i)) and ``gi[e]`` / ``gj[e]`` (d x r) to the right-hand side of i and j; a fixed
+    pose's unknowns are ``x0`` (n, d, r) and move to the right-hand side. The matrix over the free poses is
+    assembled straight into its CSC form by a :class:`~mixslam.linear.block_pattern.BlockPattern` (no scipy
+    COO build or slicing: 2-3x faster on the shared graphs). ``analysis`` (a dict, filled on the first call)
+    carries the sparse Cholesky's analysis to a later system with the same pattern (the translations after the
+    rotations), which then only refactors. Returns x (n, d, r), fixed poses as in ``x0``."""
+    n, d = graph.num_poses, Hii.shape[1]
+    fixed = np.asarray(graph.fixed, dtype=bool)
+    var = np.full(n, -1, dtype=np.int64)
+    nv = int((~fixed).sum())
+    var[~fixed] = np.arange(nv)
+    ia, ib = var[np.asarray(graph.edge_i, np.int64)], var[np.asarray(graph.edge_j, np.int64)]
+    out = np.array(x0, dtype=np.float64)
+    if nv == 0:
+        return out
+    fi, fj = ia >= 0, ib >= 0
+    # a fixed end's unknowns move to the other end's right-hand side: g_j -= H_ji x_i, g_i -= H_ij x_j
+    gi = gi - np.einsum("mab,mbr->mar", Hij, out[graph.edge_j]) * (~fj)[:, None, None]
+    gj = gj - np.einsum("mba,mbr->mar", Hij, out[graph.edge_i]) * (~fi)[:, None, None]
+    cached = None if analysis is None else analysis.get("pattern")
+    pat = cached if cached is not None and cached.nv == nv and cached.p == d else BlockPattern(ia, ib, nv, d)
+    blocks = np.zeros((pat.nnzb, d, d))
+    np.add.at(blocks, pat.pos_aa[fi], Hii[fi])
+    np.add.at(blocks, pat.pos_bb[fj], Hjj[fj])
+    both = fi & fj
+    lower = both & (ia > ib)  # the stored block (i, j) is H_ij itself
+    upper = both & (ia < ib)  # the stored block (j, i) is H_ijᵀ
+    loop = both & (ia == ib)  # a self-loop adds H_ij + H_ijᵀ to its diagonal block
+    np.add.at(blocks, pat.pos_ab[lower], Hij[lower])
+    np.add.at(blocks, pat.pos_ab[upper], np.swapaxes(Hij[upper], 1, 2))
+    np.add.at(blocks, pat.pos_ab[loop], Hij[loop] + np.swapaxes(Hij[loop], 1, 2))
+    b = np.zeros((nv, d, gi.shape[2]))
+    np.add.at(b, ia[fi], gi[fi])
+    np.add.at(b, ib[fj], gj[fj])
+    H = pat.to_csc(blocks)
     try:  # the normal matrix is SPD when every pose is tied to a fixed one: the fastest sparse Cholesky
         chol = None if analysis is None else analysis.get("chol")
-        if chol is not None and chol.n == Hff.shape[0]:
+        if chol is not None and cached is pat:
             try:
-                chol.factorize(Hff)
-            except SolverError:  # another pattern (or not positive definite: the new analysis says so again)
+                chol.factorize(H)
+            except SolverError:  # not positive definite: the new analysis says so again, with its column
                 chol = None
         else:
             chol = None
         if chol is None:
-            chol = SparseCholesky(Hff)
-            chol.factorize(Hff)
+            chol = SparseCholesky(H)
+            chol.factorize(H)
             if analysis is not None:
-                analysis["chol"] = chol
-        x = chol.solve(np.asarray(b, dtype=np.float64))
+                analysis["chol"], analysis["pattern"] = chol, pat
+        x = chol.solve(b.reshape(nv * d, -1))
     except SolverError as exc:
         raise SolverError(
-            f"{source}: chordal initialization: the {what} system is singular or not positive definite ({exc}); "
-            "check that every pose is tied to a fixed pose by edges"
+            f"{graph.source}: chordal initialization: the {what} system is singular or not positive definite "
+            f"({exc}); check that every pose is tied to a fixed pose by edges"
         ) from exc
     if not np.all(np.isfinite(x)):
         raise SolverError(
-            f"{source}: chordal initialization: the {what} solve produced NaN/inf (singular or badly scaled system)"
+            f"{graph.source}: chordal initialization: the {what} solve produced NaN/inf (singular or badly "
+            "scaled system)"
         )
-    return x
+    out[~fixed] = x.reshape(nv, d, -1)
+    return out
 
 
 # -- step 1: rotations -----------------------------------------------------------------------------------
 def chordal_rotations(graph: PoseGraph, *, weighted: bool = True, analysis: dict | None = None) -> np.ndarray:
     """Chordal-relaxation rotations (n, d, d), projected onto SO(d); fixed poses keep their rotations."""
     d, _, _ = _blocks(graph)
-    n, m = graph.num_poses, graph.num_edges
+    m = graph.num_edges
     kappa = _rotation_weights(graph, weighted)
     Z = np.asarray(graph.meas_rotations, dtype=np.float64)
-    ei = np.asarray(graph.edge_i, dtype=np.int64)
-    ej = np.asarray(graph.edge_j, dtype=np.int64)
 
-    # Unknowns: x_p = R_p[r, :]^T (a d-vector) for each row r, stacked per pose: column index d*p + a.
-    # Residual of edge e for row r: x_j - Z^T x_i, weight kappa. Normal-matrix blocks:
-    #   H_jj += kappa I, H_ii += kappa Z Z^T, H_ij += -kappa Z, H_ji += -kappa Z^T.
-    eye = np.broadcast_to(np.eye(d), (m, d, d))
-    Zt = np.swapaxes(Z, 1, 2)
-    blocks = np.concatenate(
-        [
-            kappa[:, None, None] * eye,
-            kappa[:, None, None] * (Z @ Zt),
-            -kappa[:, None, None] * Z,
-            -kappa[:, None, None] * Zt,
-        ]
-    )
-    brow = np.concatenate([ej, ei, ei, ej])
-    bcol = np.concatenate([ej, ei, ej, ei])
-    a = np.arange(d)
-    H = _block_matrix(blocks, brow, bcol, n, d)
-
+    # Unknowns: x_p = R_p[r, :]^T (a d-vector) for each row r: the d x d matrix X_p = R_pᵀ, one column per
+    # row r (d independent problems sharing one matrix). Residual of edge e: X_j - Zᵀ X_i, weight kappa:
+    #   H_jj += kappa I, H_ii += kappa Z Zᵀ, H_ij += -kappa Z; no constant term.
+    k = kappa[:, None, None]
+    Hii = k * (Z @ np.swapaxes(Z, 1, 2))
+    Hjj = np.broadcast_to(k * np.eye(d), (m, d, d))
+    Hij = -k * Z
+    zero = np.zeros((m, d, d))
     fixed = np.asarray(graph.fixed, dtype=bool)
-    free_cols = (d * np.where(~fixed)[0][:, None] + a).ravel()
-    fixed_cols = (d * np.where(fixed)[0][:, None] + a).ravel()
     R0 = np.asarray(graph.rotations, dtype=np.float64)
-    # Right-hand side column r holds the unknown vector x for row r: x[d*p + a] = R_p[r, a].
-    fixed_vals = np.swapaxes(R0[fixed], 1, 2).reshape(-1, d)  # [d*p + a, r] = R_p[r, a]
-    rhs = np.zeros((n * d, d))
-    x = _solve_reduced(H, rhs, free_cols, fixed_vals, fixed_cols, "rotation", graph.source, analysis)
-
-    M = np.empty((n, d, d))
-    M[~fixed] = np.swapaxes(x.reshape(-1, d, d), 1, 2)  # x[d*p + a, r] -> M_p[r, a]
+    X = _solve_edges(graph, Hii, Hjj, Hij, zero, zero, np.swapaxes(R0, 1, 2), "rotation", analysis)
+    M = np.swapaxes(X, 1, 2)  # X_p[a, r] = M_p[r, a]
     out = R0.copy()
     proj = so3.project if d == 3 else so2.project
     if (~fixed).any():
         out[~fixed] = proj(M[~fixed])
     return out
-
-
-def _block_matrix(blocks: np.ndarray, brow: np.ndarray, bcol: np.ndarray, n: int, d: int) -> sp.csr_matrix:
-    """Sum d x d ``blocks`` placed at block positions (brow, bcol) into an (n d) x (n d) CSR matrix."""
-    a = np.arange(d)
-    rows = (d * brow[:, None, None] + a[None, :, None]) + 0 * a[None, None, :]
-    cols = (d * bcol[:, None, None] + a[None, None, :]) + 0 * a[None, :, None]
-    return sp.coo_matrix((blocks.ravel(), (rows.ravel(), cols.ravel())), shape=(n * d, n * d)).tocsr()
 
 
 # -- step 2: translations --------------------------------------------------------------------------------
@@ -206,34 +210,16 @@ def chordal_translations(
 ) -> np.ndarray:
     """Translations (n, d) minimizing the g2o translation errors with ``rotations`` held fixed."""
     d, _, _ = _blocks(graph)
-    n = graph.num_poses
     R = np.asarray(rotations, dtype=np.float64)
     ei = np.asarray(graph.edge_i, dtype=np.int64)
-    ej = np.asarray(graph.edge_j, dtype=np.int64)
     omega = _translation_weights(graph, weighted)
     # World-frame weight W = A Omega_tt A^T with A = R_i Z_R (the frame the g2o translation error lives in).
     A = R[ei] @ np.asarray(graph.meas_rotations, dtype=np.float64)
     W = A @ omega @ np.swapaxes(A, 1, 2)
     W = 0.5 * (W + np.swapaxes(W, 1, 2))
     c = np.einsum("mab,mb->ma", R[ei], np.asarray(graph.meas_translations, dtype=np.float64))
-    # Residual r = t_j - t_i - c: H_jj += W, H_ii += W, H_ij -= W, H_ji -= W; g_j += W c, g_i -= W c.
-    blocks = np.concatenate([W, W, -W, -W])
-    brow = np.concatenate([ej, ei, ei, ej])
-    bcol = np.concatenate([ej, ei, ej, ei])
-    a = np.arange(d)
-    H = _block_matrix(blocks, brow, bcol, n, d)
-    Wc = np.einsum("mab,mb->ma", W, c)
-    g = np.zeros((n, d))
-    np.add.at(g, ej, Wc)
-    np.add.at(g, ei, -Wc)
-
-    fixed = np.asarray(graph.fixed, dtype=bool)
-    free_cols = (d * np.where(~fixed)[0][:, None] + a).ravel()
-    fixed_cols = (d * np.where(fixed)[0][:, None] + a).ravel()
+    # Residual r = t_j - t_i - c, weight W: H_jj += W, H_ii += W, H_ij -= W; g_j += W c, g_i -= W c.
+    Wc = np.einsum("mab,mb->ma", W, c)[:, :, None]
     t0 = np.asarray(graph.translations, dtype=np.float64)
-    x = _solve_reduced(
-        H, g.reshape(-1), free_cols, t0[fixed].reshape(-1), fixed_cols, "translation", graph.source, analysis
-    )
-    out = t0.copy()
-    out[~fixed] = x.reshape(-1, d)
-    return out
+    x = _solve_edges(graph, W, W, -W, -Wc, Wc, t0[:, :, None], "translation", analysis)
+    return x[:, :, 0]

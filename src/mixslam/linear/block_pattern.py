@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..kernels.assemble import assemble_blocks_nb, assemble_csc_nb, blocks_to_csc_nb, warm_assemble
-from .ordering import minimum_degree_order
+from .ordering import minimum_degree_order, sorted_unique
 
 _FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
 
@@ -63,13 +63,13 @@ class BlockPattern:
         free = np.arange(nv)
         rows = np.concatenate([free, row_off])
         cols = np.concatenate([free, col_off])
-        keys = np.unique(rows * nv + cols)
+        keys = sorted_unique(rows * nv + cols)
         for _ in range(min(self.fill_level, nv)):
             # One level of fill: (i, j) joins the pattern if i and j share an earlier neighbour k < j <= i.
             S = sp.csr_matrix((np.ones(keys.size), (keys // nv, keys % nv)), shape=(nv, nv))
             strict = sp.tril(S, k=-1).tocsr()
             F = sp.tril(strict @ strict.T).tocoo()
-            grown = np.unique(np.concatenate([keys, F.row.astype(np.int64) * nv + F.col]))
+            grown = sorted_unique(np.concatenate([keys, F.row.astype(np.int64) * nv + F.col]))
             if grown.size == keys.size:
                 break  # the fixpoint: the complete Cholesky pattern (any further level adds nothing)
             keys = grown
