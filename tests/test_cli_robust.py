@@ -51,6 +51,7 @@ def test_pgo_robust_without_gnc_and_known_inliers_none(corrupted, tmp_path):
         (["--robust", "huber", "--gnc"], "geman-mcclure or tls"),
         (["--robust", "l2"], "unknown loss"),
         (["--robust", "tls:-2"], "positive number"),
+        (["--robust", "tls:auto"], "add --gnc"),
         (["--known-inliers", "odometry"], "need a loss"),
     ],
 )

@@ -54,7 +54,8 @@ def _add_robust(p: argparse.ArgumentParser, pose_graph: bool) -> None:
         metavar="LOSS[:SCALE]",
         help=f"robust loss of each {what}'s whitened error: huber, cauchy, geman-mcclure, tls or tukey, with an "
         "optional scale in units of the whitened error norm (default: the 99%% chi-square quantile of the block "
-        "size), e.g. tls or cauchy:2.5",
+        "size; 'auto' with --gnc: measured from a first GNC run's accepted edges, for files whose information "
+        "matrices are underconfident), e.g. tls, cauchy:2.5 or tls:auto",
     )
     p.add_argument(
         "--gnc",

@@ -131,3 +131,37 @@ def test_bundle_adjustment_downweights_a_wrong_match():
     assert err_r < 0.2 * err_p
     res_gnc, rep_gnc = optimize_bundle(bad, robust=RobustConfig("tls", gnc=True))
     assert 7 in rep_gnc.rejected_edges
+
+
+def test_measured_scale_rule():
+    from mixslam.solve.gnc import AUTO_SCALE_FACTOR, measured_scale
+
+    q = np.array([0.01, 0.02, 0.03, 5.0])  # median 0.025
+    assert measured_scale(q, 3.37) == pytest.approx(np.sqrt(AUTO_SCALE_FACTOR * 0.025))
+    assert measured_scale(q * 1e4, 3.37) == 3.37  # never looser than the χ² default
+    assert measured_scale(np.zeros(0), 3.37) == 3.37 and measured_scale(np.zeros(3), 3.37) == 3.37
+    assert measured_scale(np.array([np.nan, 1.0, np.nan]), 2.0) == 2.0
+
+
+def test_auto_scale_measures_underconfident_information(corrupted):
+    """Information matrices 1000x underconfident (the shared files' condition): tls:auto runs GNC again with
+    c² = 100 x the median of the accepted loop closures, finds every false one and keeps every true one."""
+    _, clean, bad, added = corrupted
+    weak = bad.copy()
+    weak.information = bad.information * 1e-3
+    res, rep = optimize_pose_graph(weak, robust=RobustConfig("tls:auto", gnc=True))
+    r = rep.robust
+    assert r["first_scale"] == pytest.approx(3.3682, abs=1e-3) and r["scale"] < 0.5 * r["first_scale"]
+    assert r["gnc_iterations"] > r["first_gnc_iterations"] >= 1
+    assert set(rep.rejected_edges) == set(added.tolist())
+    assert _rmse(res, clean) <= 1e-3 * _extent(clean)
+
+
+def test_auto_scale_needs_gnc():
+    from mixslam.problem.robust import RobustLoss
+
+    assert RobustLoss.parse("tls:auto").scale == "auto" and RobustLoss.parse("tls:auto").resolved(3) > 3
+    with pytest.raises(ConfigError, match="auto"):
+        RobustConfig("tls:auto")
+    with pytest.raises(ConfigError, match="auto"):
+        RobustLoss.parse("tls:automatic")

@@ -81,16 +81,25 @@ class RobustLoss:
 
     name: str
     """One of :data:`LOSSES`."""
-    scale: float | None = None
-    """c, in units of the whitened residual norm; None: :func:`default_scale` of the block dimension."""
+    scale: float | str | None = None
+    """c, in units of the whitened residual norm; None: :func:`default_scale` of the block dimension;
+    ``"auto"`` (with GNC only): the default for a first GNC run, then the scale measured from its accepted
+    blocks (:func:`mixslam.solve.gnc.measured_scale`) for a second."""
 
     def __post_init__(self):
         if self.name not in LOSSES:
             raise ConfigError(f"RobustLoss.name must be one of {list(LOSSES)}, got {self.name!r}")
-        if self.scale is not None and not (
-            isinstance(self.scale, (int, float)) and math.isfinite(self.scale) and self.scale > 0
+        if (
+            self.scale is not None
+            and self.scale != "auto"
+            and not (
+                isinstance(self.scale, (int, float))
+                and not isinstance(self.scale, bool)
+                and math.isfinite(self.scale)
+                and self.scale > 0
+            )
         ):
-            raise ConfigError(f"RobustLoss.scale must be a positive finite number or None, got {self.scale!r}")
+            raise ConfigError(f"RobustLoss.scale must be a positive finite number, 'auto' or None, got {self.scale!r}")
 
     @classmethod
     def parse(cls, text: str) -> RobustLoss:
@@ -101,17 +110,21 @@ class RobustLoss:
             raise ConfigError(f"--robust: unknown loss {name!r}; expected one of {', '.join(LOSSES)}[:SCALE]")
         if not scale:
             return cls(name)
+        if scale == "auto":
+            return cls(name, "auto")
         try:
             value = float(scale)
         except ValueError:
-            raise ConfigError(f"--robust: the scale after ':' must be a positive number, got {scale!r}") from None
+            raise ConfigError(
+                f"--robust: the scale after ':' must be a positive number or 'auto', got {scale!r}"
+            ) from None
         if not (math.isfinite(value) and value > 0):
             raise ConfigError(f"--robust: the scale after ':' must be a positive number, got {scale!r}")
         return cls(name, value)
 
     def resolved(self, block_dim: int) -> float:
         """The scale c for blocks of dimension ``block_dim``."""
-        return float(self.scale) if self.scale is not None else default_scale(block_dim)
+        return float(self.scale) if isinstance(self.scale, (int, float)) else default_scale(block_dim)
 
     def rho(self, s: np.ndarray, c: float) -> np.ndarray:
         """ρ(s) elementwise (same dtype as ``s``)."""

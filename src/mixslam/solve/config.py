@@ -118,6 +118,11 @@ class RobustConfig:
                 f"RobustConfig.gnc needs the loss geman-mcclure or tls (GNC has a surrogate for those only), "
                 f"got {name!r}; e.g. --robust tls --gnc"
             )
+        if self.loss is not None and self.loss.scale == "auto" and not self.gnc:
+            raise ConfigError(
+                "RobustConfig.loss: the scale 'auto' is measured from a first GNC run's accepted edges; add --gnc "
+                "(e.g. --robust tls:auto --gnc), or give a number"
+            )
 
     @property
     def active(self) -> bool:
