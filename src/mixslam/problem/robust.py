@@ -84,7 +84,8 @@ class RobustLoss:
     scale: float | str | None = None
     """c, in units of the whitened residual norm; None: :func:`default_scale` of the block dimension;
     ``"auto"`` (with GNC only): the default for a first GNC run, then the scale measured from its accepted
-    blocks (:func:`mixslam.solve.gnc.measured_scale`) for a second."""
+    blocks (:func:`mixslam.solve.gnc.measured_scale`) for a second (for underconfident information matrices;
+    measured to help intel, to hurt kitti_00: :data:`mixslam.solve.gnc.AUTO_SCALE_FACTOR`)."""
 
     def __post_init__(self):
         if self.name not in LOSSES:
