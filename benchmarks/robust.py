@@ -73,12 +73,18 @@ def gtsam_gnc(path: Path, graph, start, loss: str, known: np.ndarray):
         return "not installed (pip install gtsam)"
     try:
         g, vals, m = gtsam_problem(gtsam, path, graph, start)
+        name, _, scale = loss.partition(":")  # "tls", "geman-mcclure", or with our scale c: "tls:1.4"
+        if scale == "auto":
+            return "no equivalent of scale 'auto' in GTSAM"
         params = gtsam.GncLMParams(gtsam.LevenbergMarquardtParams())
-        params.setLossType(gtsam.GncLossType.TLS if loss == "tls" else gtsam.GncLossType.GM)
+        params.setLossType(gtsam.GncLossType.TLS if name == "tls" else gtsam.GncLossType.GM)
         params.setKnownInliers([int(k) for k in np.flatnonzero(known)] + [m])
         t0 = time.perf_counter()
         opt = gtsam.GncLMOptimizer(g, vals, params)
-        opt.setInlierCostThresholdsAtProbability(0.99)
+        if scale:  # GTSAM thresholds the factor error 0.5 eᵀΩe: c² / 2 is our threshold c on the whitened norm
+            opt.setInlierCostThresholds(0.5 * float(scale) ** 2)
+        else:
+            opt.setInlierCostThresholdsAtProbability(0.99)
         result = opt.optimize()
         dt = time.perf_counter() - t0
         w = np.asarray(opt.getWeights())[:m]
