@@ -67,3 +67,21 @@ def write_small_bal(path, nc: int, npts: int, seed: int):
                        pts + rng.normal(scale=0.02, size=pts.shape), obs, ci, pi)
     write_bal(path, start)
     return path
+
+
+def depth_guard_case(model: str):
+    """One camera and five observations whose points sit at P.z = 0, -0.0, tiny behind (1e-12), behind (far)
+    and in front: the depth guard's cases, for the CPU and the device reprojections (``bal`` or ``pinhole``)."""
+    from mixslam.problem.bundle import BundleData
+
+    if model == "bal":
+        cams = np.zeros((1, 9))
+        cams[0, 6:9] = [500.0, 0.1, 0.05]
+        pts = np.array([[1.0, 2.0, 0.0], [0.5, -1.0, -0.0], [0.3, 0.2, 1e-12], [1.0, -2.0, 5.0], [0.4, 0.3, -6.0]])
+        K = np.zeros(4)
+    else:
+        cams = np.concatenate([np.eye(3).ravel(), np.zeros(3)])[None]
+        pts = np.array([[1.0, 2.0, 0.0], [0.5, -1.0, -0.0], [0.3, 0.2, -1e-12], [1.0, -2.0, -5.0], [0.4, 0.3, 6.0]])
+        K = np.array([500.0, 510.0, 320.0, 240.0])
+    m = len(pts)
+    return BundleData(model, cams, pts, np.full((m, 2), 7.0), np.zeros(m, int), np.arange(m), intrinsics=K)

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("jax")
 
-from helpers import tol_for  # noqa: E402
+from helpers import depth_guard_case, tol_for  # noqa: E402
 from mixslam.ba import BundleProblem  # noqa: E402
 from mixslam.backend import jax_residuals as jr  # noqa: E402
 from mixslam.pgo import PoseGraphProblem  # noqa: E402
@@ -104,26 +104,11 @@ def test_bundle_costs_match_cpu(bundles):
         assert dev == pytest.approx(ref, rel=tol_for("fp64", N_BA))
 
 
-def _guard_case(model):
-    """Five observations with P.z = 0, -0.0, tiny behind, behind (far), in front (the CPU tests' case)."""
-    from mixslam.problem.bundle import BundleData
-
-    if model == "bal":
-        cams = np.zeros((1, 9))
-        cams[0, 6:9] = [500.0, 0.1, 0.05]
-        pts = np.array([[1.0, 2.0, 0.0], [0.5, -1.0, -0.0], [0.3, 0.2, 1e-12], [1.0, -2.0, 5.0], [0.4, 0.3, -6.0]])
-        K = np.zeros(4)
-    else:
-        cams = np.concatenate([np.eye(3).ravel(), np.zeros(3)])[None]
-        pts = np.array([[1.0, 2.0, 0.0], [0.5, -1.0, -0.0], [0.3, 0.2, -1e-12], [1.0, -2.0, -5.0], [0.4, 0.3, 6.0]])
-        K = np.array([500.0, 510.0, 320.0, 240.0])
-    m = len(pts)
-    return BundleData(model, cams, pts, np.full((m, 2), 7.0), np.zeros(m, int), np.arange(m), intrinsics=K)
 
 
 @pytest.mark.parametrize("model", ["bal", "pinhole"])
 def test_depth_guard_and_counts_match_cpu(close, model):
-    data = _guard_case(model)
+    data = depth_guard_case(model)
     r, A, B, nb, ncl = rp.linearize(*rp.bundle_arrays(data))
     rd, Ad, Bd, nbd, ncld = jr.reprojection_linearize(jr.bundle_arrays(data), data.cameras, data.points)
     assert (int(nbd), int(ncld)) == (nb, ncl) == (4, 3)

@@ -9,6 +9,7 @@ from functools import partial
 import numpy as np
 import pytest
 
+from helpers import depth_guard_case
 from mixslam.lie import se3, so3
 from mixslam.problem import reprojection as rp
 from mixslam.problem.bundle import BundleData
@@ -239,25 +240,12 @@ def test_fp32_kernels_have_no_float64_arithmetic():
 # ---------------------------------------------------------------------------------------------------------
 # Depth guard
 # ---------------------------------------------------------------------------------------------------------
-def _guard_case(model):
-    """Five observations with P.z = 0, -0.0, tiny behind (1e-12), behind (far), in front."""
-    if model == "bal":
-        cams = np.zeros((1, 9))
-        cams[0, 6:9] = [500.0, 0.1, 0.05]
-        pts = np.array([[1.0, 2.0, 0.0], [0.5, -1.0, -0.0], [0.3, 0.2, 1e-12], [1.0, -2.0, 5.0], [0.4, 0.3, -6.0]])
-        K = np.zeros(4)
-    else:
-        cams = np.concatenate([np.eye(3).ravel(), np.zeros(3)])[None]
-        pts = np.array([[1.0, 2.0, 0.0], [0.5, -1.0, -0.0], [0.3, 0.2, -1e-12], [1.0, -2.0, -5.0], [0.4, 0.3, 6.0]])
-        K = np.array([500.0, 510.0, 320.0, 240.0])
-    m = len(pts)
-    return BundleData(model, cams, pts, np.full((m, 2), 7.0), np.zeros(m, int), np.arange(m), intrinsics=K)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("model", ["bal", "pinhole"])
 def test_depth_guard(model, dtype):
-    data = _guard_case(model)
+    data = depth_guard_case(model)
     r, A, B, nb, ncl = rp.linearize(*rp.bundle_arrays(data), dtype=dtype)
     for X in (r, A, B):
         assert np.isfinite(X).all()
@@ -298,7 +286,7 @@ def test_behind_points_are_evaluated_normally_in_fp64():
 
 
 def test_custom_min_depth_and_argument_checks():
-    data = _guard_case("pinhole")
+    data = depth_guard_case("pinhole")
     _, nb, ncl = rp.residuals(*rp.bundle_arrays(data), min_depth=5.5)
     assert (nb, ncl) == (4, 4)  # |z| = 0, 0, 1e-12, 5 are below 5.5
     with pytest.raises(ValueError):

@@ -46,7 +46,9 @@ def gpu_visible() -> bool:
 
 def device(kind: str | None = None) -> Any:
     """The JAX device to run on: ``"cpu"``, ``"gpu"`` (the first GPU; :class:`BackendError` when none is
-    visible) or None (the first GPU when visible, else the CPU)."""
+    visible) or None (the first GPU when visible, else the CPU); a JAX device is returned as it is."""
+    if isinstance(kind, jax.Device):
+        return kind
     if kind is not None and kind not in DEVICES:
         raise BackendError(f"device must be one of {list(DEVICES)} or None, got {kind!r}")
     if kind == "gpu" or (kind is None and gpu_visible()):

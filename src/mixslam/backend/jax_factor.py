@@ -31,7 +31,7 @@ from ..linear.supernodal import SupernodalCholesky
 from ..precision import Precision, PrecisionPolicy
 from .jax_device import BackendError, jax
 from .jax_linearization import DeviceLinearization, column_sq_norms
-from .jax_storage import device_column_scale
+from .jax_storage import device_column_scale, scaled_blocks, scaled_damping
 from .jax_triangular import DeviceTriangular, triangular_solver
 
 __all__ = ["REFACTOR_AFTER", "FactorLayout", "DeviceFactor", "FactorPreconditioner"]
@@ -78,12 +78,8 @@ class DeviceFactor:
         """Factor ``S (JᵀJ) S + diag(d)`` of ``lin`` at damping ``lam`` (the step's own S and d) and load it."""
         colsq = column_sq_norms(lin)
         scale = device_column_scale(colsq)
-        colsq_h, scale_h = np.asarray(colsq), np.asarray(scale)
-        d = np.where(colsq_h > 0, lam * np.clip(colsq_h, min_diagonal, max_diagonal) * scale_h * scale_h, 1.0)
-        sa = scale_h.reshape(self.nv, self.p)
-        ia, ib = self.pattern.ia, self.pattern.ib
-        A = np.asarray(lin.A, dtype=np.float64) * np.where(ia[:, None] >= 0, sa[np.maximum(ia, 0)], 0.0)[:, None, :]
-        B = np.asarray(lin.B, dtype=np.float64) * np.where(ib[:, None] >= 0, sa[np.maximum(ib, 0)], 0.0)[:, None, :]
+        d = np.asarray(scaled_damping(colsq, scale, lam, min_diagonal, max_diagonal))
+        A, B = (np.asarray(x) for x in scaled_blocks(lin, scale))
         H = self.pattern.assemble_csc(A, B, diag_add=d)
         L = _lower(H)
         if self.S is None:
@@ -95,7 +91,7 @@ class DeviceFactor:
             self.tri = DeviceTriangular(self.S, self.vdtype, device=self.device)
         else:
             self.tri.load(self.S)
-        self.scale0 = jax.device_put(np.asarray(scale_h, np.float64), self.device)
+        self.scale0 = jax.device_put(scale, self.device)
         self.factorizations += 1
         self.nbytes = int(self.tri.nbytes)
 

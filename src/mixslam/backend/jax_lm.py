@@ -62,6 +62,7 @@ from .jax_storage import (
     quantization_stats,
     quantize,
     scaled_blocks,
+    scaled_damping,
 )
 
 __all__ = [
@@ -312,7 +313,7 @@ def step_fn(
     colsq = column_sq_norms(lin)
     scale = device_column_scale(colsq)
     g = gradient(lin, np.dtype(step.rhs)).astype(jnp.float64)
-    d = jnp.where(colsq > 0, lam * jnp.clip(colsq, step.min_diagonal, step.max_diagonal) * scale * scale, 1.0)
+    d = scaled_damping(colsq, scale, lam, step.min_diagonal, step.max_diagonal)
     As, Bs = scaled_blocks(lin, scale)
     (qa, qb), jc, jm = _store([As, Bs], step.jacobian_storage)
     J = StoredJacobian(

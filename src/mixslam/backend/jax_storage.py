@@ -34,7 +34,15 @@ from ..precision import Precision, QuantizationStats, is_16bit, next_wider
 from .jax_device import BackendError, jax, jnp
 from .jax_linearization import DeviceLinearization, gather_rows, split_stacked
 
-__all__ = ["STORAGE_DTYPES", "storage_dtype", "quantize", "scaled_blocks", "StoredJacobian", "store_jacobian"]
+__all__ = [
+    "STORAGE_DTYPES",
+    "storage_dtype",
+    "quantize",
+    "scaled_blocks",
+    "scaled_damping",
+    "StoredJacobian",
+    "store_jacobian",
+]
 
 STORAGE_DTYPES = {
     Precision.FP64: jnp.float64,
@@ -195,6 +203,13 @@ def device_column_scale(colsq) -> Any:
     e = jnp.round(jnp.log2(1.0 / jnp.sqrt(jnp.maximum(colsq, 1e-300)))).astype(jnp.int32)
     scale = jnp.ldexp(jnp.ones_like(colsq), e)
     return jnp.where(colsq > 0, scale, 1.0)
+
+
+def scaled_damping(colsq, scale, lam, min_diagonal: float, max_diagonal: float) -> Any:
+    """The damping of the column-scaled normal matrix S (JᵀJ) S: ``lam`` times the clipped diagonal of JᵀJ,
+    scaled like it (1 for an untouched column); what the device step adds and its Cholesky preconditioner
+    factors."""
+    return jnp.where(colsq > 0, lam * jnp.clip(colsq, min_diagonal, max_diagonal) * scale * scale, 1.0)
 
 
 def host_column_scale(colsq) -> np.ndarray:

@@ -287,7 +287,7 @@ class DeviceTriangular:
         if self.dtype not in (np.float64, np.float32):
             raise ValueError(f"vector dtype must be float64 or float32, got {self.dtype}")
         self.S = S
-        self.device = device if isinstance(device, jax.Device) else _device(device)
+        self.device = _device(device)
         self.schedule = schedule if schedule is not None else level_schedule(S, max_waste)
         self.perm = jax.device_put(np.asarray(S.perm, np.int64), self.device)
         self.iperm = jax.device_put(np.asarray(S.iperm, np.int64), self.device)
