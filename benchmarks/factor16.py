@@ -13,8 +13,8 @@ Each policy runs in its own process (this script with ``--child POLICY``) so tha
 (``VmHWM``, reset before the solve) is its own. A child generates the graph
 (:func:`mixslam.sim.generate.generate_pose_graph`, seeded), solves it, and then times, side by side on the
 final linearization's H, one factor solve and one H product (min of ``--repeats``), with the panel bytes
-read per solve as a fraction of this machine's memory read bandwidth (``benchmarks/roofline.py``'s figure,
-``--mem-gbs``).
+read per solve as a fraction of this machine's memory read bandwidth (``benchmarks/roofline.py``'s roofs,
+docs/results/roofline.txt), on two threads (the solve's two lanes, ``kernels.supernodal.lane_split``) and on one.
 
     python benchmarks/factor16.py [--kind grid2d] [--poses 200000] [--seed 0]
 
@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from roofline import fraction  # noqa: E402
 POLICIES = ("mixed", "mixed16")
 
 
@@ -119,6 +121,24 @@ def child(args) -> dict:
         tp.append(time.perf_counter() - t)
     out["solve_ms"] = 1e3 * min(ts)
     out["product_ms"] = 1e3 * min(tp)
+    # the same solve on one thread (the two-lane split runs its lanes one after the other: same bits)
+    threads = os.environ.get("MIXSLAM_THREADS")
+    os.environ["MIXSLAM_THREADS"] = "1"
+    x1 = solver.chol.solve(b)
+    ts1 = []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        solver.chol.solve(b)
+        ts1.append(time.perf_counter() - t)
+    if threads is None:
+        del os.environ["MIXSLAM_THREADS"]
+    else:
+        os.environ["MIXSLAM_THREADS"] = threads
+    out["solve_ms_1t"] = 1e3 * min(ts1)
+    out["threads_identical"] = bool(np.array_equal(x1, solver.chol.solve(b)))
+    inner = getattr(getattr(solver.chol, "_impl", None), "_s", None)  # the mixslam backend's SupernodalCholesky
+    out["lanes"] = None if inner is None or getattr(inner, "lanes", None) is None else list(inner.lanes)
+    out["ordering"] = getattr(inner, "ordering", None)
     out["panel_bytes"] = float(solver.chol.nbytes)
     out["h_bytes"] = float(H.data.nbytes + H.indices.nbytes + H.indptr.nbytes)
     return out
@@ -130,7 +150,6 @@ def main() -> int:
     ap.add_argument("--poses", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--mem-gbs", type=float, default=24.5, help="memory read bandwidth, one core (roofline.py)")
     ap.add_argument("--out", default=str(RESULTS / "factor16.txt"))
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -157,7 +176,7 @@ def main() -> int:
     lines.append("")
     lines.append(
         f"{'policy':8s} {'solve s':>8s} {'LM it':>5s} {'fact':>4s} {'CG it':>5s} {'ms/it':>7s} {'solve ms':>8s}"
-        f" {'H·x ms':>7s} {'GB/s':>6s} {'factor MiB':>10s} {'peak MiB':>8s} {'solver MiB':>10s}  final cost"
+        f" {'1t ms':>7s} {'H·x ms':>7s} {'GB/s':>6s} {'factor MiB':>10s} {'peak MiB':>8s} {'solver MiB':>10s}  final cost"
     )
     for pol, r in rows.items():
         per_it = 1e3 * r["refine_s"] / max(r["cg_iterations"] + r["refinements"], 1)
@@ -165,15 +184,23 @@ def main() -> int:
         r["per_iteration_ms"] = per_it
         lines.append(
             f"{pol:8s} {r['solve_s']:8.2f} {r['iterations']:5d} {r['factorizations']:4d} {r['cg_iterations']:5d}"
-            f" {per_it:7.2f} {r['solve_ms']:8.2f} {r['product_ms']:7.2f} {gbs:6.2f} {r['factor_bytes'] / mib:10.0f}"
+            f" {per_it:7.2f} {r['solve_ms']:8.2f} {r['solve_ms_1t']:7.2f} {r['product_ms']:7.2f} {gbs:6.2f} {r['factor_bytes'] / mib:10.0f}"
             f" {r['peak_rss'] / mib:8.0f} {(r['peak_rss'] - r['base_rss']) / mib:10.0f}  {r['final_cost']:.9f}"
         )
     lines.append(
         "  ms/it: refinement + reuse time / CG iterations (each: one fp64 H product, one factor solve, vector "
         "updates); solve ms / H·x ms: one factor solve / one H product side by side after the solve (min of "
-        f"{args.repeats}); GB/s: panel bytes read per solve (twice the factor) / solve time, against "
-        f"{args.mem_gbs} GB/s memory read on one core"
+        f"{args.repeats}; 1t ms: the solve on one thread); GB/s: panel bytes read per solve (twice the factor) / "
+        "solve time"
     )
+    for pol, r in rows.items():
+        by = 2 * r["panel_bytes"]
+        lines.append(
+            f"  {pol}: solve {fraction(by / (r['solve_ms'] * 1e-3), level='mem', cores=2)}; one thread "
+            f"{fraction(by / (r['solve_ms_1t'] * 1e-3), level='mem', cores=1)}; 2 threads / 1: "
+            f"{r['solve_ms_1t'] / r['solve_ms']:.2f}x, results identical: {r['threads_identical']}; ordering "
+            f"{r['ordering']}, lanes {r['lanes']}"
+        )
     for pol, r in rows.items():
         lines.append(
             f"  {pol}: status {r['status']}, factor {r['factor_s']:.2f} s over {r['factorizations']} "
@@ -192,7 +219,8 @@ def main() -> int:
             "",
             "Ratios mixed16 / mixed (speed-ups as fp32 time / fp16 time):",
             f"  per CG iteration, in the solve              : {per_it:.3f}x",
-            f"  factor solve, standalone                    : {solve_sp:.3f}x",
+            f"  factor solve, standalone                    : {solve_sp:.3f}x (one thread: "
+            f"{a['solve_ms_1t'] / b['solve_ms_1t']:.3f}x)",
             f"  factor solve + H product, standalone        : {iter_sp:.3f}x",
             f"  CG iterations                               : {b['cg_iterations']} vs {a['cg_iterations']}",
             f"  whole solve                                 : {a['solve_s'] / b['solve_s']:.3f}x",

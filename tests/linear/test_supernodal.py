@@ -244,3 +244,86 @@ def test_fp16_panels_are_the_rounded_fp32_factor(d):
     np.testing.assert_allclose(x, S2.solve(b), rtol=1e-10, atol=1e-12)
     S.factorize(L.data, np.float32)  # a new factorization starts from fp32 panels again
     assert S.L16 is None and S.L is not None
+
+
+def grid_spd(side=24, d=3, seed=0):
+    """H = JᵀJ + I with the block pattern of a side x side grid of poses (a balanced elimination tree)."""
+    rng = np.random.default_rng(seed)
+    idx = np.arange(side * side).reshape(side, side)
+    a = np.concatenate([idx[:, :-1].ravel(), idx[:-1, :].ravel()])
+    b = np.concatenate([idx[:, 1:].ravel(), idx[1:, :].ravel()])
+    n = side * side * d
+    rows, cols, vals = [], [], []
+    for e, (i, j) in enumerate(zip(a, b)):
+        for v in (i, j):
+            rr, cc = np.meshgrid(e * d + np.arange(d), v * d + np.arange(d), indexing="ij")
+            rows.append(rr.ravel())
+            cols.append(cc.ravel())
+            vals.append(rng.standard_normal(d * d))
+    J = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(a.size * d, n))
+    H = (J.T @ J + sp.identity(n)).tocsc()
+    H.sort_indices()
+    return H
+
+
+def _ancestors_stay_in_lane(S, lo, hi, top):
+    """Every row a supernode of [lo, hi) updates belongs to a column of [lo, hi) or of the top (>= top)."""
+    col2super = np.repeat(np.arange(S.nsuper), S.sncol)
+    for t in range(lo, hi):
+        below = S.srows[S.sptr[t] + S.sncol[t] : S.sptr[t + 1]]
+        owner = col2super[below]
+        assert np.all(((owner >= lo) & (owner < hi)) | (owner >= top)), t
+
+
+@pytest.mark.parametrize("store", ["fp64", "fp32", "fp16"])
+@pytest.mark.parametrize("forest", [False, True])
+def test_two_lane_solves_match_one_lane_and_do_not_depend_on_threads(store, forest):
+    """The lane split of the triangular solves: lanes are unions of whole subtrees (their updates meet only in
+    the top), the two-lane solve equals the single-lane one to roundoff and the dense solve to the factor's
+    accuracy, and one thread gives bit for bit what two give."""
+    from mixslam.kernels import supernodal as K
+
+    H = sp.block_diag([grid_spd(16), grid_spd(12, seed=1)]).tocsc() if forest else grid_spd()  # forest: two trees
+    L = lower(H)
+    S = SupernodalCholesky(H.shape[0], L.indptr, L.indices, ordering="mmd")
+    assert S.lanes is None  # below LANE_MIN_ENTRIES: one lane
+    S.factorize(L.data, np.float64 if store == "fp64" else np.float32)
+    if store == "fp16":
+        S.store16()
+    lanes = K.lane_split(S.sptr, S.srows, S.sncol)
+    assert lanes is not None
+    s0, sm, u = lanes
+    assert 0 <= s0 < sm < u <= S.nsuper
+    assert (u == S.nsuper) == forest  # two trees: the lanes are the trees, no top
+    _ancestors_stay_in_lane(S, s0, sm, u)
+    _ancestors_stay_in_lane(S, sm, u, u)
+    b = np.random.default_rng(2).standard_normal((H.shape[0], 2))
+    one = S.solve(b)
+    S.lanes = lanes
+    x = {}
+    for threads in (1, 2):
+        xp = np.ascontiguousarray(b[S.perm])
+        Lp, ps = (S.L16, S.pscale) if store == "fp16" else (S.L, np.ones(S.nsuper))
+        K.solve(S.sptr, S.srows, S.scol0, S.sncol, S.poff, Lp, ps, xp, lanes, threads)
+        x[threads] = np.empty_like(xp)
+        x[threads][S.perm] = xp
+    assert np.array_equal(x[1], x[2])
+    np.testing.assert_allclose(x[1], one, rtol=1e-12 * np.linalg.cond(H.toarray()), atol=1e-14)
+    np.testing.assert_array_equal(S.solve(b), x[1])  # SupernodalCholesky.solve runs its lanes
+    ref = np.linalg.solve(H.toarray(), b)
+    u_f = unit_roundoff({"fp64": np.float64, "fp32": np.float32, "fp16": np.float16}[store])
+    bound = 50 * H.shape[0] ** 0.5 * u_f * np.linalg.cond(H.toarray())
+    assert np.linalg.norm(x[1] - ref) / np.linalg.norm(ref) < bound
+
+
+def test_lane_split_refuses_small_factors_and_chains():
+    from mixslam.kernels import supernodal as K
+
+    H = grid_spd(side=8)
+    L = lower(H)
+    S = SupernodalCholesky(H.shape[0], L.indptr, L.indices)
+    assert K.lane_split(S.sptr, S.srows, S.sncol, min_entries=10**9) is None
+    chain = block_spd(nv=60, loops=0)  # a path: every supernode has one child, nothing runs side by side
+    Lc = lower(chain)
+    Sc = SupernodalCholesky(chain.shape[0], Lc.indptr, Lc.indices, ordering="natural")
+    assert K.lane_split(Sc.sptr, Sc.srows, Sc.sncol) is None

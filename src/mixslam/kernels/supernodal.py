@@ -26,6 +26,7 @@ from numba import njit
 
 from .fp16 import FP16_TINY, f2h, h2f, rounding_outcome, widen
 from .fpenv import ftz_on, ftz_restore
+from .threads import run_chunks
 
 __all__ = [
     "full_pattern",
@@ -39,6 +40,8 @@ __all__ = [
     "last_column_structure",
     "factor",
     "solve",
+    "lane_split",
+    "LANE_MIN_ENTRIES",
     "BLAS_MIN_FLOPS",
     "warm",
 ]
@@ -50,6 +53,17 @@ BLAS_MIN_FLOPS = 32768
 #: vectorize the dot products; keeps NaN/inf semantics for the pivot test
 _FM = {"reassoc", "contract", "nsz"}
 _NB = 64  # column block of the BLAS panel factorization
+
+#: Panel entries from which :func:`lane_split` splits the triangular solves into two lanes for two threads.
+#: Measured (fp32 panels, two threads against one lane, MMD order): city10000 (1.6M entries) 1.49x,
+#: sphere2500 (1.6M) 1.26x, a 200,000-pose grid (76M) 1.50x (METIS order, balanced: 1.92x); ais2klinik
+#: (0.86M, small supernodes) 1.04x and parking-garage (0.5M) 0.90x, where the threads' start-up and the small
+#: panels' loop overheads eat the gain.
+LANE_MIN_ENTRIES = 1 << 20
+
+#: The lanes must bring the solve's estimated time (entries before + max(lanes) + top, over all entries)
+#: down to this fraction: torus3D's best split (0.79: a large dense top) measured 1.04x, not worth a thread.
+LANE_MAX_TIME = 0.75
 
 
 @njit(cache=True)
@@ -518,21 +532,22 @@ def factor(sptr, srows, scol0, sncol, poff, col2super, L, Map, pos, head, nxt, b
     return bad
 
 
-@njit(cache=True, fastmath=_FM)
-def _solve(sptr, srows, scol0, sncol, poff, L, pscale, x):
-    """x <- L⁻ᵀ L⁻¹ x in place (x in the permuted order, shape (n, r)), reading the panels in their own
-    format (fp64, fp32, or fp16 bits: each panel t then holds the factor / ``pscale[t]``, a power of two) and
-    accumulating in x's dtype. Per supernode and right-hand side the rows it touches are gathered into a
-    dense vector, solved with the dense triangle and the rectangle below it (contiguous, vectorized loops),
-    and scattered back. The scale multiplies vector entries, not panel entries (exact: a power of two)."""
-    nsuper = sncol.size
+@njit(cache=True, fastmath=_FM, nogil=True)
+def _forward(t0, t1, sptr, srows, scol0, sncol, poff, L, pscale, x, xtop, top0):
+    """Forward substitution L y = x over supernodes ``t0 .. t1-1`` in place (x in the permuted order, shape
+    (n, r)), reading the panels in their own format (fp64, fp32, or fp16 bits: each panel t then holds the
+    factor / ``pscale[t]``, a power of two) and accumulating in x's dtype. Per supernode and right-hand side
+    the rows it touches are gathered into a dense vector, solved with the dense triangle and the rectangle
+    below it (contiguous, vectorized loops), and scattered back; updates of rows ``>= top0`` go to
+    ``xtop[row - top0]`` instead of ``x`` (a lane's private buffer, :func:`solve`). The scale multiplies
+    vector entries, not panel entries (exact: a power of two)."""
     r = x.shape[1]
-    maxm = 0
-    for t in range(nsuper):
+    maxm = 1
+    for t in range(t0, t1):
         maxm = max(maxm, sptr[t + 1] - sptr[t])
     y = np.empty(maxm, x.dtype)
     for v in range(r):
-        for t in range(nsuper):  # forward: L y = x
+        for t in range(t0, t1):
             bt = sptr[t]
             mt = sptr[t + 1] - bt
             kt = sncol[t]
@@ -556,8 +571,24 @@ def _solve(sptr, srows, scol0, sncol, poff, L, pscale, x):
             for i in range(kt):
                 x[c0 + i, v] = y[i]
             for i in range(kt, mt):
-                x[srows[bt + i], v] += y[i]
-        for t in range(nsuper - 1, -1, -1):  # backward: Lᵀ x = y
+                row = srows[bt + i]
+                if row >= top0:
+                    xtop[row - top0, v] += y[i]
+                else:
+                    x[row, v] += y[i]
+
+
+@njit(cache=True, fastmath=_FM, nogil=True)
+def _backward(t0, t1, sptr, srows, scol0, sncol, poff, L, pscale, x):
+    """Back substitution Lᵀ x = y over supernodes ``t1-1 .. t0`` in place (formats as :func:`_forward`).
+    Writes only the columns of those supernodes."""
+    r = x.shape[1]
+    maxm = 1
+    for t in range(t0, t1):
+        maxm = max(maxm, sptr[t + 1] - sptr[t])
+    y = np.empty(maxm, x.dtype)
+    for v in range(r):
+        for t in range(t1 - 1, t0 - 1, -1):
             bt = sptr[t]
             mt = sptr[t + 1] - bt
             kt = sncol[t]
@@ -579,14 +610,102 @@ def _solve(sptr, srows, scol0, sncol, poff, L, pscale, x):
                 x[c0 + i, v] = y[i]
 
 
-def solve(sptr, srows, scol0, sncol, poff, L, x):
-    """x <- L⁻ᵀ L⁻¹ x in place from fp64/fp32 panels (:func:`_solve` with unit scales)."""
-    _solve(sptr, srows, scol0, sncol, poff, L, np.ones(sncol.size), x)
+@njit(cache=True)
+def _subtree_sums(parent, w):
+    """(W, first): each supernode's subtree weight (``w`` summed) and its subtree's first supernode, plus the
+    virtual root at index n (``parent[t] == n`` for the roots); postorder: every child precedes its parent."""
+    n = w.size
+    W = np.zeros(n + 1)
+    W[:n] = w
+    first = np.empty(n + 1, np.int64)
+    first[:n] = np.arange(n)
+    first[n] = 0
+    for t in range(n):
+        p = parent[t]
+        W[p] += W[t]
+        first[p] = min(first[p], first[t])
+    return W, first
 
 
-def solve16(sptr, srows, scol0, sncol, poff, L16, pscale, x):
-    """x <- L⁻ᵀ L⁻¹ x in place from fp16 panels (uint16 bits) with per-supernode scales ``pscale``."""
-    _solve(sptr, srows, scol0, sncol, poff, L16, pscale, x)
+def lane_split(sptr: np.ndarray, srows: np.ndarray, sncol: np.ndarray, min_entries: int = 0):
+    """Two independent lanes of the supernodal elimination tree for :func:`solve`: ``(s0, sm, u)`` such that
+    supernodes ``[s0, sm)`` and ``[sm, u)`` are disjoint unions of whole subtrees with a common parent
+    ``u`` (or roots), so their substitutions touch no common column except those of ``u`` and its ancestors
+    (``[u, n)``, the "top"). Chosen along the heaviest path from the root(s) to minimize the time of
+    ``before + max(lane A, lane B) + top`` in panel entries; None when the factor has fewer than
+    ``min_entries`` panel entries or no split brings that below :data:`LANE_MAX_TIME` of the total."""
+    n = sncol.size
+    m = np.diff(sptr)
+    w = (m * sncol).astype(np.float64)
+    total = float(w.sum())
+    if n < 3 or total < min_entries:
+        return None
+    # parent supernode: the owner of the first row below a supernode's own columns (postorder: parent > t)
+    col2super = np.repeat(np.arange(n), sncol)
+    has = m > sncol
+    parent = np.full(n, n, dtype=np.int64)  # n: a virtual root above the roots
+    parent[has] = col2super[srows[(sptr[:-1] + sncol)[has]]]
+    W, first = _subtree_sums(parent, w)
+    order = np.argsort(parent, kind="stable")  # children of each node, in postorder
+    cptr = np.searchsorted(parent[order], np.arange(n + 2))
+    best, split = LANE_MAX_TIME * total, None
+    node = n
+    # a split inside a subtree of weight W saves at most W / 2: below 2 (1 - LANE_MAX_TIME) of the total, stop
+    while W[node] >= 2.0 * (1.0 - LANE_MAX_TIME) * total:
+        ch = order[cptr[node] : cptr[node + 1]]
+        if ch.size == 0:
+            break
+        if ch.size >= 2:
+            cs = np.cumsum(W[ch])
+            a, b = cs[:-1], cs[-1] - cs[:-1]
+            cost = total - cs[-1] + np.maximum(a, b)
+            k = int(np.argmin(cost))
+            if cost[k] < best:
+                best, split = float(cost[k]), (int(first[ch[0]]), int(first[ch[k + 1]]), int(ch[-1]) + 1)
+        node = int(ch[np.argmax(W[ch])])
+    return split
+
+
+def solve(sptr, srows, scol0, sncol, poff, L, pscale, x, lanes=None, threads=None) -> None:
+    """x <- L⁻ᵀ L⁻¹ x in place (x in the permuted order, shape (n, r)) from panels in fp64/fp32 or fp16 bits
+    with per-supernode scales ``pscale`` (ones for fp64/fp32).
+
+    With ``lanes`` (:func:`lane_split`) the two lanes run on two threads (:func:`~.threads.run_chunks`):
+    forward, the second lane sends its updates of the top's rows to a private buffer added after both
+    finish; backward, the top is solved first and the lanes only read it. The arithmetic and its order are
+    the same on one thread or two: the result does not depend on the thread count."""
+    n = x.shape[0]
+    nsuper = sncol.size
+    args = (sptr, srows, scol0, sncol, poff, L, pscale, x)
+    if lanes is None:
+        _forward(0, nsuper, *args, x, n)
+        _backward(0, nsuper, *args)
+        return
+    s0, sm, u = lanes
+    top0 = int(scol0[u]) if u < nsuper else n
+    xa = x[top0:]
+    xb = np.zeros((n - top0, x.shape[1]), x.dtype)
+    _forward(0, s0, *args, xa, top0)
+
+    def forward(c):
+        if c == 0:
+            _forward(s0, sm, *args, xa, top0)
+        else:
+            _forward(sm, u, *args, xb, top0)
+
+    run_chunks(forward, 2, threads)
+    xa += xb
+    _forward(u, nsuper, *args, xa, top0)
+    _backward(u, nsuper, *args)
+
+    def backward(c):
+        if c == 0:
+            _backward(s0, sm, *args)
+        else:
+            _backward(sm, u, *args)
+
+    run_chunks(backward, 2, threads)
+    _backward(0, s0, *args)
 
 
 @njit(cache=True)
@@ -649,6 +768,7 @@ def warm() -> float:
     for dt in (np.float64, np.float32):
         L = np.array([2.0, 1.0, 0.0, 2.0], dtype=dt)
         factor(sptr, srows, scol0, sncol, poff, col2super, L, Map, pos, head, nxt, BLAS_MIN_FLOPS)
-        solve(sptr, srows, scol0, sncol, poff, L, np.ones((2, 1)))
+        solve(sptr, srows, scol0, sncol, poff, L, np.ones(1), np.ones((2, 1)))
+    _subtree_sums(np.array([1], np.int64), np.ones(1))
     _WARM.add(True)
     return time.perf_counter() - t0

@@ -20,7 +20,10 @@ Numeric factorization (per matrix)
     LAPACK's ``spotrf`` and BLAS's ``sgemm`` do: half the bytes of fp64 and twice the SIMD lanes.
 
 Solve
-    Forward and back substitution reading the panels in their dtype, accumulating in fp64 (or fp32).
+    Forward and back substitution reading the panels in their dtype, accumulating in fp64 (or fp32). On
+    factors of at least :data:`~mixslam.kernels.supernodal.LANE_MIN_ENTRIES` panel entries the elimination
+    tree is split once (at analysis) into two independent lanes of whole subtrees that run on two threads;
+    the split, not the thread count, fixes the arithmetic, so one thread gives the same bits.
 
 The fp64 factor is the core install's direct solver (backend ``"mixslam"`` of
 :class:`~mixslam.linear.direct.SparseCholesky`); the fp32 one is the mixed-precision direct solver's
@@ -177,6 +180,10 @@ class SupernodalCholesky:
             np.empty(nsuper, dtype=np.int64),
             np.empty(nsuper, dtype=np.int64),
         )
+        self.lanes = K.lane_split(self.sptr, self.srows, self.sncol, K.LANE_MIN_ENTRIES)
+        """Two independent lanes of the triangular solves (:func:`mixslam.kernels.supernodal.lane_split`;
+        None for small factors): they run on two threads when two are available, with the same result."""
+        self._ones = np.ones(nsuper)
         self.L: np.ndarray | None = None
         """The panels in fp64 or fp32 (None while they are stored in fp16: :meth:`store16`)."""
         self.L16: np.ndarray | None = None
@@ -253,10 +260,11 @@ class SupernodalCholesky:
         """x with A x = b (b of shape (n,) or (n, k)) from the last factor, accumulated in ``dtype``."""
         x = np.ascontiguousarray(b.reshape(self.n, -1)[self.perm], dtype=dtype)
         if self.L16 is not None:
-            K.solve16(self.sptr, self.srows, self.scol0, self.sncol, self.poff, self.L16, self.pscale, x)
+            L, pscale = self.L16, self.pscale
         else:
             assert self.L is not None
-            K.solve(self.sptr, self.srows, self.scol0, self.sncol, self.poff, self.L, x)
+            L, pscale = self.L, self._ones
+        K.solve(self.sptr, self.srows, self.scol0, self.sncol, self.poff, L, pscale, x, self.lanes)
         out = np.empty_like(x)
         out[self.perm] = x
         return out.reshape(b.shape)
