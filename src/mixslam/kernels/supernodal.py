@@ -60,6 +60,10 @@ _NB = 64  # column block of the BLAS panel factorization
 #: (0.86M, small supernodes) 1.04x and parking-garage (0.5M) 0.90x, where the threads' start-up and the small
 #: panels' loop overheads eat the gain.
 LANE_MIN_ENTRIES = 1 << 20
+#: Decision: the numeric factorization is not split into lanes. Tried (each lane with its own row map and
+#: update lists, joined before the top): city10000 1.2x in fp64 and 1.15x in fp32, sphere2500,
+#: parking-garage and a 200,000-pose grid 0.9-1.05x (interleaved runs, best of 25): OpenBLAS already runs
+#: the large updates and dense panels, which take most of the time, on both cores.
 
 #: The lanes must bring the solve's estimated time (entries before + max(lanes) + top, over all entries)
 #: down to this fraction: torus3D's best split (0.79: a large dense top) measured 1.04x, not worth a thread.
