@@ -1,5 +1,6 @@
 """The Schur complement kernels (pairs, point blocks, reduction, solves) and the SIMD micro-kernel, against
 numpy, in fp64 and fp32 (tolerances from the unit roundoff of the format under test)."""
+
 import numpy as np
 import pytest
 from numba import njit
@@ -68,10 +69,10 @@ def _dense_H(A, B, ia, ib, dc, dp):
     J = np.zeros((2 * A.shape[0], n))
     for e in range(A.shape[0]):
         if ia[e] >= 0:
-            J[2 * e:2 * e + 2, ia[e] * pc:(ia[e] + 1) * pc] = A[e]
+            J[2 * e : 2 * e + 2, ia[e] * pc : (ia[e] + 1) * pc] = A[e]
         if ib[e] >= 0:
             o = nc * pc + ib[e] * 3
-            J[2 * e:2 * e + 2, o:o + 3] = B[e]
+            J[2 * e : 2 * e + 2, o : o + 3] = B[e]
     return J.T @ J + np.diag(np.concatenate([dc.ravel(), dp.ravel()]))
 
 
@@ -88,8 +89,9 @@ def test_reduced_camera_system_and_solve_match_dense(dt):
     # every unordered pair of observations of one point, distinct cameras once, same camera both ways
     assert np.all(ia[pe] <= ia[pf]) and np.all(np.diff(bkey) > 0)
     Z = np.empty((A.shape[0], 3, w), dt)
-    U, Linv, npd = schur_point_blocks(A.astype(dt), ia, B.astype(dt), ib, dc.astype(dt), dp.astype(dt), Z,
-                                      static_size(pc), static_size(w))
+    U, Linv, npd = schur_point_blocks(
+        A.astype(dt), ia, B.astype(dt), ib, dc.astype(dt), dp.astype(dt), Z, static_size(pc), static_size(w)
+    )
     assert npd == 0 and np.all(Z[:, :, pc:] == 0)
     S = schur_reduce(U, Z, pe, pf, bptr, bkey, static_size(pc), static_size(w))
     assert S.dtype == dt
@@ -130,15 +132,17 @@ def test_implicit_schur_product_rhs_and_back_substitution_match_dense(storage, d
     # Schur-Jacobi blocks: the diagonal blocks of S, per observation (exact for a camera that sees each of its
     # points once; _problem's camera 2 sees point 0 twice, where the block leaves out the cross terms)
     for c in (0, 1, 3):
-        blk = S_ref[c * pc:(c + 1) * pc, c * pc:(c + 1) * pc]
+        blk = S_ref[c * pc : (c + 1) * pc, c * pc : (c + 1) * pc]
         np.testing.assert_allclose(M[c], blk, rtol=0, atol=300 * u * np.abs(H).max())
     x = np.random.default_rng(4).normal(size=(nc, pc))
     out = np.empty((nc, pc), dt)
-    implicit_schur_matvec(As, ia, Bs, ib, Linv, dc.astype(dt), x.astype(dt), out, np.empty((A.shape[0], 2), dt),
-                          np.empty((npts, 3), dt))
+    implicit_schur_matvec(
+        As, ia, Bs, ib, Linv, dc.astype(dt), x.astype(dt), out, np.empty((A.shape[0], 2), dt), np.empty((npts, 3), dt)
+    )
     expect = S_ref @ x.ravel()
-    assert np.linalg.norm(out.ravel() - expect) <= 300 * u * np.linalg.cond(H) ** 0.5 * np.abs(H).max() * \
-        np.linalg.norm(x)
+    assert np.linalg.norm(out.ravel() - expect) <= 300 * u * np.linalg.cond(H) ** 0.5 * np.abs(
+        H
+    ).max() * np.linalg.norm(x)
     # right-hand side and back-substitution (fp64 only: they use the unquantized Jacobian in the solver)
     if dt == np.float64 and storage == np.float64:
         r = np.random.default_rng(5).normal(size=H.shape[0])
@@ -147,5 +151,42 @@ def test_implicit_schur_product_rhs_and_back_substitution_match_dense(storage, d
         implicit_rhs(As, ia, Bs, ib, Linv, rc, rp, bc, t)
         xc = np.linalg.solve(S_ref, bc.ravel()).reshape(nc, pc)
         implicit_back(As, ia, Bs, ib, Linv, rp, xc, xp, t)
-        np.testing.assert_allclose(np.concatenate([xc.ravel(), xp.ravel()]), np.linalg.solve(H, r), rtol=1e-8,
-                                   atol=1e-10)
+        np.testing.assert_allclose(
+            np.concatenate([xc.ravel(), xp.ravel()]), np.linalg.solve(H, r), rtol=1e-8, atol=1e-10
+        )
+
+
+@pytest.mark.parametrize("dt", [np.float64, np.float32])
+def test_chunked_elimination_does_not_depend_on_threads(dt):
+    """Enough observations for several chunks: U, Linv, Z and S are the same bits on one thread and on two,
+    and U matches the one-pass sums to roundoff (the chunks add their partial sums in chunk order)."""
+    from mixslam.kernels.threads import CHUNK_ROWS, chunk_count
+
+    rng = np.random.default_rng(3)
+    nc, npts, pc = 6, 9000, 9
+    ib = np.repeat(np.arange(npts), 4)
+    ia = np.concatenate([rng.choice(nc, size=4, replace=False) for _ in range(npts)])
+    ia[::97] = -1  # some observations of a fixed camera
+    m = ia.size
+    assert chunk_count(m) >= 2 and m >= 2 * CHUNK_ROWS
+    A = rng.normal(size=(m, 2, pc)).astype(dt)
+    B = rng.normal(size=(m, 2, 3)).astype(dt)
+    dc = rng.uniform(0.5, 2.0, size=(nc, pc)).astype(dt)
+    dp = rng.uniform(0.5, 2.0, size=(npts, 3)).astype(dt)
+    w = padded_width(pc)
+    pairs = camera_pairs(ia, ib, nc, npts)
+    out = {}
+    for threads in (1, 2):
+        Z = np.empty((m, 3, w), dt)
+        U, Linv, npd = schur_point_blocks(A, ia, B, ib, dc, dp, Z, static_size(pc), static_size(w), threads=threads)
+        S = schur_reduce(U, Z, *pairs, static_size(pc), static_size(w), threads=threads)
+        out[threads] = (U, Linv, Z, S)
+        assert npd == 0
+    for a, b in zip(out[1], out[2]):
+        assert np.array_equal(a, b)
+    U = out[1][0]
+    U_ref = np.zeros((nc, pc, pc))
+    keep = ia >= 0
+    np.add.at(U_ref, ia[keep], np.einsum("eri,erj->eij", A[keep].astype(np.float64), A[keep].astype(np.float64)))
+    U_ref[:, np.arange(pc), np.arange(pc)] += dc
+    np.testing.assert_allclose(U, U_ref, rtol=0, atol=50 * _u(dt) * np.abs(U_ref).max() * m**0.5)

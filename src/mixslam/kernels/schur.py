@@ -28,6 +28,7 @@ from numba import njit
 from .fp16 import load
 from .fpenv import ftz_on, ftz_restore
 from .simd import rank3_update
+from .threads import bounds, chunk_count, run_chunks
 
 
 def padded_width(pc: int) -> int:
@@ -107,21 +108,42 @@ def camera_pairs(ia, ib, nc, npts):
     return se, sf, bptr, bkey
 
 
-@njit(cache=True, fastmath=True)
-def schur_point_blocks(A, ia, B, ib, dc, dp, Z, PC, W):
+def schur_point_blocks(A, ia, B, ib, dc, dp, Z, PC, W, threads=None):
     """U (nc, pc, pc) = Σ AᵀA + diag(dc) per camera and Linv (npts, 3, 3) = L_j⁻¹ (lower triangular) per point,
     in the dtype of ``A``; writes Z[e] = L_j⁻¹ W_eᵀ (3 x width, zero padded; zero for an observation of a
     fixed camera or point). ``dc`` (nc, pc) / ``dp`` (npts, 3): the damping. ``PC``, ``W``: tuples of length
     pc and width (compile-time loop bounds). Returns (U, Linv, npd): npd counts points whose V_j was not
-    positive definite (their Linv is zero: the point does not move)."""
-    old = ftz_on()
+    positive definite (their Linv is zero: the point does not move).
+
+    Runs in chunks of observations (and of points) on up to ``threads`` threads (:mod:`.threads`): each chunk
+    accumulates its own U and V, added in chunk order; the chunk count depends on the size only, so the
+    result does not depend on the thread count."""
     m = A.shape[0]
-    nc = dc.shape[0]
-    npts = dp.shape[0]
+    nc, npts = dc.shape[0], dp.shape[0]
     pc = len(PC)
-    U = np.zeros((nc, pc, pc), A.dtype)
-    V = np.zeros((npts, 3, 3), A.dtype)
-    for e in range(m):
+    chunks = chunk_count(m)
+    ranges = bounds(m, chunks)
+    U = np.zeros((chunks, nc, pc, pc), A.dtype)
+    V = np.zeros((chunks, npts, 3, 3), A.dtype)
+    run_chunks(lambda c: _accumulate_uv(A, ia, B, ib, ranges[c][0], ranges[c][1], U[c], V[c], PC), chunks, threads)
+    for c in range(1, chunks):  # in chunk order: the same sums on any number of threads
+        U[0] += U[c]
+        V[0] += V[c]
+    U0, V0 = U[0], V[0]
+    Linv = np.zeros((npts, 3, 3), A.dtype)
+    pranges = bounds(npts, chunks)
+    npd = run_chunks(lambda c: _point_inverses(V0, dp, pranges[c][0], pranges[c][1], Linv), chunks, threads)
+    run_chunks(lambda c: _z_blocks(A, ia, B, ib, Linv, ranges[c][0], ranges[c][1], Z, PC, W), chunks, threads)
+    _add_damping(U0, dc)
+    return U0, Linv, int(sum(npd))
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _accumulate_uv(A, ia, B, ib, e0, e1, U, V, PC):
+    """U[c] += A[e]ᵀA[e], V[j] += B[e]ᵀB[e] over observations e0 .. e1-1 (flush-to-zero in this thread)."""
+    old = ftz_on()
+    pc = len(PC)
+    for e in range(e0, e1):
         c = ia[e]
         j = ib[e]
         if c >= 0:
@@ -136,18 +158,38 @@ def schur_point_blocks(A, ia, B, ib, dc, dp, Z, PC, W):
                 b1 = B[e, 1, a]
                 for b in range(3):
                     V[j, a, b] += b0 * B[e, 0, b] + b1 * B[e, 1, b]
-    for c in range(nc):
-        for a in range(pc):
+    ftz_restore(old)
+
+
+@njit(cache=True, nogil=True)
+def _add_damping(U, dc):
+    for c in range(U.shape[0]):
+        for a in range(U.shape[1]):
             U[c, a, a] += dc[c, a]
-    Linv = np.zeros((npts, 3, 3), A.dtype)
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _point_inverses(V, dp, j0, j1, Linv):
+    """Linv[j] = L_j⁻¹ of V_j + diag(dp[j]) for points j0 .. j1-1 (zero when not positive definite); returns
+    how many were not."""
+    old = ftz_on()
     npd = 0
-    for j in range(npts):
+    for j in range(j0, j1):
         for a in range(3):
             V[j, a, a] += dp[j, a]
         if not _inv_chol3(V[j], Linv[j]):
             npd += 1
             Linv[j, :, :] = 0
-    for e in range(m):
+    ftz_restore(old)
+    return npd
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _z_blocks(A, ia, B, ib, Linv, e0, e1, Z, PC, W):
+    """Z[e] = L_j⁻¹ W_eᵀ (3 x width, zero padded) for observations e0 .. e1-1."""
+    old = ftz_on()
+    pc = len(PC)
+    for e in range(e0, e1):
         c = ia[e]
         j = ib[e]
         if c < 0 or j < 0:
@@ -165,7 +207,6 @@ def schur_point_blocks(A, ia, B, ib, dc, dp, Z, PC, W):
                 for a in range(pc):
                     Z[e, q, a] += b0 * A[e, 0, a] + b1 * A[e, 1, a]
     ftz_restore(old)
-    return U, Linv, npd
 
 
 @njit(cache=True, fastmath=True)
@@ -202,22 +243,43 @@ def _inv_chol3(M, out):
     return True
 
 
-@njit(cache=True, fastmath=True)
-def schur_reduce(U, Z, pe, pf, bptr, bkey, PC, W):
+def schur_reduce(U, Z, pe, pf, bptr, bkey, PC, W, threads=None):
     """The dense reduced camera system S = U - Σ Z_e Z_fᵀ (nc pc, nc pc) in the dtype of ``Z``, from the
-    pairs of :func:`camera_pairs`. ``PC``, ``W``: tuples of length pc and width (compile-time bounds)."""
-    old = ftz_on()
+    pairs of :func:`camera_pairs`. ``PC``, ``W``: tuples of length pc and width (compile-time bounds). The
+    camera-pair blocks are split into chunks of about equal pair counts, run on up to ``threads`` threads:
+    each block of S is written by one chunk, so the result does not depend on the chunking at all."""
     nc = U.shape[0]
     pc = len(PC)
-    w = len(W)
-    n = nc * pc
-    S = np.zeros((n, n), Z.dtype)
-    for c in range(nc):
+    S = np.zeros((nc * pc, nc * pc), Z.dtype)
+    _load_diagonal(U, S)
+    npairs = int(bptr[-1]) if bptr.size else 0
+    chunks = chunk_count(npairs)
+    # block boundaries with about equal pairs per chunk
+    cuts = np.searchsorted(bptr, [npairs * c // chunks for c in range(chunks + 1)], side="left")
+    cuts[0], cuts[-1] = 0, bkey.shape[0]
+    run_chunks(
+        lambda c: _reduce_blocks(Z, pe, pf, bptr, bkey, int(cuts[c]), int(cuts[c + 1]), nc, S, PC, W), chunks, threads
+    )
+    return S
+
+
+@njit(cache=True, nogil=True)
+def _load_diagonal(U, S):
+    pc = U.shape[1]
+    for c in range(U.shape[0]):
         for a in range(pc):
             for d in range(pc):
                 S[c * pc + a, c * pc + d] = U[c, a, d]
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _reduce_blocks(Z, pe, pf, bptr, bkey, k0, k1, nc, S, PC, W):
+    """S -= Σ Z_e Z_fᵀ over the camera-pair blocks k0 .. k1-1 (and their transposes)."""
+    old = ftz_on()
+    pc = len(PC)
+    w = len(W)
     acc = np.empty((pc, w), Z.dtype)
-    for k in range(bkey.shape[0]):
+    for k in range(k0, k1):
         c1 = bkey[k] // nc
         c2 = bkey[k] % nc
         acc[:, :] = 0
@@ -233,7 +295,6 @@ def schur_reduce(U, Z, pe, pf, bptr, bkey, PC, W):
                 for d in range(pc):
                     S[q0 + d, r0 + a] -= acc[a, d]
     ftz_restore(old)
-    return S
 
 
 @njit(cache=True, fastmath=True)
