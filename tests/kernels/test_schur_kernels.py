@@ -158,8 +158,9 @@ def test_implicit_schur_product_rhs_and_back_substitution_match_dense(storage, d
 
 @pytest.mark.parametrize("dt", [np.float64, np.float32])
 def test_chunked_elimination_does_not_depend_on_threads(dt):
-    """Enough observations for several chunks: U, Linv, Z and S are the same bits on one thread and on two,
-    and U matches the one-pass sums to roundoff (the chunks add their partial sums in chunk order)."""
+    """Enough observations for several chunks: U, Linv, Z, S and the reduced right-hand side and
+    back-substitution are the same bits on one thread and on two, and U matches the one-pass sums to roundoff
+    (the chunks add their partial sums in chunk order)."""
     from mixslam.kernels.threads import CHUNK_ROWS, chunk_count
 
     rng = np.random.default_rng(3)
@@ -180,7 +181,11 @@ def test_chunked_elimination_does_not_depend_on_threads(dt):
         Z = np.empty((m, 3, w), dt)
         U, Linv, npd = schur_point_blocks(A, ia, B, ib, dc, dp, Z, static_size(pc), static_size(w), threads=threads)
         S = schur_reduce(U, Z, *pairs, static_size(pc), static_size(w), threads=threads)
-        out[threads] = (U, Linv, Z, S)
+        rc, rp = dc * 3, dp * 5  # any right-hand side
+        bc, t, dpt = np.empty_like(rc), np.empty_like(rp), np.empty_like(rp)
+        schur_rhs(Z, Linv, ia, ib, rc, rp, bc, t, threads=threads)
+        schur_back(Z, Linv, ia, ib, t.copy(), bc, dpt, threads=threads)
+        out[threads] = (U, Linv, Z, S, bc, t, dpt)
         assert npd == 0
     for a, b in zip(out[1], out[2]):
         assert np.array_equal(a, b)

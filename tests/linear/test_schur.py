@@ -1,4 +1,5 @@
 """The BA linear solvers (Schur, two-set CGNR) against a dense solve of the same damped normal equations."""
+
 import numpy as np
 import pytest
 
@@ -19,10 +20,10 @@ def _dense(lin):
     J = np.zeros((lin.r.size, n))
     for e in range(lin.r.shape[0]):
         if lin.ia[e] >= 0:
-            J[2 * e:2 * e + 2, lin.ia[e] * lin.p:(lin.ia[e] + 1) * lin.p] = lin.A[e]
+            J[2 * e : 2 * e + 2, lin.ia[e] * lin.p : (lin.ia[e] + 1) * lin.p] = lin.A[e]
         if lin.ib[e] >= 0:
             o = lin.nv * lin.p + lin.ib[e] * 3
-            J[2 * e:2 * e + 2, o:o + 3] = lin.B[e]
+            J[2 * e : 2 * e + 2, o : o + 3] = lin.B[e]
     return J
 
 
@@ -83,8 +84,9 @@ def test_fp32_schur_refined_to_the_fp64_tolerance(method, pc):
     lin = _random_ba(4, pc=pc)
     K, g = _system(lin, 1e-3)
     expect = np.linalg.solve(K, -g)
-    solver = SchurSolver(lin.nv, lin.p, lin.nb, PrecisionPolicy.preset("fp32", "ba"),
-                         DirectConfig(tolerance=1e-11, method=method))
+    solver = SchurSolver(
+        lin.nv, lin.p, lin.nb, PrecisionPolicy.preset("fp32", "ba"), DirectConfig(tolerance=1e-11, method=method)
+    )
     res = solver.solve(lin, Damping(1e-3, 1e-6, 1e32), 0.0)
     true = np.linalg.norm(K @ res.delta + g) / np.linalg.norm(g)
     assert res.relative_residual <= 1e-11 and true < 1e-10
@@ -100,19 +102,22 @@ def test_the_fp32_schur_solve_alone_is_an_fp32_answer():
     refinement is what brings it to fp64 (a solver that silently computed in fp64 would fail this)."""
     lin = _random_ba(5, pc=9)
     K, g = _system(lin, 1e-2)
-    cfg = DirectConfig(tolerance=1e-30, max_cg_iterations=0, method="refinement", max_refinement_iterations=0,
-                       fp64_fallback=False)
+    cfg = DirectConfig(
+        tolerance=1e-30, max_cg_iterations=0, method="refinement", max_refinement_iterations=0, fp64_fallback=False
+    )
     res = SchurSolver(lin.nv, lin.p, lin.nb, PrecisionPolicy.preset("fp32", "ba"), cfg).solve(
-        lin, Damping(1e-2, 1e-6, 1e32), 0.0)
+        lin, Damping(1e-2, 1e-6, 1e32), 0.0
+    )
     kappa = np.linalg.cond(K)
     assert 10 * U32 * 1e-3 < res.relative_residual < 100 * U32 * kappa
     assert res.status.value == "max_iterations"
 
 
 def test_fp32_schur_goes_on_in_fp64_when_it_does_not_pay():
+    # κ ≈ 2.5e6: the fp32 factor needs two PCG iterations for 1e-15 (one reaches 9e-14), more than allowed
     lin = _random_ba(6, pc=9)
     K, g = _system(lin, 1e-3)
-    cfg = DirectConfig(tolerance=1e-13, max_fp32_iterations=1)
+    cfg = DirectConfig(tolerance=1e-15, max_fp32_iterations=1)
     solver = SchurSolver(lin.nv, lin.p, lin.nb, PrecisionPolicy.preset("fp32", "ba"), cfg)
     first = solver.solve(lin, Damping(1e-3, 1e-6, 1e32), 0.0)
     assert "fp32 -> fp64" in first.decision
@@ -159,8 +164,9 @@ def test_iterative_schur_matches_dense(precision, rtol, err):
     assert got < err, (precision, got)
     assert res.stats.overflows == 0
     mem = solver.memory()
-    assert mem.jacobian_bytes == lin.A.size * (8 if precision == "fp64" else 2 if precision == "mixed" else 4) + \
-        lin.B.size * (8 if precision == "fp64" else 2 if precision == "mixed" else 4)
+    assert mem.jacobian_bytes == lin.A.size * (
+        8 if precision == "fp64" else 2 if precision == "mixed" else 4
+    ) + lin.B.size * (8 if precision == "fp64" else 2 if precision == "mixed" else 4)
 
 
 def test_iterative_schur_choice_and_refusals():

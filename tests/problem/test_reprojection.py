@@ -1,5 +1,6 @@
 """Reprojection residuals and Jacobians: numpy reference vs finite differences, numba kernels vs the reference,
 real fp32 arithmetic, the depth guard, and the published initial costs of the BAL files."""
+
 from __future__ import annotations
 
 import re
@@ -187,7 +188,7 @@ def test_kernels_match_reference_fp64(model):
     r2, nb2, ncl2 = rp.residuals(*rp.bundle_arrays(data))
     np.testing.assert_array_equal(r2, r)
     assert (nb2, ncl2) == (0, 0)
-    assert rp.cost(*rp.bundle_arrays(data)) == pytest.approx(0.5 * np.sum(r_ref ** 2), rel=1e-13)
+    assert rp.cost(*rp.bundle_arrays(data)) == pytest.approx(0.5 * np.sum(r_ref**2), rel=1e-13)
 
 
 @pytest.mark.parametrize("model", ["bal", "pinhole"])
@@ -231,8 +232,9 @@ def test_fp32_kernels_have_no_float64_arithmetic():
         assert sigs, kern
         f = njit(sigs[0], error_model="numpy")(kern.py_func)
         ll = f.inspect_llvm(f.signatures[0])
-        doubles = [ln for ln in ll.splitlines()
-                   if "double" in ln and "PyFloat" not in ln and "fptrunc double" not in ln]
+        doubles = [
+            ln for ln in ll.splitlines() if "double" in ln and "PyFloat" not in ln and "fptrunc double" not in ln
+        ]
         assert not doubles, doubles[:3]
         assert re.search(r"\bf(mul|add|sub|div) float\b", ll)
 
@@ -249,8 +251,8 @@ def test_depth_guard(model, dtype):
     r, A, B, nb, ncl = rp.linearize(*rp.bundle_arrays(data), dtype=dtype)
     for X in (r, A, B):
         assert np.isfinite(X).all()
-    assert nb == 4          # z = 0, -0, tiny behind, far behind
-    assert ncl == 3         # z = 0, -0, tiny
+    assert nb == 4  # z = 0, -0, tiny behind, far behind
+    assert ncl == 3  # z = 0, -0, tiny
     r_res, nb2, ncl2 = rp.residuals(*rp.bundle_arrays(data), dtype=dtype)
     np.testing.assert_array_equal(r_res, r)
     assert (nb2, ncl2) == (nb, ncl)
@@ -309,11 +311,17 @@ def _read_bal(path) -> BundleData:
         with open(path) as fh:
             tok = fh.read().split()
         nc, npt, m = int(tok[0]), int(tok[1]), int(tok[2])
-        o = np.array(tok[3:3 + 4 * m], dtype=np.float64).reshape(m, 4)
-        v = np.array(tok[3 + 4 * m:], dtype=np.float64)
+        o = np.array(tok[3 : 3 + 4 * m], dtype=np.float64).reshape(m, 4)
+        v = np.array(tok[3 + 4 * m :], dtype=np.float64)
         assert v.size == 9 * nc + 3 * npt
-        _CACHE[path] = BundleData("bal", v[:9 * nc].reshape(nc, 9), v[9 * nc:].reshape(npt, 3), o[:, 2:].copy(),
-                                  o[:, 0].astype(np.int64), o[:, 1].astype(np.int64))
+        _CACHE[path] = BundleData(
+            "bal",
+            v[: 9 * nc].reshape(nc, 9),
+            v[9 * nc :].reshape(npt, 3),
+            o[:, 2:].copy(),
+            o[:, 0].astype(np.int64),
+            o[:, 1].astype(np.int64),
+        )
     return _CACHE[path]
 
 
@@ -325,11 +333,14 @@ def _bal_file(data_dir, name):
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("name, expected, rel, behind", [
-    ("problem-16-22106-pre.txt", 4185659.518, 1e-9, 0),
-    ("problem-49-7776-pre.txt", 850912.461, 1e-9, 31),
-    ("bal-ladybug-problem-49-7776-pre-shrink-1800.txt", 234519.8, 1e-6, 31),
-])
+@pytest.mark.parametrize(
+    "name, expected, rel, behind",
+    [
+        ("problem-16-22106-pre.txt", 4185659.518, 1e-9, 0),
+        ("problem-49-7776-pre.txt", 850912.461, 1e-9, 31),
+        ("bal-ladybug-problem-49-7776-pre-shrink-1800.txt", 234519.8, 1e-6, 31),
+    ],
+)
 def test_bal_initial_costs(data_dir, name, expected, rel, behind):
     data = _bal_file(data_dir, name)
     args = rp.bundle_arrays(data)
@@ -362,3 +373,21 @@ def _timed(fn):
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+@pytest.mark.parametrize("model", ["bal", "pinhole"])
+def test_chunked_kernels_do_not_depend_on_threads(model, monkeypatch):
+    """Enough observations for several chunks of the threaded kernels: one thread and two give the same
+    residuals, Jacobians and depth counts (each observation is computed alone), equal to the reference."""
+    from mixslam.kernels.threads import chunk_count
+
+    data = PROBLEMS[model](np.random.default_rng(7), nc=8, npts=14000)
+    assert chunk_count(data.num_observations) >= 2
+    out = {}
+    for threads in ("1", "2"):
+        monkeypatch.setenv("MIXSLAM_THREADS", threads)
+        out[threads] = rp.linearize(*rp.bundle_arrays(data))
+    for a, b in zip(out["1"], out["2"]):
+        assert np.array_equal(a, b)
+    r_ref = reference_residuals(data)
+    np.testing.assert_allclose(out["1"][0], r_ref, rtol=1e-12, atol=1e-12)

@@ -297,20 +297,40 @@ def _reduce_blocks(Z, pe, pf, bptr, bkey, k0, k1, nc, S, PC, W):
     ftz_restore(old)
 
 
-@njit(cache=True, fastmath=True)
-def schur_rhs(Z, Linv, ia, ib, rc, rp, bc, t):
-    """bc (nc, pc) = rc - Σ_e Z_e t[ib[e]] with t (npts, 3) = L_j⁻¹ rp[j] (both written; dtype of ``bc``)."""
-    old = ftz_on()
-    npts = rp.shape[0]
-    pc = rc.shape[1]
+def schur_rhs(Z, Linv, ia, ib, rc, rp, bc, t, threads=None):
+    """bc (nc, pc) = rc - Σ_e Z_e t[ib[e]] with t (npts, 3) = L_j⁻¹ rp[j] (both written; dtype of ``bc``).
+    In observation chunks on up to ``threads`` threads, each summing its own Σ_e Z_e t_j, subtracted from rc
+    in chunk order (the chunk count depends on the size only: the same bits on any number of threads)."""
+    m = Z.shape[0]
+    chunks = chunk_count(m)
+    ranges, pranges = bounds(m, chunks), bounds(rp.shape[0], chunks)
+    run_chunks(lambda c: _point_solves(Linv, rp, pranges[c][0], pranges[c][1], t), chunks, threads)
+    part = np.zeros((chunks, *bc.shape), bc.dtype)
+    run_chunks(lambda c: _rhs_sums(Z, ia, ib, t, ranges[c][0], ranges[c][1], part[c]), chunks, threads)
     bc[:, :] = rc
-    for j in range(npts):
+    for c in range(chunks):
+        bc -= part[c]
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _point_solves(Linv, rp, j0, j1, t):
+    """t[j] = L_j⁻¹ rp[j] for points j0 .. j1-1."""
+    old = ftz_on()
+    for j in range(j0, j1):
         for q in range(3):
             s = Linv[j, q, 0] * rp[j, 0]
             for u in range(1, q + 1):
                 s += Linv[j, q, u] * rp[j, u]
             t[j, q] = s
-    for e in range(Z.shape[0]):
+    ftz_restore(old)
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _rhs_sums(Z, ia, ib, t, e0, e1, out):
+    """out[c] += Z_e t[ib[e]] over observations e0 .. e1-1."""
+    old = ftz_on()
+    pc = out.shape[1]
+    for e in range(e0, e1):
         c = ia[e]
         j = ib[e]
         if c < 0 or j < 0:
@@ -319,17 +339,30 @@ def schur_rhs(Z, Linv, ia, ib, rc, rp, bc, t):
         t1 = t[j, 1]
         t2 = t[j, 2]
         for a in range(pc):
-            bc[c, a] -= Z[e, 0, a] * t0 + Z[e, 1, a] * t1 + Z[e, 2, a] * t2
+            out[c, a] += Z[e, 0, a] * t0 + Z[e, 1, a] * t1 + Z[e, 2, a] * t2
     ftz_restore(old)
 
 
-@njit(cache=True, fastmath=True)
-def schur_back(Z, Linv, ia, ib, t, dc, dp):
+def schur_back(Z, Linv, ia, ib, t, dc, dp, threads=None):
     """dp (npts, 3) = L_j⁻ᵀ (t_j - Σ_{e ∈ obs(j)} Z_eᵀ dc[ia[e]]) (written; dtype of ``dp``). ``t`` is
-    overwritten."""
+    overwritten. In observation chunks as :func:`schur_rhs` (partial sums per point, subtracted in chunk
+    order), then by chunks of points."""
+    m = Z.shape[0]
+    chunks = chunk_count(m)
+    ranges, pranges = bounds(m, chunks), bounds(dp.shape[0], chunks)
+    part = np.zeros((chunks, *t.shape), t.dtype)
+    run_chunks(lambda c: _back_sums(Z, ia, ib, dc, ranges[c][0], ranges[c][1], part[c]), chunks, threads)
+    for c in range(chunks):
+        t -= part[c]
+    run_chunks(lambda c: _point_back(Linv, t, pranges[c][0], pranges[c][1], dp), chunks, threads)
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _back_sums(Z, ia, ib, dc, e0, e1, out):
+    """out[j] += Z_eᵀ dc[ia[e]] over observations e0 .. e1-1."""
     old = ftz_on()
     pc = dc.shape[1]
-    for e in range(Z.shape[0]):
+    for e in range(e0, e1):
         c = ia[e]
         j = ib[e]
         if c < 0 or j < 0:
@@ -338,8 +371,15 @@ def schur_back(Z, Linv, ia, ib, t, dc, dp):
             s = Z[e, q, 0] * dc[c, 0]
             for a in range(1, pc):
                 s += Z[e, q, a] * dc[c, a]
-            t[j, q] -= s
-    for j in range(dp.shape[0]):
+            out[j, q] += s
+    ftz_restore(old)
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _point_back(Linv, t, j0, j1, dp):
+    """dp[j] = L_j⁻ᵀ t[j] for points j0 .. j1-1."""
+    old = ftz_on()
+    for j in range(j0, j1):
         for q in range(3):
             s = Linv[j, q, q] * t[j, q]
             for u in range(q + 1, 3):

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..kernels.threads import bounds, chunk_count, run_chunks
 from .bundle import MODELS
 from .camera import min_depth_for, small_angle2_for
 
@@ -93,7 +94,7 @@ def _bal_rotations_nb(cameras, small2, C):
     return out
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _bal_nb(cameras, RJ, points, cam_idx, pt_idx, obs, sigma, md, C, r, A, B, jac):
     """BAL residuals (and, if ``jac``, Jacobian blocks) into r, A, B. Returns (n_behind, n_clamped)."""
     zero, half, one, two = C
@@ -193,7 +194,7 @@ def _bal_nb(cameras, RJ, points, cam_idx, pt_idx, obs, sigma, md, C, r, A, B, ja
     return n_behind, n_clamped
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _pinhole_nb(cameras, points, cam_idx, pt_idx, obs, K, sigma, md, C, r, A, B, jac):
     """Pinhole residuals (and, if ``jac``, Jacobian blocks) into r, A, B. Returns (n_behind, n_clamped)."""
     zero, half, one, two = C
@@ -326,10 +327,22 @@ def _run(model, args, jac):
         B = np.empty((0, 2, 3), dtype=dt)
     if model == "bal":
         RJ = _bal_rotations_nb(cameras, dt.type(small_angle2_for(dt)), C)
-        nb, ncl = _bal_nb(cameras, RJ, points, cam_idx, pt_idx, obs, sigma, md, C, r, A, B, jac)
-    else:
-        nb, ncl = _pinhole_nb(cameras, points, cam_idx, pt_idx, obs, K, sigma, md, C, r, A, B, jac)
-    return r, A, B, int(nb), int(ncl)
+    # observations are independent: chunks on up to two threads give the same bits as one pass
+    ranges = bounds(m, chunk_count(m))
+
+    def chunk(c):
+        e0, e1 = ranges[c]
+        Ac, Bc = (A[e0:e1], B[e0:e1]) if jac else (A, B)
+        if model == "bal":
+            return _bal_nb(
+                cameras, RJ, points, cam_idx[e0:e1], pt_idx[e0:e1], obs[e0:e1], sigma, md, C, r[e0:e1], Ac, Bc, jac
+            )
+        return _pinhole_nb(
+            cameras, points, cam_idx[e0:e1], pt_idx[e0:e1], obs[e0:e1], K, sigma, md, C, r[e0:e1], Ac, Bc, jac
+        )
+
+    counts = run_chunks(chunk, len(ranges))
+    return r, A, B, int(sum(c[0] for c in counts)), int(sum(c[1] for c in counts))
 
 
 def residuals(model, cameras, points, cam_idx, pt_idx, obs, intrinsics, sigma, dtype=np.float64, min_depth=None):
