@@ -161,7 +161,7 @@ def test_chunked_elimination_does_not_depend_on_threads(dt):
     """Enough observations for several chunks: U, Linv, Z, S and the reduced right-hand side and
     back-substitution are the same bits on one thread and on two, and U matches the one-pass sums to roundoff
     (the chunks add their partial sums in chunk order)."""
-    from mixslam.kernels.threads import CHUNK_ROWS, chunk_count
+    from mixslam.kernels.threads import OBSERVATION_ROWS, chunk_count
 
     rng = np.random.default_rng(3)
     nc, npts, pc = 6, 9000, 9
@@ -169,7 +169,7 @@ def test_chunked_elimination_does_not_depend_on_threads(dt):
     ia = np.concatenate([rng.choice(nc, size=4, replace=False) for _ in range(npts)])
     ia[::97] = -1  # some observations of a fixed camera
     m = ia.size
-    assert chunk_count(m) >= 2 and m >= 2 * CHUNK_ROWS
+    assert chunk_count(m, OBSERVATION_ROWS) >= 3
     A = rng.normal(size=(m, 2, pc)).astype(dt)
     B = rng.normal(size=(m, 2, 3)).astype(dt)
     dc = rng.uniform(0.5, 2.0, size=(nc, pc)).astype(dt)

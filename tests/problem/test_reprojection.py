@@ -379,10 +379,10 @@ def _timed(fn):
 def test_chunked_kernels_do_not_depend_on_threads(model, monkeypatch):
     """Enough observations for several chunks of the threaded kernels: one thread and two give the same
     residuals, Jacobians and depth counts (each observation is computed alone), equal to the reference."""
-    from mixslam.kernels.threads import chunk_count
+    from mixslam.kernels.threads import OBSERVATION_ROWS, chunk_count
 
     data = PROBLEMS[model](np.random.default_rng(7), nc=8, npts=14000)
-    assert chunk_count(data.num_observations) >= 2
+    assert chunk_count(data.num_observations, OBSERVATION_ROWS) >= 2
     out = {}
     for threads in ("1", "2"):
         monkeypatch.setenv("MIXSLAM_THREADS", threads)

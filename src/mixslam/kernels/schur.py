@@ -28,7 +28,7 @@ from numba import njit
 from .fp16 import load
 from .fpenv import ftz_on, ftz_restore
 from .simd import rank3_update
-from .threads import bounds, chunk_count, run_chunks
+from .threads import OBSERVATION_ROWS, bounds, chunk_count, run_chunks
 
 
 def padded_width(pc: int) -> int:
@@ -121,7 +121,7 @@ def schur_point_blocks(A, ia, B, ib, dc, dp, Z, PC, W, threads=None):
     m = A.shape[0]
     nc, npts = dc.shape[0], dp.shape[0]
     pc = len(PC)
-    chunks = chunk_count(m)
+    chunks = chunk_count(m, OBSERVATION_ROWS)
     ranges = bounds(m, chunks)
     U = np.zeros((chunks, nc, pc, pc), A.dtype)
     V = np.zeros((chunks, npts, 3, 3), A.dtype)
@@ -260,6 +260,7 @@ def schur_reduce(U, Z, pe, pf, bptr, bkey, PC, W, threads=None):
     run_chunks(
         lambda c: _reduce_blocks(Z, pe, pf, bptr, bkey, int(cuts[c]), int(cuts[c + 1]), nc, S, PC, W), chunks, threads
     )
+    _mirror_blocks(S, nc, pc)
     return S
 
 
@@ -274,7 +275,9 @@ def _load_diagonal(U, S):
 
 @njit(cache=True, fastmath=True, nogil=True)
 def _reduce_blocks(Z, pe, pf, bptr, bkey, k0, k1, nc, S, PC, W):
-    """S -= Σ Z_e Z_fᵀ over the camera-pair blocks k0 .. k1-1 (and their transposes)."""
+    """S -= Σ Z_e Z_fᵀ over the camera-pair blocks k0 .. k1-1 (block rows c1 <= c2 only: a chunk writes only
+    the block rows of its own pairs' first cameras, so two chunks share no cache line but at their boundary;
+    :func:`_mirror_blocks` fills the blocks below afterwards)."""
     old = ftz_on()
     pc = len(PC)
     w = len(W)
@@ -290,11 +293,17 @@ def _reduce_blocks(Z, pe, pf, bptr, bkey, k0, k1, nc, S, PC, W):
         for a in range(pc):
             for d in range(pc):
                 S[r0 + a, q0 + d] -= acc[a, d]
-        if c1 != c2:
+    ftz_restore(old)
+
+
+@njit(cache=True, nogil=True)
+def _mirror_blocks(S, nc, pc):
+    """The blocks below the diagonal as the transposes of those above (exact copies)."""
+    for c1 in range(nc):
+        for c2 in range(c1 + 1, nc):
             for a in range(pc):
                 for d in range(pc):
-                    S[q0 + d, r0 + a] -= acc[a, d]
-    ftz_restore(old)
+                    S[c2 * pc + d, c1 * pc + a] = S[c1 * pc + a, c2 * pc + d]
 
 
 def schur_rhs(Z, Linv, ia, ib, rc, rp, bc, t, threads=None):
@@ -302,7 +311,7 @@ def schur_rhs(Z, Linv, ia, ib, rc, rp, bc, t, threads=None):
     In observation chunks on up to ``threads`` threads, each summing its own Σ_e Z_e t_j, subtracted from rc
     in chunk order (the chunk count depends on the size only: the same bits on any number of threads)."""
     m = Z.shape[0]
-    chunks = chunk_count(m)
+    chunks = chunk_count(m, OBSERVATION_ROWS)
     ranges, pranges = bounds(m, chunks), bounds(rp.shape[0], chunks)
     run_chunks(lambda c: _point_solves(Linv, rp, pranges[c][0], pranges[c][1], t), chunks, threads)
     part = np.zeros((chunks, *bc.shape), bc.dtype)
@@ -348,7 +357,7 @@ def schur_back(Z, Linv, ia, ib, t, dc, dp, threads=None):
     overwritten. In observation chunks as :func:`schur_rhs` (partial sums per point, subtracted in chunk
     order), then by chunks of points."""
     m = Z.shape[0]
-    chunks = chunk_count(m)
+    chunks = chunk_count(m, OBSERVATION_ROWS)
     ranges, pranges = bounds(m, chunks), bounds(dp.shape[0], chunks)
     part = np.zeros((chunks, *t.shape), t.dtype)
     run_chunks(lambda c: _back_sums(Z, ia, ib, dc, ranges[c][0], ranges[c][1], part[c]), chunks, threads)

@@ -16,11 +16,15 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["default_threads", "chunk_count", "run_chunks", "CHUNK_ROWS", "MAX_CHUNKS"]
+__all__ = ["default_threads", "chunk_count", "run_chunks", "CHUNK_ROWS", "OBSERVATION_ROWS", "MAX_CHUNKS"]
 
 CHUNK_ROWS = 16384
 """Fewest row blocks per chunk: below this, threads cost more than they save (measured:
 ``benchmarks/kernels.py``)."""
+OBSERVATION_ROWS = 8192
+"""Fewest observations per chunk of bundle adjustment's per-observation kernels (residuals and Jacobians,
+Schur point blocks, right-hand side, back-substitution): each costs 3-10x a row block of a product, so
+half as many pay for a thread (measured: problem-49-7776's 31,843 observations in three chunks)."""
 MAX_CHUNKS = 8
 """Most chunks per product (each holds a private copy of the small accumulators)."""
 
@@ -44,9 +48,10 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def chunk_count(rows: int) -> int:
-    """Chunks for ``rows`` row blocks: a function of the size only, never of the thread count."""
-    return max(1, min(MAX_CHUNKS, rows // CHUNK_ROWS))
+def chunk_count(rows: int, per_chunk: int = CHUNK_ROWS) -> int:
+    """Chunks for ``rows`` row blocks of at least ``per_chunk`` each: a function of the size only, never of
+    the thread count."""
+    return max(1, min(MAX_CHUNKS, rows // per_chunk))
 
 
 def bounds(rows: int, chunks: int) -> list[tuple[int, int]]:

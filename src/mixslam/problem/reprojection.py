@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..kernels.threads import bounds, chunk_count, run_chunks
+from ..kernels.threads import OBSERVATION_ROWS, bounds, chunk_count, run_chunks
 from .bundle import MODELS
 from .camera import min_depth_for, small_angle2_for
 
@@ -328,7 +328,7 @@ def _run(model, args, jac):
     if model == "bal":
         RJ = _bal_rotations_nb(cameras, dt.type(small_angle2_for(dt)), C)
     # observations are independent: chunks on up to two threads give the same bits as one pass
-    ranges = bounds(m, chunk_count(m))
+    ranges = bounds(m, chunk_count(m, OBSERVATION_ROWS))
 
     def chunk(c):
         e0, e1 = ranges[c]
