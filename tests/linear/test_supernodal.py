@@ -283,7 +283,7 @@ def test_two_lane_solves_match_one_lane_and_do_not_depend_on_threads(store, fore
     accuracy, and one thread gives bit for bit what two give."""
     from mixslam.kernels import supernodal as K
 
-    H = sp.block_diag([grid_spd(16), grid_spd(12, seed=1)]).tocsc() if forest else grid_spd()  # forest: two trees
+    H = sp.block_diag([grid_spd(16), grid_spd(15, seed=1)]).tocsc() if forest else grid_spd()  # forest: two trees
     L = lower(H)
     S = SupernodalCholesky(H.shape[0], L.indptr, L.indices, ordering="mmd")
     assert S.lanes is None  # below LANE_MIN_ENTRIES: one lane

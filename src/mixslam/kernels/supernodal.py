@@ -55,10 +55,10 @@ _FM = {"reassoc", "contract", "nsz"}
 _NB = 64  # column block of the BLAS panel factorization
 
 #: Panel entries from which :func:`lane_split` splits the triangular solves into two lanes for two threads.
-#: Measured (fp32 panels, two threads against one lane, MMD order): city10000 (1.6M entries) 1.49x,
-#: sphere2500 (1.6M) 1.26x, a 200,000-pose grid (76M) 1.50x (METIS order, balanced: 1.92x); ais2klinik
-#: (0.86M, small supernodes) 1.04x and parking-garage (0.5M) 0.90x, where the threads' start-up and the small
-#: panels' loop overheads eat the gain.
+#: Measured (benchmarks/threads.py, two threads against one, best of interleaved rounds, several runs): a
+#: 200,000-pose grid (59M entries, METIS) 1.37-1.68x in fp32 and 1.60-1.87x with fp16 panels, city10000
+#: (1.5M) 1.15-1.44x; below a million entries (ais2klinik 0.86M with small supernodes 1.04x, parking-garage
+#: 0.5M 0.90x) the threads' start-up and the small panels' loop overheads eat the gain.
 LANE_MIN_ENTRIES = 1 << 20
 #: Decision: the numeric factorization is not split into lanes. Tried (each lane with its own row map and
 #: update lists, joined before the top): city10000 1.2x in fp64 and 1.15x in fp32, sphere2500,
@@ -66,8 +66,9 @@ LANE_MIN_ENTRIES = 1 << 20
 #: the large updates and dense panels, which take most of the time, on both cores.
 
 #: The lanes must bring the solve's estimated time (entries before + max(lanes) + top, over all entries)
-#: down to this fraction: torus3D's best split (0.79: a large dense top) measured 1.04x, not worth a thread.
-LANE_MAX_TIME = 0.75
+#: down to this fraction: sphere2500's best split (0.71) measured 0.81-1.28x over three runs and torus3D's
+#: (0.79: a large dense top) 1.04x, not worth a thread; city10000 (0.58) and the grid (0.64) pay.
+LANE_MAX_TIME = 0.65
 
 
 @njit(cache=True)
