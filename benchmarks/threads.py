@@ -96,7 +96,7 @@ def supernodal_cases(H, label: str, rounds: int, lines: list) -> None:
         f"lanes {ch.lanes}"
     )
     if ch.lanes is None:
-        lines.append("  no lanes (below LANE_MIN_ENTRIES or no split saves a quarter): one thread by design")
+        lines.append("  no lanes (below LANE_MIN_ENTRIES, or no split brings the estimate to LANE_MAX_TIME): one thread by design")
         return
     ch.factorize(Hl.data, np.float32)
     b = np.random.default_rng(0).standard_normal(H.shape[0])
