@@ -537,6 +537,15 @@ def factor(sptr, srows, scol0, sncol, poff, col2super, L, Map, pos, head, nxt, b
     return bad
 
 
+@njit(cache=True, nogil=True)
+def _max_rows(sptr, t0, t1):
+    """The most rows of a supernode among ``t0 .. t1-1`` (at least 1): the solves' work vector."""
+    maxm = 1
+    for t in range(t0, t1):
+        maxm = max(maxm, sptr[t + 1] - sptr[t])
+    return maxm
+
+
 @njit(cache=True, fastmath=_FM, nogil=True)
 def _forward(t0, t1, sptr, srows, scol0, sncol, poff, L, pscale, x, xtop, top0):
     """Forward substitution L y = x over supernodes ``t0 .. t1-1`` in place (x in the permuted order, shape
@@ -547,10 +556,7 @@ def _forward(t0, t1, sptr, srows, scol0, sncol, poff, L, pscale, x, xtop, top0):
     ``xtop[row - top0]`` instead of ``x`` (a lane's private buffer, :func:`solve`). The scale multiplies
     vector entries, not panel entries (exact: a power of two)."""
     r = x.shape[1]
-    maxm = 1
-    for t in range(t0, t1):
-        maxm = max(maxm, sptr[t + 1] - sptr[t])
-    y = np.empty(maxm, x.dtype)
+    y = np.empty(_max_rows(sptr, t0, t1), x.dtype)
     for v in range(r):
         for t in range(t0, t1):
             bt = sptr[t]
@@ -588,10 +594,7 @@ def _backward(t0, t1, sptr, srows, scol0, sncol, poff, L, pscale, x):
     """Back substitution Lᵀ x = y over supernodes ``t1-1 .. t0`` in place (formats as :func:`_forward`).
     Writes only the columns of those supernodes."""
     r = x.shape[1]
-    maxm = 1
-    for t in range(t0, t1):
-        maxm = max(maxm, sptr[t + 1] - sptr[t])
-    y = np.empty(maxm, x.dtype)
+    y = np.empty(_max_rows(sptr, t0, t1), x.dtype)
     for v in range(r):
         for t in range(t1 - 1, t0 - 1, -1):
             bt = sptr[t]
