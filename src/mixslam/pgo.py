@@ -113,14 +113,33 @@ class PoseGraphProblem:
         self.var_of_pose = np.full(graph.num_poses, -1, dtype=np.int64)
         self.var_of_pose[free] = np.arange(int(free.sum()))
         self.nv = int(free.sum())
-        self.ia = self.var_of_pose[graph.edge_i]
-        self.ib = self.var_of_pose[graph.edge_j]
+        self._ia_all = self.var_of_pose[graph.edge_i]
+        self._ib_all = self.var_of_pose[graph.edge_j]
+        self.ia, self.ib = self._ia_all, self._ib_all
+        self.active: np.ndarray | None = None
+        """Edges in the normal matrix's pattern (None: all); :meth:`restrict_blocks`."""
         self.W = sqrt_information(graph.information)  # fp64, Wᵀ W = Ω
         # no free pose: nothing to solve (the driver returns the input); a pattern needs one variable
         self._pattern = BlockPattern(self.ia, self.ib, self.nv, self.p) if self.nv else None
         self._res_dtype = policy.residual.compute_dtype
         self._W_res = self.W.astype(self._res_dtype)
         self._retract = se2.retract if graph.dim == 2 else se3.retract
+
+    def restrict_blocks(self, active: np.ndarray | None) -> None:
+        """Keep only the ``active`` edges (None: all) in the linear systems: the others are linearized as
+        edges between fixed poses (no Jacobian blocks, no entries in the normal matrix), and the pattern is
+        rebuilt without them. Exact for edges whose robust weight is zero (TLS under GNC rejects edges with
+        weight exactly 0): they add nothing to the gradient or the normal matrix, only fill to its factor
+        (measured on city10000 with 10% random false loop closures: 118x the clean factor's flops). The cost
+        still counts every edge."""
+        if active is None or bool(np.all(active)):
+            self.active, self.ia, self.ib = None, self._ia_all, self._ib_all
+        else:
+            self.active = np.asarray(active, dtype=bool).copy()
+            self.ia = np.where(self.active, self._ia_all, -1)
+            self.ib = np.where(self.active, self._ib_all, -1)
+        if self.nv:
+            self._pattern = BlockPattern(self.ia, self.ib, self.nv, self.p)
 
     @property
     def pattern(self) -> BlockPattern:

@@ -1,6 +1,7 @@
 """Robust pose-graph and bundle-adjustment solves: false loop closures found and the outlier-free optimum
 recovered by GNC (fp64 and mixed), plain least squares bent by them, the report's robust fields, the config
 rules."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,6 +30,7 @@ def _with_false_loops(graph, count, seed):
         R = np.stack([np.stack([np.cos(th), -np.sin(th)], 1), np.stack([np.sin(th), np.cos(th)], 1)], 1)
     else:
         from scipy.spatial.transform import Rotation
+
         R = Rotation.random(count, random_state=seed).as_matrix()
     ext = np.ptp(graph.translations, axis=0) + 1.0
     g.edge_i, g.edge_j = np.concatenate([g.edge_i, i]), np.concatenate([g.edge_j, j])
@@ -165,3 +167,32 @@ def test_auto_scale_needs_gnc():
         RobustConfig("tls:auto")
     with pytest.raises(ConfigError, match="auto"):
         RobustLoss.parse("tls:automatic")
+
+
+def test_gnc_leaves_zero_weight_blocks_out_of_the_factor(corrupted, monkeypatch):
+    """The false loop closures' blocks, once their TLS weight is exactly zero, leave the linear systems (a new
+    analysis without them): the same answer as with every block kept, to the solver's accuracy, at least one
+    re-analysis, and the problem's full pattern back afterwards."""
+    from mixslam import pgo
+    from mixslam.solve import gnc
+
+    _, clean, bad, added = corrupted
+    seen = []
+    orig = pgo.PoseGraphProblem.restrict_blocks
+
+    def spy(self, active):
+        seen.append(None if active is None else int(np.count_nonzero(~np.asarray(active))))
+        orig(self, active)
+
+    monkeypatch.setattr(pgo.PoseGraphProblem, "restrict_blocks", spy)
+    monkeypatch.setattr(gnc, "REANALYZE_FRACTION", 1e-9)  # re-analyze whenever one more block reaches zero
+    res, rep = optimize_pose_graph(bad, robust=RobustConfig("tls:5", gnc=True))
+    assert rep.robust["gnc_reanalyses"] >= 1
+    assert max(n for n in seen if n is not None) >= len(added)  # every false loop left out at the end
+    assert seen[-1] is None  # the full pattern restored
+    assert set(rep.rejected_edges) == set(added.tolist())
+    monkeypatch.setattr(gnc, "REANALYZE_FRACTION", 2.0)  # never worth it: only a weight coming back rebuilds
+    monkeypatch.setattr(pgo.PoseGraphProblem, "restrict_blocks", lambda self, active: None)
+    kept, rep2 = optimize_pose_graph(bad, robust=RobustConfig("tls:5", gnc=True))
+    assert _rmse(res, kept) <= 1e-9 * _extent(clean)
+    assert rep2.rejected_edges == rep.rejected_edges

@@ -168,7 +168,15 @@ def solve(
     state0 = problem.initial_state
     with single_threaded_blas():  # spinning BLAS threads steal the numba core (see single_threaded_blas)
         if settings.robust.gnc:
-            state, report = graduated_non_convexity(problem, state0, solver, policy, settings.lm, settings.robust)
+
+            def new_solver(structure):
+                s = make_linear_solver(choice, policy, structure, settings.cg, settings.ic, settings.direct)
+                s.warm()
+                return s
+
+            state, report = graduated_non_convexity(
+                problem, state0, solver, policy, settings.lm, settings.robust, new_solver
+            )
         else:
             state, report = levenberg_marquardt(problem, state0, solver, policy, settings.lm)
     # The returned state must be finite whatever the precision did; LM keeps the best finite iterate.
