@@ -290,7 +290,7 @@ def test_two_lane_solves_match_one_lane_and_do_not_depend_on_threads(store, fore
     S.factorize(L.data, np.float64 if store == "fp64" else np.float32)
     if store == "fp16":
         S.store16()
-    lanes = K.lane_split(S.sptr, S.srows, S.sncol)
+    lanes = K.lane_split(S.parent, S.sptr, S.sncol)
     assert lanes is not None
     s0, sm, u = lanes
     assert 0 <= s0 < sm < u <= S.nsuper
@@ -322,8 +322,8 @@ def test_lane_split_refuses_small_factors_and_chains():
     H = grid_spd(side=8)
     L = lower(H)
     S = SupernodalCholesky(H.shape[0], L.indptr, L.indices)
-    assert K.lane_split(S.sptr, S.srows, S.sncol, min_entries=10**9) is None
+    assert K.lane_split(S.parent, S.sptr, S.sncol, min_entries=10**9) is None
     chain = block_spd(nv=60, loops=0)  # a path: every supernode has one child, nothing runs side by side
     Lc = lower(chain)
     Sc = SupernodalCholesky(chain.shape[0], Lc.indptr, Lc.indices, ordering="natural")
-    assert K.lane_split(Sc.sptr, Sc.srows, Sc.sncol) is None
+    assert K.lane_split(Sc.parent, Sc.sptr, Sc.sncol) is None

@@ -119,12 +119,9 @@ class TriangularSchedule:
 
 
 def _etree_levels(S: SupernodalCholesky) -> tuple[np.ndarray, np.ndarray]:
-    sptr, sncol = S.sptr, S.sncol
     nsuper = int(S.nsuper)
-    mt = np.diff(sptr)
-    parent = np.full(nsuper, -1, dtype=np.int64)
-    has = mt > sncol
-    parent[has] = S.col2super[S.srows[sptr[:-1][has] + sncol[has]]]
+    parent = S.parent
+    has = parent >= 0
     if np.any(parent[has] <= np.nonzero(has)[0]):
         raise ValueError("supernodal elimination tree is not topologically ordered (parent <= child)")
     level = np.zeros(nsuper, dtype=np.int64)

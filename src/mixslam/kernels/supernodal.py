@@ -40,8 +40,10 @@ __all__ = [
     "last_column_structure",
     "factor",
     "solve",
+    "supernode_parents",
     "lane_split",
     "LANE_MIN_ENTRIES",
+    "LANE_MAX_TIME",
     "BLAS_MIN_FLOPS",
     "warm",
 ]
@@ -61,9 +63,11 @@ _NB = 64  # column block of the BLAS panel factorization
 #: 0.5M 0.90x) the threads' start-up and the small panels' loop overheads eat the gain.
 LANE_MIN_ENTRIES = 1 << 20
 #: Decision: the numeric factorization is not split into lanes. Tried (each lane with its own row map and
-#: update lists, joined before the top): city10000 1.2x in fp64 and 1.15x in fp32, sphere2500,
-#: parking-garage and a 200,000-pose grid 0.9-1.05x (interleaved runs, best of 25): OpenBLAS already runs
-#: the large updates and dense panels, which take most of the time, on both cores.
+#: update lists, joined before the top; BLAS on two threads): city10000 1.2x in fp64 and 1.15x in fp32,
+#: sphere2500, parking-garage and a 200,000-pose grid 0.9-1.05x (interleaved runs, best of 25): gains within
+#: this machine's run-to-run spread where there were any. (In a solve the driver limits BLAS to one thread,
+#: ``solve.driver.single_threaded_blas``; measured, that costs the factorization 1.17-1.22x on a
+#: 15,000-pose 3-D grid and nothing on city10000 or torus3D.)
 
 #: The lanes must bring the solve's estimated time (entries before + max(lanes) + top, over all entries)
 #: down to this fraction: sphere2500's best split (0.71) measured 0.81-1.28x over three runs and torus3D's
@@ -635,24 +639,29 @@ def _subtree_sums(parent, w):
     return W, first
 
 
-def lane_split(sptr: np.ndarray, srows: np.ndarray, sncol: np.ndarray, min_entries: int = 0):
-    """Two independent lanes of the supernodal elimination tree for :func:`solve`: ``(s0, sm, u)`` such that
-    supernodes ``[s0, sm)`` and ``[sm, u)`` are disjoint unions of whole subtrees with a common parent
-    ``u`` (or roots), so their substitutions touch no common column except those of ``u`` and its ancestors
-    (``[u, n)``, the "top"). Chosen along the heaviest path from the root(s) to minimize the time of
-    ``before + max(lane A, lane B) + top`` in panel entries; None when the factor has fewer than
-    ``min_entries`` panel entries or no split brings that below :data:`LANE_MAX_TIME` of the total."""
+def supernode_parents(sptr: np.ndarray, srows: np.ndarray, sncol: np.ndarray, col2super: np.ndarray) -> np.ndarray:
+    """The supernodal elimination tree: each supernode's parent is the supernode owning its first row below
+    its own columns (-1 for a root). In postorder, every parent comes after its children."""
+    has = np.diff(sptr) > sncol
+    parent = np.full(sncol.size, -1, dtype=np.int64)
+    parent[has] = col2super[srows[(sptr[:-1] + sncol)[has]]]
+    return parent
+
+
+def lane_split(parent: np.ndarray, sptr: np.ndarray, sncol: np.ndarray, min_entries: int = 0):
+    """Two independent lanes of the supernodal elimination tree ``parent`` (:func:`supernode_parents`) for
+    :func:`solve`: ``(s0, sm, u)`` such that supernodes ``[s0, sm)`` and ``[sm, u)`` are disjoint unions of
+    whole subtrees with a common parent ``u`` (or roots), so their substitutions touch no common column except
+    those of ``u`` and its ancestors (``[u, n)``, the "top"). Chosen along the heaviest path from the root(s)
+    to minimize the time of ``before + max(lane A, lane B) + top`` in panel entries; None when the factor has
+    fewer than ``min_entries`` panel entries or no split brings that below :data:`LANE_MAX_TIME` of the
+    total."""
     n = sncol.size
-    m = np.diff(sptr)
-    w = (m * sncol).astype(np.float64)
+    w = (np.diff(sptr) * sncol).astype(np.float64)
     total = float(w.sum())
     if n < 3 or total < min_entries:
         return None
-    # parent supernode: the owner of the first row below a supernode's own columns (postorder: parent > t)
-    col2super = np.repeat(np.arange(n), sncol)
-    has = m > sncol
-    parent = np.full(n, n, dtype=np.int64)  # n: a virtual root above the roots
-    parent[has] = col2super[srows[(sptr[:-1] + sncol)[has]]]
+    parent = np.where(parent < 0, n, parent)  # n: a virtual root above the roots
     W, first = _subtree_sums(parent, w)
     order = np.argsort(parent, kind="stable")  # children of each node, in postorder
     cptr = np.searchsorted(parent[order], np.arange(n + 2))

@@ -180,7 +180,9 @@ class SupernodalCholesky:
             np.empty(nsuper, dtype=np.int64),
             np.empty(nsuper, dtype=np.int64),
         )
-        self.lanes = K.lane_split(self.sptr, self.srows, self.sncol, K.LANE_MIN_ENTRIES)
+        self.parent = K.supernode_parents(self.sptr, self.srows, self.sncol, self.col2super)
+        """The supernodal elimination tree (:func:`mixslam.kernels.supernodal.supernode_parents`)."""
+        self.lanes = K.lane_split(self.parent, self.sptr, self.sncol, K.LANE_MIN_ENTRIES)
         """Two independent lanes of the triangular solves (:func:`mixslam.kernels.supernodal.lane_split`;
         None for small factors): they run on two threads when two are available, with the same result."""
         self._ones = np.ones(nsuper)

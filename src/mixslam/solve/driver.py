@@ -115,10 +115,11 @@ def check_solve_settings(settings: SolveSettings) -> None:
 def single_threaded_blas():
     """Context manager: BLAS limited to one thread inside (no-op if threadpoolctl is missing).
 
-    The compiled kernels are single-threaded; BLAS (OpenBLAS in numpy/scipy wheels) is called in between for
-    small dense work. OpenBLAS worker threads busy-wait after each call, and on a 2-core machine they take
-    the core the next numba kernel needs: measured on problem-16-22106 (fp64 Schur), the whole BA solve takes
-    0.76 s with the default BLAS threads and about 0.5 s with one.
+    The compiled kernels run on this package's own threads (:mod:`mixslam.kernels.threads`); BLAS (OpenBLAS in
+    numpy/scipy wheels) is called in between for small dense work. OpenBLAS worker threads busy-wait after
+    each call, and on a 2-core machine they take the core the next numba kernel needs: measured on
+    problem-16-22106 (fp64 Schur), the whole BA solve takes 0.76 s with the default BLAS threads and about
+    0.5 s with one.
     """
     global _BLAS_CONTROLLER
     try:
