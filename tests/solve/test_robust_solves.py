@@ -111,6 +111,8 @@ def test_robust_config_rules():
         RobustConfig("tls", known_inliers="some")
     with pytest.raises(ConfigError, match="gnc_factor"):
         RobustConfig("tls", gnc=True, gnc_factor=1.0)
+    with pytest.raises(ConfigError, match="gnc_inner_tolerance"):
+        RobustConfig("tls", gnc=True, gnc_inner_tolerance=-1e-5)
     with pytest.raises(ConfigError, match="odometry"):
         BAConfig(robust=RobustConfig("cauchy", known_inliers="odometry"))
 
@@ -196,3 +198,48 @@ def test_gnc_leaves_zero_weight_blocks_out_of_the_factor(corrupted, monkeypatch)
     kept, rep2 = optimize_pose_graph(bad, robust=RobustConfig("tls:5", gnc=True))
     assert _rmse(res, kept) <= 1e-9 * _extent(clean)
     assert rep2.rejected_edges == rep.rejected_edges
+
+
+def test_loose_intermediate_solves_end_at_the_tight_answer(corrupted):
+    """Intermediate weighted solves stop at ``gnc_inner_tolerance``; the final solve with the settled weights
+    runs to the LM tolerance: the same rejected edges and the same optimum as tight solves throughout, in
+    fewer LM iterations."""
+    _, clean, bad, added = corrupted
+    loose, rep = optimize_pose_graph(bad, robust=RobustConfig("tls:5", gnc=True))
+    tight, rep0 = optimize_pose_graph(bad, robust=RobustConfig("tls:5", gnc=True, gnc_inner_tolerance=0.0))
+    assert rep.robust["gnc_final_solve_iterations"] >= 1 and rep0.robust["gnc_final_solve_iterations"] == 0
+    assert set(rep.rejected_edges) == set(rep0.rejected_edges) == set(added.tolist())
+    assert _rmse(loose, tight) <= 1e-6 * _extent(clean)
+    assert rep.iterations < rep0.iterations
+    assert rep.converged, rep.reason
+
+
+def test_too_filled_rule():
+    from types import SimpleNamespace
+
+    from mixslam.solve import gnc
+
+    pattern = SimpleNamespace(nnzb=10, p=3)
+    entries = 10 * 3 * 3
+    limit = gnc.MAX_FACTOR_FLOPS_PER_ENTRY * entries
+    assert gnc.too_filled(limit * 1.01, SimpleNamespace(pattern=pattern))
+    assert not gnc.too_filled(limit, SimpleNamespace(pattern=pattern))
+    assert not gnc.too_filled(None, SimpleNamespace(pattern=pattern))  # a backend without an estimate
+    assert not gnc.too_filled(1e30, SimpleNamespace(pattern=None))  # no pattern: no direct factor
+
+
+@pytest.mark.parametrize("precision", ["fp64", "mixed"])
+def test_gnc_solves_on_cg_where_the_factor_fills(corrupted, monkeypatch, precision):
+    """With every factor counted as filled, GNC's weighted solves run on CG + IC (the report counts them) and
+    still find every false loop closure and the direct solve's answer (to the LM tolerance)."""
+    from mixslam.solve import gnc
+
+    _, clean, bad, added = corrupted
+    direct, rep_d = optimize_pose_graph(bad, precision=precision, robust=RobustConfig("tls:5", gnc=True))
+    assert set(rep_d.robust["gnc_solvers"]) == {"cholesky"}
+    monkeypatch.setattr(gnc, "MAX_FACTOR_FLOPS_PER_ENTRY", 0.0)
+    res, rep = optimize_pose_graph(bad, precision=precision, robust=RobustConfig("tls:5", gnc=True))
+    assert set(rep.robust["gnc_solvers"]) == {"cg+ic"}
+    assert set(rep.rejected_edges) == set(added.tolist())
+    assert _rmse(res, direct) <= 1e-5 * _extent(clean)
+    assert not rep.failed, rep.reason

@@ -70,6 +70,8 @@ class CholeskySolver(LinearSolver):
             self.chol = SparseCholesky(
                 pattern.csc_pattern(), backend=self.config.backend, ordering=self.config.ordering
             )
+        self.factor_flops: float | None = self.chol.flops
+        """Estimated flops of one numeric factorization (None when the backend does not tell)."""
         self._memory = MemoryUse()
         self._qstats = QuantizationStats()
         self._stats = DirectStats(factor=policy.factor.value, backend=self.chol.backend)

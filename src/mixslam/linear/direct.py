@@ -372,6 +372,7 @@ class _MixslamBackend:
         from .supernodal import SupernodalCholesky
 
         self._s = SupernodalCholesky(n, indptr, indices, ordering=ordering)
+        self.flops = self._s.flops
         self.dtype = np.dtype(dtype)
         self.nbytes = 0
 
@@ -531,6 +532,12 @@ class SparseCholesky:
             raise SolverError(f"no sparse Cholesky backend could analyze the pattern: {last}")
 
     available_backends = staticmethod(available_backends)
+
+    @property
+    def flops(self) -> float | None:
+        """Estimated flops of one numeric factorization (the ``mixslam`` backend's analysis; None for a
+        backend that does not tell)."""
+        return getattr(self._impl, "flops", None)
 
     # -- values --------------------------------------------------------------------------------------------
     def _lower_data(self, H) -> np.ndarray:

@@ -92,6 +92,10 @@ class RobustConfig:
     """GNC iterations (weighted solves) at most."""
     gnc_inner_iterations: int = 50
     """LM iterations of each weighted solve at most (warm-started from the previous one)."""
+    gnc_inner_tolerance: float = 1e-5
+    """Relative cost decrease at which an intermediate weighted solve stops (GTSAM's LM default); the last
+    solve, with the settled weights, runs to ``LMConfig.function_tolerance``. 0 runs every solve to it.
+    Measured in :mod:`mixslam.solve.gnc`."""
     gnc_initial_solve: bool = False
     """Solve the plain least-squares problem first and start GNC from its residuals (the paper's and GTSAM's
     order); False starts from the initial guess's residuals (measured better with false loop closures, see
@@ -107,6 +111,7 @@ class RobustConfig:
         check_config_fields(
             self,
             ints={"gnc_max_iterations": 1, "gnc_inner_iterations": 1},
+            nonnegative=("gnc_inner_tolerance",),
             bools=("gnc", "gnc_initial_solve"),
             choices={"known_inliers": KNOWN_INLIERS},
         )

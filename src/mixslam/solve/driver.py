@@ -28,7 +28,7 @@ from ..linear.choice import (
 from ..linear.config import CGConfig, DirectConfig, ICConfig
 from ..precision import PrecisionPolicy
 from .config import LMConfig, RobustConfig
-from .gnc import graduated_non_convexity
+from .gnc import graduated_non_convexity, too_filled
 from .lm import levenberg_marquardt
 from .report import SolveReport, Status, peak_rss_bytes
 
@@ -170,13 +170,20 @@ def solve(
     with single_threaded_blas():  # spinning BLAS threads steal the numba core (see single_threaded_blas)
         if settings.robust.gnc:
 
-            def new_solver(structure):
-                s = make_linear_solver(choice, policy, structure, settings.cg, settings.ic, settings.direct)
+            def new_solver(structure, s=None):
+                """The solver of ``choice`` for ``structure``, or CG + IC where its factor would fill
+                (:func:`~mixslam.solve.gnc.too_filled`), warmed."""
+                if s is None:
+                    s = make_linear_solver(choice, policy, structure, settings.cg, settings.ic, settings.direct)
+                if too_filled(getattr(s, "factor_flops", None), structure):
+                    cg_ic = LinearSolverChoice("cg", "ic")
+                    s = make_linear_solver(cg_ic, policy, structure, settings.cg, settings.ic, settings.direct)
+                    problem.warm(solve_kernel_specs(s, policy))
                 s.warm()
                 return s
 
             state, report = graduated_non_convexity(
-                problem, state0, solver, policy, settings.lm, settings.robust, new_solver
+                problem, state0, new_solver(structure, solver), policy, settings.lm, settings.robust, new_solver
             )
         else:
             state, report = levenberg_marquardt(problem, state0, solver, policy, settings.lm)

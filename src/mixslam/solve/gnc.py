@@ -29,7 +29,15 @@ from .config import LMConfig, RobustConfig
 from .lm import levenberg_marquardt
 from .report import Status
 
-__all__ = ["RobustProblem", "graduated_non_convexity", "measured_scale", "AUTO_SCALE_FACTOR", "REANALYZE_FRACTION"]
+__all__ = [
+    "RobustProblem",
+    "graduated_non_convexity",
+    "measured_scale",
+    "too_filled",
+    "AUTO_SCALE_FACTOR",
+    "REANALYZE_FRACTION",
+    "MAX_FACTOR_FLOPS_PER_ENTRY",
+]
 
 log = logging.getLogger("mixslam")
 
@@ -50,6 +58,27 @@ AUTO_SCALE_FACTOR = 100.0
 #: False loop closures between random poses fill the factor: city10000 with 10% of them needs 118x the clean
 #: graph's factorization flops, with 30% 1,400x; an analysis costs about one factorization of the clean graph.
 REANALYZE_FRACTION = 0.01
+
+#: A GNC weighted solve runs on CG + IC instead of the direct solver when the factor of its normal matrix
+#: would cost more than this many flops per stored entry of the matrix (the analysis's estimate). False loop
+#: closures between random poses fill the factor: per entry of the normal matrix, the clean shared graphs need
+#: 24-2,000 flops (torus3D the most), city10000 with 10% / 30% / 50% random false loop closures 3.0e4 /
+#: 3.8e5 / 1.2e6, sphere2500 5.6e3 / 4.9e4 / 1.7e5, input_M3500_g2o 8.8e2 / 1.5e4 / 5.7e4. The early GNC
+#: iterations keep every edge (all weights are small and the residuals do not yet tell outliers apart), so
+#: they factor the filled matrix. Measured on city10000 (one core): with 30% random false loop closures GNC
+#: did not finish in 15 minutes on the direct solver, and takes 65 s with its first 11 weighted solves on
+#: CG + IC; with 10% the direct solver alone was faster (17 s against 23 s with 6 solves on CG + IC), hence
+#: a limit above 3e4.
+MAX_FACTOR_FLOPS_PER_ENTRY = 5e4
+
+
+def too_filled(factor_flops: float | None, structure) -> bool:
+    """Whether a direct factor of ``factor_flops`` (None: unknown) for ``structure``'s pattern costs more
+    than :data:`MAX_FACTOR_FLOPS_PER_ENTRY` per entry of its normal matrix."""
+    pattern = getattr(structure, "pattern", None)
+    if factor_flops is None or pattern is None:
+        return False
+    return factor_flops > MAX_FACTOR_FLOPS_PER_ENTRY * pattern.nnzb * pattern.p * pattern.p
 
 
 def measured_scale(accepted_sq_norms: np.ndarray, scale: float) -> float:
@@ -81,7 +110,9 @@ def graduated_non_convexity(problem, state, solver, policy, lm: LMConfig, config
     loss = rw.loss.name
     free = ~rw.fixed_weight_mask if rw.fixed_weight_mask is not None else None
     inner = dataclasses.replace(lm, max_iterations=min(lm.max_iterations, config.gnc_inner_iterations))
+    loose = dataclasses.replace(inner, function_tolerance=max(lm.function_tolerance, config.gnc_inner_tolerance))
     totals = {"iterations": 0, "linear_iterations": 0, "reanalyses": 0}
+    solvers: dict[str, int] = {}  # weighted solves per linear solver (CG + IC where the factor fills)
     timing: dict = {}
     history: list = []
     current = {"solver": solver}
@@ -101,11 +132,13 @@ def graduated_non_convexity(problem, state, solver, policy, lm: LMConfig, config
             current["solver"] = new_solver(problem.linear_structure())
             totals["reanalyses"] += 1
 
-    def run(x, weights):
+    def run(x, weights, cfg=loose):
         rw.fix(weights)
         if restrict and rw.weights is not None:
             pattern_for(rw.weights)
-        x, rep = levenberg_marquardt(problem, x, current["solver"], policy, inner)
+        x, rep = levenberg_marquardt(problem, x, current["solver"], policy, cfg)
+        name = current["solver"].label
+        solvers[name] = solvers.get(name, 0) + 1
         totals["iterations"] += rep.iterations
         totals["linear_iterations"] += rep.linear_iterations
         for k, v in rep.timing.items():
@@ -163,6 +196,15 @@ def graduated_non_convexity(problem, state, solver, policy, lm: LMConfig, config
             first = it
             state, report, w, mu, it, mus = gnc_pass(start)
             it += first
+    final_its = 0
+    if loose.function_tolerance > inner.function_tolerance and report.status not in (
+        Status.FAILED,
+        Status.INTERRUPTED,
+    ):  # the settled weights' solve to the full tolerance (the intermediate ones stopped at the loose one)
+        state, report = run(state, w, inner)
+        final_its = report.iterations
+        if lm.verbose:
+            log.info("[gnc] final solve with the settled weights: %d LM iterations", final_its)
     rw.fix(w)  # the final weights stay with the problem (the report reads them)
     if restrict and problem.active is not None:  # the problem leaves GNC with every block in its systems
         problem.restrict_blocks(None)
@@ -177,6 +219,8 @@ def graduated_non_convexity(problem, state, solver, policy, lm: LMConfig, config
         "gnc_mu": mus,
         "gnc_finished": bool(finished),
         "gnc_reanalyses": totals["reanalyses"],
+        "gnc_final_solve_iterations": final_its,
+        "gnc_solvers": solvers,
         **auto,
     }
     if not finished and report.status is Status.CONVERGED:
