@@ -173,12 +173,14 @@ def graduated_non_convexity(problem, state, solver, policy, lm: LMConfig, config
             s = problem.block_sq_norms(state)
             if lm.verbose:
                 log.info(
-                    "[gnc %3d] mu %.3g  weights < 0.5: %d of %d  weighted cost %.10g",
+                    "[gnc %3d] mu %.3g  weights < 0.5: %d of %d  weighted cost %.10g  (%d LM iterations, %s)",
                     it,
                     mu,
                     int(np.sum(w < 0.5)),
                     n,
                     report.final_cost,
+                    report.iterations,
+                    current["solver"].label,
                 )
             if report.status in (Status.FAILED, Status.INTERRUPTED):
                 break
