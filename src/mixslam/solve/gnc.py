@@ -209,7 +209,7 @@ def graduated_non_convexity(problem, state, solver, policy, lm: LMConfig, config
         Status.FAILED,
         Status.INTERRUPTED,
     ):  # the settled weights' solve to the full tolerance (the intermediate ones stopped at the loose one)
-        state, report = run(state, w, inner)
+        state, report = run(state, w, lm)
         final_its = report.iterations
         if lm.verbose:
             log.info("[gnc] final solve with the settled weights: %d LM iterations", final_its)
