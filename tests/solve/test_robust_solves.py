@@ -113,6 +113,8 @@ def test_robust_config_rules():
         RobustConfig("tls", gnc=True, gnc_factor=1.0)
     with pytest.raises(ConfigError, match="gnc_inner_tolerance"):
         RobustConfig("tls", gnc=True, gnc_inner_tolerance=-1e-5)
+    with pytest.raises(ConfigError, match="gnc_inner_tolerance"):
+        RobustConfig("tls", gnc=True, gnc_inner_tolerance=2.0)
     with pytest.raises(ConfigError, match="odometry"):
         BAConfig(robust=RobustConfig("cauchy", known_inliers="odometry"))
 
@@ -212,6 +214,13 @@ def test_loose_intermediate_solves_end_at_the_tight_answer(corrupted):
     assert _rmse(loose, tight) <= 1e-6 * _extent(clean)
     assert rep.iterations < rep0.iterations
     assert rep.converged, rep.reason
+    # tight solves cut at one LM iteration each: the last one is repeated with LM's own limit
+    cut, rep1 = optimize_pose_graph(
+        bad, robust=RobustConfig("tls:5", gnc=True, gnc_inner_tolerance=0.0, gnc_inner_iterations=1)
+    )
+    assert rep1.robust["gnc_final_solve_iterations"] > 1
+    assert rep1.converged, rep1.reason
+    assert set(rep1.rejected_edges) == set(added.tolist())
 
 
 def test_too_filled_rule():
@@ -243,3 +252,7 @@ def test_gnc_solves_on_cg_where_the_factor_fills(corrupted, monkeypatch, precisi
     assert set(rep.rejected_edges) == set(added.tolist())
     assert _rmse(res, direct) <= 1e-5 * _extent(clean)
     assert not rep.failed, rep.reason
+    named, rep_n = optimize_pose_graph(
+        bad, precision=precision, solver="cholesky", robust=RobustConfig("tls:5", gnc=True)
+    )
+    assert set(rep_n.robust["gnc_solvers"]) == {"cholesky"}  # a solver the user named is kept

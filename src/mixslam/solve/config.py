@@ -99,7 +99,8 @@ class RobustConfig:
     in 4 minutes with 10."""
     gnc_inner_tolerance: float = 1e-5
     """Relative cost decrease at which an intermediate weighted solve stops (GTSAM's LM default); the last
-    solve, with the settled weights, runs to ``LMConfig.function_tolerance``. 0 runs every solve to it.
+    solve, with the settled weights, runs to ``LMConfig.function_tolerance``. 0 runs every solve to it (then
+    the last one is repeated only if it stopped at ``gnc_inner_iterations``).
     Measured in :mod:`mixslam.solve.gnc`."""
     gnc_initial_solve: bool = False
     """Solve the plain least-squares problem first and start GNC from its residuals (the paper's and GTSAM's
@@ -117,6 +118,7 @@ class RobustConfig:
             self,
             ints={"gnc_max_iterations": 1, "gnc_inner_iterations": 1},
             nonnegative=("gnc_inner_tolerance",),
+            fractions=("gnc_inner_tolerance",),
             bools=("gnc", "gnc_initial_solve"),
             choices={"known_inliers": KNOWN_INLIERS},
         )

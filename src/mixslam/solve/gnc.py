@@ -74,7 +74,8 @@ REANALYZE_FRACTION = 0.01
 #: they factor the filled matrix. Measured on city10000 (one core): with 30% random false loop closures GNC
 #: did not finish in 15 minutes on the direct solver, and takes 65 s with its first 11 weighted solves on
 #: CG + IC; with 10% the direct solver alone was faster (17 s against 23 s with 6 solves on CG + IC), hence
-#: a limit above 3e4.
+#: a limit above 3e4. Applies to the default solver (a solver the user names is kept) with a backend whose
+#: analysis estimates flops (``mixslam``, the default; CHOLMOD and the others do not tell).
 MAX_FACTOR_FLOPS_PER_ENTRY = 5e4
 
 
@@ -205,10 +206,10 @@ def graduated_non_convexity(problem, state, solver, policy, lm: LMConfig, config
             state, report, w, mu, it, mus = gnc_pass(start)
             it += first
     final_its = 0
-    if loose.function_tolerance > inner.function_tolerance and report.status not in (
-        Status.FAILED,
-        Status.INTERRUPTED,
-    ):  # the settled weights' solve to the full tolerance (the intermediate ones stopped at the loose one)
+    exact = loose.function_tolerance <= lm.function_tolerance and report.status is Status.CONVERGED
+    if not exact and report.status not in (Status.FAILED, Status.INTERRUPTED):
+        # the last weights' solve to LM's own tolerance and iteration limit (the intermediate ones stopped at
+        # the loose tolerance or gnc_inner_iterations)
         state, report = run(state, w, lm)
         final_its = report.iterations
         if lm.verbose:
