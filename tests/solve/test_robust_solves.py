@@ -256,3 +256,32 @@ def test_gnc_solves_on_cg_where_the_factor_fills(corrupted, monkeypatch, precisi
         bad, precision=precision, solver="cholesky", robust=RobustConfig("tls:5", gnc=True)
     )
     assert set(rep_n.robust["gnc_solvers"]) == {"cholesky"}  # a solver the user named is kept
+
+
+def test_fallback_ic_never_grows_back_to_the_filled_factor():
+    from mixslam.linear.config import ICConfig
+    from mixslam.solve.gnc import fallback_ic
+
+    cfg = fallback_ic(None)
+    assert cfg.escalate is False and cfg.max_fill_level == cfg.fill_level == ICConfig().fill_level
+    cfg = fallback_ic(ICConfig(fill_level=4, shift=1e-3))
+    assert (cfg.fill_level, cfg.max_fill_level, cfg.shift, cfg.escalate) == (4, 4, 1e-3, False)
+    assert fallback_ic(ICConfig(fill_level="complete")).fill_level == ICConfig().fill_level
+
+
+def test_robust_start_skips_a_filled_chordal_relaxation(corrupted, monkeypatch):
+    """With a robust loss the chordal candidate is left out when its factor would fill (here: any factor)."""
+    from mixslam import pgo
+    from mixslam.errors import SolverError
+    from mixslam.init.chordal import chordal_initialization
+
+    _, _, bad, _ = corrupted
+    with pytest.raises(SolverError, match="per matrix entry"):
+        chordal_initialization(bad, max_flops_per_entry=0.0)
+    _, how = pgo.choose_initial_guess(bad, RobustConfig("tls:5", gnc=True))
+    assert how in ("chordal", "odometry", "file")
+    monkeypatch.setattr(pgo, "MAX_FACTOR_FLOPS_PER_ENTRY", 0.0)
+    _, how = pgo.choose_initial_guess(bad, RobustConfig("tls:5", gnc=True))
+    assert how in ("odometry", "file")
+    _, how = pgo.choose_initial_guess(bad)  # plain least squares: chordal is always computed
+    assert how in ("chordal", "file")

@@ -32,16 +32,20 @@ from ..problem.pose_graph import PoseGraph, check_connected
 __all__ = ["chordal_initialization", "chordal_rotations", "chordal_translations"]
 
 
-def chordal_initialization(graph: PoseGraph, *, weighted: bool = True) -> PoseGraph:
+def chordal_initialization(
+    graph: PoseGraph, *, weighted: bool = True, max_flops_per_entry: float | None = None
+) -> PoseGraph:
     """Return a copy of ``graph`` whose poses are the chordal initialization (rotations, then translations).
 
     Fixed poses keep their current rotation and translation exactly. Raises :class:`~mixslam.GaugeError`
     if no pose is fixed or some pose is not connected to a fixed one, and :class:`~mixslam.SolverError` if
-    a linear system is singular.
+    a linear system is singular, or, with ``max_flops_per_entry``, if its sparse factor would cost more than
+    that many flops per stored entry of the matrix (the analysis's estimate; a caller with another
+    candidate, e.g. a robust start, skips a graph filled by false loop closures).
     """
     check_connected(graph)
     # The two systems have d x d blocks at the same places: one analysis serves both.
-    analysis: dict = {}
+    analysis: dict = {} if max_flops_per_entry is None else {"max_flops_per_entry": max_flops_per_entry}
     rotations = chordal_rotations(graph, weighted=weighted, analysis=analysis)
     translations = chordal_translations(graph, rotations, weighted=weighted, analysis=analysis)
     return graph.with_poses(rotations, translations)
@@ -159,6 +163,13 @@ def _solve_edges(
             chol = None
         if chol is None:
             chol = SparseCholesky(H)
+            limit = None if analysis is None else analysis.get("max_flops_per_entry")
+            flops = chol.flops
+            if limit is not None and flops is not None and flops > limit * pat.nnzb * d * d:
+                raise SolverError(
+                    f"its factor would cost {flops:.3g} flops, {flops / (pat.nnzb * d * d):.3g} per matrix entry "
+                    f"(limit {limit:g})"
+                )
             chol.factorize(H)
             if analysis is not None:
                 analysis["chol"], analysis["pattern"] = chol, pat

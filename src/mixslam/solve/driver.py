@@ -28,7 +28,7 @@ from ..linear.choice import (
 from ..linear.config import CGConfig, DirectConfig, ICConfig
 from ..precision import PrecisionPolicy
 from .config import LMConfig, RobustConfig
-from .gnc import graduated_non_convexity, too_filled
+from .gnc import fallback_ic, graduated_non_convexity, too_filled
 from .lm import levenberg_marquardt
 from .report import SolveReport, Status, peak_rss_bytes
 
@@ -179,7 +179,8 @@ def solve(
                     s = make_linear_solver(choice, policy, structure, settings.cg, settings.ic, settings.direct)
                 if settings.solver is None and too_filled(getattr(s, "factor_flops", None), structure):
                     cg_ic = LinearSolverChoice("cg", "ic")
-                    s = make_linear_solver(cg_ic, policy, structure, settings.cg, settings.ic, settings.direct)
+                    ic = fallback_ic(settings.ic)
+                    s = make_linear_solver(cg_ic, policy, structure, settings.cg, ic, settings.direct)
                     warm_s.append(problem.warm(solve_kernel_specs(s, policy)))
                 warm_s.append(s.warm())
                 return s

@@ -30,6 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..linear.config import ICConfig
 from ..problem.robust import RobustWeighting, gnc_done, gnc_initial_mu, gnc_update_mu, gnc_weights
 from .config import LMConfig, RobustConfig
 from .lm import levenberg_marquardt
@@ -40,6 +41,7 @@ __all__ = [
     "graduated_non_convexity",
     "measured_scale",
     "too_filled",
+    "fallback_ic",
     "AUTO_SCALE_FACTOR",
     "REANALYZE_FRACTION",
     "MAX_FACTOR_FLOPS_PER_ENTRY",
@@ -77,6 +79,16 @@ REANALYZE_FRACTION = 0.01
 #: a limit above 3e4. Applies to the default solver (a solver the user names is kept) with a backend whose
 #: analysis estimates flops (``mixslam``, the default; CHOLMOD and the others do not tell).
 MAX_FACTOR_FLOPS_PER_ENTRY = 5e4
+
+
+def fallback_ic(config):
+    """The IC configuration of the CG + IC fallback: ``config`` (an ``ICConfig``) without escalation to the
+    complete factor and without raising its fill level (both lead back to the filled factor the fallback
+    avoids). Measured on city10000 with 30% random false loop closures, ``mixed`` (16-bit IC): the escalated
+    complete factors took 31 of its 106 s."""
+    cfg = config if config is not None else ICConfig()
+    level = cfg.fill_level if isinstance(cfg.fill_level, int) else ICConfig().fill_level
+    return dataclasses.replace(cfg, fill_level=level, escalate=False, max_fill_level=level)
 
 
 def too_filled(factor_flops: float | None, structure) -> bool:
