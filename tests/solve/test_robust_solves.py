@@ -226,10 +226,11 @@ def test_loose_intermediate_solves_end_at_the_tight_answer(corrupted):
 def test_too_filled_rule():
     from types import SimpleNamespace
 
+    from mixslam.linear.block_pattern import BlockPattern
     from mixslam.solve import gnc
 
-    pattern = SimpleNamespace(nnzb=10, p=3)
-    entries = 10 * 3 * 3
+    pattern = BlockPattern(np.array([0, 1, 2]), np.array([1, 2, 3]), 4, 3)  # a chain: 4 + 3 stored blocks
+    entries = pattern.nnzb * 3 * 3
     limit = gnc.MAX_FACTOR_FLOPS_PER_ENTRY * entries
     assert gnc.too_filled(limit * 1.01, SimpleNamespace(pattern=pattern))
     assert not gnc.too_filled(limit, SimpleNamespace(pattern=pattern))

@@ -165,7 +165,8 @@ def _solve_edges(
             chol = SparseCholesky(H)
             limit = None if analysis is None else analysis.get("max_flops_per_entry")
             flops = chol.flops
-            if limit is not None and flops is not None and flops > limit * pat.nnzb * d * d:
+            if limit is not None and pat.fill_flops_above(flops, limit):
+                assert flops is not None
                 raise SolverError(
                     f"its factor would cost {flops:.3g} flops, {flops / (pat.nnzb * d * d):.3g} per matrix entry "
                     f"(limit {limit:g})"

@@ -248,6 +248,12 @@ class BlockPattern:
         )
         return self._with_data(template, data)
 
+    def fill_flops_above(self, factor_flops: float | None, limit: float) -> bool:
+        """Whether a sparse factor of ``factor_flops`` (None: unknown, never) costs more than ``limit`` flops per
+        stored entry (nnzb p²) of this pattern's matrix: the one test of a factor filled by long-range edges
+        (GNC's CG fallback, the robust start's chordal candidate)."""
+        return factor_flops is not None and factor_flops > limit * self.nnzb * self.p * self.p
+
     def csc_pattern(self) -> sp.csc_matrix:
         """The full symmetric CSC pattern :meth:`to_csc` fills (its values: 1 + the flat block entry index)."""
         return self._csc()[0]

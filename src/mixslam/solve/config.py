@@ -117,7 +117,6 @@ class RobustConfig:
         check_config_fields(
             self,
             ints={"gnc_max_iterations": 1, "gnc_inner_iterations": 1},
-            nonnegative=("gnc_inner_tolerance",),
             fractions=("gnc_inner_tolerance",),
             bools=("gnc", "gnc_initial_solve"),
             choices={"known_inliers": KNOWN_INLIERS},

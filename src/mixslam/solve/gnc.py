@@ -95,9 +95,7 @@ def too_filled(factor_flops: float | None, structure) -> bool:
     """Whether a direct factor of ``factor_flops`` (None: unknown) for ``structure``'s pattern costs more
     than :data:`MAX_FACTOR_FLOPS_PER_ENTRY` per entry of its normal matrix."""
     pattern = getattr(structure, "pattern", None)
-    if factor_flops is None or pattern is None:
-        return False
-    return factor_flops > MAX_FACTOR_FLOPS_PER_ENTRY * pattern.nnzb * pattern.p * pattern.p
+    return pattern is not None and pattern.fill_flops_above(factor_flops, MAX_FACTOR_FLOPS_PER_ENTRY)
 
 
 def measured_scale(accepted_sq_norms: np.ndarray, scale: float) -> float:
