@@ -173,6 +173,19 @@ class PoseGraphProblem:
             self.robust.apply(r, A, B)
         return Linearization(r, A, B, self.ia, self.ib, self.nv, self.p)
 
+    def residuals(self, state) -> np.ndarray | None:
+        """Whitened residuals (m, k) at ``state`` in the linearization's precision and rows (robust weights
+        included), without Jacobians; None in a robust loss's loss mode, whose row weights move with the
+        residuals (LM's geodesic acceleration then does without)."""
+        if self.robust is not None and self.robust.weights is None:
+            return None
+        R, t = state
+        e = edge_errors(self.graph, R, t, dtype=self._res_dtype)
+        r = np.einsum("mij,mj->mi", self._W_res, e)
+        if self.robust is not None:
+            r *= np.sqrt(self.robust.block_weights(np.ones(r.shape[0], r.dtype)))[:, None]
+        return r
+
     def retract(self, state, delta: np.ndarray):
         R, t = state
         d = np.zeros((self.graph.num_poses, self.p))

@@ -126,6 +126,19 @@ def test_rosenbrock_minimum_is_found(name):
     assert all(h.linear_status in LinearStatus for h in rep.history)
 
 
+def test_geodesic_acceleration_shortens_the_rosenbrock_valley():
+    # the curved valley geodesic acceleration was made for (mixslam.solve.acceleration); the direct solver can
+    # solve again, CG cannot (no correction)
+    plain_config = dataclasses.replace(FULL, geodesic_acceleration=False)
+    _, plain = levenberg_marquardt(Rosenbrock(), START, cholesky(), FP64, plain_config)
+    x, acc = levenberg_marquardt(Rosenbrock(), START, cholesky(), FP64, FULL)
+    assert acc.status is Status.CONVERGED and acc.accelerated_steps > 0 and plain.accelerated_steps == 0
+    assert np.allclose(x, Rosenbrock.minimum, atol=1e-10)
+    assert acc.iterations < plain.iterations
+    _, cg_rep = levenberg_marquardt(Rosenbrock(), START, cg(), FP64, FULL)
+    assert cg_rep.accelerated_steps == 0
+
+
 @pytest.mark.parametrize("name", ["cholesky", "cg+jacobi"])
 @pytest.mark.parametrize("method", ["lm", "gn"])
 def test_linear_least_squares_minimum_is_found(name, method):
@@ -226,7 +239,9 @@ def test_callback_stop_keeps_the_accepted_step_of_its_iteration():
         if record.iteration == 3:
             raise StopIteration
 
-    x, rep = levenberg_marquardt(Rosenbrock(), START, cholesky(), FP64, LMConfig(callback=cb, initial_lambda=1e-3))
+    # the plain LM path (acceleration off), on which iteration 3's step is accepted
+    config = LMConfig(callback=cb, initial_lambda=1e-3, geodesic_acceleration=False)
+    x, rep = levenberg_marquardt(Rosenbrock(), START, cholesky(), FP64, config)
     assert rep.iterations == 3 and rep.history[2].accepted
     assert rep.final_cost == rep.history[2].new_cost == Rosenbrock().cost(x) and rep.best_iteration == 3
 
@@ -317,6 +332,10 @@ def test_report_of_a_direct_solve():
     (CGConfig, {"forcing": "newton"}, "CGConfig.forcing"),
     (CGConfig, {"eta_max": 0.0}, "CGConfig.eta_max"),
     (CGConfig, {"eta_min": float("nan")}, "CGConfig.eta_min"),
+    (LMConfig, {"acceleration_ratio": 0.0}, "LMConfig.acceleration_ratio"),
+    (LMConfig, {"acceleration_step": 0.0}, "LMConfig.acceleration_step"),
+    (LMConfig, {"acceleration_step": 1.5}, "LMConfig.acceleration_step"),
+    (LMConfig, {"geodesic_acceleration": "yes"}, "LMConfig.geodesic_acceleration"),
     (CGConfig, {"eta_min": 0.5, "eta_max": 0.1}, "CGConfig.eta_min"),
     (CGConfig, {"ew_gamma": -1.0}, "CGConfig.ew_gamma"),
     (CGConfig, {"ew_alpha": 0}, "CGConfig.ew_alpha"),

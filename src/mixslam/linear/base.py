@@ -228,6 +228,14 @@ class LinearSolver(ABC):
         """The step for linearization ``lin`` with ``damping``; ``rtol`` is the inexact-Newton tolerance
         (iterative solvers only)."""
 
+    can_solve_again: ClassVar[bool] = False
+    """Whether :meth:`solve_again` solves (the direct solvers) or returns None."""
+
+    def solve_again(self, b: np.ndarray) -> np.ndarray | None:
+        """x with (JᵀJ + λD) x = b for the damped system of the last :meth:`solve` (fp64, variables' order), or
+        None where that would cost a new solve (CG): LM's geodesic acceleration asks for it."""
+        return None
+
     def next_tolerance(self, gnorm: float, g0norm: float) -> float:
         """The tolerance for the solves of a new linearization (0: exact, the direct solvers)."""
         return 0.0

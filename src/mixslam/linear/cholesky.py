@@ -33,6 +33,10 @@ from .refinement import fp32_verdict, pcg, refine_to
 
 __all__ = ["CholeskySolver", "SHIFTS"]
 
+#: Relative residual of :meth:`CholeskySolver.solve_again` with the fp32 factor: the geodesic acceleration it
+#: serves is a correction of a few percent of the step, which LM's gain ratio checks anyway.
+SOLVE_AGAIN_TOLERANCE = 1e-6
+
 #: Relative diagonal shifts tried, in turn, when the fp32 factorization breaks down.
 SHIFTS = (1e-6, 1e-4, 1e-2)
 
@@ -73,6 +77,7 @@ class CholeskySolver(LinearSolver):
         self.factor_flops: float | None = self.chol.flops
         """Estimated flops of one numeric factorization (None when the backend does not tell)."""
         self._memory = MemoryUse()
+        self._H = None  # the damped matrix of the last solve (solve_again)
         self._qstats = QuantizationStats()
         self._stats = DirectStats(factor=policy.factor.value, backend=self.chol.backend)
         self._t_factor: float | None = None
@@ -89,6 +94,7 @@ class CholeskySolver(LinearSolver):
         g = lin.gradient(np.float64)
         colsq = lin.column_sq_norms()
         H = self.pattern.assemble_csc(lin.A, lin.B, damping.diagonal(colsq))  # one pass, no block array
+        self._H = H
         t1 = time.perf_counter()
         measuring = self._measuring
         self._qstats = QuantizationStats()
@@ -119,6 +125,20 @@ class CholeskySolver(LinearSolver):
             times={"assemble": t1 - t0, "factor_solve": t2 - t1, **times},
             decision=decision,
         )
+
+    can_solve_again = True
+
+    def solve_again(self, b: np.ndarray) -> np.ndarray | None:
+        """The last damped system solved for ``b``: with the fp64 factor, or refined to ``SOLVE_AGAIN_TOLERANCE``
+        with the fp32 factor there (which may be an earlier matrix's, when the step reused it). None when no
+        factor is there (the step that switched from fp32 to fp64)."""
+        H = self._H
+        if H is None or not self.chol.factorized:
+            return None
+        if not self.mixed:
+            return self.chol.solve(b)
+        out = refine_to(H.dot, self.chol.solve, b, self.config, SOLVE_AGAIN_TOLERANCE)
+        return out.x if out.converged else None
 
     def _adapt(self, measuring: bool, seconds: float, decision: str) -> str:
         """The ``auto`` policy's measurement: the first step runs with the fp32 factor, the second with an

@@ -136,10 +136,12 @@ def pcg(
     return RefineResult(x, 0, it, rel, rel <= tol, RefineMethod.PCG)
 
 
-def refine_to(matvec, factor_solve, b: np.ndarray, config) -> RefineResult:
-    """:func:`refine` with a :class:`~mixslam.linear.config.DirectConfig`'s tolerance, method and caps."""
+def refine_to(matvec, factor_solve, b: np.ndarray, config, tolerance: float | None = None) -> RefineResult:
+    """:func:`refine` with a :class:`~mixslam.linear.config.DirectConfig`'s tolerance (unless ``tolerance`` is
+    given), method and caps."""
     steps = config.max_refinement_iterations if config.method == "refinement" else 0
-    return refine(matvec, factor_solve, b, config.tolerance, steps, config.max_cg_iterations)
+    tol = config.tolerance if tolerance is None else tolerance
+    return refine(matvec, factor_solve, b, tol, steps, config.max_cg_iterations)
 
 
 def fp32_verdict(out: RefineResult, config, factor: str) -> str | None:

@@ -49,15 +49,36 @@ class LMConfig:
     """Called as ``callback(record: IterationRecord)`` after each iteration; raise StopIteration to stop."""
     verbose: bool = False
     """Log one progress line per iteration on the ``mixslam`` logger (INFO)."""
+    geodesic_acceleration: bool = True
+    """Add the second-order "geodesic acceleration" correction to each damped step where the problem and the
+    linear solver support it (pose graphs with the direct solver; :mod:`mixslam.solve.acceleration`).
+    Measured: parking-garage 20 -> 8 LM iterations and ais2klinik 33 -> 17, the same optima; the other shared
+    graphs converge in as many iterations as without it."""
+    acceleration_ratio: float = 0.75
+    """The correction a is kept only when 2‖a‖ <= acceleration_ratio · ‖v‖, v the damped step (Transtrum and
+    Sethna's α; their recommended 0.75)."""
+    acceleration_step: float = 0.1
+    """Finite-difference step h of the second directional derivative of the residuals, as a fraction of v
+    (Transtrum and Sethna's 0.1)."""
 
     def __post_init__(self):
         check_config_fields(
             self,
             ints={"max_iterations": 0},
-            positive=("min_lambda", "max_lambda", "min_diagonal", "max_diagonal"),
+            positive=(
+                "min_lambda",
+                "max_lambda",
+                "min_diagonal",
+                "max_diagonal",
+                "acceleration_ratio",
+                "acceleration_step",
+            ),
             nonnegative=("function_tolerance", "gradient_tolerance", "step_tolerance"),
+            bools=("geodesic_acceleration",),
             choices={"method": LM_METHODS, "verbose": (True, False)},
         )
+        if self.acceleration_step > 1:
+            raise ConfigError(f"LMConfig.acceleration_step must be in (0, 1], got {self.acceleration_step!r}")
         lam = self.initial_lambda
         if lam is not None and (
             isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam <= 0

@@ -16,7 +16,9 @@ from typing import Protocol
 import numpy as np
 
 from ..linear.base import Damping, LinearSolver
+from ..linear.linearization import model_decrease
 from ..precision import PrecisionPolicy
+from .acceleration import geodesic_correction
 from .config import LMConfig
 from .interrupt import interrupt_requested
 from .lm_control import LOOSE_SOLVE, SMALL_STEPS, STALL_COSINE, STALL_GRADIENT, LMControl, StepNumbers, step_is_finite
@@ -71,6 +73,10 @@ def levenberg_marquardt(
     config = config or LMConfig()
     timing = {"residual": 0.0, "jacobian": 0.0, "linear_solve": 0.0, "update": 0.0}
     t_start = time.perf_counter()
+    residuals = getattr(problem, "residuals", None)
+    accelerate = config.geodesic_acceleration and residuals is not None and linear_solver.can_solve_again
+    if accelerate:
+        timing["acceleration"] = 0.0
 
     t0 = time.perf_counter()
     cost = problem.cost(state)
@@ -117,11 +123,29 @@ def levenberg_marquardt(
         timing["linear_solve"] += time.perf_counter() - t0
         for key, value in res.times.items():
             linear_times[key] = linear_times.get(key, 0) + value
-        step_norm = float(np.linalg.norm(res.delta))
+        delta, predicted, decision = res.delta, res.model_decrease, res.decision
+        step_norm = float(np.linalg.norm(delta))
         trial, new_cost = None, float("nan")
-        if step_is_finite(res.status, res.model_decrease):
+        if accelerate and step_is_finite(res.status, res.model_decrease) and step_norm > 0:
             t0 = time.perf_counter()
-            trial = problem.retract(state, res.delta)
+            assert lin is not None and residuals is not None
+            a = geodesic_correction(
+                residuals, problem.retract, state, lin, delta, linear_solver.solve_again, config.acceleration_step
+            )
+            if (
+                a is not None
+                and np.all(np.isfinite(a))
+                and 2.0 * float(np.linalg.norm(a)) <= config.acceleration_ratio * step_norm
+            ):
+                delta = delta + 0.5 * a
+                predicted = model_decrease(lin, g, delta)
+                step_norm = float(np.linalg.norm(delta))
+                decision = f"{decision or 'cg'} + accel"
+                report.accelerated_steps += 1
+            timing["acceleration"] += time.perf_counter() - t0
+        if step_is_finite(res.status, predicted):
+            t0 = time.perf_counter()
+            trial = problem.retract(state, delta)
             timing["update"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             new_cost = problem.cost(trial)
@@ -130,11 +154,11 @@ def levenberg_marquardt(
             res.iterations,
             res.relative_residual,
             res.status,
-            res.model_decrease,
+            predicted,
             step_norm,
             new_cost,
             functools.partial(_state_norm, problem, trial),
-            res.decision,
+            decision,
         )
         if ctl.stepped(step, res.stats):
             state = trial

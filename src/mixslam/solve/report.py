@@ -151,6 +151,8 @@ class SolveReport:
     observation), in [0, 1]."""
     rejected_edges: list | None = None
     """Robust solves: 0-based indices (file order) of the blocks whose final weight is below 0.5."""
+    accelerated_steps: int = 0
+    """Steps that took the geodesic-acceleration correction (:mod:`mixslam.solve.acceleration`)."""
     backend: str = "numba"
     """What ran the LM iterations: ``numba`` (the CPU kernels) or ``jax:cpu`` / ``jax:gpu`` (the device
     backend, :mod:`mixslam.backend`, on that JAX platform)."""
@@ -184,6 +186,7 @@ class SolveReport:
             "iterations": self.iterations,
             "best_iteration": self.best_iteration,
             "linear_iterations": self.linear_iterations,
+            "accelerated_steps": self.accelerated_steps,
             "precision": self.precision,
             "solver": self.solver,
             "preconditioner": self.preconditioner,
