@@ -551,7 +551,7 @@ def test_make_linear_solver_builds_the_named_objects():
                       IdentityPreconditioner)
     chol = make_linear_solver(LinearSolverChoice("cholesky"), fp64, st)
     assert isinstance(chol, CholeskySolver) and chol.label == "cholesky" and chol.preconditioner is None
-    assert chol.initial_lambda == 1e-8 and s.initial_lambda == 1e-5
+    assert chol.initial_lambda == 1e-12 and s.initial_lambda == 1e-5
     with pytest.raises(ConfigError, match="block pattern"):
         make_linear_solver(LinearSolverChoice("cholesky"), fp64, LinearStructure(lin.nv, lin.p))
     with pytest.raises(ConfigError, match="block pattern"):

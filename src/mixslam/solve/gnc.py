@@ -128,7 +128,7 @@ def graduated_non_convexity(problem, state, solver, policy, lm: LMConfig, config
     free = ~rw.fixed_weight_mask if rw.fixed_weight_mask is not None else None
     inner = dataclasses.replace(lm, max_iterations=min(lm.max_iterations, config.gnc_inner_iterations))
     loose = dataclasses.replace(inner, function_tolerance=max(lm.function_tolerance, config.gnc_inner_tolerance))
-    totals = {"iterations": 0, "linear_iterations": 0, "reanalyses": 0}
+    totals = {"iterations": 0, "linear_iterations": 0, "accelerated_steps": 0, "reanalyses": 0}
     solvers: dict[str, int] = {}  # weighted solves per linear solver (CG + IC where the factor fills)
     timing: dict = {}
     history: list = []
@@ -158,6 +158,7 @@ def graduated_non_convexity(problem, state, solver, policy, lm: LMConfig, config
         solvers[name] = solvers.get(name, 0) + 1
         totals["iterations"] += rep.iterations
         totals["linear_iterations"] += rep.linear_iterations
+        totals["accelerated_steps"] += rep.accelerated_steps
         for k, v in rep.timing.items():
             if isinstance(v, (int, float)):
                 timing[k] = timing.get(k, 0.0) + v
@@ -230,6 +231,7 @@ def graduated_non_convexity(problem, state, solver, policy, lm: LMConfig, config
     assert report is not None  # gnc_max_iterations >= 1
     report.iterations = totals["iterations"]
     report.linear_iterations = totals["linear_iterations"]
+    report.accelerated_steps = totals["accelerated_steps"]
     report.history = history
     report.timing = dict(timing)
     finished = gnc_done(loss, mu, w)
