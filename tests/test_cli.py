@@ -45,6 +45,17 @@ def test_ic_ordering_fill_and_refactor_options(g2o_file, tmp_path):
     assert data["ic"]["factorizations"] >= 2  # 'always': one per accepted linearization
 
 
+def test_acceleration_is_on_by_default_and_can_be_turned_off(g2o_file, tmp_path, capsys):
+    rep = tmp_path / "r.json"
+    assert main(["pgo", str(g2o_file), "--init", "file", "-v", "--report", str(rep)]) == 0
+    on = json.loads(rep.read_text())
+    assert on["accelerated_steps"] > 0 and "+ accel" in capsys.readouterr().err
+    assert main(["pgo", str(g2o_file), "--init", "file", "--no-acceleration", "--report", str(rep), "-q"]) == 0
+    off = json.loads(rep.read_text())
+    assert off["accelerated_steps"] == 0 and off["converged"]
+    assert abs(off["final_cost"] - on["final_cost"]) <= 1e-9 * off["final_cost"]
+
+
 @pytest.mark.parametrize("value", ["-1", "two", "1.5"])
 def test_bad_ic_fill_exits_2(g2o_file, capsys, value):
     with pytest.raises(SystemExit) as exc:

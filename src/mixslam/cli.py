@@ -169,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-iterations", type=int, default=100)
     p.add_argument(
+        "--no-acceleration",
+        action="store_true",
+        help="plain LM steps: no geodesic-acceleration correction (on by default with the direct solver)",
+    )
+    p.add_argument(
         "--ic-fill",
         type=_fill_level,
         default=2,
@@ -386,7 +391,11 @@ def cmd_pgo(args) -> int:
         solver=args.solver,
         preconditioner=args.preconditioner,
         init=args.init,
-        lm=LMConfig(max_iterations=args.max_iterations, verbose=args.verbose),
+        lm=LMConfig(
+            max_iterations=args.max_iterations,
+            verbose=args.verbose,
+            geodesic_acceleration=not args.no_acceleration,
+        ),
         ic=ICConfig(fill_level=args.ic_fill, ordering=args.ic_ordering, refactor=args.ic_refactor),
         robust=robust,
         backend=args.backend,
