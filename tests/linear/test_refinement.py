@@ -142,9 +142,12 @@ def test_reuse_budget_follows_the_measured_costs():
     assert solver._reuse_budget() == 0
 
 
-def test_fp32_breakdown_is_shifted_and_recovered(monkeypatch):
+@pytest.mark.parametrize("fallback", [True, False])
+def test_fp32_breakdown_is_shifted_and_recovered(monkeypatch, fallback):
+    # with fp64_fallback (the default) the step is solved in fp64 at once (PCG with a shifted fp32 factor of a
+    # matrix whose κ·u32 is near 1 takes a hundred iterations or more); without it, PCG with the shifted factor
     lin, pattern = random_pgo(6, nv=20, p=3, loops=10)
-    solver = _solver(lin, pattern, reuse=False)
+    solver = _solver(lin, pattern, reuse=False, fp64_fallback=fallback)
     real = solver.chol.factorize
     calls = []
 
@@ -162,8 +165,14 @@ def test_fp32_breakdown_is_shifted_and_recovered(monkeypatch):
     assert "shift 1e-06" in res.decision and res.relative_residual <= 1e-10
     dense = Dense(lin, damping)
     assert np.linalg.norm(res.delta - dense.delta) / np.linalg.norm(dense.delta) <= 10 * 1e-10 * dense.kappa
-    assert solver.direct_stats().shifts == 1
+    st = solver.direct_stats()
+    assert st.shifts == 1 and st.not_converged == 0
     np.testing.assert_allclose(calls[1].diagonal(), calls[0].diagonal() * (1 + 1e-6))
+    if fallback:
+        assert st.cg_iterations == 0 and "shift 1e-06 needed" in st.switched_to_fp64 and not solver.mixed
+        assert "fp32 -> fp64" in res.decision and res.iterations == 2
+    else:
+        assert st.cg_iterations > 0 and st.switched_to_fp64 is None and solver.mixed
 
 
 def _auto_solver(lin, pattern):

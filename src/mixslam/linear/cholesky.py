@@ -213,6 +213,14 @@ class CholeskySolver(LinearSolver):
         shift = self._factorize_fp32(H)
         if shift:
             decision += f" (shift {shift:g})"
+            if cfg.fp64_fallback:
+                # κ(H)·u32 is near 1: PCG with the shifted factor would take a hundred iterations or more
+                # (ais2klinik: 145, 25x an fp64 factorization); the step is done in fp64 at once
+                times["factor"] = self._t_factor = time.perf_counter() - t
+                st.factorizations += 1
+                st.not_converged += 1  # solve() redoes the step exactly and takes this back
+                self._switch_reason = f"fp32 factorization broke down, shift {shift:g} needed"
+                return np.zeros_like(b), 1, float("inf"), LinearStatus.MAX_ITERATIONS, decision, times
         if self.store16:
             self._qstats = self._qstats.merge(self.chol.store_panels16(self.policy.fallback))
             decision += " (fp16 panels)"
