@@ -127,6 +127,18 @@ def test_accelerated_solves_reach_the_same_optimum_in_no_more_iterations(kind):
     assert "acceleration" in acc.timing and "acceleration" not in plain.timing
 
 
+def test_acceleration_stops_once_its_correction_is_negligible():
+    graph, _ = generate_pose_graph("grid3d", 100, seed=0, rotation_sigma=0.05)
+    _, every = optimize_pose_graph(graph, init="file", lm=LMConfig(acceleration_min_ratio=0.0))
+    _, default = optimize_pose_graph(graph, init="file")
+    assert every.converged and default.converged
+    # every step is corrected where 2‖a‖ <= 0.75‖v‖ (by zero where r'' is rounding noise) ...
+    assert every.accelerated_steps >= every.iterations - 1
+    # ... by default not after the ratio fell below 1e-3, before the end
+    assert 0 < default.accelerated_steps < min(default.iterations, every.accelerated_steps)
+    assert abs(every.final_cost - default.final_cost) <= 1e-10 * default.final_cost
+
+
 def test_cg_solves_and_robust_loss_mode_run_without_acceleration():
     graph, _ = generate_pose_graph("grid2d", 60, seed=0)
     _, cg = optimize_pose_graph(graph, solver="ic")

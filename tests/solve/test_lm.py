@@ -340,6 +340,7 @@ def test_report_of_a_direct_solve():
     (LMConfig, {"acceleration_step": 0.0}, "LMConfig.acceleration_step"),
     (LMConfig, {"acceleration_step": 1.5}, "LMConfig.acceleration_step"),
     (LMConfig, {"geodesic_acceleration": "yes"}, "LMConfig.geodesic_acceleration"),
+    (LMConfig, {"acceleration_min_ratio": -1e-3}, "LMConfig.acceleration_min_ratio"),
     (CGConfig, {"eta_min": 0.5, "eta_max": 0.1}, "CGConfig.eta_min"),
     (CGConfig, {"ew_gamma": -1.0}, "CGConfig.ew_gamma"),
     (CGConfig, {"ew_alpha": 0}, "CGConfig.ew_alpha"),

@@ -48,13 +48,13 @@ def geodesic_correction(
     solve_again: Callable[[np.ndarray], np.ndarray | None],
     h: float,
 ) -> np.ndarray | None:
-    """The acceleration a for the damped step ``v`` at ``state`` (linearized as ``lin``), or None when the
-    residuals or the second solve are not available, or the residuals do not curve along ``v`` measurably
-    (:data:`NOISE_FACTOR`). fp64 throughout: the finite difference divides by h²,
+    """The acceleration a for the damped step ``v`` at ``state`` (linearized as ``lin``): zero where the
+    residuals do not curve along ``v`` measurably (:data:`NOISE_FACTOR`), None when the residuals or the
+    second solve are not available. fp64 throughout: the finite difference divides by h²,
     and the residuals' own precision (fp32 under ``mixed``) bounds its accuracy (the step is checked by the
     cost like any other)."""
     rh = residuals(retract(state, h * v))
-    if rh is None:
+    if rh is None:  # the problem cannot (LM asks before the first step)
         return None
     A, B = blocks_for(lin.A, np.float64), blocks_for(lin.B, np.float64)
     Jv = np.empty(lin.r.shape, dtype=np.float64)
@@ -65,7 +65,7 @@ def geodesic_correction(
     d = r1 - r0 - h * Jv  # the residuals' departure from their tangent: h² r''/2 + O(h³)
     noise = NOISE_FACTOR * np.finfo(rh.dtype).eps * (np.linalg.norm(r0) + np.linalg.norm(r1) + h * np.linalg.norm(Jv))
     if not np.linalg.norm(d) > noise:  # no curvature above the residuals' rounding: nothing to correct
-        return None
+        return np.zeros_like(v)
     rpp = (2.0 / (h * h)) * d
     b = np.zeros(lin.size)
     ba, bb = lin.split(b)

@@ -10,6 +10,7 @@ it with the CPU problem and linear solver. Rejected steps re-solve the same line
 from __future__ import annotations
 
 import functools
+import math
 import time
 from typing import Protocol
 
@@ -75,6 +76,8 @@ def levenberg_marquardt(
     t_start = time.perf_counter()
     residuals = getattr(problem, "residuals", None)
     accelerate = config.geodesic_acceleration and residuals is not None and linear_solver.can_solve_again
+    # a problem whose residuals are not a function of the state alone (a robust loss in loss mode) says None
+    accelerate = accelerate and residuals is not None and residuals(state) is not None
     if accelerate:
         timing["acceleration"] = 0.0
 
@@ -132,11 +135,11 @@ def levenberg_marquardt(
             a = geodesic_correction(
                 residuals, problem.retract, state, lin, delta, linear_solver.solve_again, config.acceleration_step
             )
-            if (
-                a is not None
-                and np.all(np.isfinite(a))
-                and 2.0 * float(np.linalg.norm(a)) <= config.acceleration_ratio * step_norm
-            ):
+            ratio = 2.0 * float(np.linalg.norm(a)) / step_norm if a is not None else math.nan
+            if ratio < config.acceleration_min_ratio:  # converging: corrections this small change nothing
+                accelerate = False
+            if np.isfinite(ratio) and ratio <= config.acceleration_ratio:
+                assert a is not None
                 delta = delta + 0.5 * a
                 predicted = model_decrease(lin, g, delta)
                 step_norm = float(np.linalg.norm(delta))
