@@ -153,8 +153,11 @@ def _solve_edges(
         return out
     fi, fj = ia >= 0, ib >= 0
     # a fixed end's unknowns move to the other end's right-hand side: g_j -= H_ji x_i, g_i -= H_ij x_j
-    gi = gi - np.einsum("mab,mbr->mar", Hij, out[graph.edge_j]) * (~fj)[:, None, None]
-    gj = gj - np.einsum("mba,mbr->mar", Hij, out[graph.edge_i]) * (~fi)[:, None, None]
+    gi, gj = np.array(gi, dtype=np.float64), np.array(gj, dtype=np.float64)
+    k = np.nonzero(~fj)[0]  # only the edges at a fixed pose (few): not a product over every edge
+    gi[k] -= np.einsum("mab,mbr->mar", Hij[k], out[graph.edge_j[k]])
+    k = np.nonzero(~fi)[0]
+    gj[k] -= np.einsum("mba,mbr->mar", Hij[k], out[graph.edge_i[k]])
     cached = None if analysis is None else analysis.get("pattern")
     pat = cached if cached is not None and cached.nv == nv and cached.p == d else BlockPattern(ia, ib, nv, d)
     both = fi & fj
