@@ -45,7 +45,8 @@ __all__ = ["BAConfig", "BundleProblem", "optimize_bundle", "warmup"]
 
 
 def _default_lm() -> LMConfig:
-    return LMConfig(initial_lambda=1e-4, function_tolerance=1e-6)
+    # Ceres' rule (the last decrease below 1e-6), not the predicted one: it reproduces Ceres' answers
+    return LMConfig(initial_lambda=1e-4, function_tolerance=1e-6, predict_stop=False)
 
 
 @dataclass(frozen=True)

@@ -466,6 +466,7 @@ def cmd_ba(args) -> int:
             max_iterations=args.max_iterations,
             initial_lambda=1e-4,
             function_tolerance=args.function_tolerance,
+            predict_stop=False,  # Ceres' rule, as the library's BA default (mixslam.ba)
             verbose=args.verbose,
         ),
         robust=robust,

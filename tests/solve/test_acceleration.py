@@ -122,7 +122,8 @@ def test_accelerated_solves_reach_the_same_optimum_in_no_more_iterations(kind):
     assert plain.converged and acc.converged, (plain.reason, acc.reason)
     assert plain.accelerated_steps == 0 and acc.accelerated_steps > 0
     assert acc.iterations <= plain.iterations
-    assert abs(acc.final_cost - plain.final_cost) <= 1e-10 * plain.final_cost
+    # each stops within the function tolerance (1e-10) of the optimum
+    assert abs(acc.final_cost - plain.final_cost) <= 2e-10 * plain.final_cost
     assert acc.as_dict()["accelerated_steps"] == acc.accelerated_steps
     assert "acceleration" in acc.timing and "acceleration" not in plain.timing
 

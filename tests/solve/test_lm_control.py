@@ -138,3 +138,35 @@ def test_a_non_finite_start_fails_and_interrupts_stop_before_or_after_an_iterati
     ctl.end_iteration()
     assert ctl.status is Status.INTERRUPTED and ctl.reason == "interrupted (signal) after 1 iterations"
     assert ctl.best_iteration == 1 and ctl.cost == 9.0  # the iteration's accepted step is kept
+
+
+def _two_shrinking_steps(cosine, loose=False):
+    """Decreases 1e-3 then 1e-8 of the cost (q = 1e-5): the ones to come add up to 1e-13, below 1e-10."""
+    ctl = LMControl(LMConfig(function_tolerance=1e-10), 1e-3, interrupted=lambda: False)
+    ctl.start(10.0, 5.0)
+    ctl.begin()
+    ctl.linearized(1.0, 2.0, lambda c: 0.5)
+    assert ctl.stepped(step(new_cost=10.0 * (1 - 1e-3))) and not ctl.done
+    ctl.begin()
+    ctl.linearized(1.0, 2.0, lambda c: cosine)  # the gradient still at its start: only the cosine can pass
+    cost = ctl.cost
+    ctl.stepped(step(new_cost=cost * (1 - 1e-8), relative_residual=0.5 if loose else 0.0))
+    return ctl
+
+
+def test_the_predicted_stop_when_the_decreases_to_come_add_up_below_the_tolerance():
+    ctl = _two_shrinking_steps(cosine=1e-6)
+    assert ctl.done and ctl.status is Status.CONVERGED and ctl.iteration == 2
+    assert "shrinking 1e-05x per step" in ctl.reason and "add up to 1e-13" in ctl.reason
+
+
+def test_the_predicted_stop_needs_the_first_order_test_and_an_exact_solve():
+    assert not _two_shrinking_steps(cosine=0.5).done  # first-order test fails: LM goes on
+    assert not _two_shrinking_steps(cosine=1e-6, loose=True).done  # a loose solve proves little
+    ctl = LMControl(LMConfig(function_tolerance=1e-10, predict_stop=False), 1e-3, interrupted=lambda: False)
+    ctl.start(10.0, 5.0)
+    for new in (10.0 * (1 - 1e-3), 10.0 * (1 - 1e-3) * (1 - 1e-8)):
+        ctl.begin()
+        ctl.linearized(1.0, 2.0, lambda c: 1e-6)
+        ctl.stepped(step(new_cost=new))
+    assert not ctl.done  # switched off: only the plain rule

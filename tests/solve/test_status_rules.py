@@ -43,10 +43,24 @@ def test_function_tolerance_with_a_large_gradient_is_stalled(graph):
 
 
 def test_function_tolerance_with_a_small_gradient_is_converged(graph):
-    _, rep = optimize_pose_graph(graph)
+    _, rep = optimize_pose_graph(graph, lm=LMConfig(predict_stop=False))  # the plain rule
     assert rep.status is Status.CONVERGED, rep.reason
     last = rep.history[-1]
     assert last.gradient_norm <= STALL_GRADIENT * rep.history[0].gradient_norm
+
+
+def test_predicted_stop_saves_the_confirming_step(graph):
+    # the decreases shrink fast: the ones still to come add up to less than the tolerance one step earlier
+    cfg = LMConfig()
+    _, plain = optimize_pose_graph(graph, lm=LMConfig(predict_stop=False))
+    _, rep = optimize_pose_graph(graph)
+    assert rep.status is Status.CONVERGED and "still to come add up to" in rep.reason, rep.reason
+    assert rep.iterations == plain.iterations - 1
+    assert 0 <= rep.final_cost - plain.final_cost <= 2 * cfg.function_tolerance * plain.final_cost
+    # the rule's own numbers, from the history: q = rel_k / rel_(k-1) <= 0.5 and rel_k q / (1 - q) < tol
+    rel = [(h.cost - h.new_cost) / h.cost for h in rep.history if h.accepted]
+    q = rel[-1] / rel[-2]
+    assert q <= 0.5 and rel[-1] * q / (1 - q) < cfg.function_tolerance <= rel[-1]
 
 
 def test_function_tolerance_near_a_close_start_is_converged_by_the_scale_aware_test(tmp_path):
@@ -165,8 +179,8 @@ def test_interrupt_ends_the_loop_after_the_iteration_with_the_best_iterate(graph
         if record.iteration == 2:
             request_interrupt()
 
-    with handle_interrupts():
-        out, rep = optimize_pose_graph(graph, lm=LMConfig(callback=callback))
+    with handle_interrupts():  # the plain stopping rule: this graph converges in 2 iterations with the predicted one
+        out, rep = optimize_pose_graph(graph, lm=LMConfig(callback=callback, predict_stop=False))
     assert rep.status is Status.INTERRUPTED and rep.iterations == 2, rep.reason
     _, two = optimize_pose_graph(graph, lm=LMConfig(max_iterations=2))
     assert rep.final_cost == two.final_cost  # the same iterate as a 2-iteration solve

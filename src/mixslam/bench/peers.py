@@ -501,7 +501,12 @@ def _ba_rows(ctx: BenchContext, name: str, path: Path) -> list:
         f"  figure 8: {name}: {data.num_cameras} cameras, {data.num_points} points, "
         f"{data.num_observations} observations"
     )
-    lm = LMConfig(initial_lambda=1e-4, function_tolerance=BA_FUNCTION_TOLERANCE, max_iterations=BA_MAX_ITERATIONS)
+    lm = LMConfig(
+        initial_lambda=1e-4,
+        function_tolerance=BA_FUNCTION_TOLERANCE,
+        max_iterations=BA_MAX_ITERATIONS,
+        predict_stop=False,  # Ceres' rule, as mixslam.ba's default
+    )
     rows = []
     for label, precision, solver in OURS["ba"]:
         best: tuple | None = None

@@ -36,7 +36,13 @@ class LMConfig:
     max_lambda: float = 1e12
     """Above this no step reduces the cost: stop (converged at the attainable accuracy)."""
     function_tolerance: float = 1e-10
-    """Stop when an accepted step lowers the cost by less than this fraction of it."""
+    """Stop when an accepted step lowers the cost by less than this fraction of it (or, with ``predict_stop``,
+    when the steps still to come would together)."""
+    predict_stop: bool = True
+    """Also stop when the last two accepted decreases shrink by a factor q <= 0.5 and the decreases still to
+    come, rel q / (1 - q) if they keep shrinking so, add up to less than ``function_tolerance``: the step that
+    would only confirm it is saved (one LM iteration on every shared pose graph, the same optima to
+    1e-10)."""
     gradient_tolerance: float = 1e-12
     """Stop when max|Jᵀr| falls below this fraction of its initial value."""
     step_tolerance: float = 1e-12
@@ -80,7 +86,7 @@ class LMConfig:
                 "acceleration_step",
             ),
             nonnegative=("function_tolerance", "gradient_tolerance", "step_tolerance", "acceleration_min_ratio"),
-            bools=("geodesic_acceleration",),
+            bools=("geodesic_acceleration", "predict_stop"),
             choices={"method": LM_METHODS, "verbose": (True, False)},
         )
         if self.acceleration_step > 1:

@@ -95,6 +95,12 @@ def step_is_finite(status: LinearStatus, model_decrease: float) -> bool:
     return not (status is LinearStatus.NONFINITE or not np.isfinite(model_decrease))
 
 
+PREDICT_MAX_RATE = 0.5
+"""The function-tolerance test also stops when the last two accepted decreases shrink by a factor q of at most
+this, and the ones to come (at most rel q / (1 - q) if they keep shrinking so) add up to less than the
+tolerance (``LMConfig.predict_stop``)."""
+
+
 @dataclass
 class StepNumbers:
     """What the decisions read of one damped step."""
@@ -164,6 +170,7 @@ class LMControl:
         self.g0norm = self.g0norm2 = math.nan  # the gradient's max- and 2-norm at the first linearization
         self.gnorm_inf = self.gnorm = math.nan  # ... at the current linearization
         self.small = 0  # accepted steps in a row below the function tolerance
+        self._last_rel = math.nan  # the relative decrease of the last accepted step
         self.history: list[IterationRecord] = []
         self.linear_iterations = 0
         self.quantization = QuantizationStats()
@@ -308,6 +315,23 @@ class LMControl:
             if cfg.method == "lm":
                 self.lam = max(cfg.min_lambda, lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3))
                 self.nu = 2.0
+            # Decreases shrinking by a factor q <= PREDICT_MAX_RATE per step add up to at most rel q / (1 - q)
+            # more: below the tolerance, the step that would only confirm it is saved. Taken only with an exact
+            # solve and where the first-order test already holds at the last linearization (the label
+            # `converged` stays honest); otherwise LM goes on.
+            q = rel / self._last_rel if self._last_rel > 0 else math.inf
+            ahead = rel * q / (1.0 - q) if q <= PREDICT_MAX_RATE else math.inf
+            self._last_rel = rel
+            if cfg.predict_stop and rel >= cfg.function_tolerance and ahead < cfg.function_tolerance:
+                if step.relative_residual <= LOOSE_SOLVE:
+                    rel_g = self.gnorm_inf / self.g0norm
+                    if rel_g <= STALL_GRADIENT or self._cosine(self._lin_cost) <= STALL_COSINE:
+                        self.stop(
+                            Status.CONVERGED,
+                            f"relative cost decrease {rel:.3g}, shrinking {q:.2g}x per step: the decreases still to "
+                            f"come add up to {ahead:.2g}, below function_tolerance",
+                        )
+                        return True
             self.small = self.small + 1 if rel < cfg.function_tolerance else 0
             if rel < cfg.function_tolerance:
                 if step.relative_residual <= LOOSE_SOLVE or self.small >= SMALL_STEPS:
