@@ -177,13 +177,14 @@ class PoseGraphProblem:
         """Whitened residuals (m, k) at ``state`` in the linearization's precision and rows (robust weights
         included), without Jacobians; None in a robust loss's loss mode, whose row weights move with the
         residuals (LM's geodesic acceleration then does without)."""
-        if self.robust is not None and self.robust.weights is None:
+        weights = None if self.robust is None else self.robust.weights
+        if self.robust is not None and weights is None:
             return None
         R, t = state
         e = edge_errors(self.graph, R, t, dtype=self._res_dtype)
         r = np.einsum("mij,mj->mi", self._W_res, e)
-        if self.robust is not None:
-            r *= np.sqrt(self.robust.block_weights(np.ones(r.shape[0], r.dtype)))[:, None]
+        if weights is not None:  # fixed weights, as linearize's robust.apply scales the rows
+            r *= np.sqrt(weights.astype(r.dtype))[:, None]
         return r
 
     def retract(self, state, delta: np.ndarray):

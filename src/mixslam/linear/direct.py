@@ -486,7 +486,6 @@ class SparseCholesky:
         # Lower pattern with the full diagonal.
         diag_keys = np.arange(n, dtype=np.int64) * (n + 1)
         keys = cols.astype(np.int64) * n + rows
-        lcount = np.bincount(cols, minlength=n)
         has_diag = np.zeros(n, dtype=np.bool_)
         has_diag[cols[rows == cols]] = True
         # A canonical (column-major, rows sorted) lower triangle holding the whole diagonal, as every
@@ -498,7 +497,7 @@ class SparseCholesky:
         if canonical:
             lrows = rows
             self._indptr = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum(lcount, out=self._indptr[1:])
+            np.cumsum(np.bincount(cols, minlength=n), out=self._indptr[1:])
         else:
             lcols, lrows = lkeys // max(n, 1), lkeys % max(n, 1)
             self._indptr = np.concatenate([[0], np.cumsum(np.bincount(lcols, minlength=n))]).astype(np.int64)

@@ -75,9 +75,13 @@ def levenberg_marquardt(
     timing = {"residual": 0.0, "jacobian": 0.0, "linear_solve": 0.0, "update": 0.0}
     t_start = time.perf_counter()
     residuals = getattr(problem, "residuals", None)
-    accelerate = config.geodesic_acceleration and residuals is not None and linear_solver.can_solve_again
     # a problem whose residuals are not a function of the state alone (a robust loss in loss mode) says None
-    accelerate = accelerate and residuals is not None and residuals(state) is not None
+    accelerate = bool(
+        config.geodesic_acceleration
+        and linear_solver.can_solve_again
+        and residuals is not None
+        and residuals(state) is not None
+    )
     if accelerate:
         timing["acceleration"] = 0.0
 

@@ -324,8 +324,7 @@ class LMControl:
             self._last_rel = rel
             if cfg.predict_stop and rel >= cfg.function_tolerance and ahead < cfg.function_tolerance:
                 if step.relative_residual <= LOOSE_SOLVE:
-                    rel_g = self.gnorm_inf / self.g0norm
-                    if rel_g <= STALL_GRADIENT or self._cosine(self._lin_cost) <= STALL_COSINE:
+                    if self._first_order()[0]:
                         self.stop(
                             Status.CONVERGED,
                             f"relative cost decrease {rel:.3g}, shrinking {q:.2g}x per step: the decreases still to "
@@ -335,12 +334,11 @@ class LMControl:
             self.small = self.small + 1 if rel < cfg.function_tolerance else 0
             if rel < cfg.function_tolerance:
                 if step.relative_residual <= LOOSE_SOLVE or self.small >= SMALL_STEPS:
-                    rel_g = self.gnorm_inf / self.g0norm
-                    cosine = self._cosine(self._lin_cost)
+                    holds, rel_g, cosine = self._first_order()
                     why = f"relative cost decrease {rel:.3g} below function_tolerance" + (
                         "" if step.relative_residual <= LOOSE_SOLVE else f" for {self.small} accepted steps in a row"
                     )
-                    if rel_g <= STALL_GRADIENT or cosine <= STALL_COSINE:
+                    if holds:
                         self.stop(Status.CONVERGED, why)
                     else:
                         self.stop(
@@ -383,6 +381,15 @@ class LMControl:
                     f"{step.status.value}); this precision or solver cannot get closer",
                 )
         return False
+
+    def _first_order(self) -> tuple[bool, float, float]:
+        """(holds, gradient max-norm / its start, max cosine) at the last linearization: the first-order test
+        of a cost that stopped falling (the cosine is read only when the gradient test fails; NaN then)."""
+        rel_g = self.gnorm_inf / self.g0norm
+        if rel_g <= STALL_GRADIENT:
+            return True, rel_g, math.nan
+        cosine = self._cosine(self._lin_cost)
+        return cosine <= STALL_COSINE, rel_g, cosine
 
     def _take(self, new_cost: float) -> None:
         """The trial state becomes the current one."""
